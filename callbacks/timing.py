@@ -1,0 +1,97 @@
+"""The one device-aware timer of the project, and the statistics every timing is reported with.
+
+On CUDA a point in time is a ``torch.cuda.Event`` recorded on the current stream: recording costs microseconds and
+never blocks the host, and the elapsed time between two events is what the GPU really spent, however far the host
+has run ahead. Events are resolved only when a measurement window ends (``DeviceTimer.resolve``), which is the single
+place in the project that synchronises. On the CPU every op is synchronous and ``time.perf_counter`` is exact.
+
+A host clock read around GPU work without synchronising measures only how long the launches took: that is the
+"naive" figure, kept beside the real one to show the trap (``DeviceTimer.host_now``).
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Iterable, Sequence
+from typing import Union
+
+import torch
+
+Mark = Union[float, "torch.cuda.Event"]
+
+
+class DeviceTimer:
+    """Marks points in time on a device's own clock and turns pairs of marks into milliseconds."""
+
+    def __init__(self, device: torch.device | str) -> None:
+        self.device = torch.device(device)
+        self.uses_cuda = self.device.type == "cuda"
+
+    def mark(self) -> Mark:
+        """Now, on the device's clock. Never blocks."""
+        if self.uses_cuda:
+            event = torch.cuda.Event(enable_timing=True)
+            event.record()  # on the current stream, behind the work already queued there
+            return event
+        return time.perf_counter()
+
+    @staticmethod
+    def host_now() -> float:
+        """The host's clock, without waiting for the device: what a naive timer reads."""
+        return time.perf_counter()
+
+    def resolve(self, intervals: Iterable[tuple[Mark, Mark]]) -> list[float]:
+        """Milliseconds between each (start, end) pair. On CUDA this waits for the device once, for all of them."""
+        intervals = list(intervals)
+        if not self.uses_cuda:
+            return [(end - start) * 1000.0 for start, end in intervals]
+        if intervals:
+            # The one synchronisation in the project: elapsed_time needs both events completed. It runs once per
+            # measurement window, never per step, so the host stays ahead of the GPU while steps are timed.
+            torch.cuda.synchronize(self.device)
+        return [start.elapsed_time(end) for start, end in intervals]
+
+    def startup_ms(self) -> float:
+        """Wall time to bring the device up in this process (CUDA context, allocator, first kernel); 0 on the CPU.
+
+        Only meaningful as the first CUDA call of the process: later calls measure an already warm device.
+        """
+        if not self.uses_cuda:
+            return 0.0
+        start = time.perf_counter()
+        torch.cuda.init()
+        x = torch.ones(1, device=self.device)
+        (x + x).sum()
+        torch.cuda.synchronize(self.device)  # start-up is host-side work; wait for it to really finish
+        return (time.perf_counter() - start) * 1000.0
+
+
+# ---------------------------------------------------------------------------------------------------------- stats
+STATS_KEYS = ("n", "median_ms", "mean_ms", "p10_ms", "p90_ms", "min_ms", "max_ms")
+
+
+def percentile(sorted_values: Sequence[float], q: float) -> float:
+    """Linear-interpolated percentile (numpy's default) of already sorted values; q in [0, 100]."""
+    if not sorted_values:
+        raise ValueError("percentile of no values")
+    pos = (len(sorted_values) - 1) * q / 100.0
+    lo, hi = math.floor(pos), math.ceil(pos)
+    return sorted_values[lo] + (sorted_values[hi] - sorted_values[lo]) * (pos - lo)
+
+
+def summarize(values_ms: Iterable[float]) -> dict[str, float | int]:
+    """Median and spread of a list of durations: the STATS record of results.json."""
+    v = sorted(float(x) for x in values_ms)
+    if not v:
+        return {"n": 0, "median_ms": None, "mean_ms": None, "p10_ms": None, "p90_ms": None,
+                "min_ms": None, "max_ms": None}
+    return {
+        "n": len(v),
+        "median_ms": percentile(v, 50),
+        "mean_ms": sum(v) / len(v),
+        "p10_ms": percentile(v, 10),
+        "p90_ms": percentile(v, 90),
+        "min_ms": v[0],
+        "max_ms": v[-1],
+    }

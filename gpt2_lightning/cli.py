@@ -1,0 +1,120 @@
+"""``python scripts/profile.py`` / ``gpt2-profile``: time GPT-2's init, inference and training on one accelerator.
+
+Exit codes: 0 success, 2 bad input (one line on stderr), 1 unexpected failure.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as _dt
+import logging
+import os
+import sys
+import warnings
+from pathlib import Path
+
+from gpt2_lightning.profile_config import ConfigError, ProfileConfig
+
+EXIT_BAD_INPUT = 2
+
+
+class UsageError(Exception):
+    """Bad input found before any work: printed as one line, exit code 2."""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="profile.py",
+        description="Time GPT-2 honestly: model build, inference and training split into data / forward / backward "
+        "/ optimizer, on CPU or GPU. Writes <out>/<run-name>/results.json and TensorBoard logs.",
+    )
+    ProfileConfig.add_arguments(parser)
+    return parser
+
+
+def parse_config(argv: list[str] | None) -> ProfileConfig:
+    parser = build_parser()
+
+    def error(message: str) -> None:  # argparse's own errors (unknown flag, not an int): one line, exit 2
+        raise UsageError(message)
+
+    parser.error = error  # type: ignore[method-assign]
+    ns = parser.parse_args(argv)
+    return ProfileConfig.from_namespace(ns)
+
+
+def check_environment(cfg: ProfileConfig) -> None:
+    """What can only be checked on this machine: the accelerator and its device count."""
+    import torch
+
+    if cfg.accelerator in ("gpu", "cuda"):
+        if not torch.cuda.is_available():
+            raise ConfigError("accelerator", cfg.accelerator, "no CUDA GPU is available here; use --accelerator cpu")
+        devices = cfg.trainer_devices
+        if isinstance(devices, int) and devices > torch.cuda.device_count():
+            raise ConfigError("devices", cfg.devices, f"only {torch.cuda.device_count()} CUDA device(s) here")
+    if cfg.accelerator == "cpu" and isinstance(cfg.trainer_devices, int) and cfg.trainer_devices > 1:
+        if cfg.strategy == "auto":
+            raise ConfigError("strategy", cfg.strategy, "several CPU devices need --strategy ddp or ddp_spawn")
+
+
+def make_run_dir(cfg: ProfileConfig) -> Path:
+    """Create <out>/<run-name>; never reuse an existing directory."""
+    name = cfg.run_name or _dt.datetime.now().strftime("%Y%m%d-%H%M%S")
+    if not name or "/" in name or name in (".", ".."):
+        raise ConfigError("run_name", name, "must be a plain directory name")
+    out = Path(cfg.out)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise ConfigError("out", cfg.out, f"cannot create it ({e.strerror or e})") from None
+    if not os.access(out, os.W_OK | os.X_OK):
+        raise ConfigError("out", cfg.out, "is not writable")
+    candidate, n = out / name, 1
+    while True:
+        try:
+            candidate.mkdir()
+            return candidate
+        except FileExistsError:
+            if cfg.if_exists != "rename":
+                raise ConfigError(
+                    "run_name", name, f"{candidate} exists; pick another name or pass --if-exists rename"
+                ) from None
+            candidate, n = out / f"{name}-{n}", n + 1
+        except OSError as e:
+            raise ConfigError("out", cfg.out, f"cannot create the run directory ({e.strerror or e})") from None
+
+
+def quiet_lightning(verbose: bool) -> None:
+    """Lightning's banners, tips and advice are noise in a profiler's output unless --verbose."""
+    if verbose:
+        return
+    for name in ("lightning", "lightning.pytorch", "lightning.fabric"):
+        logging.getLogger(name).setLevel(logging.WARNING)
+    warnings.filterwarnings("ignore", module=r"lightning(\.|$)")
+    warnings.filterwarnings("ignore", module=r"torch\.utils\.data")
+
+
+def main(argv: list[str] | None = None) -> int:
+    try:
+        cfg = parse_config(argv)
+        check_environment(cfg)
+        run_dir = make_run_dir(cfg)
+    except (UsageError, ConfigError) as e:
+        print(f"profile.py: error: {e}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+
+    quiet_lightning(cfg.verbose)
+    from gpt2_lightning.profile_run import run_profile
+
+    results = run_profile(cfg, run_dir)
+    from gpt2_lightning.report import format_summary
+
+    print(format_summary(results.to_dict()))
+    print(f"\nresults: {run_dir / 'results.json'}")
+    print(f"tensorboard --logdir {run_dir}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

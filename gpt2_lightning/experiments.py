@@ -1,0 +1,163 @@
+"""The three experiments of a profile run — init, inference, train — each through Lightning's Trainer."""
+
+from __future__ import annotations
+
+import gc
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+import torch
+from lightning.pytorch.loggers import TensorBoardLogger
+
+from callbacks import DeviceTimer, PhaseTimingCallback, StepRecord, ThroughputCallback
+from gpt2_lightning.data import SyntheticTokenDataModule
+from gpt2_lightning.module import GPT2LightningModule
+from gpt2_lightning.profile_config import ProfileConfig
+
+
+def resolve_device(accelerator: str) -> torch.device:
+    """The root device a Trainer with this accelerator runs on (device 0 of several)."""
+    if accelerator in ("gpu", "cuda") or (accelerator == "auto" and torch.cuda.is_available()):
+        return torch.device("cuda", 0)
+    return torch.device("cpu")
+
+
+def apply_matmul_precision(cfg: ProfileConfig) -> None:
+    """fp32 runs use exact FP32 matmuls unless tf32 was asked for: the figures and MFU's peak depend on it."""
+    torch.set_float32_matmul_precision("high" if cfg.precision == "tf32" else "highest")
+
+
+def make_module(cfg: ProfileConfig) -> GPT2LightningModule:
+    L.seed_everything(cfg.seed, verbose=False)  # same seed, same weights
+    return GPT2LightningModule(cfg.gpt_config(), init_on=cfg.init_on, compile=cfg.compile)
+
+
+def make_datamodule(cfg: ProfileConfig, num_batches: int) -> SyntheticTokenDataModule:
+    vocab = cfg.gpt_config().vocab_size
+    return SyntheticTokenDataModule(vocab, cfg.seq_len, cfg.batch_size, seed=cfg.seed, num_batches=num_batches)
+
+
+def make_logger(run_dir: Path, experiment: str) -> TensorBoardLogger:
+    """One TensorBoard log dir per experiment: <run>/tensorboard/<experiment>."""
+    return TensorBoardLogger(save_dir=str(run_dir), name="tensorboard", version=experiment, default_hp_metric=False)
+
+
+def make_trainer(cfg: ProfileConfig, callbacks: list[Any], logger: Any = False, **overrides: Any) -> L.Trainer:
+    kwargs: dict[str, Any] = dict(
+        accelerator=cfg.accelerator,
+        devices=cfg.trainer_devices,
+        strategy=cfg.strategy,
+        num_nodes=cfg.num_nodes,
+        precision=cfg.trainer_precision,
+        callbacks=callbacks,
+        logger=logger,
+        enable_checkpointing=False,
+        enable_model_summary=cfg.verbose,
+        enable_progress_bar=cfg.verbose,
+        num_sanity_val_steps=0,
+        limit_val_batches=0,
+        log_every_n_steps=50,  # logging the loss reads it back from the device: never every step of a profile
+    )
+    kwargs.update(overrides)
+    return L.Trainer(**kwargs)
+
+
+def _free_device_memory() -> None:
+    gc.collect()
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        torch.cuda.empty_cache()
+
+
+def _per_step(records: list[StepRecord], stage: str) -> list[dict[str, Any]]:
+    return [{"step": r.step, "warmup": r.warmup, **{f"{k}_ms": v for k, v in r.phases.items()}}
+            for r in records if r.stage == stage]
+
+
+# ------------------------------------------------------------------------------------------------ experiments
+def run_init(cfg: ProfileConfig, run_dir: Path) -> dict[str, Any]:
+    """Build the model and its optimizer on the target device, warmup_steps + steps times, each by a new Trainer.
+
+    The first build in a process pays one-off device start-up; the CUDA context is timed on its own first
+    (``device_startup_ms``) and the first build (``cold_init_ms``) is kept apart from the counted ones.
+    """
+    device = resolve_device(cfg.accelerator)
+    startup_ms = None
+    if device.type == "cuda" and not torch.cuda.is_initialized():
+        startup_ms = DeviceTimer(device).startup_ms()
+    elif device.type == "cpu":
+        startup_ms = 0.0
+    timing = PhaseTimingCallback(warmup_steps=0, warmup_inits=cfg.warmup_steps)
+    for _ in range(cfg.warmup_steps + cfg.steps):
+        module = make_module(cfg)
+        trainer = make_trainer(cfg, [timing], limit_train_batches=0, max_epochs=1)
+        trainer.fit(module, datamodule=make_datamodule(cfg, 1))  # no batch runs: setup, build, optimizer, stop
+        del module, trainer
+        _free_device_memory()
+    logger = make_logger(run_dir, "init")
+    for i, rec in enumerate(timing.init_records):
+        logger.log_metrics({f"time/{k}_ms": v for k, v in rec.items()}, step=i)
+    logger.finalize("success")
+    return {
+        "phases": timing.summary("init"),
+        "device_startup_ms": startup_ms,
+        "cold_init_ms": timing.init_records[0]["init"] if timing.init_records else None,
+        "per_step": [{"step": i, "warmup": i < cfg.warmup_steps, **{f"{k}_ms": v for k, v in rec.items()}}
+                     for i, rec in enumerate(timing.init_records)],
+    }
+
+
+def run_inference(cfg: ProfileConfig, run_dir: Path) -> dict[str, Any]:
+    """Forward passes under torch.inference_mode through ``trainer.predict``, with the naive host-clock figure."""
+    timing = PhaseTimingCallback(warmup_steps=cfg.warmup_steps)
+    throughput = ThroughputCallback(timing)
+    module = make_module(cfg)
+    n = cfg.warmup_steps + cfg.steps
+    trainer = make_trainer(cfg, [timing, throughput], logger=make_logger(run_dir, "inference"))
+    # return_predictions=False: keeping every batch's logits would copy them to the host each step
+    trainer.predict(module, datamodule=make_datamodule(cfg, n), return_predictions=False)
+    naive = timing.naive_summary("predict")
+    phases = timing.summary("predict")
+    counted = [r for r in timing.records if r.stage == "predict" and not r.warmup]
+    result = {
+        "phases": phases,
+        "naive_ms": naive["median_ms"],
+        "naive": naive,
+        "total_ms": sum(r.phases["forward"] for r in counted),
+        "naive_total_ms": sum(r.naive_ms for r in counted if r.naive_ms is not None),
+        "throughput": throughput.summary("predict"),
+        "memory": throughput.memory_summary(),
+        "per_step": _per_step(timing.records, "predict"),
+    }
+    del module, trainer
+    _free_device_memory()
+    return result
+
+
+def run_train(cfg: ProfileConfig, run_dir: Path) -> dict[str, Any]:
+    """Full training steps through ``trainer.fit``, split into data / forward / backward / optimizer."""
+    timing = PhaseTimingCallback(warmup_steps=cfg.warmup_steps)
+    throughput = ThroughputCallback(timing)
+    module = make_module(cfg)
+    n = cfg.warmup_steps + cfg.steps
+    trainer = make_trainer(cfg, [timing, throughput], logger=make_logger(run_dir, "train"), max_steps=n)
+    trainer.fit(module, datamodule=make_datamodule(cfg, n))
+    warm = timing.warmup_records("train")
+    result = {
+        "phases": timing.summary("train"),
+        "throughput": throughput.summary("train"),
+        "memory": throughput.memory_summary(),
+        "first_step_ms": warm[0].phases.get("step") if warm else None,  # includes compilation with --compile
+        "per_step": _per_step(timing.records, "train"),
+    }
+    del module, trainer
+    _free_device_memory()
+    return result
+
+
+EXPERIMENT_RUNNERS: dict[str, Callable[[ProfileConfig, Path], dict[str, Any]]] = {
+    "init": run_init,
+    "inference": run_inference,
+    "train": run_train,
+}

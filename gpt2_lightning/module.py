@@ -1,0 +1,106 @@
+"""GPT2LightningModule: GPT-2 trained and run by Lightning's Trainer."""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+import lightning as L
+import torch
+
+from gpt2_lightning.config import GPTConfig
+from gpt2_lightning.flops import inference_flops_per_token, train_flops_per_token
+from gpt2_lightning.model import GPT
+
+INIT_ON_CHOICES = ("device", "cpu")
+
+
+class GPT2LightningModule(L.LightningModule):
+    """GPT-2 as a LightningModule.
+
+    The model is built in ``configure_model``, which Lightning calls inside the strategy's device context: parameters
+    are allocated directly on the target device (``init_on="device"``). ``init_on="cpu"`` builds on the host and then
+    moves the model, the slow way the original study did it, kept so both can be compared.
+    """
+
+    def __init__(
+        self,
+        config: GPTConfig | dict[str, Any],
+        learning_rate: float = 6e-4,
+        weight_decay: float = 0.1,
+        betas: tuple[float, float] = (0.9, 0.95),
+        init_on: str = "device",
+        compile: bool = False,
+    ) -> None:
+        super().__init__()
+        if isinstance(config, dict):
+            config = GPTConfig(**config)
+        if init_on not in INIT_ON_CHOICES:
+            raise ValueError(f"init_on must be one of {INIT_ON_CHOICES}, got {init_on!r}")
+        self.config = config
+        self.learning_rate = learning_rate
+        self.weight_decay = weight_decay
+        self.betas = tuple(betas)
+        self.init_on = init_on
+        self.compile = compile
+        # the config as a plain dict, so checkpoints reload and TensorBoard's HParams tab shows every field
+        self.save_hyperparameters({"config": dataclasses.asdict(config)} | {
+            "learning_rate": learning_rate, "weight_decay": weight_decay, "betas": list(self.betas),
+            "init_on": init_on, "compile": compile,
+        })
+        self.model: GPT | None = None
+
+    # ------------------------------------------------------------------ building
+    def configure_model(self) -> None:
+        if self.model is not None:  # Lightning may call this once per trainer.fit/predict/validate
+            return
+        if self.init_on == "cpu":
+            target = torch.get_default_device()  # the strategy's root device, set by Lightning's init context
+            with torch.device("cpu"):
+                model = GPT(self.config)
+            model = model.to(target)
+        else:
+            model = GPT(self.config)
+        self.model = model
+        if self.compile:
+            # compiles lazily at the first call; the timing callback reports that first step apart
+            self.model.compile()
+
+    def configure_optimizers(self) -> torch.optim.Optimizer:
+        params = [p for p in self.parameters() if p.requires_grad]
+        # weight decay on matmul weights and embeddings (2-D), never on biases or LayerNorm gains
+        groups = [
+            {"params": [p for p in params if p.dim() >= 2], "weight_decay": self.weight_decay},
+            {"params": [p for p in params if p.dim() < 2], "weight_decay": 0.0},
+        ]
+        on_cuda = all(p.is_cuda for p in params)
+        # fused: one kernel for the whole update instead of several per tensor; CUDA only here
+        return torch.optim.AdamW(groups, lr=self.learning_rate, betas=self.betas, fused=on_cuda or None)
+
+    # ------------------------------------------------------------------ steps
+    def forward(self, idx: torch.Tensor) -> torch.Tensor:
+        assert self.model is not None, "configure_model has not run"
+        return self.model(idx)
+
+    def training_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> torch.Tensor:
+        idx, targets = batch
+        _, loss = self.model(idx, targets)
+        # a tensor, not a float: logging it costs no host-device synchronisation until the logger writes it
+        self.log("train/loss", loss, on_step=True, on_epoch=False, prog_bar=False)
+        return loss
+
+    def validation_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> torch.Tensor:
+        idx, targets = batch
+        _, loss = self.model(idx, targets)
+        self.log("val/loss", loss, on_step=False, on_epoch=True, prog_bar=True)
+        return loss
+
+    def predict_step(self, batch: tuple[torch.Tensor, torch.Tensor] | torch.Tensor, batch_idx: int) -> torch.Tensor:
+        idx = batch[0] if isinstance(batch, (tuple, list)) else batch
+        return self.model(idx)  # (B, T, vocab_size) logits
+
+    # ------------------------------------------------------------------ cost model
+    def flops_per_batch(self, batch_size: int, seq_len: int, training: bool = True) -> float:
+        """Analytic model FLOPs of one batch: a training step (forward + backward) or, with training=False, a forward."""
+        per_token = train_flops_per_token if training else inference_flops_per_token
+        return per_token(self.config, seq_len) * batch_size * seq_len

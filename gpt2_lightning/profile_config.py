@@ -1,0 +1,158 @@
+"""ProfileConfig: every setting of a profile run, one dataclass, checked before any work starts.
+
+Each field's ``help`` doubles as its ``--help`` text; the flag is the field name with dashes. Every check raises
+``ConfigError`` naming the flag, the value and what would be valid, which the CLI prints as one line (exit code 2).
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Any
+
+from gpt2_lightning.config import MODEL_NAMES, GPTConfig
+
+EXPERIMENTS = ("init", "inference", "train")
+ACCELERATORS = ("auto", "cpu", "gpu", "cuda")
+PRECISIONS = ("32-true", "tf32", "16-mixed", "bf16-mixed", "bf16-true", "16-true", "64-true")
+PROFILERS = ("none", "simple", "advanced", "pytorch")
+INIT_ON = ("device", "cpu")
+IF_EXISTS = ("error", "rename")
+
+
+class ConfigError(ValueError):
+    """A setting that cannot work; the message names the flag, the value and what is valid."""
+
+    def __init__(self, flag: str, value: Any, valid: str) -> None:
+        super().__init__(f"--{flag.replace('_', '-')} {value}: {valid}")
+
+
+def _help(text: str, **kw: Any) -> Any:
+    return field(metadata={"help": text}, **kw)
+
+
+@dataclass
+class ProfileConfig:
+    """Settings of one profile run (one accelerator)."""
+
+    accelerator: str = _help("where to run: auto, cpu, gpu or cuda (as Lightning's Trainer)", default="auto")
+    devices: str = _help("devices per node: a count, 'auto' or a comma list of indices (as Lightning)", default="1")
+    strategy: str = _help("Lightning strategy: auto, ddp, ddp_spawn, fsdp, ...", default="auto")
+    num_nodes: int = _help("machines taking part (multi-node runs)", default=1)
+    precision: str = _help(
+        "Lightning precision (32-true, 16-mixed, bf16-mixed, bf16-true, 16-true, 64-true) or tf32: "
+        "fp32 weights with TF32 matrix units", default="32-true")
+    model: str = _help(f"GPT-2 preset: {', '.join(MODEL_NAMES)}", default="gpt2")
+    n_layer: int | None = _help("override the preset's number of layers", default=None)
+    n_head: int | None = _help("override the preset's attention heads", default=None)
+    n_embd: int | None = _help("override the preset's width", default=None)
+    vocab_size: int | None = _help("override the preset's vocabulary size", default=None)
+    batch_size: int = _help("sequences per batch (the study's: 8)", default=8)
+    seq_len: int = _help("tokens per sequence (the study's: 1024); at most the model's block_size", default=1024)
+    warmup_steps: int = _help("steps (and init repeats) run first and never counted", default=2)
+    steps: int = _help("timed steps per experiment, after warm-up (the study's: 5)", default=5)
+    experiments: str = _help(f"comma list of {', '.join(EXPERIMENTS)}", default="init,inference,train")
+    init_on: str = _help("build the model on the target 'device' directly, or on the 'cpu' then move it "
+                         "(the study's way, slow for big models)", default="device")
+    compile: bool = _help("run the model through torch.compile; compile time is reported apart", default=False)
+    profiler: str = _help(f"Lightning profiler: {', '.join(PROFILERS)}", default="none")
+    out: str = _help("parent directory of run directories", default="runs")
+    run_name: str | None = _help("run directory name under --out (default: a timestamp)", default=None)
+    if_exists: str = _help("when the run directory exists: 'error' (exit 2) or 'rename' (add a -N suffix); "
+                           "a run directory is never overwritten", default="error")
+    seed: int = _help("seed for model init and synthetic tokens", default=1337)
+    verbose: bool = _help("show Lightning's own messages and warnings", default=False)
+
+    def __post_init__(self) -> None:
+        if self.accelerator not in ACCELERATORS:
+            raise ConfigError("accelerator", self.accelerator, f"valid: {', '.join(ACCELERATORS)}")
+        if self.model not in MODEL_NAMES:
+            raise ConfigError("model", self.model, f"unknown model; valid: {', '.join(MODEL_NAMES)}")
+        for name in ("batch_size", "seq_len", "steps", "num_nodes"):
+            if getattr(self, name) <= 0:
+                raise ConfigError(name, getattr(self, name), "must be a positive integer")
+        if self.warmup_steps < 0:
+            raise ConfigError("warmup_steps", self.warmup_steps, "must be 0 or more")
+        for name in ("n_layer", "n_head", "n_embd", "vocab_size"):
+            value = getattr(self, name)
+            if value is not None and value <= 0:
+                raise ConfigError(name, value, "must be a positive integer")
+        gpt = self.gpt_config_unchecked()
+        if gpt["n_embd"] % gpt["n_head"] != 0:
+            raise ConfigError("n_embd", gpt["n_embd"], f"must be divisible by --n-head ({gpt['n_head']})")
+        if self.seq_len > gpt["block_size"]:
+            raise ConfigError("seq_len", self.seq_len, f"must be at most the model's block_size ({gpt['block_size']})")
+        if self.precision not in PRECISIONS:
+            raise ConfigError("precision", self.precision, f"valid: {', '.join(PRECISIONS)}")
+        if self.profiler not in PROFILERS:
+            raise ConfigError("profiler", self.profiler, f"valid: {', '.join(PROFILERS)}")
+        if self.init_on not in INIT_ON:
+            raise ConfigError("init_on", self.init_on, f"valid: {', '.join(INIT_ON)}")
+        if self.if_exists not in IF_EXISTS:
+            raise ConfigError("if_exists", self.if_exists, f"valid: {', '.join(IF_EXISTS)}")
+        bad = [e for e in self.experiment_list if e not in EXPERIMENTS]
+        if bad or not self.experiment_list:
+            raise ConfigError("experiments", self.experiments, f"a comma list of {', '.join(EXPERIMENTS)}")
+        devices = self.devices.strip()
+        if devices != "auto" and not all(part.strip().isdigit() for part in devices.split(",")):
+            raise ConfigError("devices", self.devices, "a count, 'auto' or a comma list of device indices")
+        if devices.isdigit() and int(devices) <= 0:
+            raise ConfigError("devices", self.devices, "must be at least 1")
+
+    # ------------------------------------------------------------------ derived settings
+    @property
+    def experiment_list(self) -> list[str]:
+        return [e.strip() for e in self.experiments.split(",") if e.strip()]
+
+    def gpt_config_unchecked(self) -> dict[str, Any]:
+        from gpt2_lightning.config import PRESETS
+
+        values = dataclasses.asdict(GPTConfig())
+        values.update(PRESETS[self.model])
+        for name in ("n_layer", "n_head", "n_embd", "vocab_size"):
+            if getattr(self, name) is not None:
+                values[name] = getattr(self, name)
+        return values
+
+    def gpt_config(self) -> GPTConfig:
+        return GPTConfig.from_name(
+            self.model, n_layer=self.n_layer, n_head=self.n_head, n_embd=self.n_embd, vocab_size=self.vocab_size
+        )
+
+    @property
+    def trainer_precision(self) -> str:
+        """What Lightning's Trainer is given: tf32 is fp32 to Lightning, with TF32 matmuls switched on by us."""
+        return "32-true" if self.precision == "tf32" else self.precision
+
+    @property
+    def trainer_devices(self) -> int | str:
+        return int(self.devices) if self.devices.strip().isdigit() else self.devices.strip()
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    # ------------------------------------------------------------------ argparse
+    @classmethod
+    def add_arguments(cls, parser: argparse.ArgumentParser, skip: tuple[str, ...] = ()) -> None:
+        """One ``--flag`` per field, with the field's help text and default."""
+        for f in dataclasses.fields(cls):
+            if f.name in skip:
+                continue
+            flag = "--" + f.name.replace("_", "-")
+            default = f.default
+            help_text = f.metadata["help"] + ("" if default in (None, False) else f" (default: {default})")
+            kind = str(f.type)  # annotations are strings here: "bool", "int", "int | None", "str", ...
+            if kind == "bool":
+                parser.add_argument(flag, action="store_true", help=help_text)
+            elif kind.startswith("int"):
+                parser.add_argument(flag, type=int, default=default, metavar="N", help=help_text)
+            else:
+                parser.add_argument(flag, type=str, default=default, help=help_text)
+
+    @classmethod
+    def from_namespace(cls, ns: argparse.Namespace, **overrides: Any) -> "ProfileConfig":
+        names = {f.name for f in dataclasses.fields(cls)}
+        values = {k: v for k, v in vars(ns).items() if k in names}
+        values.update(overrides)
+        return cls(**values)
