@@ -32,7 +32,8 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def parse_config(argv: list[str] | None) -> ProfileConfig:
+def parse_configs(argv: list[str] | None) -> list[ProfileConfig]:
+    """One ProfileConfig per accelerator: ``--accelerator cpu,gpu`` runs both, in that order, and compares them."""
     parser = build_parser()
 
     def error(message: str) -> None:  # argparse's own errors (unknown flag, not an int): one line, exit 2
@@ -40,7 +41,10 @@ def parse_config(argv: list[str] | None) -> ProfileConfig:
 
     parser.error = error  # type: ignore[method-assign]
     ns = parser.parse_args(argv)
-    return ProfileConfig.from_namespace(ns)
+    accelerators = [a.strip() for a in ns.accelerator.split(",")]
+    if len(set(accelerators)) != len(accelerators) or "" in accelerators:
+        raise ConfigError("accelerator", ns.accelerator, "a comma list of distinct accelerators, e.g. cpu,gpu")
+    return [ProfileConfig.from_namespace(ns, accelerator=a) for a in accelerators]
 
 
 def check_environment(cfg: ProfileConfig) -> None:
@@ -97,21 +101,32 @@ def quiet_lightning(verbose: bool) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     try:
-        cfg = parse_config(argv)
-        check_environment(cfg)
-        run_dir = make_run_dir(cfg)
+        configs = parse_configs(argv)
+        for cfg in configs:
+            check_environment(cfg)
+        run_dir = make_run_dir(configs[0])
+        # several accelerators: one sub-run each, <run>/<accelerator>/, and the comparison in <run>/
+        run_dirs = [run_dir] if len(configs) == 1 else [run_dir / cfg.accelerator for cfg in configs]
     except (UsageError, ConfigError) as e:
         print(f"profile.py: error: {e}", file=sys.stderr)
         return EXIT_BAD_INPUT
 
-    quiet_lightning(cfg.verbose)
+    quiet_lightning(configs[0].verbose)
     from gpt2_lightning.profile_run import run_profile
-
-    results = run_profile(cfg, run_dir)
     from gpt2_lightning.report import format_summary
 
-    print(format_summary(results.to_dict()))
-    print(f"\nresults: {run_dir / 'results.json'}")
+    runs = []
+    for cfg, d in zip(configs, run_dirs):
+        d.mkdir(exist_ok=True)
+        results = run_profile(cfg, d)
+        runs.append(results.to_dict())
+        print(format_summary(runs[-1]))
+        print(f"\nresults: {d / 'results.json'}\n")
+    if len(runs) > 1:
+        from gpt2_lightning.compare import labels_for, write_comparison
+
+        table, files = write_comparison(runs, labels_for(runs, [str(d) for d in run_dirs]), run_dir)
+        print(table + "\n\n" + "\n".join(f"wrote {f}" for f in files))
     print(f"tensorboard --logdir {run_dir}")
     return 0
 

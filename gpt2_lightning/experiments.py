@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gc
+import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -15,6 +16,7 @@ from callbacks import DeviceTimer, PhaseTimingCallback, StepRecord, ThroughputCa
 from gpt2_lightning.data import SyntheticTokenDataModule
 from gpt2_lightning.module import GPT2LightningModule
 from gpt2_lightning.profile_config import ProfileConfig
+from gpt2_lightning.profilers import make_profiler, name_traces, top_operators
 
 
 def resolve_device(accelerator: str) -> torch.device:
@@ -59,9 +61,15 @@ def make_trainer(cfg: ProfileConfig, callbacks: list[Any], logger: Any = False, 
         num_sanity_val_steps=0,
         limit_val_batches=0,
         log_every_n_steps=50,  # logging the loss reads it back from the device: never every step of a profile
+        enable_autolog_hparams=False,  # the run's own settings and headline metrics are logged when it ends
     )
     kwargs.update(overrides)
     return L.Trainer(**kwargs)
+
+
+def _progress_bar(cfg: ProfileConfig, steps: int) -> bool:
+    """A progress bar for runs long enough to wait on, on a terminal; always with --verbose."""
+    return cfg.verbose or (sys.stderr.isatty() and steps >= 20)
 
 
 def _free_device_memory() -> None:
@@ -108,13 +116,30 @@ def run_init(cfg: ProfileConfig, run_dir: Path) -> dict[str, Any]:
     }
 
 
+def _profiler(cfg: ProfileConfig, run_dir: Path, experiment: str) -> Any:
+    return make_profiler(cfg.profiler, run_dir, experiment, cfg.warmup_steps, cfg.steps)
+
+
+def _profiler_results(profiler: Any, run_dir: Path, experiment: str) -> dict[str, Any]:
+    top = top_operators(profiler)
+    out: dict[str, Any] = {} if top is None else {"top_ops": top[0], "top_ops_by": top[1]}
+    traces = name_traces(run_dir, experiment)
+    if traces:
+        out["traces"] = traces
+    return out
+
+
 def run_inference(cfg: ProfileConfig, run_dir: Path) -> dict[str, Any]:
     """Forward passes under torch.inference_mode through ``trainer.predict``, with the naive host-clock figure."""
     timing = PhaseTimingCallback(warmup_steps=cfg.warmup_steps)
     throughput = ThroughputCallback(timing)
     module = make_module(cfg)
     n = cfg.warmup_steps + cfg.steps
-    trainer = make_trainer(cfg, [timing, throughput], logger=make_logger(run_dir, "inference"))
+    profiler = _profiler(cfg, run_dir, "inference")
+    trainer = make_trainer(
+        cfg, [timing, throughput], logger=make_logger(run_dir, "inference"), profiler=profiler,
+        enable_progress_bar=_progress_bar(cfg, n),
+    )
     # return_predictions=False: keeping every batch's logits would copy them to the host each step
     trainer.predict(module, datamodule=make_datamodule(cfg, n), return_predictions=False)
     naive = timing.naive_summary("predict")
@@ -129,6 +154,7 @@ def run_inference(cfg: ProfileConfig, run_dir: Path) -> dict[str, Any]:
         "throughput": throughput.summary("predict"),
         "memory": throughput.memory_summary(),
         "per_step": _per_step(timing.records, "predict"),
+        **_profiler_results(profiler, run_dir, "inference"),
     }
     del module, trainer
     _free_device_memory()
@@ -141,7 +167,11 @@ def run_train(cfg: ProfileConfig, run_dir: Path) -> dict[str, Any]:
     throughput = ThroughputCallback(timing)
     module = make_module(cfg)
     n = cfg.warmup_steps + cfg.steps
-    trainer = make_trainer(cfg, [timing, throughput], logger=make_logger(run_dir, "train"), max_steps=n)
+    profiler = _profiler(cfg, run_dir, "train")
+    trainer = make_trainer(
+        cfg, [timing, throughput], logger=make_logger(run_dir, "train"), max_steps=n, profiler=profiler,
+        enable_progress_bar=_progress_bar(cfg, n),
+    )
     trainer.fit(module, datamodule=make_datamodule(cfg, n))
     warm = timing.warmup_records("train")
     result = {
@@ -150,6 +180,7 @@ def run_train(cfg: ProfileConfig, run_dir: Path) -> dict[str, Any]:
         "memory": throughput.memory_summary(),
         "first_step_ms": warm[0].phases.get("step") if warm else None,  # includes compilation with --compile
         "per_step": _per_step(timing.records, "train"),
+        **_profiler_results(profiler, run_dir, "train"),
     }
     del module, trainer
     _free_device_memory()

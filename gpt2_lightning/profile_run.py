@@ -9,6 +9,7 @@ from pathlib import Path
 from gpt2_lightning.experiments import EXPERIMENT_RUNNERS, apply_matmul_precision, resolve_device
 from gpt2_lightning.flops import num_params
 from gpt2_lightning.profile_config import ProfileConfig
+from gpt2_lightning.run_report import write_report
 from gpt2_lightning.results import RunResults, collect_env
 
 RESULTS_FILE = "results.json"
@@ -32,5 +33,11 @@ def run_profile(cfg: ProfileConfig, run_dir: Path) -> RunResults:
         results.experiments[name] = EXPERIMENT_RUNNERS[name](cfg, run_dir)
         results.save(path)
     results.status = "complete"
-    results.save(path)
+    finish(results, run_dir)
     return results
+
+
+def finish(results: RunResults, run_dir: Path) -> None:
+    """Save results.json, then the report, plots and TensorBoard summary made from it."""
+    results.save(run_dir / RESULTS_FILE)
+    write_report(results.to_dict(), run_dir)

@@ -83,3 +83,115 @@ def format_summary(data: dict[str, Any]) -> str:
             tflops = "-" if thr.get("tflops") is None else f"{thr['tflops']:.2f}"
             lines.append(f"{exp}: {fmt_rate(thr.get('tokens_per_sec'))} tokens/s, {tflops} TFLOP/s, MFU {mfu}; {mem_s}")
     return "\n".join(lines)
+
+
+# ---------------------------------------------------------------------------------------------------- report.md
+def _stats_table(phases: dict[str, Any]) -> list[str]:
+    lines = ["| phase | median | mean | p10 | p90 | min | max | n |", "|---|---:|---:|---:|---:|---:|---:|---:|"]
+    for phase in PHASE_ORDER:
+        s = phases.get(phase)
+        if s and s.get("n"):
+            cells = " | ".join(fmt_ms(s[k]) for k in ("median_ms", "mean_ms", "p10_ms", "p90_ms", "min_ms", "max_ms"))
+            lines.append(f"| {phase} | {cells} | {s['n']} |")
+    return lines
+
+
+def _kv_table(title: str, values: dict[str, Any]) -> list[str]:
+    lines = [f"| {title} | |", "|---|---|"]
+    for k, v in values.items():
+        if isinstance(v, dict):
+            v = ", ".join(f"{a}={b}" for a, b in v.items())
+        lines.append(f"| {k} | {v} |")
+    return lines
+
+
+def markdown_summary(data: dict[str, Any]) -> str:
+    """The headline table as markdown: one row per experiment and phase (for TensorBoard's text tab too)."""
+    lines = ["| experiment | phase | median | p10 | p90 | n |", "|---|---|---:|---:|---:|---:|"]
+    for exp, phase, s in phase_rows(data):
+        lines.append(f"| {exp} | {phase} | {fmt_ms(s['median_ms'])} | {fmt_ms(s['p10_ms'])} | "
+                     f"{fmt_ms(s['p90_ms'])} | {s['n']} |")
+    return "\n".join(lines)
+
+
+def render_report(data: dict[str, Any], plots: dict[str, str]) -> str:
+    """report.md: environment, settings, every experiment's phases, rates and memory, and the plots."""
+    experiments = data.get("experiments", {})
+    out = [f"# GPT-2 profile: {data.get('config', {}).get('run_dir', '')}", "", headline(data), ""]
+    if data.get("status") != "complete":
+        out += [f"**This run is {data.get('status')}: some experiments did not finish.**", ""]
+    profiler = data.get("config", {}).get("profiler", "none")
+    if profiler != "none":
+        out += [f"Profiled with Lightning's `{profiler}` profiler: its overhead is inside these timings (the step "
+                "that saves a trace most of all). Use them to see where time goes; quote a run without a profiler.",
+                ""]
+    out += ["## Environment", ""] + _kv_table("key", data.get("env", {})) + [""]
+    config = {k: v for k, v in data.get("config", {}).items() if v is not None}
+    out += ["## Settings", ""] + _kv_table("setting", config) + [""]
+    for exp in ("init", "inference", "train"):
+        result = experiments.get(exp)
+        if result is None:
+            continue
+        out += [f"## {exp}", ""]
+        if "error" in result:
+            out += [f"**Failed:** {result['error']}", ""]
+            continue
+        out += _stats_table(result.get("phases", {})) + [""]
+        if exp == "init":
+            out.append(f"- Device start-up (CUDA context, first kernel): {fmt_ms(result.get('device_startup_ms'))}; "
+                       f"first build in the process, not counted: {fmt_ms(result.get('cold_init_ms'))}.")
+        if exp == "inference" and result.get("naive_ms") is not None:
+            fwd = result["phases"]["forward"]["median_ms"]
+            ratio = fwd / result["naive_ms"] if result["naive_ms"] else float("nan")
+            out.append(
+                f"- **Naive vs synchronised:** a host timer that does not wait for the device reads "
+                f"{fmt_ms(result['naive_ms'])} per pass ({fmt_ms(result.get('naive_total_ms'))} for the "
+                f"{result['phases']['forward']['n']} timed passes); the device really took {fmt_ms(fwd)} per pass "
+                f"({fmt_ms(result.get('total_ms'))} in all): {ratio:.1f}x the naive figure."
+            )
+        if exp == "train" and result.get("first_step_ms") is not None:
+            out.append(f"- First (warm-up) step: {fmt_ms(result['first_step_ms'])}"
+                       f"{' (includes torch.compile)' if data.get('config', {}).get('compile') else ''}.")
+        thr = result.get("throughput")
+        if thr:
+            mfu = "null (peak unknown for this device)" if thr.get("mfu_pct") is None else f"{thr['mfu_pct']:.1f}%"
+            tflops = "-" if thr.get("tflops") is None else f"{thr['tflops']:.2f}"
+            out.append(f"- Throughput: {fmt_rate(thr.get('tokens_per_sec'))} tokens/s, {tflops} TFLOP/s, MFU {mfu}.")
+        if result.get("memory"):
+            out.append("- Memory: " + ", ".join(f"{k} {v:.3f} GiB" for k, v in result["memory"].items()) + ".")
+        for trace in result.get("traces", []):
+            out.append(f"- Trace: [`{trace}`]({trace}): open it in https://ui.perfetto.dev or chrome://tracing.")
+        if result.get("top_ops"):
+            out += ["", f"Top operators by {result.get('top_ops_by', 'self time')} (profiled steps):", "",
+                    "| operator | self ms | % | calls |", "|---|---:|---:|---:|"]
+            out += [f"| `{op['name']}` | {op['self_ms']:.3f} | {op['pct']:.1f} | {op['calls']} |"
+                    for op in result["top_ops"]]
+        out.append("")
+    if plots:
+        out += ["## Plots", ""] + [f"![{name}]({file})" for name, file in plots.items()] + [""]
+    return "\n".join(out)
+
+
+# ---------------------------------------------------------------------------------------------------- comparison
+def _cell(row: dict[str, Any], i: int) -> str:
+    v, s = row["values"][i], row["speedups"][i]
+    text = fmt_ms(v) if row["unit"] == "ms" else (fmt_rate(v) if v is not None else "-")
+    if i > 0:
+        text += f" ({s:.3g}x)" if s is not None else " (-)"
+    return text
+
+
+def format_comparison(labels: list[str], rows: list[dict[str, Any]], markdown: bool = False) -> str:
+    """The comparison table: one row per figure, one column per run; (Nx) is the speed-up over the first run."""
+    header = ["figure", *labels]
+    body = [[r["label"].strip() if markdown else r["label"], *(_cell(r, i) for i in range(len(labels)))] for r in rows]
+    note = "(Nx): speed-up over the first run; above 1 is faster. Times are medians."
+    if markdown:
+        lines = ["| " + " | ".join(header) + " |", "|---|" + "---:|" * len(labels)]
+        lines += ["| " + " | ".join(row) + " |" for row in body]
+        return "\n".join(lines + ["", note])
+    widths = [max(len(str(row[i])) for row in [header, *body]) for i in range(len(header))]
+    fmt = lambda row: "  ".join(  # noqa: E731
+        str(c).ljust(w) if i == 0 else str(c).rjust(w) for i, (c, w) in enumerate(zip(row, widths))
+    )
+    return "\n".join([fmt(header), "-" * len(fmt(header)), *map(fmt, body), "", note])

@@ -36,6 +36,9 @@ def atomic_write_text(path: str | os.PathLike, text: str) -> None:
     path = Path(path)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes it private; results are for everyone who can read the run
         with os.fdopen(fd, "w", encoding="utf-8") as f:
             f.write(text)
             f.flush()
@@ -136,3 +139,58 @@ class RunResults:
             status=data.get("status", "incomplete"),
             created=data.get("created", ""),
         )
+
+
+# ---------------------------------------------------------------------------------------------------- comparison
+# (label, experiment, where the figure is, lower is better?)
+COMPARED: tuple[tuple[str, str, tuple[str, ...], bool], ...] = (
+    ("init: build + optimizer", "init", ("phases", "init", "median_ms"), True),
+    ("inference: forward pass", "inference", ("phases", "forward", "median_ms"), True),
+    ("train: step", "train", ("phases", "step", "median_ms"), True),
+    ("  train: data", "train", ("phases", "data", "median_ms"), True),
+    ("  train: forward", "train", ("phases", "forward", "median_ms"), True),
+    ("  train: backward", "train", ("phases", "backward", "median_ms"), True),
+    ("  train: optimizer", "train", ("phases", "optimizer", "median_ms"), True),
+    ("inference: tokens/s", "inference", ("throughput", "tokens_per_sec"), False),
+    ("train: tokens/s", "train", ("throughput", "tokens_per_sec"), False),
+    ("train: MFU %", "train", ("throughput", "mfu_pct"), False),
+)
+
+
+def _dig(data: dict[str, Any], path: tuple[str, ...]) -> Any:
+    for key in path:
+        if not isinstance(data, dict) or key not in data:
+            return None
+        data = data[key]
+    return data
+
+
+def run_label(data: dict[str, Any], fallback: str) -> str:
+    """A short column name for a run: its directory name and device."""
+    run_dir = data.get("config", {}).get("run_dir") or fallback
+    name = Path(run_dir).name or fallback
+    env = data.get("env", {})
+    return f"{name} ({env.get('device_type', '?')}: {env.get('device_name', '?')})"
+
+
+def compare(runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Rows of the comparison: each figure for every run, and each run's speed-up over the first.
+
+    Speed-up is first/this for times and this/first for rates, so above 1 always means faster than the first run.
+    A figure missing from either run gives a None speed-up, never a guess.
+    """
+    rows = []
+    for label, exp, path, lower_is_better in COMPARED:
+        values = [_dig(r.get("experiments", {}).get(exp, {}), path) for r in runs]
+        if all(v is None for v in values):
+            continue
+        base = values[0]
+        speedups = []
+        for v in values:
+            if base is None or v is None or base == 0 or v == 0:
+                speedups.append(None)
+            else:
+                speedups.append(base / v if lower_is_better else v / base)
+        rows.append({"label": label, "experiment": exp, "values": values, "speedups": speedups,
+                     "unit": "ms" if lower_is_better else "", "lower_is_better": lower_is_better})
+    return rows

@@ -1,0 +1,69 @@
+"""Lightning's profilers for a profile run: which one, where its files go, and what the trace says.
+
+``--profiler pytorch`` records the timed steps of an experiment with ``torch.profiler`` on a schedule that fits the
+run (warm-up steps skipped, timed steps recorded) and exports a Chrome/Perfetto trace (``*.pt.trace.json``) into the
+run directory. The profiler itself slows the profiled steps: timings from a profiled run are for finding where time
+goes, not for quoting.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from lightning.pytorch.profilers import AdvancedProfiler, Profiler, PyTorchProfiler, SimpleProfiler
+
+
+def make_profiler(name: str, run_dir: Path, experiment: str, warmup_steps: int, steps: int) -> Profiler | None:
+    """The profiler named by --profiler, writing into run_dir; None for 'none'."""
+    filename = f"profiler-{experiment}"
+    if name == "none":
+        return None
+    if name == "simple":
+        return SimpleProfiler(dirpath=run_dir, filename=filename)
+    if name == "advanced":
+        return AdvancedProfiler(dirpath=run_dir, filename=filename)
+    if name == "pytorch":
+        import torch
+
+        # the torch.profiler schedule needs at least one warm-up step before recording
+        schedule = torch.profiler.schedule(wait=max(0, warmup_steps - 1), warmup=1, active=steps, repeat=1)
+        return PyTorchProfiler(
+            dirpath=run_dir, filename=filename, export_to_chrome=True, schedule=schedule, row_limit=30,
+            record_module_names=False,
+        )
+    raise ValueError(f"unknown profiler {name!r}")
+
+
+def top_operators(profiler: Profiler | None, limit: int = 10) -> tuple[list[dict[str, Any]], str] | None:
+    """The operators that took the most self time in the profiled steps: device time on GPU, else CPU time."""
+    if not isinstance(profiler, PyTorchProfiler):
+        return None
+    events = getattr(profiler, "function_events", None)
+    if not events:
+        return None
+    averages = [
+        a for a in events.key_averages()
+        if not a.key.startswith(("[pl][", "ProfilerStep")) and a.key not in ("cudaDeviceSynchronize",)
+    ]
+    device = sum(getattr(a, "self_device_time_total", 0) for a in averages) > 0
+    attr, by = ("self_device_time_total", "self device time") if device else ("self_cpu_time_total", "self CPU time")
+    total = sum(getattr(a, attr) for a in averages) or 1.0
+    ranked = sorted(averages, key=lambda a: getattr(a, attr), reverse=True)[:limit]
+    return [
+        {"name": a.key, "self_ms": getattr(a, attr) / 1000.0, "pct": 100.0 * getattr(a, attr) / total, "calls": a.count}
+        for a in ranked
+    ], by
+
+
+def name_traces(run_dir: Path, experiment: str) -> list[str]:
+    """Give this experiment's new traces plain names: trace-<experiment>[-N].pt.trace.json (Lightning's have the
+    strategy's class name in brackets and a timestamp)."""
+    named = []
+    for path in sorted(run_dir.glob(f"*profiler-{experiment}*.pt.trace.json")):
+        target, n = run_dir / f"trace-{experiment}.pt.trace.json", 1
+        while target.exists():
+            target, n = run_dir / f"trace-{experiment}-{n}.pt.trace.json", n + 1
+        path.rename(target)
+        named.append(target.name)
+    return named

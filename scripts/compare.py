@@ -1,0 +1,47 @@
+#!/usr/bin/env python
+"""Compare two or more runs side by side: python scripts/compare.py runs/cpu/results.json runs/gpu/results.json
+
+Prints one table (experiments as rows, runs as columns, speed-ups over the first run) and writes comparison.md and
+comparison.png into --out. Results made on different machines compare fine: copy one run's directory next to another.
+"""
+
+import argparse
+import datetime as _dt
+import sys
+from pathlib import Path
+
+import _bootstrap  # noqa: F401  (first: repository on sys.path, this folder off it)
+from gpt2_lightning.results import ResultsError
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(prog="compare.py", description=__doc__.split("\n\n")[0])
+    parser.add_argument("results", nargs="+", help="results.json files or run directories; the first is the baseline")
+    parser.add_argument("--out", default=None, help="where comparison.md/.png go (default: comparisons/<timestamp>)")
+
+    def error(message):
+        print(f"compare.py: error: {message}", file=sys.stderr)
+        sys.exit(2)
+
+    parser.error = error
+    args = parser.parse_args(argv)
+    if len(args.results) < 2:
+        error("give at least two results files to compare")
+    from gpt2_lightning.compare import labels_for, load_runs, write_comparison
+
+    try:
+        runs = load_runs(args.results)
+    except ResultsError as e:
+        error(str(e))
+    out = Path(args.out or Path("comparisons") / _dt.datetime.now().strftime("%Y%m%d-%H%M%S"))
+    try:
+        table, files = write_comparison(runs, labels_for(runs, args.results), out)
+    except OSError as e:
+        error(f"--out {out}: cannot write ({e.strerror or e})")
+    print(table)
+    print("\n" + "\n".join(f"wrote {f}" for f in files))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

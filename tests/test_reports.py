@@ -1,0 +1,158 @@
+"""What a run leaves for people: TensorBoard scalars, a trace, report.md, plots, and the comparison."""
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+
+import pytest
+
+from tests.conftest import ROOT
+
+TAGS = {"time/forward_ms", "time/backward_ms", "time/optimizer_ms", "time/step_ms", "throughput/tokens_per_sec"}
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+
+
+def profile(out, name, *extra):
+    cmd = [sys.executable, "scripts/profile.py", "--accelerator", "cpu", "--model", "tiny", "--batch-size", "2",
+           "--seq-len", "32", "--steps", "3", "--out", str(out), "--run-name", name, *extra]
+    proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    return out / name
+
+
+@pytest.fixture(scope="module")
+def profiled_run(tmp_path_factory):
+    return profile(tmp_path_factory.mktemp("runs"), "prof", "--profiler", "pytorch")
+
+
+def _scalar_tags(run_dir):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    tags = {}
+    for sub in (run_dir / "tensorboard").iterdir():
+        acc = EventAccumulator(str(sub))
+        acc.Reload()
+        tags[sub.name] = set(acc.Tags()["scalars"])
+    return tags
+
+
+def test_event_files_hold_the_scalars(profiled_run):
+    tags = _scalar_tags(profiled_run)
+    assert TAGS <= tags["train"]
+    assert {"time/data_ms", "throughput/tflops", "memory/max_rss_gib", "hp/step_ms"} <= tags["train"]
+    assert {"time/forward_ms", "time/naive_forward_ms", "throughput/tokens_per_sec"} <= tags["inference"]
+    assert {"time/init_ms", "time/init_model_ms"} <= tags["init"]
+
+
+def test_per_step_scalars_match_results(profiled_run):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    acc = EventAccumulator(str(profiled_run / "tensorboard" / "train"))
+    acc.Reload()
+    logged = {e.step: e.value for e in acc.Scalars("time/step_ms")}
+    results = json.loads((profiled_run / "results.json").read_text())
+    per_step = {s["step"]: s["step_ms"] for s in results["experiments"]["train"]["per_step"] if not s["warmup"]}
+    assert set(logged) == set(per_step) and len(logged) == 3
+    for step, ms in per_step.items():
+        assert logged[step] == pytest.approx(ms, rel=1e-5)
+
+
+def test_trace_report_and_plots(profiled_run):
+    traces = sorted(profiled_run.glob("*.pt.trace.json"))
+    assert [t.name for t in traces] == ["trace-inference.pt.trace.json", "trace-train.pt.trace.json"]
+    for trace in traces:
+        events = json.loads(trace.read_text())["traceEvents"]
+        assert any(e.get("name", "").startswith("aten::") for e in events)
+    report = (profiled_run / "report.md").read_text()
+    for text in ("## Environment", "## Settings", "## init", "## inference", "## train", "Naive vs synchronised",
+                 "tokens/s", "MFU", "Top operators", "aten::", "trace-train.pt.trace.json", "![phase breakdown]"):
+        assert text in report, text
+    for png in ("phases.png", "per_step.png"):
+        assert (profiled_run / png).read_bytes()[:8] == PNG_MAGIC
+        assert f"({png})" in report
+    results = json.loads((profiled_run / "results.json").read_text())
+    top = results["experiments"]["train"]["top_ops"]
+    assert top and top[0]["self_ms"] >= top[-1]["self_ms"] > 0
+
+
+@pytest.mark.parametrize("profiler", ["simple", "advanced"])
+def test_simple_and_advanced_profilers_write_summaries(tmp_path, profiler):
+    run_dir = profile(tmp_path, profiler, "--profiler", profiler, "--experiments", "train")
+    summary = run_dir / "fit-profiler-train.txt"
+    assert summary.exists() and summary.stat().st_size > 0
+
+
+def _free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.mark.slow
+def test_tensorboard_serves_the_scalars(profiled_run):
+    port = _free_port()
+    tb = os.path.join(os.path.dirname(sys.executable), "tensorboard")
+    proc = subprocess.Popen([tb, "--logdir", str(profiled_run), "--host", "127.0.0.1", "--port", str(port),
+                             "--load_fast", "false", "--reload_interval", "1"],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        tags, deadline = {}, time.time() + 90
+        while time.time() < deadline:
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/data/plugin/scalars/tags", timeout=5) as r:
+                    tags = json.loads(r.read())
+                if TAGS <= set(tags.get("tensorboard/train", {})):
+                    break
+            except OSError:
+                pass
+            time.sleep(1)
+        assert TAGS <= set(tags.get("tensorboard/train", {})), tags
+        url = f"http://127.0.0.1:{port}/data/plugin/scalars/scalars?run=tensorboard/train&tag=time/step_ms"
+        with urllib.request.urlopen(url, timeout=5) as r:
+            points = json.loads(r.read())
+        assert len(points) == 3  # [wall_time, step, value] per timed step
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+
+
+def _results(tmp_path, name, device, init, fwd, step, tps):
+    stats = lambda ms: {"n": 5, "median_ms": ms, "mean_ms": ms, "p10_ms": ms, "p90_ms": ms, "min_ms": ms, "max_ms": ms}  # noqa: E731
+    data = {"schema_version": 1, "status": "complete", "env": {"device_type": device, "device_name": device},
+            "config": {"run_dir": f"/x/{name}"},
+            "experiments": {"init": {"phases": {"init": stats(init)}},
+                            "inference": {"phases": {"forward": stats(fwd)}},
+                            "train": {"phases": {"step": stats(step)},
+                                      "throughput": {"tokens_per_sec": tps, "tflops": None, "mfu_pct": None}}}}
+    path = tmp_path / f"{name}.json"
+    path.write_text(json.dumps(data))
+    return path
+
+
+def test_compare_script_ratios_and_plot(tmp_path):
+    a = _results(tmp_path, "cpu-run", "cpu", init=2000.0, fwd=9000.0, step=30000.0, tps=300.0)
+    b = _results(tmp_path, "gpu-run", "cuda", init=20.0, fwd=50.0, step=150.0, tps=60000.0)
+    out = tmp_path / "cmp"
+    proc = subprocess.run([sys.executable, "scripts/compare.py", str(a), str(b), "--out", str(out)], cwd=ROOT,
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    lines = {line.split("  ")[0].strip(): line for line in proc.stdout.splitlines()}
+    assert "(100x)" in lines["init: build + optimizer"]  # 2000 / 20
+    assert "(180x)" in lines["inference: forward pass"]  # 9000 / 50
+    assert "(200x)" in lines["train: step"]  # 30000 / 150
+    assert "(200x)" in lines["train: tokens/s"]  # 60000 / 300: rates compare the other way up
+    assert (out / "comparison.png").read_bytes()[:8] == PNG_MAGIC
+    assert "| train: step |" in (out / "comparison.md").read_text()
+
+
+def test_compare_rows_unit():
+    from gpt2_lightning.results import compare
+
+    run = lambda ms: {"experiments": {"train": {"phases": {"step": {"median_ms": ms}}}}}  # noqa: E731
+    rows = compare([run(10.0), run(40.0), {"experiments": {}}])
+    assert rows[0]["values"] == [10.0, 40.0, None]
+    assert rows[0]["speedups"] == [1.0, 0.25, None]
