@@ -1,6 +1,8 @@
 """``python scripts/profile.py`` / ``gpt2-profile``: time GPT-2's init, inference and training on one accelerator.
 
-Exit codes: 0 success, 2 bad input (one line on stderr), 1 unexpected failure.
+Exit codes: 0 success; 2 bad input (one line on stderr); 1 an experiment failed (e.g. out of memory: the others
+still ran and results.json records it) or an unexpected error; 130 / 143 interrupted by SIGINT / SIGTERM (what was
+measured is saved, marked incomplete).
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from pathlib import Path
 
 from gpt2_lightning.profile_config import ConfigError, ProfileConfig
 
+EXIT_FAILED = 1  # an experiment failed (the others ran and were saved) or an unexpected error
 EXIT_BAD_INPUT = 2
 
 
@@ -57,9 +60,10 @@ def check_environment(cfg: ProfileConfig) -> None:
         devices = cfg.trainer_devices
         if isinstance(devices, int) and devices > torch.cuda.device_count():
             raise ConfigError("devices", cfg.devices, f"only {torch.cuda.device_count()} CUDA device(s) here")
-    if cfg.accelerator == "cpu" and isinstance(cfg.trainer_devices, int) and cfg.trainer_devices > 1:
-        if cfg.strategy == "auto":
-            raise ConfigError("strategy", cfg.strategy, "several CPU devices need --strategy ddp or ddp_spawn")
+    if cfg.accelerator == "cpu" and isinstance(cfg.trainer_devices, int):
+        cores = os.cpu_count() or 1
+        if cfg.trainer_devices > cores:
+            raise ConfigError("devices", cfg.devices, f"this machine has {cores} CPU core(s)")
 
 
 def make_run_dir(cfg: ProfileConfig) -> Path:
@@ -112,22 +116,34 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_BAD_INPUT
 
     quiet_lightning(configs[0].verbose)
+    from gpt2_lightning.interrupts import RunInterrupted, interruptible
     from gpt2_lightning.profile_run import run_profile
     from gpt2_lightning.report import format_summary
 
     runs = []
-    for cfg, d in zip(configs, run_dirs):
-        d.mkdir(exist_ok=True)
-        results = run_profile(cfg, d)
-        runs.append(results.to_dict())
-        print(format_summary(runs[-1]))
-        print(f"\nresults: {d / 'results.json'}\n")
+    try:
+        with interruptible():
+            for cfg, d in zip(configs, run_dirs):
+                d.mkdir(exist_ok=True)
+                results = run_profile(cfg, d)
+                runs.append(results.to_dict())
+                print(format_summary(runs[-1]))
+                print(f"\nresults: {d / 'results.json'}\n")
+    except RunInterrupted as e:
+        print(f"profile.py: interrupted by {e}; what was measured is in {run_dir} (marked incomplete)",
+              file=sys.stderr)
+        return e.exit_code
     if len(runs) > 1:
         from gpt2_lightning.compare import labels_for, write_comparison
 
         table, files = write_comparison(runs, labels_for(runs, [str(d) for d in run_dirs]), run_dir)
         print(table + "\n\n" + "\n".join(f"wrote {f}" for f in files))
     print(f"tensorboard --logdir {run_dir}")
+    failed = [f"{r['config']['accelerator']}/{name}" for r in runs for name, x in r["experiments"].items()
+              if "error" in x]
+    if failed:
+        print(f"profile.py: failed experiments: {', '.join(failed)} (see results.json)", file=sys.stderr)
+        return EXIT_FAILED
     return 0
 
 

@@ -14,6 +14,8 @@ from lightning.pytorch.loggers import TensorBoardLogger
 
 from callbacks import DeviceTimer, PhaseTimingCallback, StepRecord, ThroughputCallback
 from gpt2_lightning.data import SyntheticTokenDataModule
+from gpt2_lightning.interrupts import RaiseOnSignal
+from gpt2_lightning.interrupts import check as check_interrupted
 from gpt2_lightning.module import GPT2LightningModule
 from gpt2_lightning.profile_config import ProfileConfig
 from gpt2_lightning.profilers import make_profiler, name_traces, top_operators
@@ -53,7 +55,7 @@ def make_trainer(cfg: ProfileConfig, callbacks: list[Any], logger: Any = False, 
         strategy=cfg.strategy,
         num_nodes=cfg.num_nodes,
         precision=cfg.trainer_precision,
-        callbacks=callbacks,
+        callbacks=[*callbacks, RaiseOnSignal()],
         logger=logger,
         enable_checkpointing=False,
         enable_model_summary=cfg.verbose,
@@ -72,7 +74,7 @@ def _progress_bar(cfg: ProfileConfig, steps: int) -> bool:
     return cfg.verbose or (sys.stderr.isatty() and steps >= 20)
 
 
-def _free_device_memory() -> None:
+def free_device_memory() -> None:
     gc.collect()
     if torch.cuda.is_available() and torch.cuda.is_initialized():
         torch.cuda.empty_cache()
@@ -102,7 +104,8 @@ def run_init(cfg: ProfileConfig, run_dir: Path) -> dict[str, Any]:
         trainer = make_trainer(cfg, [timing], limit_train_batches=0, max_epochs=1)
         trainer.fit(module, datamodule=make_datamodule(cfg, 1))  # no batch runs: setup, build, optimizer, stop
         del module, trainer
-        _free_device_memory()
+        free_device_memory()
+        check_interrupted()
     logger = make_logger(run_dir, "init")
     for i, rec in enumerate(timing.init_records):
         logger.log_metrics({f"time/{k}_ms": v for k, v in rec.items()}, step=i)
@@ -157,7 +160,7 @@ def run_inference(cfg: ProfileConfig, run_dir: Path) -> dict[str, Any]:
         **_profiler_results(profiler, run_dir, "inference"),
     }
     del module, trainer
-    _free_device_memory()
+    free_device_memory()
     return result
 
 
@@ -183,7 +186,7 @@ def run_train(cfg: ProfileConfig, run_dir: Path) -> dict[str, Any]:
         **_profiler_results(profiler, run_dir, "train"),
     }
     del module, trainer
-    _free_device_memory()
+    free_device_memory()
     return result
 
 

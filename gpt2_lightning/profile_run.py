@@ -1,4 +1,9 @@
-"""One profile run: every experiment asked for, results saved after each, so nothing measured is lost."""
+"""One profile run: every experiment asked for, results saved after each, so nothing measured is lost.
+
+An experiment that runs out of memory is recorded as failed and the others still run. A SIGINT or SIGTERM ends the
+run between or inside experiments: what was measured is written, marked incomplete, and ``RunInterrupted`` carries
+the signal up so the CLI exits 128 + signal number (130 for Ctrl-C, 143 for SIGTERM).
+"""
 
 from __future__ import annotations
 
@@ -6,13 +11,31 @@ import dataclasses
 import sys
 from pathlib import Path
 
-from gpt2_lightning.experiments import EXPERIMENT_RUNNERS, apply_matmul_precision, resolve_device
+from gpt2_lightning.experiments import EXPERIMENT_RUNNERS, apply_matmul_precision, free_device_memory, resolve_device
 from gpt2_lightning.flops import num_params
+from gpt2_lightning.interrupts import RunInterrupted, check
 from gpt2_lightning.profile_config import ProfileConfig
-from gpt2_lightning.run_report import write_report
 from gpt2_lightning.results import RunResults, collect_env
+from gpt2_lightning.run_report import write_report
 
 RESULTS_FILE = "results.json"
+
+
+def is_out_of_memory(e: BaseException) -> bool:
+    import torch
+
+    if isinstance(e, (torch.cuda.OutOfMemoryError, MemoryError)):
+        return True
+    text = str(e)
+    return isinstance(e, RuntimeError) and ("out of memory" in text or "can't allocate memory" in text)
+
+
+def oom_message(cfg: ProfileConfig, name: str) -> str:
+    return (
+        f"{name}: out of memory with --batch-size {cfg.batch_size} --seq-len {cfg.seq_len} "
+        f"({cfg.model}, {cfg.precision}); try a smaller --batch-size or --seq-len, --precision bf16-mixed, "
+        f"or activation checkpointing"
+    )
 
 
 def run_profile(cfg: ProfileConfig, run_dir: Path) -> RunResults:
@@ -26,15 +49,39 @@ def run_profile(cfg: ProfileConfig, run_dir: Path) -> RunResults:
         "num_params": num_params(gpt, non_embedding=False),
     }
     results = RunResults(env=collect_env(device), config=config)
-    path = run_dir / RESULTS_FILE
-    results.save(path)
-    for name in cfg.experiment_list:
-        print(f"[{name}] running ...", file=sys.stderr, flush=True)
-        results.experiments[name] = EXPERIMENT_RUNNERS[name](cfg, run_dir)
-        results.save(path)
-    results.status = "complete"
+    results.save(run_dir / RESULTS_FILE)
+    current = None
+    try:
+        for current in cfg.experiment_list:
+            print(f"[{current}] running ...", file=sys.stderr, flush=True)
+            results.experiments[current] = _run_one(cfg, current, run_dir)
+            results.save(run_dir / RESULTS_FILE)
+            check()
+        current = None
+    except RunInterrupted as e:
+        if current is not None:
+            results.experiments[current] = {"error": f"interrupted by {e} before it finished", "interrupted": True}
+        results.status = "incomplete"
+        results.interrupted_by = str(e)
+        finish(results, run_dir)
+        raise
+    failed = [n for n, r in results.experiments.items() if "error" in r]
+    results.status = "failed" if failed else "complete"
     finish(results, run_dir)
     return results
+
+
+def _run_one(cfg: ProfileConfig, name: str, run_dir: Path) -> dict:
+    try:
+        return EXPERIMENT_RUNNERS[name](cfg, run_dir)
+    except Exception as e:  # noqa: BLE001 - only out-of-memory is handled; everything else propagates
+        if not is_out_of_memory(e):
+            raise
+        message = oom_message(cfg, name)
+        e.__traceback__ = None  # the frames it holds keep the model and activations alive
+    free_device_memory()
+    print(f"profile.py: {message}", file=sys.stderr, flush=True)
+    return {"error": message, "error_type": "out_of_memory"}
 
 
 def finish(results: RunResults, run_dir: Path) -> None:

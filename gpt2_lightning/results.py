@@ -97,7 +97,8 @@ class RunResults:
     env: dict[str, Any]
     config: dict[str, Any]
     experiments: dict[str, dict[str, Any]] = field(default_factory=dict)
-    status: str = "incomplete"  # "complete" once every experiment asked for has run
+    status: str = "incomplete"  # "complete": all ran; "failed": some recorded an error; "incomplete": stopped early
+    interrupted_by: str | None = None  # the signal that stopped the run, if one did
     created: str = field(default_factory=lambda: _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"))
     schema_version: int = SCHEMA_VERSION
 
@@ -105,6 +106,7 @@ class RunResults:
         return {
             "schema_version": self.schema_version,
             "status": self.status,
+            "interrupted_by": self.interrupted_by,
             "created": self.created,
             "env": self.env,
             "config": self.config,
@@ -137,6 +139,7 @@ class RunResults:
             config=data.get("config", {}),
             experiments=data["experiments"],
             status=data.get("status", "incomplete"),
+            interrupted_by=data.get("interrupted_by"),
             created=data.get("created", ""),
         )
 
