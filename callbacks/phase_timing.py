@@ -100,6 +100,7 @@ class PhaseTimingCallback(Callback):
         self.log_every_step = log_every_step
         self.records: list[StepRecord] = []
         self.init_records: list[dict[str, float]] = []  # every init timed, warm-up included, in order
+        self.rank_summaries: dict[str, list[dict[str, Any]]] = {}  # stage -> every rank's summary (multi-process)
         self._listeners: list[Callable[[L.Trainer, list[StepRecord]], None]] = []
         self._timer: DeviceTimer | None = None
         self._pending: list[_Pending] = []
@@ -203,6 +204,7 @@ class PhaseTimingCallback(Callback):
 
     def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         self._flush(trainer)
+        self._gather_ranks(trainer, "train")
 
     # ------------------------------------------------------------------ inference batches
     def on_validation_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
@@ -240,6 +242,7 @@ class PhaseTimingCallback(Callback):
 
     def on_predict_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         self._flush(trainer)
+        self._gather_ranks(trainer, "predict")
 
     def on_exception(self, trainer: L.Trainer, pl_module: L.LightningModule, exception: BaseException) -> None:
         # keep what was measured before the failure; a broken device may refuse, and then there is nothing to keep
@@ -250,6 +253,16 @@ class PhaseTimingCallback(Callback):
             self._pending.clear()
 
     # ------------------------------------------------------------------ internals
+    def _gather_ranks(self, trainer: L.Trainer, stage: str) -> None:
+        """Every rank's summary, on every rank, once the stage has ended (one collective; never inside a step)."""
+        if trainer.world_size <= 1 or not torch.distributed.is_available() or not torch.distributed.is_initialized():
+            return
+        mine = {"rank": trainer.global_rank, "phases": self.summary(stage),
+                "batch_shape": next((r.batch_shape for r in self.records if r.stage == stage), None)}
+        gathered: list[Any] = [None] * torch.distributed.get_world_size()
+        torch.distributed.all_gather_object(gathered, mine)
+        self.rank_summaries[stage] = sorted(gathered, key=lambda g: g["rank"])
+
     def _begin(self, stage: str, batch: Any, data_start: Mark | None = None, naive: bool = False) -> None:
         step = self._batches.get(stage, 0)
         self._batches[stage] = step + 1

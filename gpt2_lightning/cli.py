@@ -103,14 +103,58 @@ def quiet_lightning(verbose: bool) -> None:
     warnings.filterwarnings("ignore", module=r"torch\.utils\.data")
 
 
+RUN_DIR_ENV = "GPT2_PROFILE_RUN_DIR"  # rank 0 hands its run directory to the processes Lightning launches
+
+
+def global_rank(cfg: ProfileConfig) -> int:
+    """This process's rank in a multi-process run, from the launcher's environment (0 when alone)."""
+    env = os.environ
+    if "RANK" in env:  # torchrun
+        return int(env["RANK"])
+    if "SLURM_PROCID" in env and cfg.world_size > 1:
+        return int(env["SLURM_PROCID"])
+    devices = cfg.trainer_devices
+    per_node = devices if isinstance(devices, int) else 1
+    return int(env.get("NODE_RANK", env.get("GROUP_RANK", 0))) * per_node + int(env.get("LOCAL_RANK", 0))
+
+
+def plan(argv: list[str] | None) -> tuple[list[ProfileConfig], list[Path], Path, str | None, bool]:
+    """(configs, their run dirs, the parent run dir, the swept key or None, is rank 0), all checked first."""
+    configs = parse_configs(argv)
+    sweep_key = None
+    if configs[0].sweep is not None:
+        if len(configs) > 1:
+            raise ConfigError("sweep", configs[0].sweep, "sweeps run on one accelerator; drop the comma list")
+        sweep_key, _ = configs[0].sweep_values()
+        configs = configs[0].sweep_configs()
+    for cfg in configs:
+        check_environment(cfg)
+    rank0 = global_rank(configs[0]) == 0
+    launched_outside = RUN_DIR_ENV not in os.environ and any(
+        k in os.environ for k in ("RANK", "LOCAL_RANK", "SLURM_PROCID", "NODE_RANK")
+    ) and configs[0].world_size > 1
+    if launched_outside and not configs[0].run_name:
+        raise ConfigError("run_name", None, "is required when torchrun, SLURM or several nodes start the processes: "
+                                            "all of them must agree on one run directory")
+    if rank0:
+        run_dir = make_run_dir(configs[0])
+        os.environ[RUN_DIR_ENV] = str(run_dir)
+    else:  # a process Lightning (or torchrun, or SLURM) started: rank 0 makes the directory and writes in it
+        run_dir = Path(os.environ.get(RUN_DIR_ENV) or Path(configs[0].out) / str(configs[0].run_name))
+    if sweep_key is not None:
+        from gpt2_lightning.sweep import sweep_dir_name
+
+        run_dirs = [run_dir / sweep_dir_name(sweep_key, getattr(cfg, sweep_key)) for cfg in configs]
+    elif len(configs) > 1:  # one sub-run per accelerator, compared in the parent
+        run_dirs = [run_dir / cfg.accelerator for cfg in configs]
+    else:
+        run_dirs = [run_dir]
+    return configs, run_dirs, run_dir, sweep_key, rank0
+
+
 def main(argv: list[str] | None = None) -> int:
     try:
-        configs = parse_configs(argv)
-        for cfg in configs:
-            check_environment(cfg)
-        run_dir = make_run_dir(configs[0])
-        # several accelerators: one sub-run each, <run>/<accelerator>/, and the comparison in <run>/
-        run_dirs = [run_dir] if len(configs) == 1 else [run_dir / cfg.accelerator for cfg in configs]
+        configs, run_dirs, run_dir, sweep_key, rank0 = plan(argv)
     except (UsageError, ConfigError) as e:
         print(f"profile.py: error: {e}", file=sys.stderr)
         return EXIT_BAD_INPUT
@@ -120,29 +164,37 @@ def main(argv: list[str] | None = None) -> int:
     from gpt2_lightning.profile_run import run_profile
     from gpt2_lightning.report import format_summary
 
+    say = print if rank0 else (lambda *a, **k: None)  # one console, not one per process
     runs = []
     try:
         with interruptible():
             for cfg, d in zip(configs, run_dirs):
-                d.mkdir(exist_ok=True)
-                results = run_profile(cfg, d)
+                if rank0:
+                    d.mkdir(exist_ok=True)
+                if len(configs) > 1:
+                    say(f"=== {d.name} ===", file=sys.stderr, flush=True)
+                results = run_profile(cfg, d, write=rank0)
                 runs.append(results.to_dict())
-                print(format_summary(runs[-1]))
-                print(f"\nresults: {d / 'results.json'}\n")
+                say(format_summary(runs[-1]))
+                say(f"\nresults: {d / 'results.json'}\n")
     except RunInterrupted as e:
-        print(f"profile.py: interrupted by {e}; what was measured is in {run_dir} (marked incomplete)",
-              file=sys.stderr)
+        say(f"profile.py: interrupted by {e}; what was measured is in {run_dir} (marked incomplete)", file=sys.stderr)
         return e.exit_code
-    if len(runs) > 1:
+    if rank0 and sweep_key is not None:
+        from gpt2_lightning.sweep import write_sweep
+
+        table, files = write_sweep(sweep_key, [(getattr(c, sweep_key), r) for c, r in zip(configs, runs)], run_dir)
+        say(table + "\n\n" + "\n".join(f"wrote {f}" for f in files))
+    elif rank0 and len(runs) > 1:
         from gpt2_lightning.compare import labels_for, write_comparison
 
         table, files = write_comparison(runs, labels_for(runs, [str(d) for d in run_dirs]), run_dir)
-        print(table + "\n\n" + "\n".join(f"wrote {f}" for f in files))
-    print(f"tensorboard --logdir {run_dir}")
-    failed = [f"{r['config']['accelerator']}/{name}" for r in runs for name, x in r["experiments"].items()
+        say(table + "\n\n" + "\n".join(f"wrote {f}" for f in files))
+    say(f"tensorboard --logdir {run_dir}")
+    failed = [f"{d.name}/{name}" for d, r in zip(run_dirs, runs) for name, x in r["experiments"].items()
               if "error" in x]
     if failed:
-        print(f"profile.py: failed experiments: {', '.join(failed)} (see results.json)", file=sys.stderr)
+        say(f"profile.py: failed experiments: {', '.join(failed)} (see results.json)", file=sys.stderr)
         return EXIT_FAILED
     return 0
 

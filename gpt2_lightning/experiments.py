@@ -39,8 +39,11 @@ def make_module(cfg: ProfileConfig) -> GPT2LightningModule:
 
 
 def make_datamodule(cfg: ProfileConfig, num_batches: int) -> SyntheticTokenDataModule:
+    """``num_batches`` batches for every process: with several, Lightning's sampler deals them out in turn."""
     vocab = cfg.gpt_config().vocab_size
-    return SyntheticTokenDataModule(vocab, cfg.seq_len, cfg.batch_size, seed=cfg.seed, num_batches=num_batches)
+    return SyntheticTokenDataModule(
+        vocab, cfg.seq_len, cfg.batch_size, seed=cfg.seed, num_batches=num_batches * cfg.world_size
+    )
 
 
 def make_logger(run_dir: Path, experiment: str) -> TensorBoardLogger:
@@ -78,6 +81,36 @@ def free_device_memory() -> None:
     gc.collect()
     if torch.cuda.is_available() and torch.cuda.is_initialized():
         torch.cuda.empty_cache()
+
+
+def _first_step(timing: PhaseTimingCallback, stage: str, phase: str) -> dict[str, float | None]:
+    """The first (warm-up) step, and what it cost beyond a steady one: compilation with --compile, allocator and
+    autotuning warm-up otherwise. Never part of the counted figures."""
+    warm = timing.warmup_records(stage)
+    first = warm[0].phases.get(phase) if warm else None
+    median = timing.summary(stage)[phase]["median_ms"]
+    return {
+        "first_step_ms": first,
+        "first_step_overhead_ms": first - median if first is not None and median is not None else None,
+    }
+
+
+def _ranks(timing: PhaseTimingCallback, stage: str, timed_phase: str) -> dict[str, Any]:
+    """Per-rank medians and the global rate when several processes ran; nothing for one."""
+    ranks = timing.rank_summaries.get(stage)
+    if not ranks:
+        return {"world_size": 1}
+    rates = []
+    for r in ranks:
+        median, shape = r["phases"][timed_phase]["median_ms"], r.get("batch_shape")
+        if median and shape:
+            rates.append(shape[0] * (shape[1] if len(shape) > 1 else 1) / (median / 1000.0))
+    return {
+        "world_size": len(ranks),
+        "ranks": ranks,
+        # every rank's own tokens per second, added up: the whole job's rate
+        "global_tokens_per_sec": sum(rates) if len(rates) == len(ranks) else None,
+    }
 
 
 def _per_step(records: list[StepRecord], stage: str) -> list[dict[str, Any]]:
@@ -156,7 +189,9 @@ def run_inference(cfg: ProfileConfig, run_dir: Path) -> dict[str, Any]:
         "naive_total_ms": sum(r.naive_ms for r in counted if r.naive_ms is not None),
         "throughput": throughput.summary("predict"),
         "memory": throughput.memory_summary(),
+        **_first_step(timing, "predict", "forward"),
         "per_step": _per_step(timing.records, "predict"),
+        **_ranks(timing, "predict", "forward"),
         **_profiler_results(profiler, run_dir, "inference"),
     }
     del module, trainer
@@ -176,13 +211,14 @@ def run_train(cfg: ProfileConfig, run_dir: Path) -> dict[str, Any]:
         enable_progress_bar=_progress_bar(cfg, n),
     )
     trainer.fit(module, datamodule=make_datamodule(cfg, n))
-    warm = timing.warmup_records("train")
+    phases = timing.summary("train")
     result = {
-        "phases": timing.summary("train"),
+        "phases": phases,
         "throughput": throughput.summary("train"),
         "memory": throughput.memory_summary(),
-        "first_step_ms": warm[0].phases.get("step") if warm else None,  # includes compilation with --compile
+        **_first_step(timing, "train", "step"),
         "per_step": _per_step(timing.records, "train"),
+        **_ranks(timing, "train", "step"),
         **_profiler_results(profiler, run_dir, "train"),
     }
     del module, trainer

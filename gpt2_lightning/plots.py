@@ -11,6 +11,8 @@ matplotlib.use("Agg")  # files only: works on machines without a display
 import matplotlib.pyplot as plt  # noqa: E402
 import matplotlib.ticker  # noqa: E402
 
+from gpt2_lightning.report import fmt_rate  # noqa: E402
+
 PHASE_COLORS = {
     "data": "#9e9e9e", "forward": "#1f77b4", "backward": "#ff7f0e", "optimizer": "#2ca02c", "other": "#d9d9d9",
     "init_model": "#1f77b4", "init_optimizer": "#2ca02c", "step": "#000000", "init": "#000000",
@@ -126,3 +128,28 @@ def _title(data: dict[str, Any]) -> str:
     c, e = data.get("config", {}), data.get("env", {})
     return (f"{c.get('model')} · {e.get('device_name')} · {c.get('precision')} · "
             f"B{c.get('batch_size')}×T{c.get('seq_len')}")
+
+
+def plot_sweep(key: str, rows: list[dict[str, Any]], path: Path) -> Path:
+    """Train tokens/s, MFU and step time against the swept setting (missing points: failed or unknown)."""
+    panels = [("train tokens/s", "tokens/s"), ("train MFU %", "MFU %"), ("train step ms", "step ms (median)")]
+    fig, axes = plt.subplots(1, len(panels), figsize=(4.2 * len(panels), 3.4), squeeze=False)
+    labels = [str(r[key]) for r in rows]
+    for ax, (column, ylabel) in zip(axes[0], panels):
+        xs = [i for i, r in enumerate(rows) if r.get(column) is not None]
+        ax.plot(xs, [rows[i][column] for i in xs], "o-")
+        for i in xs:
+            v = rows[i][column]
+            text = fmt_rate(v) if column.endswith("tokens/s") else f"{v:.3g}"
+            ax.annotate(text, (i, v), textcoords="offset points", xytext=(0, 5), ha="center", fontsize=7)
+        ax.set_xticks(range(len(rows)), labels, fontsize=8, rotation=20)
+        ax.set_xlabel(key)
+        ax.set_ylabel(ylabel)
+        if not xs:
+            ax.text(0.5, 0.5, "unknown\n(no peak FLOP/s for this device)" if "MFU" in column else "not measured",
+                    ha="center", va="center", transform=ax.transAxes)
+            ax.set_yticks([])
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path

@@ -19,6 +19,7 @@ PRECISIONS = ("32-true", "tf32", "16-mixed", "bf16-mixed", "bf16-true", "16-true
 PROFILERS = ("none", "simple", "advanced", "pytorch")
 INIT_ON = ("device", "cpu")
 IF_EXISTS = ("error", "rename")
+SWEEP_KEYS = ("batch_size", "seq_len", "model", "precision")
 
 
 class ConfigError(ValueError):
@@ -62,6 +63,9 @@ class ProfileConfig:
     if_exists: str = _help("when the run directory exists: 'error' (exit 2) or 'rename' (add a -N suffix); "
                            "a run directory is never overwritten", default="error")
     seed: int = _help("seed for model init and synthetic tokens", default=1337)
+    sweep: str | None = _help(
+        f"KEY=V1,V2,...: one profile per value into one parent directory, with a combined table and plots; "
+        f"KEY is one of {', '.join(SWEEP_KEYS)}", default=None)
     verbose: bool = _help("show Lightning's own messages and warnings", default=False)
 
     def __post_init__(self) -> None:
@@ -94,6 +98,14 @@ class ProfileConfig:
         bad = [e for e in self.experiment_list if e not in EXPERIMENTS]
         if bad or not self.experiment_list:
             raise ConfigError("experiments", self.experiments, f"a comma list of {', '.join(EXPERIMENTS)}")
+        if self.compile and self.warmup_steps < 1:
+            raise ConfigError("warmup_steps", self.warmup_steps, "must be at least 1 with --compile: the first step "
+                                                                   "compiles, and is never counted")
+        if self.num_nodes > 1 and not self.run_name:
+            raise ConfigError("run_name", None, "is required with --num-nodes > 1: every node must write to the same "
+                                                "run directory")
+        if self.sweep is not None:
+            self.sweep_values()  # checks the form; each value is checked when its own config is made
         devices = self.devices.strip()
         if devices != "auto" and not all(part.strip().isdigit() for part in devices.split(",")):
             raise ConfigError("devices", self.devices, "a count, 'auto' or a comma list of device indices")
@@ -101,6 +113,40 @@ class ProfileConfig:
             raise ConfigError("devices", self.devices, "must be at least 1")
 
     # ------------------------------------------------------------------ derived settings
+    def sweep_values(self) -> tuple[str, list[str]]:
+        """(key, values) of --sweep KEY=V1,V2,...; ConfigError if malformed."""
+        key, sep, raw = (self.sweep or "").partition("=")
+        key = key.strip().replace("-", "_")
+        values = [v.strip() for v in raw.split(",") if v.strip()]
+        if not sep or key not in SWEEP_KEYS or len(values) < 2 or len(set(values)) != len(values):
+            raise ConfigError("sweep", self.sweep, f"KEY=V1,V2,... with KEY one of {', '.join(SWEEP_KEYS)} and two or "
+                                                   "more distinct values")
+        return key, values
+
+    def sweep_configs(self) -> list["ProfileConfig"]:
+        """One config per swept value, each fully checked (so a bad value fails before any work)."""
+        key, values = self.sweep_values()
+        configs = []
+        for v in values:
+            if key in ("batch_size", "seq_len"):
+                if not v.lstrip("-").isdigit():
+                    raise ConfigError("sweep", self.sweep, f"{key} values must be integers, got {v!r}")
+                value: Any = int(v)
+            else:
+                value = v
+            try:
+                configs.append(dataclasses.replace(self, sweep=None, **{key: value}))
+            except ConfigError as e:
+                raise ConfigError("sweep", self.sweep, f"value {v!r} is invalid ({e})") from None
+        return configs
+
+    @property
+    def world_size(self) -> int:
+        """Processes taking part, when --devices is a count (else 1 until Lightning resolves it)."""
+        devices = self.trainer_devices
+        count = devices if isinstance(devices, int) else (len(devices.split(",")) if devices != "auto" else 1)
+        return count * self.num_nodes
+
     @property
     def experiment_list(self) -> list[str]:
         return [e.strip() for e in self.experiments.split(",") if e.strip()]

@@ -38,8 +38,12 @@ def oom_message(cfg: ProfileConfig, name: str) -> str:
     )
 
 
-def run_profile(cfg: ProfileConfig, run_dir: Path) -> RunResults:
-    """Run cfg's experiments in order into run_dir; results.json is rewritten (atomically) after each one."""
+def run_profile(cfg: ProfileConfig, run_dir: Path, write: bool = True) -> RunResults:
+    """Run cfg's experiments in order into run_dir; results.json is rewritten (atomically) after each one.
+
+    ``write=False`` on the other processes of a multi-process run: they run every experiment (the collectives
+    need them) and rank 0 alone writes.
+    """
     apply_matmul_precision(cfg)
     device = resolve_device(cfg.accelerator)
     gpt = cfg.gpt_config()
@@ -49,13 +53,15 @@ def run_profile(cfg: ProfileConfig, run_dir: Path) -> RunResults:
         "num_params": num_params(gpt, non_embedding=False),
     }
     results = RunResults(env=collect_env(device), config=config)
-    results.save(run_dir / RESULTS_FILE)
+    save = (lambda: results.save(run_dir / RESULTS_FILE)) if write else (lambda: None)
+    save()
     current = None
     try:
         for current in cfg.experiment_list:
-            print(f"[{current}] running ...", file=sys.stderr, flush=True)
+            if write:
+                print(f"[{current}] running ...", file=sys.stderr, flush=True)
             results.experiments[current] = _run_one(cfg, current, run_dir)
-            results.save(run_dir / RESULTS_FILE)
+            save()
             check()
         current = None
     except RunInterrupted as e:
@@ -63,11 +69,13 @@ def run_profile(cfg: ProfileConfig, run_dir: Path) -> RunResults:
             results.experiments[current] = {"error": f"interrupted by {e} before it finished", "interrupted": True}
         results.status = "incomplete"
         results.interrupted_by = str(e)
-        finish(results, run_dir)
+        if write:
+            finish(results, run_dir)
         raise
     failed = [n for n, r in results.experiments.items() if "error" in r]
     results.status = "failed" if failed else "complete"
-    finish(results, run_dir)
+    if write:
+        finish(results, run_dir)
     return results
 
 

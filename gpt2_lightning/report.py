@@ -69,16 +69,22 @@ def format_summary(data: dict[str, Any]) -> str:
             f"{fmt_ms(init['cold_init_ms'])} (not counted)"
         )
     inf = experiments.get("inference", {})
-    if inf.get("naive_ms") is not None:
+    if inf.get("naive_ms") is not None and inf.get("phases", {}).get("forward", {}).get("n"):
         lines.append(
             f"inference: synchronised {fmt_ms(inf['phases']['forward']['median_ms'])} per pass; an unsynchronised "
             f"host timer reads {fmt_ms(inf['naive_ms'])} for the same pass"
         )
     for exp in ("inference", "train"):
-        thr = experiments.get(exp, {}).get("throughput")
+        result = experiments.get(exp, {})
+        if result.get("world_size", 1) > 1:
+            medians = [r["phases"]["step" if exp == "train" else "forward"]["median_ms"] for r in result["ranks"]]
+            lines.append(f"{exp}: world size {result['world_size']}, per-rank medians "
+                         f"{' / '.join(fmt_ms(m) for m in medians)}, global "
+                         f"{fmt_rate(result.get('global_tokens_per_sec'))} tokens/s")
+        thr = result.get("throughput")
         if thr:
             mfu = "-" if thr.get("mfu_pct") is None else f"{thr['mfu_pct']:.1f}%"
-            mem = experiments[exp].get("memory", {})
+            mem = result.get("memory", {})
             mem_s = ", ".join(f"{k.replace('_gib', '')} {v:.2f} GiB" for k, v in mem.items())
             tflops = "-" if thr.get("tflops") is None else f"{thr['tflops']:.2f}"
             lines.append(f"{exp}: {fmt_rate(thr.get('tokens_per_sec'))} tokens/s, {tflops} TFLOP/s, MFU {mfu}; {mem_s}")
@@ -149,9 +155,17 @@ def render_report(data: dict[str, Any], plots: dict[str, str]) -> str:
                 f"{result['phases']['forward']['n']} timed passes); the device really took {fmt_ms(fwd)} per pass "
                 f"({fmt_ms(result.get('total_ms'))} in all): {ratio:.1f}x the naive figure."
             )
-        if exp == "train" and result.get("first_step_ms") is not None:
-            out.append(f"- First (warm-up) step: {fmt_ms(result['first_step_ms'])}"
-                       f"{' (includes torch.compile)' if data.get('config', {}).get('compile') else ''}.")
+        if result.get("first_step_ms") is not None:
+            compiled = " It includes torch.compile's compilation." if data.get("config", {}).get("compile") else ""
+            out.append(f"- First (warm-up, not counted) step: {fmt_ms(result['first_step_ms'])}, "
+                       f"{fmt_ms(result.get('first_step_overhead_ms'))} over a steady one.{compiled}")
+        if result.get("world_size", 1) > 1:
+            out += ["", f"Per rank (world size {result['world_size']}; the tables above are rank 0's):", "",
+                    "| rank | " + " | ".join(result["ranks"][0]["phases"]) + " |",
+                    "|---|" + "---:|" * len(result["ranks"][0]["phases"])]
+            out += [f"| {r['rank']} | " + " | ".join(fmt_ms(s.get("median_ms")) for s in r["phases"].values()) + " |"
+                    for r in result["ranks"]]
+            out += ["", f"- Global throughput (all ranks): {fmt_rate(result.get('global_tokens_per_sec'))} tokens/s."]
         thr = result.get("throughput")
         if thr:
             mfu = "null (peak unknown for this device)" if thr.get("mfu_pct") is None else f"{thr['mfu_pct']:.1f}%"
