@@ -13,8 +13,9 @@ Inference batches (predict / validate / test) are timed as ``forward``, with the
 ``init`` runs from the Trainer's ``setup`` hook to the start of the stage (``on_fit_start``, ``on_predict_start``, ...),
 with ``init_model`` (``configure_model``) and ``init_optimizer`` (``configure_optimizers``) inside it.
 
-Marks are device events (see ``callbacks.timing``); they are resolved every ``resolve_every`` steps and when a stage
-ends, so timing a step never makes the host wait for the device.
+Marks are device events (see ``callbacks.timing``). At each batch end, the steps the GPU has already finished are
+resolved and logged (a non-blocking query); the host waits for the device only once, when a stage ends. So timing
+never holds the host back while steps run, and the logging work is spread thinly over the steps.
 """
 
 from __future__ import annotations
@@ -85,12 +86,12 @@ class PhaseTimingCallback(Callback):
             compilation).
         warmup_inits: Trainer runs whose init is not counted; set it when one callback times several Trainers and the
             first includes one-off device start-up.
-        resolve_every: steps between two resolutions of the device events (each waits for the device once).
+        resolve_every: finished steps to collect before resolving and logging them (never waits for the device).
         log_every_step: write each counted step's times to the Trainer's loggers.
     """
 
     def __init__(
-        self, warmup_steps: int = 2, warmup_inits: int = 0, resolve_every: int = 50, log_every_step: bool = True
+        self, warmup_steps: int = 2, warmup_inits: int = 0, resolve_every: int = 1, log_every_step: bool = True
     ) -> None:
         if warmup_steps < 0 or warmup_inits < 0 or resolve_every < 1:
             raise ValueError("warmup_steps and warmup_inits must be >= 0 and resolve_every >= 1")
@@ -199,8 +200,7 @@ class PhaseTimingCallback(Callback):
     ) -> None:
         end = self._end()
         self._data_start = end  # the next batch's wait starts now
-        if len(self._pending) >= self.resolve_every:
-            self._flush(trainer)
+        self._flush(trainer, wait=False)
 
     def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         self._flush(trainer)
@@ -237,8 +237,7 @@ class PhaseTimingCallback(Callback):
 
     def on_predict_batch_end(self, trainer, pl_module, outputs, batch, batch_idx, dataloader_idx=0) -> None:
         self._end()
-        if len(self._pending) >= self.resolve_every:
-            self._flush(trainer)
+        self._flush(trainer, wait=False)
 
     def on_predict_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         self._flush(trainer)
@@ -290,11 +289,23 @@ class PhaseTimingCallback(Callback):
         self._current = None
         return end
 
-    def _flush(self, trainer: L.Trainer) -> None:
-        """Resolve pending marks into StepRecords, log the counted ones and tell the listeners."""
-        if not self._pending:
+    def _flush(self, trainer: L.Trainer, wait: bool = True) -> None:
+        """Resolve pending marks into StepRecords, log the counted ones and tell the listeners.
+
+        ``wait=False``: only steps the device has finished (their last mark is done), at least ``resolve_every``
+        of them; the device works in order, so those are a prefix of the pending steps.
+        """
+        if not wait:
+            ready = 0
+            while ready < len(self._pending) and self._timer.done(self._pending[ready].marks[-1][1]):
+                ready += 1
+            if ready < self.resolve_every:
+                return
+            pending, self._pending = self._pending[:ready], self._pending[ready:]
+        else:
+            pending, self._pending = self._pending, []
+        if not pending:
             return
-        pending, self._pending = self._pending, []
         # every interval of every pending step, resolved in one go (one device wait at most)
         intervals: list[tuple[int, str, Mark, Mark]] = []
         for i, p in enumerate(pending):
@@ -307,7 +318,7 @@ class PhaseTimingCallback(Callback):
                 if p.data_start is not None:
                     intervals.append((i, "data", p.data_start, batch_start))
                 intervals.append((i, "step", p.data_start if p.data_start is not None else batch_start, batch_end))
-        values = self._timer.resolve((s, e) for _, _, s, e in intervals)
+        values = self._timer.resolve(((s, e) for _, _, s, e in intervals), wait=wait)
         phases: list[dict[str, float]] = [{} for _ in pending]
         for (i, phase, _, _), ms in zip(intervals, values):
             phases[i][phase] = phases[i].get(phase, 0.0) + ms

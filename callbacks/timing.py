@@ -41,14 +41,22 @@ class DeviceTimer:
         """The host's clock, without waiting for the device: what a naive timer reads."""
         return time.perf_counter()
 
-    def resolve(self, intervals: Iterable[tuple[Mark, Mark]]) -> list[float]:
-        """Milliseconds between each (start, end) pair. On CUDA this waits for the device once, for all of them."""
+    def done(self, mark: Mark) -> bool:
+        """Has the device reached this mark? Never blocks (a CPU mark is always done)."""
+        return not self.uses_cuda or mark.query()
+
+    def resolve(self, intervals: Iterable[tuple[Mark, Mark]], wait: bool = True) -> list[float]:
+        """Milliseconds between each (start, end) pair.
+
+        On CUDA, ``wait=True`` waits for the device once, for all of them; ``wait=False`` is for marks already
+        ``done()`` and never blocks.
+        """
         intervals = list(intervals)
         if not self.uses_cuda:
             return [(end - start) * 1000.0 for start, end in intervals]
-        if intervals:
-            # The one synchronisation in the project: elapsed_time needs both events completed. It runs once per
-            # measurement window, never per step, so the host stays ahead of the GPU while steps are timed.
+        if intervals and wait:
+            # The one synchronisation in the project: elapsed_time needs both events completed. It runs when a
+            # stage ends, never per step; while steps run, only marks the GPU has already passed are resolved.
             torch.cuda.synchronize(self.device)
         return [start.elapsed_time(end) for start, end in intervals]
 

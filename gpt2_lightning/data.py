@@ -52,24 +52,27 @@ class SyntheticTokenDataModule(L.LightningDataModule):
         self.seed, self.num_batches, self.pool_batches = seed, num_batches, pool_batches
         self._pool: _BatchPool | None = None
 
-    def _make_pool(self) -> _BatchPool:
+    def batch_pool(self, pin_memory: bool = False) -> _BatchPool:
+        """The batches, as an indexable pool (also for plain training loops that use no DataLoader)."""
         g = torch.Generator().manual_seed(self.seed)
         n = min(self.pool_batches, self.num_batches)
         seqs = torch.randint(0, self.vocab_size, (n, self.batch_size, self.seq_len + 1), generator=g)  # (n, B, T+1)
         inputs = seqs[..., :-1].contiguous()  # (n, B, T)
         targets = seqs[..., 1:].contiguous()  # (n, B, T): the next token at each position
-        trainer = self.trainer
-        if trainer is not None and trainer.strategy.root_device.type == "cuda":
+        if pin_memory:  # page-locked: the copy to the GPU is one asynchronous DMA
             inputs, targets = inputs.pin_memory(), targets.pin_memory()
         return _BatchPool(inputs, targets, self.num_batches)
 
+    def _on_cuda(self) -> bool:
+        return self.trainer is not None and self.trainer.strategy.root_device.type == "cuda"
+
     def setup(self, stage: str) -> None:
         if self._pool is None:
-            self._pool = self._make_pool()
+            self._pool = self.batch_pool(pin_memory=self._on_cuda())
 
     def _loader(self) -> DataLoader:
         if self._pool is None:
-            self._pool = self._make_pool()
+            self._pool = self.batch_pool(pin_memory=self._on_cuda())
         # batch_size=None: the dataset already yields whole batches; in order, so the token stream is seeded
         return DataLoader(self._pool, batch_size=None, shuffle=False, num_workers=0)
 

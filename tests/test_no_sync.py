@@ -15,14 +15,38 @@ from tests.conftest import requires_cuda
 from tests.helpers import CostlyModule, loader, sleep_ms, trainer
 
 
+class FakeDevice:
+    """A device that lags LAG marks behind the host, as a busy GPU does; synchronize() lets it catch up."""
+
+    LAG = 3
+
+    def __init__(self) -> None:
+        self.recorded = 0
+        self.caught_up = False
+
+    def synchronize(self, device=None) -> None:
+        self.caught_up = True
+
+
 class FakeEvent:
+    device: FakeDevice
+
     def __init__(self, enable_timing: bool = False) -> None:
         self.t = None
+        self.seq = None
 
     def record(self, stream=None) -> None:
         self.t = time.perf_counter()
+        self.device.recorded += 1
+        self.device.caught_up = False
+        self.seq = self.device.recorded
+
+    def query(self) -> bool:
+        return self.device.caught_up or self.seq <= self.device.recorded - FakeDevice.LAG
 
     def elapsed_time(self, end: "FakeEvent") -> float:
+        # like CUDA, reading an event the device has not reached is an error
+        assert self.query() and end.query(), "elapsed_time on an event the device has not reached"
         return (end.t - self.t) * 1000.0
 
 
@@ -33,12 +57,17 @@ class CudaPathTimer(DeviceTimer):
 
 
 def _count_syncs(steps: int) -> tuple[int, PhaseTimingCallback]:
-    sync = mock.Mock()
+    FakeEvent.device = device = FakeDevice()
+    sync = mock.Mock(side_effect=device.synchronize)
     timing = PhaseTimingCallback(warmup_steps=1)
+    seen = []
+    timing.add_listener(lambda trainer, records: seen.append(len(records)))
     with mock.patch("callbacks.phase_timing.DeviceTimer", CudaPathTimer), \
             mock.patch("torch.cuda.Event", FakeEvent), mock.patch("torch.cuda.synchronize", sync):
         module = CostlyModule(sleep_ms, forward_ms=0, backward_ms=0, optimizer_ms=0, warmup_steps=1, warmup_ms=0)
         trainer([timing], max_steps=steps).fit(module, loader(sleep_ms, 0))
+    # while steps ran, finished steps were resolved as they completed, without waiting: many small batches
+    assert len(seen) >= steps - 2 and sum(seen) == steps
     return sync.call_count, timing
 
 
