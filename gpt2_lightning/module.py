@@ -63,8 +63,9 @@ class GPT2LightningModule(L.LightningModule):
             model = GPT(self.config)
         self.model = model
         if self.compile:
-            # compiles lazily at the first call; the timing callback reports that first step apart
-            self.model.compile()
+            # compiles lazily at the first call; the timing callback reports that first step apart.
+            # dynamic=False: one static graph per shape, as a fixed-shape profile (and training) wants
+            self.model.compile(dynamic=False)
 
     def configure_optimizers(self) -> torch.optim.Optimizer:
         params = [p for p in self.parameters() if p.requires_grad]

@@ -21,7 +21,7 @@ import torch
 
 from callbacks import DeviceTimer, PhaseTimingCallback, ThroughputCallback
 from callbacks.timing import percentile, summarize
-from gpt2_lightning.cli import quiet_lightning
+from gpt2_lightning.cli import check_environment, quiet_lightning
 from gpt2_lightning.experiments import (
     apply_matmul_precision,
     make_datamodule,
@@ -95,6 +95,7 @@ def main(argv=None) -> int:
                             warmup_steps=args.warmup_steps, compile=args.compile)
         if args.rounds < 1:
             raise ConfigError("rounds", args.rounds, "must be at least 1")
+        check_environment(cfg)
     except ConfigError as e:
         print(f"bench_overhead.py: error: {e}", file=sys.stderr)
         return 2
