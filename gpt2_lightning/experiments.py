@@ -122,18 +122,24 @@ def _per_step(records: list[StepRecord], stage: str) -> list[dict[str, Any]]:
 
 
 # ------------------------------------------------------------------------------------------------ experiments
+def device_startup_ms(device: torch.device) -> float | None:
+    """Bring the device up and time it, if this process has not already (then None: it cannot be measured again).
+
+    Run it before anything else touches CUDA (collecting the environment does): the first CUDA call of a process
+    pays for the context, and that cost belongs to no experiment.
+    """
+    if device.type == "cuda" and torch.cuda.is_initialized():
+        return None
+    return DeviceTimer(device).startup_ms()
+
+
 def run_init(cfg: ProfileConfig, run_dir: Path) -> dict[str, Any]:
     """Build the model and its optimizer on the target device, warmup_steps + steps times, each by a new Trainer.
 
-    The first build in a process pays one-off device start-up; the CUDA context is timed on its own first
-    (``device_startup_ms``) and the first build (``cold_init_ms``) is kept apart from the counted ones.
+    The first build in a process pays one-off costs (kernels loaded on first use, allocator growth): it is kept
+    apart (``cold_init_ms``) from the counted ones. CUDA context creation is timed before any experiment
+    (``device_startup_ms``, see ``device_startup_ms()``).
     """
-    device = resolve_device(cfg.accelerator)
-    startup_ms = None
-    if device.type == "cuda" and not torch.cuda.is_initialized():
-        startup_ms = DeviceTimer(device).startup_ms()
-    elif device.type == "cpu":
-        startup_ms = 0.0
     timing = PhaseTimingCallback(warmup_steps=0, warmup_inits=cfg.warmup_steps)
     for _ in range(cfg.warmup_steps + cfg.steps):
         module = make_module(cfg)
@@ -148,7 +154,6 @@ def run_init(cfg: ProfileConfig, run_dir: Path) -> dict[str, Any]:
     logger.finalize("success")
     return {
         "phases": timing.summary("init"),
-        "device_startup_ms": startup_ms,
         "cold_init_ms": timing.init_records[0]["init"] if timing.init_records else None,
         "per_step": [{"step": i, "warmup": i < cfg.warmup_steps, **{f"{k}_ms": v for k, v in rec.items()}}
                      for i, rec in enumerate(timing.init_records)],

@@ -11,7 +11,7 @@ matplotlib.use("Agg")  # files only: works on machines without a display
 import matplotlib.pyplot as plt  # noqa: E402
 import matplotlib.ticker  # noqa: E402
 
-from gpt2_lightning.report import fmt_rate  # noqa: E402
+from gpt2_lightning.report import fmt_rate, fmt_speedup  # noqa: E402
 
 PHASE_COLORS = {
     "data": "#9e9e9e", "forward": "#1f77b4", "backward": "#ff7f0e", "optimizer": "#2ca02c", "other": "#d9d9d9",
@@ -104,7 +104,7 @@ def plot_comparison(labels: list[str], rows: list[dict[str, Any]], path: Path) -
         for bar, r in zip(bars, rows):
             speedup = r["speedups"][i]
             if speedup is not None and i > 0:
-                ax.annotate(f"{speedup:.3g}x", (bar.get_x() + bar.get_width() / 2, bar.get_height()),
+                ax.annotate(fmt_speedup(speedup), (bar.get_x() + bar.get_width() / 2, bar.get_height()),
                             ha="center", va="bottom", fontsize=7)
     ax.set_xticks(x, [r["label"] for r in rows], fontsize=8)
     _log_y(ax)
@@ -117,11 +117,17 @@ def plot_comparison(labels: list[str], rows: list[dict[str, Any]], path: Path) -
 
 
 def _log_y(ax: Any) -> None:
-    """Log-scale y axis labelled with plain numbers (10, 20, 50) rather than powers of ten."""
+    """Log-scale y axis labelled with plain numbers (10, 20, 50) rather than powers of ten; call after plotting.
+
+    Minor ticks get labels only when the axis spans less than a decade or so: otherwise they pile up."""
     ax.set_yscale("log")
     ax.yaxis.set_major_formatter(matplotlib.ticker.FormatStrFormatter("%g"))
-    ax.yaxis.set_minor_formatter(matplotlib.ticker.FormatStrFormatter("%g"))
-    ax.tick_params(axis="y", which="minor", labelsize=7)
+    low, high = ax.get_ylim()
+    if low > 0 and high / low < 30:
+        ax.yaxis.set_minor_formatter(matplotlib.ticker.FormatStrFormatter("%g"))
+        ax.tick_params(axis="y", which="minor", labelsize=7)
+    else:
+        ax.yaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
 
 
 def _title(data: dict[str, Any]) -> str:

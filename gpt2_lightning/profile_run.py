@@ -11,7 +11,13 @@ import dataclasses
 import sys
 from pathlib import Path
 
-from gpt2_lightning.experiments import EXPERIMENT_RUNNERS, apply_matmul_precision, free_device_memory, resolve_device
+from gpt2_lightning.experiments import (
+    EXPERIMENT_RUNNERS,
+    apply_matmul_precision,
+    device_startup_ms,
+    free_device_memory,
+    resolve_device,
+)
 from gpt2_lightning.flops import num_params
 from gpt2_lightning.interrupts import RunInterrupted, check
 from gpt2_lightning.profile_config import ProfileConfig
@@ -46,13 +52,14 @@ def run_profile(cfg: ProfileConfig, run_dir: Path, write: bool = True) -> RunRes
     """
     apply_matmul_precision(cfg)
     device = resolve_device(cfg.accelerator)
+    startup_ms = device_startup_ms(device)  # first: nothing may touch CUDA before it
     gpt = cfg.gpt_config()
     config = cfg.to_dict() | {
         "run_dir": str(run_dir),
         "gpt": dataclasses.asdict(gpt),  # the model's full shape after presets and overrides
         "num_params": num_params(gpt, non_embedding=False),
     }
-    results = RunResults(env=collect_env(device), config=config)
+    results = RunResults(env=collect_env(device) | {"device_startup_ms": startup_ms}, config=config)
     save = (lambda: results.save(run_dir / RESULTS_FILE)) if write else (lambda: None)
     save()
     current = None
@@ -61,6 +68,8 @@ def run_profile(cfg: ProfileConfig, run_dir: Path, write: bool = True) -> RunRes
             if write:
                 print(f"[{current}] running ...", file=sys.stderr, flush=True)
             results.experiments[current] = _run_one(cfg, current, run_dir)
+            if current == "init" and "error" not in results.experiments[current]:
+                results.experiments[current]["device_startup_ms"] = startup_ms
             save()
             check()
         current = None

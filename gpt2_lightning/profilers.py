@@ -36,7 +36,14 @@ def make_profiler(name: str, run_dir: Path, experiment: str, warmup_steps: int, 
 
 
 def top_operators(profiler: Profiler | None, limit: int = 10) -> tuple[list[dict[str, Any]], str] | None:
-    """The operators that took the most self time in the profiled steps: device time on GPU, else CPU time."""
+    """The operators that took the most self time in the profiled steps: device time on GPU, else CPU time.
+
+    Only host-side operators (``aten::mm``, ...) are ranked: each one's self device time is the time of the kernels
+    it launched itself, so the shares add up to the whole without counting a kernel twice (once as its own event,
+    once under the operator that launched it).
+    """
+    from torch.autograd import DeviceType
+
     if not isinstance(profiler, PyTorchProfiler):
         return None
     events = getattr(profiler, "function_events", None)
@@ -44,7 +51,8 @@ def top_operators(profiler: Profiler | None, limit: int = 10) -> tuple[list[dict
         return None
     averages = [
         a for a in events.key_averages()
-        if not a.key.startswith(("[pl][", "ProfilerStep")) and a.key not in ("cudaDeviceSynchronize",)
+        if getattr(a, "device_type", DeviceType.CPU) == DeviceType.CPU
+        and not a.key.startswith(("[pl][", "ProfilerStep")) and a.key not in ("cudaDeviceSynchronize",)
     ]
     device = sum(getattr(a, "self_device_time_total", 0) for a in averages) > 0
     attr, by = ("self_device_time_total", "self device time") if device else ("self_cpu_time_total", "self CPU time")

@@ -111,6 +111,10 @@ def _kv_table(title: str, values: dict[str, Any]) -> list[str]:
     return lines
 
 
+def _short(name: str, limit: int = 90) -> str:
+    return name if len(name) <= limit else name[: limit - 3] + "..."
+
+
 def markdown_summary(data: dict[str, Any]) -> str:
     """The headline table as markdown: one row per experiment and phase (for TensorBoard's text tab too)."""
     lines = ["| experiment | phase | median | p10 | p90 | n |", "|---|---|---:|---:|---:|---:|"]
@@ -144,7 +148,10 @@ def render_report(data: dict[str, Any], plots: dict[str, str]) -> str:
             continue
         out += _stats_table(result.get("phases", {})) + [""]
         if exp == "init":
-            out.append(f"- Device start-up (CUDA context, first kernel): {fmt_ms(result.get('device_startup_ms'))}; "
+            startup = result.get("device_startup_ms")
+            startup_s = ("not measured: the device was already up in this process" if startup is None
+                         else fmt_ms(startup))
+            out.append(f"- Device start-up (CUDA context, first kernel), before any build: {startup_s}; "
                        f"first build in the process, not counted: {fmt_ms(result.get('cold_init_ms'))}.")
         if exp == "inference" and result.get("naive_ms") is not None:
             fwd = result["phases"]["forward"]["median_ms"]
@@ -178,7 +185,7 @@ def render_report(data: dict[str, Any], plots: dict[str, str]) -> str:
         if result.get("top_ops"):
             out += ["", f"Top operators by {result.get('top_ops_by', 'self time')} (profiled steps):", "",
                     "| operator | self ms | % | calls |", "|---|---:|---:|---:|"]
-            out += [f"| `{op['name']}` | {op['self_ms']:.3f} | {op['pct']:.1f} | {op['calls']} |"
+            out += [f"| `{_short(op['name'])}` | {op['self_ms']:.3f} | {op['pct']:.1f} | {op['calls']} |"
                     for op in result["top_ops"]]
         out.append("")
     if plots:
@@ -187,11 +194,18 @@ def render_report(data: dict[str, Any], plots: dict[str, str]) -> str:
 
 
 # ---------------------------------------------------------------------------------------------------- comparison
+def fmt_speedup(s: float | None) -> str:
+    """1.03x, 63.4x, 2,903x: three significant figures, no exponent."""
+    if s is None:
+        return "-"
+    return f"{s:,.0f}x" if s >= 100 else f"{s:.3g}x"
+
+
 def _cell(row: dict[str, Any], i: int) -> str:
     v, s = row["values"][i], row["speedups"][i]
     text = fmt_ms(v) if row["unit"] == "ms" else (fmt_rate(v) if v is not None else "-")
     if i > 0:
-        text += f" ({s:.3g}x)" if s is not None else " (-)"
+        text += f" ({fmt_speedup(s)})"
     return text
 
 
