@@ -60,6 +60,10 @@ def check_environment(cfg: ProfileConfig) -> None:
         devices = cfg.trainer_devices
         if isinstance(devices, int) and devices > torch.cuda.device_count():
             raise ConfigError("devices", cfg.devices, f"only {torch.cuda.device_count()} CUDA device(s) here")
+    if cfg.data is not None:
+        from gpt2_lightning.token_data import check_data
+
+        check_data(cfg.data, cfg.seq_len, cfg.vocab_size)
     if cfg.accelerator == "cpu" and isinstance(cfg.trainer_devices, int):
         cores = os.cpu_count() or 1
         if cfg.trainer_devices > cores:
@@ -153,9 +157,11 @@ def plan(argv: list[str] | None) -> tuple[list[ProfileConfig], list[Path], Path,
 
 
 def main(argv: list[str] | None = None) -> int:
+    from gpt2_lightning.token_data import DataError
+
     try:
         configs, run_dirs, run_dir, sweep_key, rank0 = plan(argv)
-    except (UsageError, ConfigError) as e:
+    except (UsageError, ConfigError, DataError) as e:
         print(f"profile.py: error: {e}", file=sys.stderr)
         return EXIT_BAD_INPUT
 

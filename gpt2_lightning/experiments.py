@@ -18,6 +18,7 @@ from gpt2_lightning.interrupts import RaiseOnSignal
 from gpt2_lightning.interrupts import check as check_interrupted
 from gpt2_lightning.module import GPT2LightningModule
 from gpt2_lightning.profile_config import ProfileConfig
+from gpt2_lightning.token_data import TokenFileDataModule
 from gpt2_lightning.profilers import make_profiler, name_traces, top_operators
 
 
@@ -38,8 +39,12 @@ def make_module(cfg: ProfileConfig) -> GPT2LightningModule:
     return GPT2LightningModule(cfg.gpt_config(), init_on=cfg.init_on, compile=cfg.compile)
 
 
-def make_datamodule(cfg: ProfileConfig, num_batches: int) -> SyntheticTokenDataModule:
-    """``num_batches`` batches for every process: with several, Lightning's sampler deals them out in turn."""
+def make_datamodule(cfg: ProfileConfig, num_batches: int) -> L.LightningDataModule:
+    """``num_batches`` batches for every process: with several, Lightning's sampler deals them out in turn.
+
+    With --data, real tokens: training batches from train.bin, inference batches from val.bin."""
+    if cfg.data is not None:
+        return TokenFileDataModule(cfg.data, cfg.seq_len, cfg.batch_size, seed=cfg.seed, val_batches=num_batches)
     vocab = cfg.gpt_config().vocab_size
     return SyntheticTokenDataModule(
         vocab, cfg.seq_len, cfg.batch_size, seed=cfg.seed, num_batches=num_batches * cfg.world_size
@@ -160,6 +165,20 @@ def run_init(cfg: ProfileConfig, run_dir: Path) -> dict[str, Any]:
     }
 
 
+def experiment_summary(
+    timing: PhaseTimingCallback, throughput: ThroughputCallback, stage: str, timed_phase: str
+) -> dict[str, Any]:
+    """Phases, rates, memory, first step, per-step times and per-rank figures of one timed stage."""
+    return {
+        "phases": timing.summary(stage),
+        "throughput": throughput.summary(stage),
+        "memory": throughput.memory_summary(),
+        **_first_step(timing, stage, timed_phase),
+        "per_step": _per_step(timing.records, stage),
+        **_ranks(timing, stage, timed_phase),
+    }
+
+
 def _profiler(cfg: ProfileConfig, run_dir: Path, experiment: str) -> Any:
     return make_profiler(cfg.profiler, run_dir, experiment, cfg.warmup_steps, cfg.steps)
 
@@ -187,19 +206,13 @@ def run_inference(cfg: ProfileConfig, run_dir: Path) -> dict[str, Any]:
     # return_predictions=False: keeping every batch's logits would copy them to the host each step
     trainer.predict(module, datamodule=make_datamodule(cfg, n), return_predictions=False)
     naive = timing.naive_summary("predict")
-    phases = timing.summary("predict")
     counted = [r for r in timing.records if r.stage == "predict" and not r.warmup]
     result = {
-        "phases": phases,
+        **experiment_summary(timing, throughput, "predict", "forward"),
         "naive_ms": naive["median_ms"],
         "naive": naive,
         "total_ms": sum(r.phases["forward"] for r in counted),
         "naive_total_ms": sum(r.naive_ms for r in counted if r.naive_ms is not None),
-        "throughput": throughput.summary("predict"),
-        "memory": throughput.memory_summary(),
-        **_first_step(timing, "predict", "forward"),
-        "per_step": _per_step(timing.records, "predict"),
-        **_ranks(timing, "predict", "forward"),
         **_profiler_results(profiler, run_dir, "inference"),
     }
     del module, trainer
@@ -219,14 +232,8 @@ def run_train(cfg: ProfileConfig, run_dir: Path) -> dict[str, Any]:
         enable_progress_bar=_progress_bar(cfg, n),
     )
     trainer.fit(module, datamodule=make_datamodule(cfg, n))
-    phases = timing.summary("train")
     result = {
-        "phases": phases,
-        "throughput": throughput.summary("train"),
-        "memory": throughput.memory_summary(),
-        **_first_step(timing, "train", "step"),
-        "per_step": _per_step(timing.records, "train"),
-        **_ranks(timing, "train", "step"),
+        **experiment_summary(timing, throughput, "train", "step"),
         **_profiler_results(profiler, run_dir, "train"),
     }
     del module, trainer

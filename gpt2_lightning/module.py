@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import dataclasses
+import math
 from typing import Any
 
 import lightning as L
 import torch
+from torchmetrics.aggregation import MeanMetric
 
 from gpt2_lightning.config import GPTConfig
 from gpt2_lightning.flops import inference_flops_per_token, train_flops_per_token
@@ -31,6 +33,9 @@ class GPT2LightningModule(L.LightningModule):
         betas: tuple[float, float] = (0.9, 0.95),
         init_on: str = "device",
         compile: bool = False,
+        lr_warmup_steps: int = 0,
+        lr_decay_steps: int | None = None,
+        min_lr: float | None = None,
     ) -> None:
         super().__init__()
         if isinstance(config, dict):
@@ -43,12 +48,17 @@ class GPT2LightningModule(L.LightningModule):
         self.betas = tuple(betas)
         self.init_on = init_on
         self.compile = compile
+        self.lr_warmup_steps = lr_warmup_steps
+        self.lr_decay_steps = lr_decay_steps
+        self.min_lr = learning_rate / 10 if min_lr is None else min_lr  # nanoGPT / Chinchilla: decay to lr / 10
         # the config as a plain dict, so checkpoints reload and TensorBoard's HParams tab shows every field
         self.save_hyperparameters({"config": dataclasses.asdict(config)} | {
             "learning_rate": learning_rate, "weight_decay": weight_decay, "betas": list(self.betas),
-            "init_on": init_on, "compile": compile,
+            "init_on": init_on, "compile": compile, "lr_warmup_steps": lr_warmup_steps,
+            "lr_decay_steps": lr_decay_steps, "min_lr": self.min_lr,
         })
         self.model: GPT | None = None
+        self.val_loss = MeanMetric()  # mean over the validation batches; its state lives on the module's device
 
     # ------------------------------------------------------------------ building
     def configure_model(self) -> None:
@@ -67,7 +77,16 @@ class GPT2LightningModule(L.LightningModule):
             # dynamic=False: one static graph per shape, as a fixed-shape profile (and training) wants
             self.model.compile(dynamic=False)
 
-    def configure_optimizers(self) -> torch.optim.Optimizer:
+    def lr_at(self, step: int) -> float:
+        """Learning rate at an optimizer step: linear warm-up, then cosine decay to min_lr over lr_decay_steps."""
+        if step < self.lr_warmup_steps:
+            return self.learning_rate * (step + 1) / self.lr_warmup_steps
+        if self.lr_decay_steps is None:
+            return self.learning_rate
+        progress = min(1.0, (step - self.lr_warmup_steps) / max(1, self.lr_decay_steps - self.lr_warmup_steps))
+        return self.min_lr + 0.5 * (1.0 + math.cos(math.pi * progress)) * (self.learning_rate - self.min_lr)
+
+    def configure_optimizers(self) -> Any:
         params = [p for p in self.parameters() if p.requires_grad]
         # weight decay on matmul weights and embeddings (2-D), never on biases or LayerNorm gains
         groups = [
@@ -76,7 +95,11 @@ class GPT2LightningModule(L.LightningModule):
         ]
         on_cuda = all(p.is_cuda for p in params)
         # fused: one kernel for the whole update instead of several per tensor; CUDA only here
-        return torch.optim.AdamW(groups, lr=self.learning_rate, betas=self.betas, fused=on_cuda or None)
+        optimizer = torch.optim.AdamW(groups, lr=self.learning_rate, betas=self.betas, fused=on_cuda or None)
+        if self.lr_warmup_steps == 0 and self.lr_decay_steps is None:
+            return optimizer  # constant rate: no scheduler to step (profiling)
+        schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: self.lr_at(step) / self.learning_rate)
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": schedule, "interval": "step"}}
 
     # ------------------------------------------------------------------ steps
     def forward(self, idx: torch.Tensor) -> torch.Tensor:
@@ -101,8 +124,16 @@ class GPT2LightningModule(L.LightningModule):
     def validation_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> torch.Tensor:
         idx, targets = batch
         _, loss = self.model(idx, targets)
-        self.log("val/loss", loss, on_step=False, on_epoch=True, prog_bar=True)
+        self.val_loss.update(loss)
         return loss
+
+    def on_validation_epoch_end(self) -> None:
+        if self.val_loss.update_count == 0:
+            return
+        loss = self.val_loss.compute()
+        self.val_loss.reset()
+        self.log("val/loss", loss, prog_bar=True, sync_dist=True)
+        self.log("val/perplexity", torch.exp(loss), sync_dist=True)
 
     def predict_step(self, batch: tuple[torch.Tensor, torch.Tensor] | torch.Tensor, batch_idx: int) -> torch.Tensor:
         idx = batch[0] if isinstance(batch, (tuple, list)) else batch

@@ -63,6 +63,8 @@ class ProfileConfig:
     if_exists: str = _help("when the run directory exists: 'error' (exit 2) or 'rename' (add a -N suffix); "
                            "a run directory is never overwritten", default="error")
     seed: int = _help("seed for model init and synthetic tokens", default=1337)
+    data: str | None = _help("a token directory (scripts/prepare_data.py) to use instead of synthetic tokens; the "
+                             "vocabulary size comes from its meta.json", default=None)
     sweep: str | None = _help(
         f"KEY=V1,V2,...: one profile per value into one parent directory, with a combined table and plots; "
         f"KEY is one of {', '.join(SWEEP_KEYS)}", default=None)
@@ -161,9 +163,18 @@ class ProfileConfig:
                 values[name] = getattr(self, name)
         return values
 
+    def model_vocab_size(self) -> int | None:
+        """--vocab-size, else the data's vocabulary with --data, else None (the preset's)."""
+        if self.vocab_size is not None or self.data is None:
+            return self.vocab_size
+        from gpt2_lightning.token_data import read_meta
+
+        return read_meta(self.data)["vocab_size"]
+
     def gpt_config(self) -> GPTConfig:
         return GPTConfig.from_name(
-            self.model, n_layer=self.n_layer, n_head=self.n_head, n_embd=self.n_embd, vocab_size=self.vocab_size
+            self.model, n_layer=self.n_layer, n_head=self.n_head, n_embd=self.n_embd,
+            vocab_size=self.model_vocab_size(),
         )
 
     @property

@@ -1,0 +1,117 @@
+"""``scripts/train.py`` / ``gpt2-train``: train GPT-2 on real tokens, timed by the same callbacks as the profiler.
+
+    python scripts/prepare_data.py input.txt --tokenizer bytes --out data/mytext
+    python scripts/train.py --data data/mytext --model tiny --max-steps 2000 --accelerator gpu
+    python scripts/train.py --data data/mytext --model tiny --max-steps 4000 --resume runs/<run>/checkpoints/last.ckpt
+
+Learning rate: linear warm-up over --lr-warmup-steps, then cosine decay to --min-lr at --lr-decay-steps (default
+--max-steps). Gradients are clipped to --grad-clip (global norm) and accumulated over --accumulate batches per
+optimizer step. Validation loss and perplexity every --val-every steps on the same --val-batches batches;
+checkpoints every --checkpoint-every steps (and last.ckpt). --resume continues the step count, optimizer and scheduler state, and the data order.
+Everything lands in <out>/<run-name>/: TensorBoard logs, checkpoints/, results.json, report.md.
+"""
+
+import argparse
+import sys
+from pathlib import Path
+
+from gpt2_lightning.cli import EXIT_BAD_INPUT, UsageError, check_environment, make_run_dir, quiet_lightning
+from gpt2_lightning.profile_config import ConfigError, ProfileConfig
+from gpt2_lightning.token_data import DataError, check_data
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="train.py", description=__doc__.split("\n\n")[0],
+                                epilog=__doc__.split("\n\n", 2)[2], formatter_class=argparse.RawTextHelpFormatter)
+    p.add_argument("--data", required=True, help="token directory made by scripts/prepare_data.py")
+    p.add_argument("--model", default="tiny", help="GPT-2 preset (default: tiny)")
+    for flag in ("--n-layer", "--n-head", "--n-embd"):
+        p.add_argument(flag, type=int, default=None, help="override the preset")
+    p.add_argument("--batch-size", type=int, default=8)
+    p.add_argument("--seq-len", type=int, default=256)
+    p.add_argument("--max-steps", type=int, default=1000, help="optimizer steps in all (a resumed run counts on)")
+    p.add_argument("--lr", type=float, default=1e-3, help="peak learning rate")
+    p.add_argument("--min-lr", type=float, default=None, help="final learning rate (default: --lr / 10)")
+    p.add_argument("--lr-warmup-steps", type=int, default=100)
+    p.add_argument("--lr-decay-steps", type=int, default=None,
+                   help="step at which the cosine reaches --min-lr (default: --max-steps); keep it when a run is "
+                        "split into parts with --resume")
+    p.add_argument("--weight-decay", type=float, default=0.1)
+    p.add_argument("--grad-clip", type=float, default=1.0, help="global gradient norm limit; 0 turns clipping off")
+    p.add_argument("--accumulate", type=int, default=1, help="batches per optimizer step")
+    p.add_argument("--val-every", type=int, default=200, help="steps between validations")
+    p.add_argument("--val-batches", type=int, default=8)
+    p.add_argument("--checkpoint-every", type=int, default=500, help="steps between checkpoints")
+    p.add_argument("--resume", default=None, help="a checkpoint to continue from")
+    p.add_argument("--log-every", type=int, default=10, help="steps between loss / learning-rate log points")
+    for flag, default in (("--accelerator", "auto"), ("--devices", "1"), ("--strategy", "auto"),
+                          ("--precision", "32-true"), ("--out", "runs"), ("--run-name", None), ("--if-exists", "error")):
+        p.add_argument(flag, default=default)
+    p.add_argument("--warmup-steps", type=int, default=2, help="steps the timing callbacks do not count")
+    p.add_argument("--seed", type=int, default=1337)
+    p.add_argument("--compile", action="store_true")
+    p.add_argument("--verbose", action="store_true")
+    return p
+
+
+def parse(argv):
+    parser = build_parser()
+
+    def error(message):
+        raise UsageError(message)
+
+    parser.error = error
+    args = parser.parse_args(argv)
+    if args.lr_decay_steps is None:
+        args.lr_decay_steps = args.max_steps
+    for name in ("max_steps", "lr_decay_steps", "accumulate", "val_every", "val_batches", "checkpoint_every", "log_every"):
+        if getattr(args, name) <= 0:
+            raise ConfigError(name, getattr(args, name), "must be a positive integer")
+    for name in ("lr_warmup_steps", "grad_clip", "weight_decay"):
+        if getattr(args, name) < 0:
+            raise ConfigError(name, getattr(args, name), "must be 0 or more")
+    if args.lr <= 0:
+        raise ConfigError("lr", args.lr, "must be positive")
+    if args.resume is not None and not Path(args.resume).is_file():
+        raise ConfigError("resume", args.resume, "no such checkpoint file")
+    # the settings shared with the profiler are checked by its config
+    cfg = ProfileConfig(
+        accelerator=args.accelerator, devices=args.devices, strategy=args.strategy, precision=args.precision,
+        model=args.model, n_layer=args.n_layer, n_head=args.n_head, n_embd=args.n_embd, batch_size=args.batch_size,
+        seq_len=args.seq_len, warmup_steps=args.warmup_steps, steps=max(1, args.max_steps - args.warmup_steps),
+        compile=args.compile,
+        out=args.out, run_name=args.run_name, if_exists=args.if_exists, seed=args.seed, verbose=args.verbose,
+        data=args.data, experiments="train",
+    )
+    return args, cfg
+
+
+def main(argv=None) -> int:
+    try:
+        args, cfg = parse(argv)
+        check_environment(cfg)
+        check_data(args.data, cfg.seq_len, cfg.vocab_size)
+        run_dir = make_run_dir(cfg)
+    except (UsageError, ConfigError, DataError) as e:
+        print(f"train.py: error: {e}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    quiet_lightning(cfg.verbose)
+    from gpt2_lightning.interrupts import RunInterrupted, interruptible
+    from gpt2_lightning.training import train
+
+    try:
+        with interruptible():
+            results = train(cfg, args, run_dir)
+    except RunInterrupted as e:
+        print(f"train.py: interrupted by {e}; last checkpoint and results are in {run_dir}", file=sys.stderr)
+        return e.exit_code
+    from gpt2_lightning.report import format_summary
+
+    print(format_summary(results.to_dict()))
+    val = results.experiments["train"].get("val_loss") or []
+    if val:
+        print(f"\nvalidation loss: {val[0]['loss']:.4f} at step {val[0]['step']} -> {val[-1]['loss']:.4f} at step "
+              f"{val[-1]['step']}")
+    print(f"results: {run_dir / 'results.json'}\ncheckpoints: {run_dir / 'checkpoints'}")
+    return 0
+
