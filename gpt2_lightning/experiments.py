@@ -192,52 +192,55 @@ def _profiler_results(profiler: Any, run_dir: Path, experiment: str) -> dict[str
     return out
 
 
-def run_inference(cfg: ProfileConfig, run_dir: Path) -> dict[str, Any]:
-    """Forward passes under torch.inference_mode through ``trainer.predict``, with the naive host-clock figure."""
+def _timed_run(
+    cfg: ProfileConfig, run_dir: Path, experiment: str, stage: str, timed_phase: str,
+    run: Callable[[L.Trainer, L.LightningModule, L.LightningDataModule], Any], **trainer_kwargs: Any,
+) -> tuple[dict[str, Any], PhaseTimingCallback]:
+    """A fresh module and Trainer with the timing callbacks, logger and profiler; ``run`` drives them."""
     timing = PhaseTimingCallback(warmup_steps=cfg.warmup_steps)
     throughput = ThroughputCallback(timing)
     module = make_module(cfg)
     n = cfg.warmup_steps + cfg.steps
-    profiler = _profiler(cfg, run_dir, "inference")
+    profiler = _profiler(cfg, run_dir, experiment)
     trainer = make_trainer(
-        cfg, [timing, throughput], logger=make_logger(run_dir, "inference"), profiler=profiler,
-        enable_progress_bar=_progress_bar(cfg, n),
+        cfg, [timing, throughput], logger=make_logger(run_dir, experiment), profiler=profiler,
+        enable_progress_bar=_progress_bar(cfg, n), **trainer_kwargs,
     )
-    # return_predictions=False: keeping every batch's logits would copy them to the host each step
-    trainer.predict(module, datamodule=make_datamodule(cfg, n), return_predictions=False)
-    naive = timing.naive_summary("predict")
-    counted = [r for r in timing.records if r.stage == "predict" and not r.warmup]
+    run(trainer, module, make_datamodule(cfg, n))
     result = {
-        **experiment_summary(timing, throughput, "predict", "forward"),
-        "naive_ms": naive["median_ms"],
-        "naive": naive,
-        "total_ms": sum(r.phases["forward"] for r in counted),
-        "naive_total_ms": sum(r.naive_ms for r in counted if r.naive_ms is not None),
-        **_profiler_results(profiler, run_dir, "inference"),
+        **experiment_summary(timing, throughput, stage, timed_phase),
+        **_profiler_results(profiler, run_dir, experiment),
     }
     del module, trainer
     free_device_memory()
+    return result, timing
+
+
+def run_inference(cfg: ProfileConfig, run_dir: Path) -> dict[str, Any]:
+    """Forward passes under torch.inference_mode through ``trainer.predict``, with the naive host-clock figure."""
+    result, timing = _timed_run(
+        cfg, run_dir, "inference", "predict", "forward",
+        # return_predictions=False: keeping every batch's logits would copy them to the host each step
+        lambda trainer, module, data: trainer.predict(module, datamodule=data, return_predictions=False),
+    )
+    naive = timing.naive_summary("predict")
+    counted = [r for r in timing.records if r.stage == "predict" and not r.warmup]
+    result.update(
+        naive_ms=naive["median_ms"],
+        naive=naive,
+        total_ms=sum(r.phases["forward"] for r in counted),
+        naive_total_ms=sum(r.naive_ms for r in counted if r.naive_ms is not None),
+    )
     return result
 
 
 def run_train(cfg: ProfileConfig, run_dir: Path) -> dict[str, Any]:
     """Full training steps through ``trainer.fit``, split into data / forward / backward / optimizer."""
-    timing = PhaseTimingCallback(warmup_steps=cfg.warmup_steps)
-    throughput = ThroughputCallback(timing)
-    module = make_module(cfg)
-    n = cfg.warmup_steps + cfg.steps
-    profiler = _profiler(cfg, run_dir, "train")
-    trainer = make_trainer(
-        cfg, [timing, throughput], logger=make_logger(run_dir, "train"), max_steps=n, profiler=profiler,
-        enable_progress_bar=_progress_bar(cfg, n),
+    result, _ = _timed_run(
+        cfg, run_dir, "train", "train", "step",
+        lambda trainer, module, data: trainer.fit(module, datamodule=data),
+        max_steps=cfg.warmup_steps + cfg.steps,
     )
-    trainer.fit(module, datamodule=make_datamodule(cfg, n))
-    result = {
-        **experiment_summary(timing, throughput, "train", "step"),
-        **_profiler_results(profiler, run_dir, "train"),
-    }
-    del module, trainer
-    free_device_memory()
     return result
 
 
