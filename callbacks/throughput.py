@@ -93,7 +93,6 @@ class ThroughputCallback(Callback):
         self.peak_tflops: float | None = None
         self.device_name: str | None = None
         self.throughput: dict[str, Throughput] = {}
-        self.memory: dict[str, dict[str, float]] = {}
         self._device = torch.device("cpu")
         self._subscribed = False
 
@@ -121,6 +120,7 @@ class ThroughputCallback(Callback):
         return acc.compute() if acc is not None else Throughput(self.peak_tflops).compute()
 
     def memory_summary(self) -> dict[str, float]:
+        """MEM now: the peak since this stage's setup (CUDA) or the process's peak (CPU)."""
         return peak_memory(self._device)
 
     def _on_records(self, trainer: L.Trainer, records: list[StepRecord]) -> None:
@@ -141,4 +141,3 @@ class ThroughputCallback(Callback):
             metrics.update({f"memory/{k}": v for k, v in memory.items()})
             for logger in trainer.loggers:
                 logger.log_metrics(metrics, step=r.step)
-        self.memory[records[0].stage if records else "train"] = memory

@@ -37,7 +37,8 @@ def _help(text: str, **kw: Any) -> Any:
 class ProfileConfig:
     """Settings of one profile run (one accelerator)."""
 
-    accelerator: str = _help("where to run: auto, cpu, gpu or cuda (as Lightning's Trainer)", default="auto")
+    accelerator: str = _help("where to run: auto, cpu, gpu or cuda (as Lightning's Trainer); a comma list such as "
+                             "cpu,gpu runs each in turn and compares them", default="auto")
     devices: str = _help("devices per node: a count, 'auto' or a comma list of indices (as Lightning)", default="1")
     strategy: str = _help("Lightning strategy: auto, ddp, ddp_spawn, fsdp, ...", default="auto")
     num_nodes: int = _help("machines taking part (multi-node runs)", default=1)
