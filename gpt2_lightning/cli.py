@@ -51,7 +51,7 @@ def parse_configs(argv: list[str] | None) -> list[ProfileConfig]:
 
 
 def check_environment(cfg: ProfileConfig) -> None:
-    """What can only be checked on this machine: the accelerator and its device count."""
+    """What can only be checked on this machine: the accelerator, its device count, and the --data directory."""
     import torch
 
     if cfg.accelerator in ("gpu", "cuda"):

@@ -17,7 +17,7 @@ from pathlib import Path
 
 from gpt2_lightning.cli import EXIT_BAD_INPUT, UsageError, check_environment, make_run_dir, quiet_lightning
 from gpt2_lightning.profile_config import ConfigError, ProfileConfig
-from gpt2_lightning.token_data import DataError, check_data
+from gpt2_lightning.token_data import DataError
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -89,8 +89,7 @@ def parse(argv):
 def main(argv=None) -> int:
     try:
         args, cfg = parse(argv)
-        check_environment(cfg)
-        check_data(args.data, cfg.seq_len, cfg.vocab_size)
+        check_environment(cfg)  # the accelerator, and the data directory
         run_dir = make_run_dir(cfg)
     except (UsageError, ConfigError, DataError) as e:
         print(f"train.py: error: {e}", file=sys.stderr)
