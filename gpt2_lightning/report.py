@@ -1,4 +1,4 @@
-"""Human-readable views of a run's results: the console summary (and, later, report.md and plots)."""
+"""Human-readable views of results: the console summary, report.md and the comparison table (plots: plots.py)."""
 
 from __future__ import annotations
 
