@@ -69,8 +69,10 @@ def test_real_sleeps_attribution():
     for phase, ms in dict(data=10, forward=20, backward=30, optimizer=10).items():
         assert s[phase]["n"] == 4
         assert ms - 0.5 <= s[phase]["median_ms"] <= ms + tolerance_ms, (phase, s[phase])
-    parts = sum(s[p]["median_ms"] for p in ("data", "forward", "backward", "optimizer"))
-    assert parts == pytest.approx(s["step"]["median_ms"], rel=0.10)
+    for r in timing.records:
+        if not r.warmup:
+            parts = sum(r.phases[p] for p in ("data", "forward", "backward", "optimizer"))
+            assert 0.90 * r.phases["step"] <= parts <= r.phases["step"], r.phases
 
 
 def test_resolves_in_windows_not_per_step():

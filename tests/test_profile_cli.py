@@ -45,8 +45,11 @@ def test_phases_add_up_to_step_and_rate_is_tokens_over_step(cpu_run):
     _, run_dir = cpu_run
     train = json.loads((run_dir / "results.json").read_text())["experiments"]["train"]
     p = train["phases"]
-    parts = sum(p[k]["median_ms"] for k in ("data", "forward", "backward", "optimizer"))
-    assert parts == pytest.approx(p["step"]["median_ms"], rel=0.10)
+    # step by step (medians of separate phases need not add up when the machine is noisy): the four parts cover
+    # the whole step but for Lightning's own bookkeeping between the hooks
+    for s in (s for s in train["per_step"] if not s["warmup"]):
+        parts = sum(s[f"{k}_ms"] for k in ("data", "forward", "backward", "optimizer"))
+        assert 0.90 * s["step_ms"] <= parts <= s["step_ms"], s
     expected = 2 * 64 / (p["step"]["median_ms"] / 1000.0)
     assert train["throughput"]["tokens_per_sec"] == pytest.approx(expected, rel=0.02)
     inf = json.loads((run_dir / "results.json").read_text())["experiments"]["inference"]
