@@ -61,7 +61,7 @@ def check_environment(cfg: ProfileConfig) -> None:
         if isinstance(devices, int) and devices > torch.cuda.device_count():
             raise ConfigError("devices", cfg.devices, f"only {torch.cuda.device_count()} CUDA device(s) here")
     if cfg.data is not None:
-        from gpt2_lightning.token_data import check_data
+        from gpt2_lightning.data import check_data
 
         check_data(cfg.data, cfg.seq_len, cfg.vocab_size)
     if cfg.accelerator == "cpu" and isinstance(cfg.trainer_devices, int):
@@ -157,7 +157,7 @@ def plan(argv: list[str] | None) -> tuple[list[ProfileConfig], list[Path], Path,
 
 
 def main(argv: list[str] | None = None) -> int:
-    from gpt2_lightning.token_data import DataError
+    from gpt2_lightning.data import DataError
 
     try:
         configs, run_dirs, run_dir, sweep_key, rank0 = plan(argv)

@@ -1,10 +1,29 @@
-"""Synthetic token data: seeded, the right shape and dtype, and too cheap to ever dominate a step."""
+"""Data for GPT-2: seeded synthetic tokens, and real tokens from nanoGPT-style token files.
+
+``SyntheticTokenDataModule``: uniformly random ids, the right shape and dtype, too cheap to ever dominate a step.
+
+``TokenFileDataModule``: a data directory holds ``train.bin``, ``val.bin`` and ``meta.json`` (written by
+``scripts/prepare_data.py``)::
+
+    {"tokenizer": "bytes", "vocab_size": 256, "dtype": "uint16", "train_tokens": 123, "val_tokens": 45}
+
+Tokens are flat uint16 (uint32 for vocabularies over 65536) arrays, memory-mapped. Training batch ``i`` is a pure
+function of (seed, i): B random windows of seq_len + 1 tokens. So the data order is seeded, and a run resumed from
+a checkpoint at step k sees exactly the batches an uninterrupted run would have seen from step k on (the position is
+saved in the checkpoint through the DataModule's state_dict).
+"""
 
 from __future__ import annotations
 
+import json
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
 import lightning as L
+import numpy as np
 import torch
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import DataLoader, Dataset, IterableDataset
 
 
 class _BatchPool(Dataset):
@@ -84,3 +103,140 @@ class SyntheticTokenDataModule(L.LightningDataModule):
 
     def predict_dataloader(self) -> DataLoader:
         return self._loader()
+
+
+# ---------------------------------------------------------------------------------------------------- real tokens
+DTYPES = {"uint16": np.uint16, "uint32": np.uint32}
+META_FILE = "meta.json"
+
+
+class DataError(ValueError):
+    """A data directory that cannot be used; the message is one line naming the file and the problem."""
+
+
+def token_dtype(vocab_size: int) -> str:
+    """uint16 when every id fits (GPT-2's 50257 does), else uint32."""
+    return "uint16" if vocab_size <= 2**16 else "uint32"
+
+
+def read_meta(data_dir: str | Path) -> dict[str, Any]:
+    path = Path(data_dir) / META_FILE
+    if not Path(data_dir).is_dir():
+        raise DataError(f"{data_dir}: no such data directory (make one with scripts/prepare_data.py)")
+    try:
+        meta = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise DataError(f"{path}: missing (make the directory with scripts/prepare_data.py)") from None
+    except (OSError, ValueError) as e:
+        raise DataError(f"{path}: unreadable ({e.__class__.__name__})") from None
+    if not isinstance(meta, dict) or meta.get("dtype") not in DTYPES or not isinstance(meta.get("vocab_size"), int):
+        raise DataError(f"{path}: needs 'vocab_size' (int) and 'dtype' ({' or '.join(DTYPES)})")
+    return meta
+
+
+def open_tokens(data_dir: str | Path, split: str, meta: dict[str, Any]) -> np.memmap:
+    path = Path(data_dir) / f"{split}.bin"
+    if not path.is_file():
+        raise DataError(f"{path}: missing")
+    itemsize = np.dtype(DTYPES[meta["dtype"]]).itemsize
+    if path.stat().st_size % itemsize:
+        raise DataError(f"{path}: size is not a whole number of {meta['dtype']} tokens; truncated?")
+    if path.stat().st_size == 0:
+        raise DataError(f"{path}: empty")
+    return np.memmap(path, dtype=DTYPES[meta["dtype"]], mode="r")
+
+
+def check_data(data_dir: str | Path, seq_len: int, vocab_size: int | None = None) -> dict[str, Any]:
+    """Everything that can be wrong with a data directory, found before any work: DataError, one line each."""
+    meta = read_meta(data_dir)
+    vocab = meta["vocab_size"] if vocab_size is None else vocab_size
+    if vocab < meta["vocab_size"]:
+        raise DataError(f"--vocab-size {vocab} is smaller than the data's vocabulary ({meta['vocab_size']})")
+    for split in ("train", "val"):
+        tokens = open_tokens(data_dir, split, meta)
+        if len(tokens) < seq_len + 1:
+            raise DataError(f"{Path(data_dir) / (split + '.bin')}: {len(tokens)} tokens, shorter than one window "
+                            f"of --seq-len {seq_len} + 1")
+        top = int(_max_token(tokens))
+        if top >= vocab:
+            raise DataError(f"{Path(data_dir) / (split + '.bin')}: token id {top} is not below the vocabulary size "
+                            f"{vocab}")
+    return meta
+
+
+def _max_token(tokens: np.memmap, chunk: int = 1 << 24) -> int:
+    return max(int(tokens[i : i + chunk].max()) for i in range(0, len(tokens), chunk))
+
+
+def _window_batch(tokens: np.memmap, seq_len: int, batch_size: int, seed: int, index: int):
+    """Batch ``index``: batch_size random windows of seq_len + 1 tokens, from a generator seeded by (seed, index)."""
+    g = torch.Generator().manual_seed(seed * 1_000_003 + index)
+    starts = torch.randint(0, len(tokens) - seq_len, (batch_size,), generator=g).tolist()
+    windows = torch.from_numpy(np.stack([tokens[s : s + seq_len + 1].astype(np.int64) for s in starts]))
+    return windows[:, :-1].contiguous(), windows[:, 1:].contiguous()  # (B, T) inputs, (B, T) next tokens
+
+
+class _TrainWindows(IterableDataset):
+    """An endless stream of batches start, start + 1, ... (each process takes every world_size-th); the Trainer's
+    max_steps ends it."""
+
+    def __init__(self, data_dir: Path, meta: dict, seq_len: int, batch_size: int, seed: int, start: int,
+                 rank: int = 0, world_size: int = 1) -> None:
+        self.data_dir, self.meta, self.seq_len, self.batch_size = data_dir, meta, seq_len, batch_size
+        self.seed, self.start, self.rank, self.world_size = seed, start, rank, world_size
+
+    def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        tokens = open_tokens(self.data_dir, "train", self.meta)  # opened here: works in worker processes too
+        index = self.start * self.world_size + self.rank
+        while True:
+            yield _window_batch(tokens, self.seq_len, self.batch_size, self.seed, index)
+            index += self.world_size
+
+
+class _ValWindows(Dataset):
+    """The same ``num_batches`` validation batches every time: losses are comparable across the run."""
+
+    def __init__(self, data_dir: Path, meta: dict, seq_len: int, batch_size: int, seed: int, num_batches: int) -> None:
+        self.tokens = open_tokens(data_dir, "val", meta)
+        self.seq_len, self.batch_size, self.seed, self.num_batches = seq_len, batch_size, seed, num_batches
+
+    def __len__(self) -> int:
+        return self.num_batches
+
+    def __getitem__(self, i: int):
+        return _window_batch(self.tokens, self.seq_len, self.batch_size, self.seed + 7919, i)
+
+
+class TokenFileDataModule(L.LightningDataModule):
+    """Train/val token files of ``data_dir`` as random windows; seeded, and exactly resumable."""
+
+    def __init__(self, data_dir: str | Path, seq_len: int, batch_size: int, seed: int = 1337,
+                 val_batches: int = 8) -> None:
+        super().__init__()
+        self.data_dir = Path(data_dir)
+        self.meta = read_meta(self.data_dir)
+        self.seq_len, self.batch_size, self.seed, self.val_batches = seq_len, batch_size, seed, val_batches
+        self.vocab_size: int = self.meta["vocab_size"]
+        self._start = 0  # index of the next training batch; restored from checkpoints
+
+    def train_dataloader(self) -> DataLoader:
+        rank, world = (self.trainer.global_rank, self.trainer.world_size) if self.trainer is not None else (0, 1)
+        data = _TrainWindows(self.data_dir, self.meta, self.seq_len, self.batch_size, self.seed, self._start,
+                             rank, world)
+        return DataLoader(data, batch_size=None, num_workers=0)
+
+    def val_dataloader(self) -> DataLoader:
+        data = _ValWindows(self.data_dir, self.meta, self.seq_len, self.batch_size, self.seed, self.val_batches)
+        return DataLoader(data, batch_size=None, shuffle=False, num_workers=0)
+
+    def predict_dataloader(self) -> DataLoader:
+        return self.val_dataloader()
+
+    # the position in the stream travels with checkpoints, so a resumed run continues the same data order
+    def state_dict(self) -> dict[str, Any]:
+        trainer = self.trainer
+        consumed = trainer.global_step * trainer.accumulate_grad_batches if trainer is not None else self._start
+        return {"next_train_batch": consumed, "seed": self.seed}
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        self._start = int(state_dict.get("next_train_batch", 0))

@@ -13,12 +13,11 @@ import torch
 from lightning.pytorch.loggers import TensorBoardLogger
 
 from callbacks import DeviceTimer, PhaseTimingCallback, StepRecord, ThroughputCallback
-from gpt2_lightning.data import SyntheticTokenDataModule
+from gpt2_lightning.data import SyntheticTokenDataModule, TokenFileDataModule
 from gpt2_lightning.interrupts import RaiseOnSignal
 from gpt2_lightning.interrupts import check as check_interrupted
 from gpt2_lightning.module import GPT2LightningModule
 from gpt2_lightning.profile_config import ProfileConfig
-from gpt2_lightning.token_data import TokenFileDataModule
 from gpt2_lightning.profilers import make_profiler, name_traces, top_operators
 
 

@@ -17,7 +17,7 @@ from pathlib import Path
 
 from gpt2_lightning.cli import EXIT_BAD_INPUT, UsageError, check_environment, make_run_dir, quiet_lightning
 from gpt2_lightning.profile_config import ConfigError, ProfileConfig
-from gpt2_lightning.token_data import DataError
+from gpt2_lightning.data import DataError
 
 
 def build_parser() -> argparse.ArgumentParser:

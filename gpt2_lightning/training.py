@@ -25,7 +25,7 @@ from gpt2_lightning.module import GPT2LightningModule
 from gpt2_lightning.profile_config import ProfileConfig
 from gpt2_lightning.profile_run import RESULTS_FILE, finish
 from gpt2_lightning.results import RunResults, collect_env
-from gpt2_lightning.token_data import TokenFileDataModule
+from gpt2_lightning.data import TokenFileDataModule
 
 
 class LossHistory(Callback):

@@ -44,12 +44,12 @@ def test_prepare_data_refuses_to_overwrite(data_dir):
 
 
 def test_windows_are_seeded_and_deal_out_by_rank(data_dir):
-    from gpt2_lightning.token_data import TokenFileDataModule
+    from gpt2_lightning.data import TokenFileDataModule
 
     def first(start=0, seed=1, rank=0, world=1):
         dm = TokenFileDataModule(data_dir, seq_len=16, batch_size=2, seed=seed)
         dm._start = start
-        from gpt2_lightning.token_data import _TrainWindows
+        from gpt2_lightning.data import _TrainWindows
 
         it = iter(_TrainWindows(dm.data_dir, dm.meta, 16, 2, seed, start, rank, world))
         return [next(it) for _ in range(3)]
