@@ -71,7 +71,7 @@ def peak_memory(device: torch.device) -> dict[str, float]:
     return {"max_rss_gib": rss * (1 if sys.platform == "darwin" else 1024) / GIB}
 
 
-def _tokens(shape: tuple[int, ...] | None) -> tuple[int, int] | None:
+def batch_tokens(shape: tuple[int, ...] | None) -> tuple[int, int] | None:
     """(batch size, sequence length) of a batch shape; a 1-D batch counts one token per sample."""
     if not shape:
         return None
@@ -128,7 +128,7 @@ class ThroughputCallback(Callback):
         flops_fn = getattr(module, "flops_per_batch", None)
         memory = peak_memory(self._device)  # host-side allocator statistics: no device synchronisation
         for r in records:
-            shape = _tokens(r.batch_shape)
+            shape = batch_tokens(r.batch_shape)
             timed = r.phases.get("step" if r.stage == "train" else "forward")
             if r.warmup or shape is None or timed is None:
                 continue

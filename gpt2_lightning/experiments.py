@@ -13,12 +13,14 @@ import torch
 from lightning.pytorch.loggers import TensorBoardLogger
 
 from callbacks import DeviceTimer, PhaseTimingCallback, StepRecord, ThroughputCallback
+from callbacks.throughput import batch_tokens
 from gpt2_lightning.data import SyntheticTokenDataModule, TokenFileDataModule
 from gpt2_lightning.interrupts import RaiseOnSignal
 from gpt2_lightning.interrupts import check as check_interrupted
 from gpt2_lightning.module import GPT2LightningModule
 from gpt2_lightning.profile_config import ProfileConfig
 from gpt2_lightning.profilers import make_profiler, name_traces, top_operators
+from gpt2_lightning.results import collect_env
 
 
 def resolve_device(accelerator: str) -> torch.device:
@@ -109,9 +111,9 @@ def _ranks(timing: PhaseTimingCallback, stage: str, timed_phase: str) -> dict[st
         return {"world_size": 1}
     rates = []
     for r in ranks:
-        median, shape = r["phases"][timed_phase]["median_ms"], r.get("batch_shape")
+        median, shape = r["phases"][timed_phase]["median_ms"], batch_tokens(r.get("batch_shape"))
         if median and shape:
-            rates.append(shape[0] * (shape[1] if len(shape) > 1 else 1) / (median / 1000.0))
+            rates.append(shape[0] * shape[1] / (median / 1000.0))
     return {
         "world_size": len(ranks),
         "ranks": ranks,
@@ -135,6 +137,12 @@ def device_startup_ms(device: torch.device) -> float | None:
     if device.type == "cuda" and torch.cuda.is_initialized():
         return None
     return DeviceTimer(device).startup_ms()
+
+
+def measured_env(device: torch.device) -> dict[str, Any]:
+    """The run's environment, with device start-up timed first: collecting the environment itself touches CUDA."""
+    startup_ms = device_startup_ms(device)
+    return collect_env(device) | {"device_startup_ms": startup_ms}
 
 
 def run_init(cfg: ProfileConfig, run_dir: Path) -> dict[str, Any]:

@@ -14,14 +14,14 @@ from pathlib import Path
 from gpt2_lightning.experiments import (
     EXPERIMENT_RUNNERS,
     apply_matmul_precision,
-    device_startup_ms,
     free_device_memory,
+    measured_env,
     resolve_device,
 )
 from gpt2_lightning.flops import num_params
 from gpt2_lightning.interrupts import RunInterrupted, check
 from gpt2_lightning.profile_config import ProfileConfig
-from gpt2_lightning.results import RunResults, collect_env
+from gpt2_lightning.results import RunResults
 from gpt2_lightning.run_report import write_report
 
 RESULTS_FILE = "results.json"
@@ -52,14 +52,14 @@ def run_profile(cfg: ProfileConfig, run_dir: Path, write: bool = True) -> RunRes
     """
     apply_matmul_precision(cfg)
     device = resolve_device(cfg.accelerator)
-    startup_ms = device_startup_ms(device)  # first: nothing may touch CUDA before it
+    env = measured_env(device)
     gpt = cfg.gpt_config()
     config = cfg.to_dict() | {
         "run_dir": str(run_dir),
         "gpt": dataclasses.asdict(gpt),  # the model's full shape after presets and overrides
         "num_params": num_params(gpt, non_embedding=False),
     }
-    results = RunResults(env=collect_env(device) | {"device_startup_ms": startup_ms}, config=config)
+    results = RunResults(env=env, config=config)
     save = (lambda: results.save(run_dir / RESULTS_FILE)) if write else (lambda: None)
     save()
     current = None
@@ -69,7 +69,7 @@ def run_profile(cfg: ProfileConfig, run_dir: Path, write: bool = True) -> RunRes
                 print(f"[{current}] running ...", file=sys.stderr, flush=True)
             results.experiments[current] = _run_one(cfg, current, run_dir)
             if current == "init" and "error" not in results.experiments[current]:
-                results.experiments[current]["device_startup_ms"] = startup_ms
+                results.experiments[current]["device_startup_ms"] = env["device_startup_ms"]
             save()
             check()
         current = None

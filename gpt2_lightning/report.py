@@ -209,17 +209,22 @@ def _cell(row: dict[str, Any], i: int) -> str:
     return text
 
 
+def render_table(header: list[str], body: list[list[str]], markdown: bool = False) -> str:
+    """Labels in the first column (left-aligned), figures in the rest (right-aligned): console text or markdown."""
+    if markdown:
+        lines = ["| " + " | ".join(header) + " |", "|---|" + "---:|" * (len(header) - 1)]
+        return "\n".join(lines + ["| " + " | ".join(row) + " |" for row in body])
+    widths = [max(len(row[i]) for row in [header, *body]) for i in range(len(header))]
+
+    def line(row: list[str]) -> str:
+        return "  ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(row, widths)))
+
+    return "\n".join([line(header), "-" * len(line(header)), *map(line, body)])
+
+
 def format_comparison(labels: list[str], rows: list[dict[str, Any]], markdown: bool = False) -> str:
     """The comparison table: one row per figure, one column per run; (Nx) is the speed-up over the first run."""
     header = ["figure", *labels]
     body = [[r["label"].strip() if markdown else r["label"], *(_cell(r, i) for i in range(len(labels)))] for r in rows]
     note = "(Nx): speed-up over the first run; above 1 is faster. Times are medians."
-    if markdown:
-        lines = ["| " + " | ".join(header) + " |", "|---|" + "---:|" * len(labels)]
-        lines += ["| " + " | ".join(row) + " |" for row in body]
-        return "\n".join(lines + ["", note])
-    widths = [max(len(str(row[i])) for row in [header, *body]) for i in range(len(header))]
-    fmt = lambda row: "  ".join(  # noqa: E731
-        str(c).ljust(w) if i == 0 else str(c).rjust(w) for i, (c, w) in enumerate(zip(row, widths))
-    )
-    return "\n".join([fmt(header), "-" * len(fmt(header)), *map(fmt, body), "", note])
+    return render_table(header, body, markdown) + "\n\n" + note

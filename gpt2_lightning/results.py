@@ -160,7 +160,8 @@ COMPARED: tuple[tuple[str, str, tuple[str, ...], bool], ...] = (
 )
 
 
-def _dig(data: dict[str, Any], path: tuple[str, ...]) -> Any:
+def dig(data: dict[str, Any], path: tuple[str, ...]) -> Any:
+    """The value at ``path`` inside nested dicts, or None where any key is missing."""
     for key in path:
         if not isinstance(data, dict) or key not in data:
             return None
@@ -184,7 +185,7 @@ def compare(runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """
     rows = []
     for label, exp, path, lower_is_better in COMPARED:
-        values = [_dig(r.get("experiments", {}).get(exp, {}), path) for r in runs]
+        values = [dig(r.get("experiments", {}).get(exp, {}), path) for r in runs]
         if all(v is None for v in values):
             continue
         base = values[0]

@@ -7,8 +7,8 @@ from pathlib import Path
 from typing import Any
 
 from gpt2_lightning.plots import plot_sweep
-from gpt2_lightning.report import fmt_ms, fmt_rate
-from gpt2_lightning.results import atomic_write_text
+from gpt2_lightning.report import fmt_ms, fmt_rate, render_table
+from gpt2_lightning.results import atomic_write_text, dig
 
 # (column, experiment, path into the experiment's results)
 SWEEP_COLUMNS: tuple[tuple[str, str, tuple[str, ...]], ...] = (
@@ -28,19 +28,13 @@ def sweep_dir_name(key: str, value: Any) -> str:
     return f"{key}-{value}"
 
 
-def _dig(data: Any, path: tuple[str, ...]) -> Any:
-    for k in path:
-        data = data.get(k) if isinstance(data, dict) else None
-    return data
-
-
 def sweep_rows(key: str, runs: list[tuple[Any, dict[str, Any]]]) -> list[dict[str, Any]]:
     rows = []
     for value, data in runs:
         row: dict[str, Any] = {key: value}
         for column, exp, path in SWEEP_COLUMNS:
             result = data.get("experiments", {}).get(exp, {})
-            got = _dig(result, path)
+            got = dig(result, path)
             if column == "peak GiB" and isinstance(got, dict):
                 got = max(got.values()) if got else None
             row[column] = got
@@ -63,12 +57,7 @@ def format_sweep(key: str, rows: list[dict[str, Any]], markdown: bool = False) -
         return f"{value:.3g}"
 
     body = [[str(r[key]), *(cell(c, r[c]) for c in columns), ", ".join(r["errors"]) or "-"] for r in rows]
-    if markdown:
-        lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-        return "\n".join(lines + ["| " + " | ".join(b) + " |" for b in body])
-    widths = [max(len(x[i]) for x in [header, *body]) for i in range(len(header))]
-    fmt = lambda row: "  ".join(c.rjust(w) if i else c.ljust(w) for i, (c, w) in enumerate(zip(row, widths)))  # noqa: E731
-    return "\n".join([fmt(header), "-" * len(fmt(header)), *map(fmt, body)])
+    return render_table(header, body, markdown)
 
 
 def write_sweep(key: str, runs: list[tuple[Any, dict[str, Any]]], parent: Path) -> tuple[str, list[Path]]:

@@ -14,18 +14,18 @@ from lightning.pytorch.callbacks import Callback, LearningRateMonitor, ModelChec
 from callbacks import PhaseTimingCallback, ThroughputCallback
 from gpt2_lightning.experiments import (
     apply_matmul_precision,
-    device_startup_ms,
     experiment_summary,
     make_logger,
     make_trainer,
+    measured_env,
     resolve_device,
 )
+from gpt2_lightning.data import TokenFileDataModule
 from gpt2_lightning.interrupts import RunInterrupted
 from gpt2_lightning.module import GPT2LightningModule
 from gpt2_lightning.profile_config import ProfileConfig
 from gpt2_lightning.profile_run import RESULTS_FILE, finish
-from gpt2_lightning.results import RunResults, collect_env
-from gpt2_lightning.data import TokenFileDataModule
+from gpt2_lightning.results import RunResults
 
 
 class LossHistory(Callback):
@@ -65,7 +65,7 @@ class ValHistory(Callback):
 def train(cfg: ProfileConfig, args: argparse.Namespace, run_dir: Path) -> RunResults:
     apply_matmul_precision(cfg)
     device = resolve_device(cfg.accelerator)
-    startup_ms = device_startup_ms(device)
+    env = measured_env(device)
     data = TokenFileDataModule(args.data, cfg.seq_len, cfg.batch_size, seed=cfg.seed, val_batches=args.val_batches)
     L.seed_everything(cfg.seed, verbose=False)
     module = GPT2LightningModule(
@@ -94,7 +94,7 @@ def train(cfg: ProfileConfig, args: argparse.Namespace, run_dir: Path) -> RunRes
         inference_mode=False,
     )
     config = cfg.to_dict() | {"train": vars(args), "run_dir": str(run_dir), "gpt": module.hparams["config"]}
-    results = RunResults(env=collect_env(device) | {"device_startup_ms": startup_ms}, config=config)
+    results = RunResults(env=env, config=config)
     results.save(run_dir / RESULTS_FILE)
     try:
         if args.resume is None:

@@ -70,8 +70,6 @@ TRAIN = ["--model", "tiny", "--batch-size", "8", "--seq-len", "64", "--lr", "2e-
 
 @pytest.mark.slow
 def test_training_on_real_text_lowers_validation_loss(data_dir, tmp_path):
-    from gpt2_lightning.cli import main as _  # noqa: F401  (import check)
-
     proc = run("train.py", "--data", data_dir, *TRAIN, "--max-steps", "200", "--val-every", "100",
                "--checkpoint-every", "100", "--out", tmp_path, "--run-name", "t")
     assert proc.returncode == 0, proc.stderr
