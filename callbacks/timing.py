@@ -45,6 +45,14 @@ class DeviceTimer:
         """Has the device reached this mark? Never blocks (a CPU mark is always done)."""
         return not self.uses_cuda or mark.query()
 
+    def wait(self) -> None:
+        """Block until the device has finished all queued work: the one synchronisation of the project.
+
+        Callers use it only where a measurement window ends (a stage's end, an energy window's ends), never per step.
+        """
+        if self.uses_cuda:
+            torch.cuda.synchronize(self.device)
+
     def resolve(self, intervals: Iterable[tuple[Mark, Mark]], wait: bool = True) -> list[float]:
         """Milliseconds between each (start, end) pair.
 
@@ -55,9 +63,9 @@ class DeviceTimer:
         if not self.uses_cuda:
             return [(end - start) * 1000.0 for start, end in intervals]
         if intervals and wait:
-            # The one synchronisation in the project: elapsed_time needs both events completed. It runs when a
-            # stage ends, never per step; while steps run, only marks the GPU has already passed are resolved.
-            torch.cuda.synchronize(self.device)
+            # elapsed_time needs both events completed. This runs when a stage ends, never per step; while steps
+            # run, only marks the GPU has already passed are resolved.
+            self.wait()
         return [start.elapsed_time(end) for start, end in intervals]
 
     def startup_ms(self) -> float:
