@@ -91,26 +91,38 @@ def plot_per_step(data: dict[str, Any], path: Path) -> Path | None:
     return path
 
 
-def plot_comparison(labels: list[str], rows: list[dict[str, Any]], path: Path) -> Path:
-    """Grouped bars: each experiment's headline time, one bar per run, log scale (CPU and GPU differ by 100x)."""
+def plot_comparison(labels: list[str], rows: list[dict[str, Any]], path: Path, title: str = "") -> Path:
+    """Grouped bars: each experiment's headline time, one bar per run, p10-p90 as whiskers, log scale (CPU and GPU
+    differ by 100x). Each later bar is labelled with its speed-up over the first, "≈" when within noise."""
     import numpy as np
 
-    fig, ax = plt.subplots(figsize=(2.5 + 1.6 * len(rows), 4))
+    fig, ax = plt.subplots(figsize=(2.8 + 1.8 * len(rows), 4.4))
     x = np.arange(len(rows))
     width = 0.8 / max(1, len(labels))
     for i, label in enumerate(labels):
         ys = [r["values"][i] if r["values"][i] is not None else 0 for r in rows]
-        bars = ax.bar(x + i * width - 0.4 + width / 2, ys, width, label=label)
-        for bar, r in zip(bars, rows):
+        ranges = [r.get("ranges", [None] * len(labels))[i] for r in rows]
+        err = np.array([[y - rg[0], rg[1] - y] if rg else [0, 0] for y, rg in zip(ys, ranges)]).T
+        bars = ax.bar(x + i * width - 0.4 + width / 2, ys, width, label=label, yerr=err, capsize=3,
+                      error_kw={"elinewidth": 0.8, "ecolor": "#444444"})
+        for bar, r, y, rg in zip(bars, rows, ys, ranges):
             speedup = r["speedups"][i]
-            if speedup is not None and i > 0:
-                ax.annotate(fmt_speedup(speedup), (bar.get_x() + bar.get_width() / 2, bar.get_height()),
-                            ha="center", va="bottom", fontsize=7)
+            if speedup is None or i == 0 or not y:
+                continue
+            within = r.get("noise", [None] * len(labels))[i] == "within noise"
+            text = ("≈ " if within else "") + fmt_speedup(speedup)
+            ax.annotate(text, (bar.get_x() + bar.get_width() / 2, rg[1] if rg else y), xytext=(0, 2),
+                        textcoords="offset points", ha="center", va="bottom", fontsize=7, annotation_clip=False)
     ax.set_xticks(x, [r["label"] for r in rows], fontsize=8)
     _log_y(ax)
-    ax.set_ylabel("median ms (log scale); label: speed-up vs first")
-    ax.legend(fontsize=8, frameon=False)
-    fig.tight_layout()
+    low, high = ax.get_ylim()
+    ax.set_ylim(low, high * 2.5)  # room above the tallest bar for its label (log scale)
+    ax.set_ylabel("median ms (log scale), whiskers p10-p90")
+    ax.legend(fontsize=8, frameon=False, loc="upper left")
+    ax.set_title(title or "comparison", fontsize=9)
+    fig.text(0.01, 0.01, "label: speed-up over the first run; ≈: within noise (p10-p90 ranges overlap)",
+             fontsize=7, color="#555555")
+    fig.tight_layout(rect=(0, 0.03, 1, 1))
     fig.savefig(path, dpi=110)
     plt.close(fig)
     return path

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from gpt2_lightning.noise import MIN_STEPS_TO_JUDGE
+
 PHASE_ORDER = ("init", "init_model", "init_optimizer", "data", "forward", "backward", "optimizer", "step")
 
 
@@ -195,36 +197,81 @@ def render_report(data: dict[str, Any], plots: dict[str, str]) -> str:
 
 # ---------------------------------------------------------------------------------------------------- comparison
 def fmt_speedup(s: float | None) -> str:
-    """1.03x, 63.4x, 2,903x: three significant figures, no exponent."""
+    """0.0364x, 0.98x, 1.00x, 63.4x, 2,903x: no exponent, and 1.00x rather than 1x."""
     if s is None:
         return "-"
-    return f"{s:,.0f}x" if s >= 100 else f"{s:.3g}x"
+    if s >= 100:
+        return f"{s:,.0f}x"
+    if s >= 10:
+        return f"{s:.1f}x"
+    return f"{s:.2f}x" if s >= 0.1 else f"{s:.3g}x"
+
+
+def fmt_range(low: str, high: str) -> str:
+    """"11.9-13.4 ms" rather than "11.9 ms-13.4 ms": a unit the two ends share is written once."""
+    for unit in (" ms", " s", "x"):
+        if low.endswith(unit) and high.endswith(unit):
+            return f"{low[: -len(unit)]}-{high}"
+    return f"{low}-{high}"
+
+
+def _value(row: dict[str, Any], v: float | None) -> str:
+    return fmt_ms(v) if row["unit"] == "ms" else (fmt_rate(v) if v is not None else "-")
 
 
 def _cell(row: dict[str, Any], i: int) -> str:
-    v, s = row["values"][i], row["speedups"][i]
-    text = fmt_ms(v) if row["unit"] == "ms" else (fmt_rate(v) if v is not None else "-")
-    if i > 0:
-        text += f" ({fmt_speedup(s)})"
+    """A run's figure with its p10-p90 range: 12.5 ms [11.9 ms-13.4 ms]."""
+    text = _value(row, row["values"][i])
+    rng = row.get("ranges", [None] * len(row["values"]))[i]
+    if rng is not None:
+        text += f" [{fmt_range(_value(row, rng[0]), _value(row, rng[1]))}]"
     return text
 
 
-def render_table(header: list[str], body: list[list[str]], markdown: bool = False) -> str:
-    """Labels in the first column (left-aligned), figures in the rest (right-aligned): console text or markdown."""
+def _ratio_cell(row: dict[str, Any], i: int) -> str:
+    """A speed-up with its range and noise judgement: 3.28x [2.90x-3.61x] beyond noise, or ... ≈ within noise."""
+    s = row["speedups"][i]
+    if s is None:
+        return "-"
+    rng = row.get("speedup_ranges", [None] * len(row["values"]))[i]
+    noise = row.get("noise", [None] * len(row["values"]))[i]
+    text = fmt_speedup(s)
+    if rng is not None:
+        text += f" [{fmt_range(fmt_speedup(rng[0]), fmt_speedup(rng[1]))}]"
+    if noise == "within noise":
+        return text + " ≈ within noise"
+    return text + (f" {noise}" if noise else f" (not judged: under {MIN_STEPS_TO_JUDGE} steps)")
+
+
+def render_table(header: list[str], body: list[list[str]], markdown: bool = False, numbers: bool = True) -> str:
+    """Labels in the first column (left-aligned), figures in the rest (right-aligned, or left with numbers=False):
+    console text or markdown."""
     if markdown:
-        lines = ["| " + " | ".join(header) + " |", "|---|" + "---:|" * (len(header) - 1)]
+        lines = ["| " + " | ".join(header) + " |", "|---|" + ("---:|" if numbers else "---|") * (len(header) - 1)]
         return "\n".join(lines + ["| " + " | ".join(row) + " |" for row in body])
     widths = [max(len(row[i]) for row in [header, *body]) for i in range(len(header))]
 
     def line(row: list[str]) -> str:
-        return "  ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(row, widths)))
+        cells = (c.ljust(w) if i == 0 or not numbers else c.rjust(w) for i, (c, w) in enumerate(zip(row, widths)))
+        return "  ".join(cells).rstrip()
 
-    return "\n".join([line(header), "-" * len(line(header)), *map(line, body)])
+    lines = [line(row) for row in body]
+    return "\n".join([line(header), "-" * max(map(len, [line(header), *lines])), *lines])
 
 
 def format_comparison(labels: list[str], rows: list[dict[str, Any]], markdown: bool = False) -> str:
-    """The comparison table: one row per figure, one column per run; (Nx) is the speed-up over the first run."""
-    header = ["figure", *labels]
-    body = [[r["label"].strip() if markdown else r["label"], *(_cell(r, i) for i in range(len(labels)))] for r in rows]
-    note = "(Nx): speed-up over the first run; above 1 is faster. Times are medians."
+    """The comparison table: one row per figure; each run's figure [p10-p90], then each later run's speed-up over
+    the first [its range] and whether it is beyond the runs' noise (gpt2_lightning.noise)."""
+    header = ["figure", labels[0]]
+    for label in labels[1:]:
+        header += [label, f"{label} vs {labels[0]}"]
+    body = []
+    for r in rows:
+        line = [r["label"].strip() if markdown else r["label"], _cell(r, 0)]
+        for i in range(1, len(labels)):
+            line += [_cell(r, i), _ratio_cell(r, i)]
+        body.append(line)
+    note = ("Times are medians of the counted steps, [p10-p90] their spread; rates are over the median step. "
+            "Nx: speed-up over the first run (above 1 is faster), [its range when each run's step is anywhere in "
+            "its p10-p90]; '≈ within noise' when that range holds 1, i.e. the runs' p10-p90 ranges overlap.")
     return render_table(header, body, markdown) + "\n\n" + note

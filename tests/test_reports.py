@@ -141,10 +141,10 @@ def test_compare_script_ratios_and_plot(tmp_path):
                           capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr
     lines = {line.split("  ")[0].strip(): line for line in proc.stdout.splitlines()}
-    assert "(100x)" in lines["init: build + optimizer"]  # 2000 / 20
-    assert "(180x)" in lines["inference: forward pass"]  # 9000 / 50
-    assert "(200x)" in lines["train: step"]  # 30000 / 150
-    assert "(200x)" in lines["train: tokens/s"]  # 60000 / 300: rates compare the other way up
+    assert "  100x [" in lines["init: build + optimizer"]  # 2000 / 20
+    assert "  180x [" in lines["inference: forward pass"]  # 9000 / 50
+    assert "  200x [" in lines["train: step"]  # 30000 / 150
+    assert "  200x [" in lines["train: tokens/s"]  # 60000 / 300: rates compare the other way up
     assert (out / "comparison.png").read_bytes()[:8] == PNG_MAGIC
     assert "| train: step |" in (out / "comparison.md").read_text()
 
