@@ -18,6 +18,7 @@ from gpt2_lightning.data import SyntheticTokenDataModule, TokenFileDataModule
 from gpt2_lightning.interrupts import RaiseOnSignal
 from gpt2_lightning.interrupts import check as check_interrupted
 from gpt2_lightning.module import GPT2LightningModule
+from gpt2_lightning.noise import load_average
 from gpt2_lightning.profile_config import ProfileConfig
 from gpt2_lightning.profilers import make_profiler, name_traces, top_operators
 from gpt2_lightning.results import collect_env
@@ -169,6 +170,7 @@ def run_init(cfg: ProfileConfig, run_dir: Path) -> dict[str, Any]:
         "cold_init_ms": timing.init_records[0]["init"] if timing.init_records else None,
         "per_step": [{"step": i, "warmup": i < cfg.warmup_steps, **{f"{k}_ms": v for k, v in rec.items()}}
                      for i, rec in enumerate(timing.init_records)],
+        "load_avg": load_average(),
     }
 
 
@@ -183,6 +185,7 @@ def experiment_summary(
         **_first_step(timing, stage, timed_phase),
         "per_step": _per_step(timing.records, stage),
         **_ranks(timing, stage, timed_phase),
+        "load_avg": load_average(),  # how busy the machine was, for the noise warning (gpt2_lightning.noise)
     }
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from gpt2_lightning.noise import MIN_STEPS_TO_JUDGE
+from gpt2_lightning.noise import MIN_STEPS_TO_JUDGE, instability_lines
 
 PHASE_ORDER = ("init", "init_model", "init_optimizer", "data", "forward", "backward", "optimizer", "step")
 
@@ -64,14 +64,14 @@ def format_summary(data: dict[str, Any]) -> str:
     for exp, result in experiments.items():
         if "error" in result:
             lines.append(f"{exp}: FAILED: {result['error']}")
+    on_gpu = data.get("env", {}).get("device_type") == "cuda"  # start-up and the naive timer mean nothing on a CPU
     init = experiments.get("init", {})
     if init.get("cold_init_ms") is not None:
-        lines.append(
-            f"init: device start-up {fmt_ms(init.get('device_startup_ms'))}, first build in the process "
-            f"{fmt_ms(init['cold_init_ms'])} (not counted)"
-        )
+        startup = f"device start-up {fmt_ms(init['device_startup_ms'])}, " if (
+            on_gpu and init.get("device_startup_ms") is not None) else ""
+        lines.append(f"init: {startup}first build in the process {fmt_ms(init['cold_init_ms'])} (not counted)")
     inf = experiments.get("inference", {})
-    if inf.get("naive_ms") is not None and inf.get("phases", {}).get("forward", {}).get("n"):
+    if on_gpu and inf.get("naive_ms") is not None and inf.get("phases", {}).get("forward", {}).get("n"):
         lines.append(
             f"inference: synchronised {fmt_ms(inf['phases']['forward']['median_ms'])} per pass; an unsynchronised "
             f"host timer reads {fmt_ms(inf['naive_ms'])} for the same pass"
@@ -85,12 +85,33 @@ def format_summary(data: dict[str, Any]) -> str:
                          f"{fmt_rate(result.get('global_tokens_per_sec'))} tokens/s")
         thr = result.get("throughput")
         if thr:
-            mfu = "-" if thr.get("mfu_pct") is None else f"{thr['mfu_pct']:.1f}%"
             mem = result.get("memory", {})
             mem_s = ", ".join(f"{k.replace('_gib', '')} {v:.2f} GiB" for k, v in mem.items())
-            tflops = "-" if thr.get("tflops") is None else f"{thr['tflops']:.2f}"
-            lines.append(f"{exp}: {fmt_rate(thr.get('tokens_per_sec'))} tokens/s, {tflops} TFLOP/s, MFU {mfu}; {mem_s}")
-    return "\n".join(lines)
+            lines.append(f"{exp}: {fmt_rate(thr.get('tokens_per_sec'))} tokens/s, {fmt_flops(thr.get('tflops'))}, "
+                         f"MFU {fmt_mfu(thr.get('mfu_pct'), data)}; {mem_s}")
+    unstable = instability_lines(data)
+    return "\n".join(lines + ([""] + unstable if unstable else []))
+
+
+def fmt_flops(tflops: float | None) -> str:
+    """Achieved FLOP/s with a prefix that keeps digits visible: 0.0012 TFLOP/s reads 1.20 GFLOP/s."""
+    if tflops is None:
+        return "- FLOP/s"
+    value = tflops * 1e12
+    for div, prefix in ((1e12, "T"), (1e9, "G"), (1e6, "M")):
+        if value >= div:
+            return f"{value / div:.2f} {prefix}FLOP/s"
+    return f"{value:.0f} FLOP/s"
+
+
+def fmt_mfu(mfu_pct: float | None, data: dict[str, Any]) -> str:
+    """MFU as a percentage, or why there is none: a CPU has no peak in the table, nor has an unknown GPU."""
+    if mfu_pct is not None:
+        return f"{mfu_pct:.1f}%"
+    env = data.get("env", {})
+    if env.get("device_type") == "cpu":
+        return "n/a (no peak for CPUs)"
+    return f"n/a (no peak known for {env.get('device_name') or 'this device'})"
 
 
 # ---------------------------------------------------------------------------------------------------- report.md
@@ -132,6 +153,7 @@ def render_report(data: dict[str, Any], plots: dict[str, str]) -> str:
     out = [f"# GPT-2 profile: {data.get('config', {}).get('run_dir', '')}", "", headline(data), ""]
     if data.get("status") != "complete":
         out += [f"**This run is {data.get('status')}: some experiments did not finish.**", ""]
+    out += [f"**{line}**" for line in instability_lines(data)] + ([""] if instability_lines(data) else [])
     profiler = data.get("config", {}).get("profiler", "none")
     if profiler != "none":
         out += [f"Profiled with Lightning's `{profiler}` profiler: its overhead is inside these timings (the step "
@@ -149,13 +171,16 @@ def render_report(data: dict[str, Any], plots: dict[str, str]) -> str:
             out += [f"**Failed:** {result['error']}", ""]
             continue
         out += _stats_table(result.get("phases", {})) + [""]
-        if exp == "init":
+        on_gpu = data.get("env", {}).get("device_type") == "cuda"
+        if exp == "init" and on_gpu:
             startup = result.get("device_startup_ms")
             startup_s = ("not measured: the device was already up in this process" if startup is None
                          else fmt_ms(startup))
             out.append(f"- Device start-up (CUDA context, first kernel), before any build: {startup_s}; "
                        f"first build in the process, not counted: {fmt_ms(result.get('cold_init_ms'))}.")
-        if exp == "inference" and result.get("naive_ms") is not None:
+        elif exp == "init":
+            out.append(f"- First build in the process, not counted: {fmt_ms(result.get('cold_init_ms'))}.")
+        if exp == "inference" and on_gpu and result.get("naive_ms") is not None:
             fwd = result["phases"]["forward"]["median_ms"]
             ratio = fwd / result["naive_ms"] if result["naive_ms"] else float("nan")
             out.append(
@@ -177,9 +202,8 @@ def render_report(data: dict[str, Any], plots: dict[str, str]) -> str:
             out += ["", f"- Global throughput (all ranks): {fmt_rate(result.get('global_tokens_per_sec'))} tokens/s."]
         thr = result.get("throughput")
         if thr:
-            mfu = "null (peak unknown for this device)" if thr.get("mfu_pct") is None else f"{thr['mfu_pct']:.1f}%"
-            tflops = "-" if thr.get("tflops") is None else f"{thr['tflops']:.2f}"
-            out.append(f"- Throughput: {fmt_rate(thr.get('tokens_per_sec'))} tokens/s, {tflops} TFLOP/s, MFU {mfu}.")
+            out.append(f"- Throughput: {fmt_rate(thr.get('tokens_per_sec'))} tokens/s, {fmt_flops(thr.get('tflops'))}, "
+                       f"MFU {fmt_mfu(thr.get('mfu_pct'), data)}.")
         if result.get("memory"):
             out.append("- Memory: " + ", ".join(f"{k} {v:.3f} GiB" for k, v in result["memory"].items()) + ".")
         for trace in result.get("traces", []):
