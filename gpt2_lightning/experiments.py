@@ -3,16 +3,17 @@
 from __future__ import annotations
 
 import gc
-import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import lightning as L
 import torch
+from lightning.pytorch.callbacks import ProgressBar
 from lightning.pytorch.loggers import TensorBoardLogger
 
 from callbacks import DeviceTimer, PhaseTimingCallback, StepRecord, ThroughputCallback
+from callbacks.progress import ProgressCallback, StepProgressBar
 from callbacks.throughput import batch_tokens
 from gpt2_lightning.data import SyntheticTokenDataModule, TokenFileDataModule
 from gpt2_lightning.interrupts import RaiseOnSignal
@@ -79,12 +80,21 @@ def make_trainer(cfg: ProfileConfig, callbacks: list[Any], logger: Any = False, 
         enable_autolog_hparams=False,  # the run's own settings and headline metrics are logged when it ends
     )
     kwargs.update(overrides)
+    if kwargs["enable_progress_bar"] and not any(isinstance(c, ProgressBar) for c in kwargs["callbacks"]):
+        # counted in optimizer steps: the stock bar reads "Epoch 0/-2 ... v_num: rain" on a step-based run
+        kwargs["callbacks"] = [*kwargs["callbacks"], StepProgressBar()]
     return L.Trainer(**kwargs)
 
 
-def _progress_bar(cfg: ProfileConfig, steps: int) -> bool:
-    """A progress bar for runs long enough to wait on, on a terminal; always with --verbose."""
-    return cfg.verbose or (sys.stderr.isatty() and steps >= 20)
+def make_progress(cfg: ProfileConfig, experiment: str, per: str = "batch", stream: Any = None) -> list[Any]:
+    """Progress with an ETA for an experiment that turns out to take more than ~10 s (nothing for a short one).
+
+    With --verbose Lightning's own progress bar shows instead. Host clock only: never a device wait in a step."""
+    if cfg.verbose:
+        return []
+    unit = {"init": "build", "inference": "pass"}.get(experiment, "step")
+    return [ProgressCallback(cfg.warmup_steps + cfg.steps, warmup=cfg.warmup_steps, label=experiment, unit=unit,
+                             per=per, stream=stream)]
 
 
 def free_device_memory() -> None:
@@ -154,9 +164,10 @@ def run_init(cfg: ProfileConfig, run_dir: Path) -> dict[str, Any]:
     (``device_startup_ms``, see ``device_startup_ms()``).
     """
     timing = PhaseTimingCallback(warmup_steps=0, warmup_inits=cfg.warmup_steps)
+    progress = make_progress(cfg, "init", per="fit")
     for _ in range(cfg.warmup_steps + cfg.steps):
         module = make_module(cfg)
-        trainer = make_trainer(cfg, [timing], limit_train_batches=0, max_epochs=1)
+        trainer = make_trainer(cfg, [timing, *progress], limit_train_batches=0, max_epochs=1)
         trainer.fit(module, datamodule=make_datamodule(cfg, 1))  # no batch runs: setup, build, optimizer, stop
         del module, trainer
         free_device_memory()
@@ -213,8 +224,8 @@ def _timed_run(
     n = cfg.warmup_steps + cfg.steps
     profiler = _profiler(cfg, run_dir, experiment)
     trainer = make_trainer(
-        cfg, [timing, throughput], logger=make_logger(run_dir, experiment), profiler=profiler,
-        enable_progress_bar=_progress_bar(cfg, n), **trainer_kwargs,
+        cfg, [timing, throughput, *make_progress(cfg, experiment)], logger=make_logger(run_dir, experiment),
+        profiler=profiler, **trainer_kwargs,
     )
     run(trainer, module, make_datamodule(cfg, n))
     result = {
