@@ -22,6 +22,7 @@ from gpt2_lightning.module import GPT2LightningModule
 from gpt2_lightning.noise import load_average
 from gpt2_lightning.profile_config import ProfileConfig
 from gpt2_lightning.profilers import make_profiler, name_traces, top_operators
+from gpt2_lightning.quiet import profiler_messages_hidden
 from gpt2_lightning.results import collect_env
 
 
@@ -54,12 +55,33 @@ def make_datamodule(cfg: ProfileConfig, num_batches: int) -> L.LightningDataModu
     )
 
 
+class TidyTensorBoardLogger(TensorBoardLogger):
+    """TensorBoardLogger without the ``epoch`` scalar.
+
+    Lightning's logger connector adds ``epoch`` to every metric logged with ``self.log`` (logger_connector.py,
+    ``log_metrics``: ``scalar_metrics.setdefault("epoch", ...)`` when no ``step`` key is given). Our runs are counted
+    in steps and have one endless epoch, so that chart is a flat line at 0, and it sorts first in TensorBoard.
+    """
+
+    def log_metrics(self, metrics: dict[str, Any], step: int | None = None) -> None:
+        metrics = {k: v for k, v in metrics.items() if k != "epoch"}
+        if metrics:
+            super().log_metrics(metrics, step)
+
+
+def tensorboard_dir(run_dir: Path, experiment: str) -> Path:
+    """Where an experiment's TensorBoard events go: <run>/<experiment>, so that ``tensorboard --logdir runs``
+    names it ``<run>/<experiment>`` (``summary`` holds the report's table and plots)."""
+    return Path(run_dir) / experiment
+
+
 def make_logger(run_dir: Path, experiment: str) -> TensorBoardLogger:
-    """One TensorBoard log dir per experiment: <run>/tensorboard/<experiment>."""
+    """One TensorBoard log dir per experiment: tensorboard_dir(run_dir, experiment)."""
     # max_queue: the writer thread drains events in the background; with the default 10, logging a step's scalars
     # waits on it (~0.3 ms per call, measured), with 1000 it does not (~0.05 ms)
-    return TensorBoardLogger(save_dir=str(run_dir), name="tensorboard", version=experiment, default_hp_metric=False,
-                             max_queue=1000)
+    log_dir = tensorboard_dir(run_dir, experiment)
+    return TidyTensorBoardLogger(save_dir=str(log_dir.parent), name="", version=log_dir.name,
+                                 default_hp_metric=False, max_queue=1000)
 
 
 def make_trainer(cfg: ProfileConfig, callbacks: list[Any], logger: Any = False, **overrides: Any) -> L.Trainer:
@@ -223,15 +245,17 @@ def _timed_run(
     module = make_module(cfg)
     n = cfg.warmup_steps + cfg.steps
     profiler = _profiler(cfg, run_dir, experiment)
-    trainer = make_trainer(
-        cfg, [timing, throughput, *make_progress(cfg, experiment)], logger=make_logger(run_dir, experiment),
-        profiler=profiler, **trainer_kwargs,
-    )
-    run(trainer, module, make_datamodule(cfg, n))
-    result = {
-        **experiment_summary(timing, throughput, stage, timed_phase),
-        **_profiler_results(profiler, run_dir, experiment),
-    }
+    # torch.profiler's C++ lines reach the console only with --verbose (gpt2_lightning.quiet)
+    with profiler_messages_hidden(cfg.profiler == "pytorch" and not cfg.verbose) as console:
+        trainer = make_trainer(
+            cfg, [timing, throughput, *make_progress(cfg, experiment, stream=console)],
+            logger=make_logger(run_dir, experiment), profiler=profiler, **trainer_kwargs,
+        )
+        run(trainer, module, make_datamodule(cfg, n))
+        result = {
+            **experiment_summary(timing, throughput, stage, timed_phase),
+            **_profiler_results(profiler, run_dir, experiment),
+        }
     del module, trainer
     free_device_memory()
     return result, timing
