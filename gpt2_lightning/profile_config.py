@@ -46,10 +46,11 @@ class ProfileConfig:
         "Lightning precision (32-true, 16-mixed, bf16-mixed, bf16-true, 16-true, 64-true) or tf32: "
         "fp32 weights with TF32 matrix units", default="32-true")
     model: str = _help(f"GPT-2 preset: {', '.join(MODEL_NAMES)}", default="gpt2")
-    n_layer: int | None = _help("override the preset's number of layers", default=None)
-    n_head: int | None = _help("override the preset's attention heads", default=None)
-    n_embd: int | None = _help("override the preset's width", default=None)
-    vocab_size: int | None = _help("override the preset's vocabulary size", default=None)
+    n_layer: int | None = _help("override the preset's number of layers (default: the preset's)", default=None)
+    n_head: int | None = _help("override the preset's attention heads (default: the preset's)", default=None)
+    n_embd: int | None = _help("override the preset's width (default: the preset's)", default=None)
+    vocab_size: int | None = _help("override the preset's vocabulary size (default: the preset's, or the "
+                                                 "data's with --data)", default=None)
     batch_size: int = _help("sequences per batch (the study's: 8)", default=8)
     seq_len: int = _help("tokens per sequence (the study's: 1024); at most the model's block_size", default=1024)
     warmup_steps: int = _help("steps (and init repeats) run first and never counted", default=2)
@@ -65,11 +66,12 @@ class ProfileConfig:
                            "a run directory is never overwritten", default="error")
     seed: int = _help("seed for model init and synthetic tokens", default=1337)
     data: str | None = _help("a token directory (scripts/prepare_data.py) to use instead of synthetic tokens; the "
-                             "vocabulary size comes from its meta.json", default=None)
+                             "vocabulary size comes from its meta.json (default: synthetic tokens)", default=None)
     sweep: str | None = _help(
         f"KEY=V1,V2,...: one profile per value into one parent directory, with a combined table and plots; "
-        f"KEY is one of {', '.join(SWEEP_KEYS)}", default=None)
-    verbose: bool = _help("show Lightning's own messages and warnings", default=False)
+        f"KEY is one of {', '.join(SWEEP_KEYS)} (default: no sweep)", default=None)
+    verbose: bool = _help("show Lightning's own messages, warnings and progress bar, and torch.profiler's C++ "
+                          "messages", default=False)
 
     def __post_init__(self) -> None:
         if self.accelerator not in ACCELERATORS:
