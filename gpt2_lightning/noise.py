@@ -90,7 +90,10 @@ def instability_lines(data: dict[str, Any]) -> list[str]:
     """One warning per unstable experiment: the spread, the load average, and what to do about it."""
     cores = data.get("env", {}).get("cpu_count")
     steps = data.get("config", {}).get("steps")
-    more = f"more --steps (now {steps})" if steps else "more --steps"
+    if "train" in data.get("config", {}):  # scripts/train.py: its timed steps are the training run's own
+        more = "a longer --max-steps"
+    else:
+        more = f"more --steps (now {steps})" if steps else "more --steps"
     return [
         f"WARNING: {exp} figures are unstable: p90/p10 = {s:.2f} (above "
         f"{UNSTABLE_SPREAD.get(exp, DEFAULT_UNSTABLE_SPREAD)}), {_fmt_load(load, cores)}. Something else was "

@@ -14,7 +14,7 @@ REPORT_FILE = "report.md"
 PLOTS = {"phase breakdown": "phases.png", "per-step times": "per_step.png"}
 
 # TensorBoard sorts chart groups by name: "whole_run" comes after memory/, throughput/ and time/, so the per-step
-# charts open first and these single-point figures (there for the HParams table) sit at the end
+# charts open first and the single-point figures (there for the HParams table) and the plots sit at the end
 HEADLINE_GROUP = "whole_run"
 
 
@@ -50,6 +50,24 @@ def headline_metrics(exp: str, result: dict[str, Any]) -> dict[str, float]:
     return metrics
 
 
+# the settings HParams shows: those that change a figure (not run_dir, which differs in every row, nor every field
+# of the model's shape); TensorBoard shows the first five that differ between runs, the rest a click away
+_HPARAM_SETTINGS = ("model", "precision", "batch_size", "seq_len", "compile", "profiler", "strategy", "devices",
+                    "num_nodes", "steps", "warmup_steps", "init_on", "seed")
+_TRAIN_SETTINGS = ("lr", "min_lr", "lr_warmup_steps", "weight_decay", "grad_clip", "accumulate", "max_steps")
+
+
+def hparams(data: dict[str, Any]) -> dict[str, Any]:
+    """The settings and environment a run is filtered and compared by in TensorBoard's HParams tab."""
+    config, env = data.get("config", {}), data.get("env", {})
+    params = {k: config[k] for k in _HPARAM_SETTINGS if config.get(k) is not None}
+    params.update({k: v for k, v in (config.get("gpt") or {}).items() if k in ("n_layer", "n_head", "n_embd")})
+    params.update(data=config.get("data") or "synthetic", device=env.get("device_name"), torch=env.get("torch"),
+                  lightning=env.get("lightning"), made_by="train.py" if "train" in config else "profile.py")
+    params.update({k: v for k, v in (config.get("train") or {}).items() if k in _TRAIN_SETTINGS and v is not None})
+    return {k: v for k, v in params.items() if v is not None}
+
+
 def write_tensorboard_summary(data: dict[str, Any], run_dir: Path, plots: dict[str, str]) -> None:
     """HParams (settings + headline metrics) per experiment; the summary table and plots under 'summary'."""
     import numpy as np
@@ -57,9 +75,7 @@ def write_tensorboard_summary(data: dict[str, Any], run_dir: Path, plots: dict[s
 
     from gpt2_lightning.experiments import make_logger
 
-    params = {k: v for k, v in data.get("config", {}).items() if v is not None}
-    params["device_name"] = data.get("env", {}).get("device_name")
-    params["torch"] = data.get("env", {}).get("torch")
+    params = hparams(data)
     for exp, result in data.get("experiments", {}).items():
         metrics = headline_metrics(exp, result)
         if not metrics:
@@ -72,5 +88,6 @@ def write_tensorboard_summary(data: dict[str, Any], run_dir: Path, plots: dict[s
     writer.add_text("summary", markdown_summary(data), global_step=0)
     for name, file in plots.items():
         image = np.asarray(Image.open(run_dir / file).convert("RGB"))
-        writer.add_image(f"plots/{name.replace(' ', '_')}", image, global_step=0, dataformats="HWC")
+        # in the whole_run group too: Time Series shows images among the scalars, and they belong after time/
+        writer.add_image(f"{HEADLINE_GROUP}/{name.replace(' ', '_')}", image, global_step=0, dataformats="HWC")
     summary.finalize("success")

@@ -65,6 +65,8 @@ def test_event_files_hold_the_scalars(profiled_run):
     assert {"time/data_ms", "throughput/tflops", "memory/max_rss_gib", "whole_run/median_ms"} <= tags["train"]
     assert {"time/forward_ms", "time/naive_forward_ms", "throughput/tokens_per_sec"} <= tags["inference"]
     assert {"time/init_ms", "time/init_model_ms"} <= tags["init"]
+    everything = set().union(*tags.values())
+    assert "epoch" not in everything and not any(t.startswith("hp/") for t in everything)
 
 
 def test_per_step_scalars_match_results(profiled_run):
