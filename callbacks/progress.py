@@ -66,9 +66,11 @@ class ProgressCallback(Callback):
         self._last: float | None = None
         self._shown_at: float | None = None
         self._live = False  # a terminal line is open (no newline yet)
+        self._silent = False
 
     # ------------------------------------------------------------------ hooks
     def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
+        self._silent = not getattr(trainer, "is_global_zero", True)  # one console line, not one per process
         if self._start is None:
             self._start = self._last = self._clock()
 
@@ -142,6 +144,8 @@ class ProgressCallback(Callback):
             return False
 
     def _update(self, now: float) -> None:
+        if self._silent:
+            return
         elapsed = now - (self._start or now)
         if not self.visible:
             eta = self.eta_s()

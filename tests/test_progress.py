@@ -113,3 +113,16 @@ def test_progress_never_synchronises_the_device():
     with mock.patch("torch.cuda.synchronize") as sync, mock.patch("torch.cuda.Event") as event:
         trainer([progress], max_steps=5).fit(CostlyModule(clock.advance), loader(clock.advance, data_ms=0.0))
     assert sync.call_count == 0 and event.call_count == 0 and progress.done == 5
+
+
+def test_only_rank_zero_prints():
+    class Rank1:
+        is_global_zero = False
+
+    clock, out = ScriptedClock(), io.StringIO()
+    progress = ProgressCallback(3, stream=out, clock=clock, min_seconds=0.0)
+    progress.setup(Rank1(), None, "fit")
+    for _ in range(3):
+        clock.advance(5000)
+        progress.tick()
+    assert progress.done == 3 and out.getvalue() == ""
