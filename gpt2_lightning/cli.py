@@ -97,6 +97,25 @@ def make_run_dir(cfg: ProfileConfig) -> Path:
             raise ConfigError("out", cfg.out, f"cannot create the run directory ({e.strerror or e})") from None
 
 
+def remove_failed_start(run_dir: Path) -> None:
+    """Delete a run directory that a failed start left with nothing measured in it (no experiment with figures in
+    any results.json below it, no checkpoint); a directory holding anything measured is kept, always."""
+    import json
+    import shutil
+
+    def measured(results_file: Path) -> bool:
+        try:
+            experiments = json.loads(results_file.read_text(encoding="utf-8")).get("experiments") or {}
+        except (OSError, ValueError, AttributeError):
+            return True  # unreadable: keep it rather than guess
+        return any(isinstance(r, dict) and r.get("phases") for r in experiments.values())
+
+    files = [p for p in run_dir.rglob("*") if p.is_file()]
+    if any(p.suffix == ".ckpt" or (p.name == "results.json" and measured(p)) for p in files):
+        return
+    shutil.rmtree(run_dir, ignore_errors=True)
+
+
 def quiet_lightning(verbose: bool) -> None:
     """Lightning's banners, tips and advice are noise in a profiler's output unless --verbose."""
     if verbose:
@@ -171,6 +190,10 @@ def main(argv: list[str] | None = None) -> int:
     from gpt2_lightning.report import format_summary
 
     say = print if rank0 else (lambda *a, **k: None)  # one console, not one per process
+    from gpt2_lightning.experiments import device_startup_ms, resolve_device
+
+    for device in {str(resolve_device(c.accelerator)): resolve_device(c.accelerator) for c in configs}.values():
+        device_startup_ms(device)  # first, so that `--accelerator cpu,gpu` times the GPU's start-up too
     runs = []
     try:
         with interruptible():
@@ -186,6 +209,12 @@ def main(argv: list[str] | None = None) -> int:
     except RunInterrupted as e:
         say(f"profile.py: interrupted by {e}; what was measured is in {run_dir} (marked incomplete)", file=sys.stderr)
         return e.exit_code
+    except BaseException:
+        if rank0:  # a failed start leaves no empty run directory behind; anything measured stays
+            for d in [*run_dirs, run_dir]:
+                if d.is_dir():
+                    remove_failed_start(d)
+        raise
     if rank0 and sweep_key is not None:
         from gpt2_lightning.sweep import write_sweep
 

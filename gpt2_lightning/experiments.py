@@ -13,7 +13,8 @@ import torch
 from lightning.pytorch.loggers import TensorBoardLogger
 
 from callbacks import DeviceTimer, PhaseTimingCallback, StepRecord, ThroughputCallback
-from callbacks.throughput import batch_tokens
+from callbacks.loss_history import LossHistory
+from callbacks.step_records import batch_tokens
 from gpt2_lightning.data import SyntheticTokenDataModule, TokenFileDataModule
 from gpt2_lightning.interrupts import RaiseOnSignal
 from gpt2_lightning.interrupts import check as check_interrupted
@@ -123,20 +124,28 @@ def _ranks(timing: PhaseTimingCallback, stage: str, timed_phase: str) -> dict[st
 
 
 def _per_step(records: list[StepRecord], stage: str) -> list[dict[str, Any]]:
-    return [{"step": r.step, "warmup": r.warmup, **{f"{k}_ms": v for k, v in r.phases.items()}}
+    return [{"step": r.step, "warmup": r.warmup, **({"extra": True} if r.extra else {}), "tokens": r.tokens,
+             **{f"{k}_ms": v for k, v in r.phases.items()}}
             for r in records if r.stage == stage]
 
 
 # ------------------------------------------------------------------------------------------------ experiments
-def device_startup_ms(device: torch.device) -> float | None:
-    """Bring the device up and time it, if this process has not already (then None: it cannot be measured again).
+_STARTUP_MS: dict[str, float] = {}  # device -> its start-up, measured once per process
 
-    Run it before anything else touches CUDA (collecting the environment does): the first CUDA call of a process
-    pays for the context, and that cost belongs to no experiment.
+
+def device_startup_ms(device: torch.device) -> float | None:
+    """Bring the device up and time it, once per process (None when something else brought it up first: then it
+    cannot be measured any more).
+
+    Run it before anything else touches CUDA (collecting the environment does; so can a CPU run before a GPU run):
+    the first CUDA call of a process pays for the context, and that cost belongs to no experiment.
     """
-    if device.type == "cuda" and torch.cuda.is_initialized():
-        return None
-    return DeviceTimer(device).startup_ms()
+    key = str(device)
+    if key not in _STARTUP_MS:
+        if device.type == "cuda" and torch.cuda.is_initialized():
+            return None
+        _STARTUP_MS[key] = DeviceTimer(device).startup_ms()
+    return _STARTUP_MS[key]
 
 
 def measured_env(device: torch.device) -> dict[str, Any]:
@@ -175,8 +184,9 @@ def run_init(cfg: ProfileConfig, run_dir: Path) -> dict[str, Any]:
 def experiment_summary(
     timing: PhaseTimingCallback, throughput: ThroughputCallback, stage: str, timed_phase: str
 ) -> dict[str, Any]:
-    """Phases, rates, memory, first step, per-step times and per-rank figures of one timed stage."""
-    return {
+    """Phases, rates, memory, first step, per-step times and per-rank figures of one timed stage; on CUDA the host
+    clock's view beside the device's (``host``); for training, fit's wall time against its parts (``fit``)."""
+    out = {
         "phases": timing.summary(stage),
         "throughput": throughput.summary(stage),
         "memory": throughput.memory_summary(),
@@ -184,6 +194,12 @@ def experiment_summary(
         "per_step": _per_step(timing.records, stage),
         **_ranks(timing, stage, timed_phase),
     }
+    host = timing.host_summary(stage)
+    if host:
+        out["host"] = host
+    if stage == "train" and timing.fit_summary() is not None:
+        out["fit"] = timing.fit_summary()
+    return out
 
 
 def _profiler(cfg: ProfileConfig, run_dir: Path, experiment: str) -> Any:
@@ -201,16 +217,17 @@ def _profiler_results(profiler: Any, run_dir: Path, experiment: str) -> dict[str
 
 def _timed_run(
     cfg: ProfileConfig, run_dir: Path, experiment: str, stage: str, timed_phase: str,
-    run: Callable[[L.Trainer, L.LightningModule, L.LightningDataModule], Any], **trainer_kwargs: Any,
+    run: Callable[[L.Trainer, L.LightningModule, L.LightningDataModule], Any], extra_callbacks: tuple = (),
+    **trainer_kwargs: Any,
 ) -> tuple[dict[str, Any], PhaseTimingCallback]:
     """A fresh module and Trainer with the timing callbacks, logger and profiler; ``run`` drives them."""
-    timing = PhaseTimingCallback(warmup_steps=cfg.warmup_steps)
-    throughput = ThroughputCallback(timing)
+    timing = PhaseTimingCallback(warmup_steps=cfg.warmup_steps, counted_steps=cfg.steps, nvtx=cfg.nvtx)
+    throughput = ThroughputCallback(timing, precision=cfg.precision)
     module = make_module(cfg)
     n = cfg.warmup_steps + cfg.steps
     profiler = _profiler(cfg, run_dir, experiment)
     trainer = make_trainer(
-        cfg, [timing, throughput], logger=make_logger(run_dir, experiment), profiler=profiler,
+        cfg, [timing, throughput, *extra_callbacks], logger=make_logger(run_dir, experiment), profiler=profiler,
         enable_progress_bar=_progress_bar(cfg, n), **trainer_kwargs,
     )
     run(trainer, module, make_datamodule(cfg, n))
@@ -243,11 +260,15 @@ def run_inference(cfg: ProfileConfig, run_dir: Path) -> dict[str, Any]:
 
 def run_train(cfg: ProfileConfig, run_dir: Path) -> dict[str, Any]:
     """Full training steps through ``trainer.fit``, split into data / forward / backward / optimizer."""
+    # the loss of every step stays on the device and is written when fit ends: reading it back per step would make
+    # the host wait for the GPU inside the timed steps (so the module's own self.log is off: log_every_n_steps=0)
+    losses = LossHistory(every=1, write=True)
     result, _ = _timed_run(
         cfg, run_dir, "train", "train", "step",
         lambda trainer, module, data: trainer.fit(module, datamodule=data),
-        max_steps=cfg.warmup_steps + cfg.steps,
+        extra_callbacks=(losses,), max_steps=cfg.warmup_steps + cfg.steps, log_every_n_steps=0,
     )
+    result["train_loss"] = losses.values
     return result
 
 

@@ -109,17 +109,27 @@ class GPT2LightningModule(L.LightningModule):
     def training_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> torch.Tensor:
         idx, targets = batch
         _, loss = self.model(idx, targets)
-        # Only on the steps the logger writes: self.log costs ~1 ms of host time per call, and the logger reads the
-        # value back from the device (a synchronisation) when it writes. A tensor, not a float, either way.
-        if self._logs_this_step():
-            self.log("train/loss", loss, on_step=True, on_epoch=False, prog_bar=False)
+        self._log_step_loss(loss, batch_idx)
         return loss
 
-    def _logs_this_step(self) -> bool:
+    def _log_step_loss(self, loss: torch.Tensor, batch_idx: int) -> None:
+        """``train/loss`` of each optimizer step: the mean over its micro-batches, never divided by accumulation.
+
+        Logged only on the steps the logger writes (Lightning writes step j when (j + 1) % log_every_n_steps == 0): a
+        value logged on any other step would sit in Lightning's cache and be written later under the wrong step, and
+        self.log costs ~1 ms of host time. The value stays a tensor: the logger reads it back when it writes.
+        """
         trainer = self._trainer
-        if trainer is None:
-            return True
-        return trainer.global_step % max(1, trainer.log_every_n_steps) == 0 or trainer.is_last_batch
+        if trainer is None or trainer.log_every_n_steps <= 0:
+            return
+        detached = loss.detach()
+        self._micro_losses = [*getattr(self, "_micro_losses", []), detached]
+        if (batch_idx + 1) % trainer.accumulate_grad_batches != 0 and not trainer.is_last_batch:
+            return  # more micro-batches to come before the optimizer step
+        losses, self._micro_losses = self._micro_losses, []
+        if (trainer.global_step + 1) % trainer.log_every_n_steps == 0:
+            step_loss = losses[0] if len(losses) == 1 else torch.stack(losses).mean()
+            self.log("train/loss", step_loss, on_step=True, on_epoch=False, prog_bar=False)
 
     def validation_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> torch.Tensor:
         idx, targets = batch

@@ -59,6 +59,7 @@ class ProfileConfig:
                          "(the study's way, slow for big models)", default="device")
     compile: bool = _help("run the model through torch.compile; compile time is reported apart", default=False)
     profiler: str = _help(f"Lightning profiler: {', '.join(PROFILERS)}", default="none")
+    nvtx: bool = _help("mark each phase with an NVTX range, for `nsys profile` (CUDA only)", default=False)
     out: str = _help("parent directory of run directories", default="runs")
     run_name: str | None = _help("run directory name under --out (default: a timestamp)", default=None)
     if_exists: str = _help("when the run directory exists: 'error' (exit 2) or 'rename' (add a -N suffix); "

@@ -31,14 +31,20 @@ class ResultsError(ValueError):
     """A results file that cannot be read as ours; the message is one line naming the file."""
 
 
+FILE_MODE = 0o644  # what a results file would get from the usual umask 022: everyone may read the run
+
+
 def atomic_write_text(path: str | os.PathLike, text: str) -> None:
-    """Write ``text`` to ``path`` so that a reader sees the old file or the new one, never half of it."""
+    """Write ``text`` to ``path`` so that a reader sees the old file or the new one, never half of it.
+
+    A temporary file in the same directory is written, flushed and fsynced, then renamed over the target, and the
+    directory is fsynced so that the rename itself survives a crash. The mode is set on the open file (``fchmod``):
+    reading the umask would mean changing it, process-wide, while other threads (TensorBoard's writers) create files.
+    """
     path = Path(path)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes it private; results are for everyone who can read the run
+        os.fchmod(fd, FILE_MODE)  # mkstemp makes it private
         with os.fdopen(fd, "w", encoding="utf-8") as f:
             f.write(text)
             f.flush()
@@ -47,6 +53,20 @@ def atomic_write_text(path: str | os.PathLike, text: str) -> None:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+    _fsync_dir(path.parent)
+
+
+def _fsync_dir(directory: Path) -> None:
+    try:
+        dir_fd = os.open(directory, os.O_RDONLY)
+    except OSError:
+        return  # some platforms cannot open a directory; the file itself is already on disk
+    try:
+        os.fsync(dir_fd)
+    except OSError:
+        pass
+    finally:
+        os.close(dir_fd)
 
 
 def collect_env(device: torch.device) -> dict[str, Any]:

@@ -46,7 +46,7 @@ def headline_metrics(exp: str, result: dict[str, Any]) -> dict[str, float]:
         if result.get(key) is not None:
             metrics[f"hp/{key}"] = result[key]
     for key, value in (result.get("throughput") or {}).items():
-        if value is not None:
+        if isinstance(value, (int, float)):
             metrics[f"hp/{key}"] = value
     return metrics
 
