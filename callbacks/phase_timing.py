@@ -23,7 +23,6 @@ an NVTX range with ``nvtx=True`` (for ``nsys``).
 
 from __future__ import annotations
 
-import functools
 from collections.abc import Callable
 from typing import Any
 
@@ -31,7 +30,10 @@ import lightning as L
 import torch
 from lightning.pytorch.callbacks import Callback
 
+from callbacks.init_timing import InitTimer
+from callbacks.outside_steps import AfterOtherCallbacks, OutsideSteps
 from callbacks.phase_ranges import PhaseRanges
+from callbacks.phase_summary import INFERENCE_PHASES, INIT_PHASES, TRAIN_PHASES, WINDOW_PHASES, PhaseSummaries  # noqa: F401
 from callbacks.step_records import (
     OPENS_AUTOMATIC,
     OPENS_MANUAL,
@@ -39,17 +41,14 @@ from callbacks.step_records import (
     StepRecord,
     WindowRecord,
     first_tensor_shape,
+    resolve,
 )
-from callbacks.timing import DeviceTimer, Mark, summarize
+from callbacks.timing import DeviceTimer, Mark
 
-TRAIN_PHASES = ("data", "forward", "backward", "optimizer", "step")
-WINDOW_PHASES = ("checkpoint", "validation")
-INFERENCE_PHASES = ("forward",)
-INIT_PHASES = ("init", "init_model", "init_optimizer")
 _INFERENCE_OPENS: dict[str, str | None] = {"batch_start": "forward"}
 
 
-class PhaseTimingCallback(Callback):
+class PhaseTimingCallback(PhaseSummaries, Callback):
     """Times init, data, forward, backward, optimizer, whole steps, checkpoints and validation.
 
     Args:
@@ -79,12 +78,11 @@ class PhaseTimingCallback(Callback):
         self._listeners: list[Callable[[L.Trainer, list[StepRecord]], None]] = []
         self._timer: DeviceTimer | None = None
         self._pending: list[PendingStep] = []
-        self._pending_windows: list[tuple[str, int, Mark, Mark]] = []
+        self._outside = OutsideSteps()
         self._current: PendingStep | None = None
         self._batches: dict[str, int] = {}
-        self._init_marks: dict[str, Mark] = {}
-        self._init_open = False
-        self._companion: _AfterOtherCallbacks | None = None
+        self._init = InitTimer()
+        self._companion: AfterOtherCallbacks | None = None
         self._hooks: list[Any] = []
         self._reset_fit_state()
 
@@ -92,8 +90,7 @@ class PhaseTimingCallback(Callback):
         self._data_start: Mark | None = None
         self._last_end: Mark | None = None  # the end of the last closed train step
         self._batch_end: Mark | None = None  # our mark at the end of the latest train batch
-        self._save_mark: Mark | None = None  # a checkpoint save began here and no window has claimed it yet
-        self._validation_start: Mark | None = None
+        self._outside.reset()
         self._fit_marks: list[Mark] = []
         self._base_step = 0
         self._last_step = -1
@@ -105,93 +102,22 @@ class PhaseTimingCallback(Callback):
         """Call ``fn(trainer, records)`` with each batch of newly resolved step records."""
         self._listeners.append(fn)
 
-    def counted(self, stage: str = "train") -> list[StepRecord]:
-        return [r for r in self.records if r.stage == stage and r.counted]
-
-    def summary(self, stage: str = "train") -> dict[str, dict[str, float | int]]:
-        """``{phase: STATS}`` for a stage ("train", "predict", "validate", "test" or "init"), warm-up excluded.
-
-        For "train", ``checkpoint`` and ``validation`` STATS (with ``total_ms``) are added when they ran inside fit.
-        """
-        if stage == "init":
-            counted = self.init_records[self.warmup_inits :]
-            return {p: summarize(r[p] for r in counted if p in r) for p in INIT_PHASES}
-        phases = TRAIN_PHASES if stage == "train" else INFERENCE_PHASES
-        counted = self.counted(stage)
-        out = {p: summarize(r.phases[p] for r in counted if p in r.phases) for p in phases}
-        if stage == "train":
-            for kind in WINDOW_PHASES:
-                values = [w.ms for w in self.windows if w.kind == kind]
-                if values:
-                    out[kind] = summarize(values) | {"total_ms": sum(values)}
-        return out
-
-    def host_summary(self, stage: str = "train") -> dict[str, Any]:
-        """Host-clock STATS of each phase beside the device's, and in how many counted steps the GPU had caught up
-        with the host (it had finished the previous step before this one began: it waited for the host). CUDA only:
-        ``{}`` on the CPU, where the host clock is the device clock."""
-        counted = [r for r in self.counted(stage) if r.host]
-        if not counted:
-            return {}
-        phases = {p: summarize(r.host[p] for r in counted if p in r.host) for p in counted[0].host}
-        seen = [r.caught_up for r in counted if r.caught_up is not None]
-        return {"phases": phases, "gpu_caught_up_steps": sum(seen), "counted_steps": len(seen)}
-
-    def fit_summary(self) -> dict[str, float] | None:
-        """fit's wall time against the sum of its steps, its validation and its checkpoints (warm-up included)."""
-        if not self.fit_wall_ms:
-            return None
-        parts = {"steps_ms": sum(r.phases.get("step", 0.0) for r in self.records if r.stage == "train")}
-        for kind in WINDOW_PHASES:
-            parts[f"{kind}_ms"] = sum(w.ms for w in self.windows if w.kind == kind)
-        parts["other_ms"] = max(0.0, self.fit_wall_ms - sum(parts.values()))
-        shares = {k.replace("_ms", "_pct"): 100.0 * v / self.fit_wall_ms for k, v in parts.items()}
-        return {"wall_ms": self.fit_wall_ms, **parts, **shares}
-
-    def naive_summary(self, stage: str = "predict") -> dict[str, float | int]:
-        """STATS of what an unsynchronised host timer read for the same inference batches."""
-        return summarize(r.naive_ms for r in self.counted(stage) if r.naive_ms is not None)
-
-    def warmup_records(self, stage: str = "train") -> list[StepRecord]:
-        return [r for r in self.records if r.stage == stage and r.warmup]
-
     # ------------------------------------------------------------------ init
     def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
         self._timer = DeviceTimer(trainer.strategy.root_device)
         self._ranges.enable_nvtx = self._ranges.enable_nvtx and self._timer.uses_cuda
         self._batches = {}
         self._reset_fit_state()
-        self._init_marks = {"init_start": self._timer.mark()}
-        self._init_open = True
-        for hook, phase in (("configure_model", "init_model"), ("configure_optimizers", "init_optimizer")):
-            self._wrap(pl_module, hook, phase)
+        self._init.start(self._timer, pl_module)
         if stage == "fit":
             # behind every callback, ModelCheckpoint included (Lightning moves checkpoint callbacks last at init)
-            self._companion = _AfterOtherCallbacks(self)
+            self._companion = AfterOtherCallbacks(self)
             trainer.callbacks.append(self._companion)
 
-    def _wrap(self, pl_module: L.LightningModule, hook: str, phase: str) -> None:
-        original = getattr(pl_module, hook)
-
-        @functools.wraps(original)  # keeps Lightning's is_overridden() answer unchanged
-        def timed(*args: Any, **kwargs: Any) -> Any:
-            self._init_marks[f"{phase}_start"] = self._timer.mark()
-            try:
-                return original(*args, **kwargs)
-            finally:
-                self._init_marks[f"{phase}_end"] = self._timer.mark()
-
-        setattr(pl_module, hook, timed)
-
-    def _close_init(self) -> None:
-        if not self._init_open:
-            return
-        self._init_open = False
-        m = self._init_marks
-        m["init_end"] = self._timer.mark()
-        names = [p for p in INIT_PHASES if f"{p}_start" in m and f"{p}_end" in m]
-        values = self._timer.resolve((m[f"{p}_start"], m[f"{p}_end"]) for p in names)
-        self.init_records.append(dict(zip(names, values)))
+    def _close_init_record(self) -> None:
+        record = self._init.close()
+        if record is not None:
+            self.init_records.append(record)
 
     def teardown(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
         self._ranges.close()
@@ -200,17 +126,16 @@ class PhaseTimingCallback(Callback):
         if self._companion is not None and self._companion in trainer.callbacks:
             trainer.callbacks.remove(self._companion)
         self._companion = None
-        for hook in ("configure_model", "configure_optimizers"):
-            pl_module.__dict__.pop(hook, None)  # back to the class's own method
+        self._init.unwrap(pl_module)
 
     def on_fit_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        self._close_init()
+        self._close_init_record()
 
     def on_predict_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        self._close_init()
+        self._close_init_record()
 
     def on_test_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        self._close_init()
+        self._close_init_record()
 
     # ------------------------------------------------------------------ training steps
     def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
@@ -267,36 +192,25 @@ class PhaseTimingCallback(Callback):
         self._flush(trainer, wait=False)
 
     def on_save_checkpoint(self, trainer: L.Trainer, pl_module: L.LightningModule, checkpoint: dict) -> None:
-        if self._save_mark is None and self._timer is not None:
-            self._save_mark = self._timer.mark()
+        if self._timer is not None:
+            self._outside.save_started(self._timer)
 
     def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         self._remove_optimizer_hooks()
 
     # called by the companion, after every other callback's hook
     def _after_train_batch_end(self, trainer: L.Trainer) -> None:
-        if self._save_mark is not None and self._batch_end is not None:
-            end = self._timer.mark()  # the save (and everything after our hook) is the checkpoint's, not data's
-            self._pending_windows.append(("checkpoint", self._last_step, self._batch_end, end))
-            self._save_mark, self._data_start = None, end
+        end = self._outside.after_batch_end(self._timer, self._batch_end, self._last_step)
+        if end is not None:
+            self._data_start = end
 
     def _after_validation_end(self, trainer: L.Trainer) -> None:
-        start = self._validation_start
-        if start is None:
-            return
-        end = self._timer.mark()
-        if self._save_mark is not None:
-            self._pending_windows.append(("validation", self._last_step, start, self._save_mark))
-            self._pending_windows.append(("checkpoint", self._last_step, self._save_mark, end))
-        else:
-            self._pending_windows.append(("validation", self._last_step, start, end))
-        self._validation_start = self._save_mark = None
-        self._data_start = end  # validation inside an epoch is not the next batch's data time
+        end = self._outside.after_validation_end(self._timer, self._last_step)
+        if end is not None:
+            self._data_start = end  # validation inside an epoch is not the next batch's data time
 
     def _after_train_epoch_end(self, trainer: L.Trainer) -> None:
-        if self._save_mark is not None:
-            self._pending_windows.append(("checkpoint", self._last_step, self._save_mark, self._timer.mark()))
-            self._save_mark = None
+        self._outside.after_epoch_end(self._timer, self._last_step)
 
     def _after_train_end(self, trainer: L.Trainer) -> None:
         self._after_train_epoch_end(trainer)
@@ -308,10 +222,9 @@ class PhaseTimingCallback(Callback):
     def on_validation_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         if trainer.sanity_checking:
             return
-        self._close_init()
+        self._close_init_record()
         if trainer.state.fn == "fit":
-            self._validation_start = self._timer.mark()
-            self._save_mark = None
+            self._outside.validation_started(self._timer)
 
     def on_validation_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         self._flush(trainer, wait=trainer.state.fn != "fit")
@@ -353,7 +266,7 @@ class PhaseTimingCallback(Callback):
             self._flush(trainer)
         except Exception:
             self._pending.clear()
-            self._pending_windows.clear()
+            self._outside.pending.clear()
 
     # ------------------------------------------------------------------ internals
     def _pending_step(self, stage: str, step: int, index: int, opens: dict[str, str | None]) -> PendingStep:
@@ -410,39 +323,15 @@ class PhaseTimingCallback(Callback):
     def _flush(self, trainer: L.Trainer, wait: bool = True) -> None:
         """Resolve pending marks into records, log the counted ones and tell the listeners.
 
-        ``wait=False``: only steps the device has finished (their last mark is done), at least ``resolve_every``
-        of them; the device works in order, so those are a prefix of the pending steps.
+        ``wait=False``: only what the device has finished, and steps only ``resolve_every`` at a time (never waits).
         """
         if self._timer is None:
             return
-        if wait:
-            pending, self._pending = self._pending, []
-            windows, self._pending_windows = self._pending_windows, []
-        else:
-            ready = 0
-            while ready < len(self._pending) and self._timer.done(self._pending[ready].marks[-1][1]):
-                ready += 1
-            pending = self._pending[:ready] if ready >= self.resolve_every else []
-            self._pending = self._pending[len(pending):]
-            done = [self._timer.done(w[3]) for w in self._pending_windows]
-            windows = [w for w, d in zip(self._pending_windows, done) if d]
-            self._pending_windows = [w for w, d in zip(self._pending_windows, done) if not d]
-        fit_done = wait and len(self._fit_marks) == 2
-        if not pending and not windows and not fit_done:
-            return
-        # every interval of every pending step, resolved in one go (one device wait at most)
-        per_step = [p.intervals() for p in pending]
-        pairs = [(s, e) for ivs in per_step for _, s, e, _ in ivs] + [(s, e) for _, _, s, e in windows]
-        if fit_done:
-            pairs.append((self._fit_marks[0], self._fit_marks[1]))
-        values = self._timer.resolve(pairs, wait=wait)
-        if fit_done:
-            self.fit_wall_ms, self._fit_marks = values.pop(), []
-        new, at = [], 0
-        for p, ivs in zip(pending, per_step):
-            new.append(p.record(values[at:at + len(ivs)], ivs))
-            at += len(ivs)
-        new_windows = [WindowRecord(kind, step, ms) for (kind, step, _, _), ms in zip(windows, values[at:])]
+        fit_marks = self._fit_marks if wait and len(self._fit_marks) == 2 else None
+        new, new_windows, fit_ms = resolve(self._timer, self._pending, self._outside.pending, fit_marks, wait,
+                                           self.resolve_every)
+        if fit_ms is not None:
+            self.fit_wall_ms, self._fit_marks = fit_ms, []
         self.records.extend(new)
         self.windows.extend(new_windows)
         if self.log_every_step:
@@ -466,28 +355,3 @@ class PhaseTimingCallback(Callback):
         for w in windows:
             for logger in trainer.loggers:
                 logger.log_metrics({f"time/{w.kind}_ms": w.ms}, step=max(0, w.step))
-
-
-class _AfterOtherCallbacks(Callback):
-    """Appended behind every other callback (ModelCheckpoint included) so that the timing knows where their work
-    ends: a checkpoint save is then a window of its own instead of the start of the next step's ``data``."""
-
-    def __init__(self, timing: PhaseTimingCallback) -> None:
-        self.timing = timing
-
-    @property
-    def state_key(self) -> str:
-        return f"{type(self).__qualname__}[{id(self.timing)}]"
-
-    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
-        self.timing._after_train_batch_end(trainer)
-
-    def on_validation_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        if not trainer.sanity_checking:
-            self.timing._after_validation_end(trainer)
-
-    def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        self.timing._after_train_epoch_end(trainer)
-
-    def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        self.timing._after_train_end(trainer)

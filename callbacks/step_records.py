@@ -13,7 +13,7 @@ from typing import Any
 
 import torch
 
-from callbacks.timing import Mark
+from callbacks.timing import DeviceTimer, Mark
 
 # the phase each mark opens (None: time that belongs to no phase, e.g. Lightning's bookkeeping between hooks)
 OPENS_AUTOMATIC: dict[str, str | None] = {
@@ -131,3 +131,39 @@ def batch_tokens(shape: tuple[int, ...] | None) -> tuple[int, int] | None:
     if not shape:
         return None
     return (shape[0], shape[1]) if len(shape) >= 2 else (shape[0], 1)
+
+
+
+def resolve(timer: DeviceTimer, pending: list[PendingStep], windows: list[tuple[str, int, Mark, Mark]],
+            fit_marks: list[Mark] | None, wait: bool, at_least: int = 1
+            ) -> tuple[list[StepRecord], list[WindowRecord], float | None]:
+    """Resolve pending steps and windows into records, removing them from the two lists (one device wait at most).
+
+    ``wait=False`` never blocks: only steps whose last mark the device has passed are taken (a prefix, since the
+    device works in order), and only when there are ``at_least`` of them; likewise finished windows.
+    ``fit_marks`` (start, end) adds fit's wall time, resolved in the same go.
+    """
+    if wait:
+        steps, kept_windows = pending[:], windows[:]
+    else:
+        ready = 0
+        while ready < len(pending) and timer.done(pending[ready].marks[-1][1]):
+            ready += 1
+        steps = pending[:ready] if ready >= at_least else []
+        kept_windows = [w for w in windows if timer.done(w[3])]
+    del pending[:len(steps)]
+    windows[:] = [w for w in windows if not any(w is k for k in kept_windows)]
+    if not steps and not kept_windows and fit_marks is None:
+        return [], [], None
+    per_step = [p.intervals() for p in steps]
+    pairs = [(s, e) for ivs in per_step for _, s, e, _ in ivs] + [(s, e) for _, _, s, e in kept_windows]
+    if fit_marks is not None:
+        pairs.append((fit_marks[0], fit_marks[1]))
+    values = timer.resolve(pairs, wait=wait)
+    fit_ms = values.pop() if fit_marks is not None else None
+    records, at = [], 0
+    for p, ivs in zip(steps, per_step):
+        records.append(p.record(values[at:at + len(ivs)], ivs))
+        at += len(ivs)
+    done_windows = [WindowRecord(kind, step, ms) for (kind, step, _, _), ms in zip(kept_windows, values[at:])]
+    return records, done_windows, fit_ms
