@@ -4,16 +4,17 @@ The rule (the project's timing rule 6): read the energy counters (``callbacks.en
 window of steady steps, after warm-up, the device synchronised at both ends by the project's one timer
 (``DeviceTimer.wait``), and never once per step. A counter moves about every 100 ms, so a window lasts at least
 ``MIN_WINDOW_S``: when the counted steps are shorter, extra steps run until it is long enough. How many is decided from
-step counts and the host clock only (no device wait) at a few checkpoints, and broadcast from rank 0, so that every
-process of a multi-process run stops at the same step. The host clock never reads ahead of the device, so the window
+step counts and the host clock only (no device wait) at a few checkpoints; with several processes rank 0's clock is
+broadcast, so that every process stops at the same step. The host clock never reads ahead of the device, so the window
 that ends at the closing wait is at least as long as the host measured.
 
 Where the waits and reads land matters to the timings beside them. Put this callback *before* the timing callback:
 the window opens at the end of the last warm-up step, before the timing callback marks that step's end (so the
-warm-up step, never counted, absorbs it); it closes at the first hook after the last window step (the next step's
-start, or the stage's end), so an uncounted extra step absorbs it. Stopping: for ``fit`` it sets
-``trainer.should_stop``; for ``predict``, feed the Trainer ``callback.batches(loader)``, which yields batches until
-the window is done (Lightning fetches one batch ahead, so one or two batches past the window run, never counted).
+warm-up step, never counted, absorbs it); it closes at the first hook after the timer has marked the last window
+step's end (the stage's end, or the next step's start, which then absorbs it and is never counted). Stopping: for
+``fit`` it sets ``trainer.should_stop``; for ``predict``, feed the Trainer ``callback.batches(loader)``, which yields
+batches until the window is done (Lightning fetches one batch ahead: that one batch runs past the window, uncounted).
+With several processes the look at the window's length is a collective, so it waits for the next step's start.
 
 ``EnergyWindow`` holds the arithmetic and no Trainer; ``EnergyCallback`` is the thin Lightning side.
 """
@@ -140,7 +141,8 @@ class EnergyCallback(Callback):
         self._last_global_step = -1
         self._pending_tokens = 0
         self._checkpoint = self.warmup_steps + self.counted_steps
-        self._evaluate_next = False
+        self._evaluate_next = False  # several processes: look at the next hook, where a collective costs no timing
+        self._close_next = False  # the window is long enough: close it at the next hook (after the timer's marks)
         self._stop_requested = False
 
     # ------------------------------------------------------------------ public
@@ -210,6 +212,8 @@ class EnergyCallback(Callback):
     def _batch_start(self, trainer: L.Trainer, batch: Any) -> None:
         if self._evaluate_next:
             self._evaluate(trainer)
+        if self._close_next:
+            self._close(trainer)
         self._pending_tokens += batch_tokens(batch)
 
     def _step_end(self, trainer: L.Trainer, steps: int) -> None:
@@ -222,8 +226,11 @@ class EnergyCallback(Callback):
         if steps < self.warmup_steps + self.counted_steps:
             return
         if self._window is not None:
-            if steps >= self._checkpoint:
-                self._evaluate_next = True  # at the next hook: this step's end is not yet marked by the timer
+            if steps >= self._checkpoint and not self._close_next:
+                if trainer.world_size == 1:
+                    self._evaluate(trainer)  # the host clock only: nothing here delays the step being timed
+                else:
+                    self._evaluate_next = True  # the broadcast waits for the device: not before the timer's mark
         elif not self._stop_requested:  # no window to fill: stop with the counted steps
             self._request_stop(trainer)
 
@@ -238,17 +245,18 @@ class EnergyCallback(Callback):
         self._window = window
 
     def _evaluate(self, trainer: L.Trainer) -> None:
-        """Close the window if it is long enough, else plan the step of the next look; the same on every rank."""
+        """Decide whether the window is long enough, else plan the step of the next look; the same on every rank."""
         self._evaluate_next = False
         elapsed = trainer.strategy.broadcast(self.clock() - self._window.t0, src=0)
         more = self._window.more_steps(elapsed)
         if more:
             self._checkpoint = self._steps + more
             return
-        self._close(trainer)
+        self._close_next = True
         self._request_stop(trainer)
 
     def _close(self, trainer: L.Trainer) -> None:
+        self._close_next = False
         window, self._window = self._window, None
         self._timer.wait()  # the window ends with every queued kernel finished: their energy is inside it
         now = self.clock()
