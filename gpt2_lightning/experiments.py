@@ -14,7 +14,9 @@ from lightning.pytorch.loggers import TensorBoardLogger
 
 from callbacks import DeviceTimer, PhaseTimingCallback, StepRecord, ThroughputCallback
 from callbacks.throughput import batch_tokens
+from gpt2_lightning._timing_shim import PhaseTimingCallback  # noqa: F811 - SHIM until main's counted_steps lands
 from gpt2_lightning.data import SyntheticTokenDataModule, TokenFileDataModule
+from gpt2_lightning.energy_run import energy_callback, energy_result, train_max_steps, until_window_done
 from gpt2_lightning.interrupts import RaiseOnSignal
 from gpt2_lightning.interrupts import check as check_interrupted
 from gpt2_lightning.module import GPT2LightningModule
@@ -204,19 +206,23 @@ def _timed_run(
     run: Callable[[L.Trainer, L.LightningModule, L.LightningDataModule], Any], **trainer_kwargs: Any,
 ) -> tuple[dict[str, Any], PhaseTimingCallback]:
     """A fresh module and Trainer with the timing callbacks, logger and profiler; ``run`` drives them."""
-    timing = PhaseTimingCallback(warmup_steps=cfg.warmup_steps)
+    energy = energy_callback(cfg)  # before the timing callback: its reads then fall in uncounted steps
+    timing = PhaseTimingCallback(warmup_steps=cfg.warmup_steps, counted_steps=cfg.steps)
     throughput = ThroughputCallback(timing)
     module = make_module(cfg)
     n = cfg.warmup_steps + cfg.steps
     profiler = _profiler(cfg, run_dir, experiment)
     trainer = make_trainer(
-        cfg, [timing, throughput], logger=make_logger(run_dir, experiment), profiler=profiler,
-        enable_progress_bar=_progress_bar(cfg, n), **trainer_kwargs,
+        cfg, [c for c in (energy, timing, throughput) if c is not None], logger=make_logger(run_dir, experiment),
+        profiler=profiler, enable_progress_bar=_progress_bar(cfg, n), **trainer_kwargs,
     )
-    run(trainer, module, make_datamodule(cfg, n))
+    data = make_datamodule(cfg, n)
+    until_window_done(data, energy)  # predict batches go round until the energy window is long enough
+    run(trainer, module, data)
     result = {
         **experiment_summary(timing, throughput, stage, timed_phase),
         **_profiler_results(profiler, run_dir, experiment),
+        **energy_result(energy),
     }
     del module, trainer
     free_device_memory()
@@ -231,7 +237,7 @@ def run_inference(cfg: ProfileConfig, run_dir: Path) -> dict[str, Any]:
         lambda trainer, module, data: trainer.predict(module, datamodule=data, return_predictions=False),
     )
     naive = timing.naive_summary("predict")
-    counted = [r for r in timing.records if r.stage == "predict" and not r.warmup]
+    counted = [r for r in timing.records if r.stage == "predict" and not r.warmup and not getattr(r, "extra", False)]
     result.update(
         naive_ms=naive["median_ms"],
         naive=naive,
@@ -246,7 +252,7 @@ def run_train(cfg: ProfileConfig, run_dir: Path) -> dict[str, Any]:
     result, _ = _timed_run(
         cfg, run_dir, "train", "train", "step",
         lambda trainer, module, data: trainer.fit(module, datamodule=data),
-        max_steps=cfg.warmup_steps + cfg.steps,
+        max_steps=train_max_steps(cfg),  # with energy, the energy callback stops fit once its window is done
     )
     return result
 

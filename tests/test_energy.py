@@ -5,6 +5,7 @@ import pathlib
 import types
 from unittest import mock
 
+import lightning as L
 import pytest
 
 from callbacks import EnergyCallback, PhaseTimingCallback
@@ -66,8 +67,8 @@ def test_exact_joules_per_token_from_a_scripted_counter():
     assert r["tokens_per_kwh"] == pytest.approx(128 / (500.0 / 3.6e6), rel=1e-12)
     assert r["source"] == "nvml" and r["devices"] == 1
     assert r["idle_watts"] is None and r["joules_above_idle"] is None
-    # the window closes at the next step's start: that one step runs (never counted), then fit stops
-    assert t.global_step == 2 + 16 + 1
+    # long enough at the last counted step: fit stops there, and the window closes at the end of fit
+    assert t.global_step == 2 + 16
 
 
 def test_short_steps_get_extra_steps_until_the_window_is_two_seconds():
@@ -80,7 +81,7 @@ def test_short_steps_get_extra_steps_until_the_window_is_two_seconds():
     assert r["window_steps"] == 16 and r["window_s"] == 2.0
     assert r["joules"] == 600.0 and r["joules_above_idle"] == 600.0 - 100.0 * 2.0
     assert r["joules_per_token"] == 600.0 / (16 * TOKENS_PER_STEP)
-    assert t.global_step == 2 + 16 + 1
+    assert t.global_step == 2 + 16
 
 
 def test_uneven_steps_extend_the_window_again():
@@ -103,22 +104,26 @@ def test_uneven_steps_extend_the_window_again():
     assert r["window_steps"] == 10  # 0.5 + 8 x 0.0625 = 1.0
 
 
-def test_reads_and_waits_fall_in_uncounted_steps():
-    """Opening reads land in the last warm-up step, the closing read in the first extra step; counted steps
-    keep their exact times."""
+@pytest.mark.parametrize("world_size", [1, 2])
+def test_reads_and_waits_fall_in_uncounted_steps(world_size):
+    """The opening read lands in the last warm-up step; the closing read after the last counted step's end: at the
+    end of fit alone, in the next (extra) step's data time with several processes (whose look is a collective)."""
     clock = ScriptedClock()
     read_ms = 7.8125  # 1/128 s
     energy = EnergyCallback(warmup_steps=2, counted_steps=5, min_window_s=0.5,
                             meter=ScriptedMeter(clock, 100.0, read_ms=read_ms), clock=clock)
     timing = PhaseTimingCallback(warmup_steps=2)
-    fit(clock, energy, callbacks_after=[timing], warmup_ms=62.5)
+    with mock.patch.object(L.Trainer, "world_size", new_callable=mock.PropertyMock, return_value=world_size):
+        fit(clock, energy, callbacks_after=[timing], warmup_ms=62.5)
     records = [r for r in timing.records if r.stage == "train"]
-    assert len(records) == 2 + 5 + 1
+    assert len(records) == 2 + 5 + (world_size > 1)
     for r in records[2:7]:
         assert r.phases["step"] == 125.0 and r.phases["data"] == 0.0, r
     assert records[1].phases["step"] == 3 * 62.5 + read_ms  # the last warm-up step: its 3 phases, and the read
-    assert records[7].phases["data"] == read_ms  # the extra step's data time holds the closing read
-    assert energy.result["window_steps"] == 5
+    if world_size > 1:
+        assert records[7].phases["data"] == read_ms  # the extra step's data time holds the closing read
+    assert energy.meter.reads == 2
+    assert energy.result["window_steps"] == 5 and energy.result["window_s"] == read_ms / 1000 + 5 * 0.125
 
 
 def test_energy_callback_must_come_before_the_timing_callback():
@@ -173,8 +178,8 @@ def test_predict_runs_until_the_window_is_long_enough():
     # 3 counted batches are 0.375 s; 5 more make 1 s; the closing look is at the next batch's start
     assert r["window_steps"] == 8 and r["window_s"] == 1.0 and r["joules"] == 40.0
     assert r["joules_per_token"] == 40.0 / (8 * TOKENS_PER_STEP)
-    # 1 warm-up + 8 in the window, then the batch that closes it and the one Lightning had fetched ahead
-    assert len(seen) == 1 + 8 + 2
+    # 1 warm-up + 8 in the window, then the one batch Lightning had fetched ahead, whose start closes the window
+    assert len(seen) == 1 + 8 + 1
 
 
 def test_predict_without_energy_runs_exactly_the_counted_batches():
@@ -343,3 +348,57 @@ def test_idle_watts_over_a_scripted_second(tmp_path):
         set_energy(root, "intel-rapl:0", 73_000_000)  # 73 J in 1 s
 
     assert measure_watts(RaplMeter(root), 1.0, sleep=sleep, clock=clock) == 73.0
+
+
+# ------------------------------------------------------------------------------------------------ a whole profile
+class WallMeter:
+    """A package drawing a steady 50 W on the real clock (µJ, like RAPL): the whole pipeline, with real steps."""
+
+    source, devices = "rapl", 1
+
+    def read(self):
+        import time
+
+        return (round(time.perf_counter() * 50.0 * 1e6),)
+
+    def joules(self, start, end):
+        return (end[0] - start[0]) / 1e6
+
+
+def test_profile_run_measures_energy_and_keeps_extra_steps_out_of_the_timings(tmp_path, monkeypatch):
+    import callbacks.energy
+    import gpt2_lightning.energy_run as energy_run
+    from gpt2_lightning.profile_config import ProfileConfig
+    from gpt2_lightning.profile_run import run_profile
+
+    monkeypatch.setattr(callbacks.energy, "meter_for", lambda device: WallMeter())
+    monkeypatch.setattr(energy_run, "meter_for", lambda device: WallMeter())
+    monkeypatch.setattr(energy_run, "_idle_cache", {})
+    cfg = ProfileConfig(accelerator="cpu", model="tiny", batch_size=2, seq_len=16, steps=2, warmup_steps=1,
+                        experiments="inference,train", energy_window_s=1.0, price_per_hour=2.0, energy_price=0.5)
+    (tmp_path / "run").mkdir()
+    data = run_profile(cfg, tmp_path / "run").to_dict()
+    assert data["env"]["idle_power"]["watts"] == pytest.approx(50.0, rel=0.01)
+    for exp, phase in (("inference", "forward"), ("train", "step")):
+        result = data["experiments"][exp]
+        e = result["energy"]
+        assert e["source"] == "rapl" and e["window_s"] >= 1.0 and e["window_steps"] >= 2
+        assert e["window_tokens"] == e["window_steps"] * 2 * 16
+        assert e["avg_watts"] == pytest.approx(50.0, rel=0.01)
+        assert e["joules_per_token"] == e["joules"] / e["window_tokens"]
+        assert abs(e["joules_above_idle"]) < 0.05 * e["joules"]  # a steady 50 W: nothing above idle
+        # every step of the window ran (and, for predict, the one batch Lightning fetched ahead), but only the
+        # counted ones are in the figures and the rate
+        assert len(result["per_step"]) == 1 + e["window_steps"] + (exp == "inference")
+        assert result["phases"][phase]["n"] == 2
+        assert result["cost"]["usd_per_million_tokens_energy"] == pytest.approx(
+            e["joules_per_token"] * 1e6 / 3.6e6 * 0.5)
+    assert data["experiments"]["train"]["projection"]["kwh"] is not None
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    acc = EventAccumulator(str(tmp_path / "run" / "tensorboard" / "train"))
+    acc.Reload()
+    assert {"energy/joules_per_token", "energy/tokens_per_kwh", "power/avg_watts", "power/idle_watts"} <= set(
+        acc.Tags()["scalars"])
+    report = (tmp_path / "run" / "report.md").read_text()
+    assert "tokens/kWh" in report and "per million tokens of energy" in report
