@@ -138,7 +138,7 @@ class EnergyCallback(Callback):
         self._window: EnergyWindow | None = None
         self._timer: DeviceTimer | None = None
         self._steps = 0  # steps finished in this stage
-        self._last_global_step = -1
+        self._first_global_step = self._last_global_step = 0
         self._pending_tokens = 0
         self._checkpoint = self.warmup_steps + self.counted_steps
         self._evaluate_next = False  # several processes: look at the next hook, where a collective costs no timing
@@ -180,6 +180,9 @@ class EnergyCallback(Callback):
         if self.meter is None:
             self.meter = meter_for(trainer.strategy.root_device)
 
+    def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self._first_global_step = self._last_global_step = trainer.global_step  # a resumed fit starts past 0
+
     def on_train_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         if self.warmup_steps == 0 and self._steps == 0 and self.result is None and self._window is None:
             self._open(trainer)
@@ -190,7 +193,7 @@ class EnergyCallback(Callback):
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
         if trainer.global_step != self._last_global_step:  # an optimizer step ended (not a micro-batch)
             self._last_global_step = trainer.global_step
-            self._step_end(trainer, trainer.global_step)
+            self._step_end(trainer, trainer.global_step - self._first_global_step)
 
     def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         self._stage_end(trainer)

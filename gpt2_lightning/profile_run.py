@@ -55,7 +55,7 @@ def run_profile(cfg: ProfileConfig, run_dir: Path, write: bool = True) -> RunRes
     apply_matmul_precision(cfg)
     device = resolve_device(cfg.accelerator)
     env = measured_env(device)
-    if not cfg.no_energy:
+    if not cfg.no_energy and {"inference", "train"} & set(cfg.experiment_list):
         env["idle_power"] = idle_power(cfg)  # before the first experiment, while nothing runs
     gpt = cfg.gpt_config()
     config = cfg.to_dict() | {

@@ -402,3 +402,17 @@ def test_profile_run_measures_energy_and_keeps_extra_steps_out_of_the_timings(tm
         acc.Tags()["scalars"])
     report = (tmp_path / "run" / "report.md").read_text()
     assert "tokens/kWh" in report and "per million tokens of energy" in report
+
+
+def test_gradient_accumulation_counts_optimizer_steps_and_every_micro_batch_token():
+    clock = ScriptedClock()
+    energy = EnergyCallback(warmup_steps=1, counted_steps=2, min_window_s=0.5, meter=ScriptedMeter(clock, 8.0),
+                            clock=clock)
+    module = CostlyModule(clock.advance, warmup_steps=0, forward_ms=62.5, backward_ms=62.5, optimizer_ms=0)
+    with mock.patch("time.perf_counter", clock):
+        t = trainer([energy], max_steps=1000, accumulate_grad_batches=2)
+        t.fit(module, loader(clock.advance, data_ms=0, length=1000))
+    r = energy.result
+    # an optimizer step is 2 micro-batches of 0.125 s: 2 steps make 0.5 s
+    assert r["window_steps"] == 2 and r["window_s"] == 0.5 and r["window_tokens"] == 2 * 2 * TOKENS_PER_STEP
+    assert t.global_step == 3
