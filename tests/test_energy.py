@@ -416,3 +416,20 @@ def test_gradient_accumulation_counts_optimizer_steps_and_every_micro_batch_toke
     # an optimizer step is 2 micro-batches of 0.125 s: 2 steps make 0.5 s
     assert r["window_steps"] == 2 and r["window_s"] == 0.5 and r["window_tokens"] == 2 * 2 * TOKENS_PER_STEP
     assert t.global_step == 3
+
+
+def test_profile_on_this_cpu_gives_rapl_figures_or_the_reason(tmp_path, monkeypatch):
+    """The real meters, whatever this machine allows: never a crash, never a guess."""
+    import gpt2_lightning.energy_run as energy_run
+    from gpt2_lightning.profile_config import ProfileConfig
+    from gpt2_lightning.profile_run import run_profile
+
+    monkeypatch.setattr(energy_run, "_idle_cache", {})
+    cfg = ProfileConfig(accelerator="cpu", model="tiny", batch_size=1, seq_len=8, steps=1, warmup_steps=1,
+                        experiments="train")
+    (tmp_path / "run").mkdir()
+    e = run_profile(cfg, tmp_path / "run").to_dict()["experiments"]["train"]["energy"]
+    if "unavailable" in e:
+        assert e["unavailable"].startswith("rapl: ") and set(e) == {"unavailable"}
+    else:
+        assert e["source"] == "rapl" and e["window_s"] >= 2.0 and e["joules"] > 0
