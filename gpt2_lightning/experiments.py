@@ -16,6 +16,7 @@ from callbacks import DeviceTimer, PhaseTimingCallback, StepRecord, ThroughputCa
 from callbacks.loss_history import LossHistory
 from callbacks.step_records import batch_tokens
 from gpt2_lightning.data import SyntheticTokenDataModule, TokenFileDataModule
+from gpt2_lightning.energy_run import energy_callback, energy_result, train_max_steps, until_window_done
 from gpt2_lightning.interrupts import RaiseOnSignal
 from gpt2_lightning.interrupts import check as check_interrupted
 from gpt2_lightning.module import GPT2LightningModule
@@ -124,9 +125,10 @@ def _ranks(timing: PhaseTimingCallback, stage: str, timed_phase: str) -> dict[st
 
 
 def _per_step(records: list[StepRecord], stage: str) -> list[dict[str, Any]]:
-    return [{"step": r.step, "warmup": r.warmup, **({"extra": True} if r.extra else {}), "tokens": r.tokens,
-             **{f"{k}_ms": v for k, v in r.phases.items()}}
-            for r in records if r.stage == stage]
+    """Every warm-up and counted step (the uncounted extra steps of an energy window are only counted: a tiny model's
+    2 s window can hold thousands)."""
+    return [{"step": r.step, "warmup": r.warmup, "tokens": r.tokens, **{f"{k}_ms": v for k, v in r.phases.items()}}
+            for r in records if r.stage == stage and not r.extra]
 
 
 # ------------------------------------------------------------------------------------------------ experiments
@@ -192,6 +194,7 @@ def experiment_summary(
         "memory": throughput.memory_summary(),
         **_first_step(timing, stage, timed_phase),
         "per_step": _per_step(timing.records, stage),
+        "extra_steps": sum(r.extra for r in timing.records if r.stage == stage),
         **_ranks(timing, stage, timed_phase),
     }
     host = timing.host_summary(stage)
@@ -221,19 +224,24 @@ def _timed_run(
     **trainer_kwargs: Any,
 ) -> tuple[dict[str, Any], PhaseTimingCallback]:
     """A fresh module and Trainer with the timing callbacks, logger and profiler; ``run`` drives them."""
+    energy = energy_callback(cfg)  # before the timing callback: its reads then fall in uncounted steps
     timing = PhaseTimingCallback(warmup_steps=cfg.warmup_steps, counted_steps=cfg.steps, nvtx=cfg.nvtx)
     throughput = ThroughputCallback(timing, precision=cfg.precision)
     module = make_module(cfg)
     n = cfg.warmup_steps + cfg.steps
     profiler = _profiler(cfg, run_dir, experiment)
     trainer = make_trainer(
-        cfg, [timing, throughput, *extra_callbacks], logger=make_logger(run_dir, experiment), profiler=profiler,
-        enable_progress_bar=_progress_bar(cfg, n), **trainer_kwargs,
+        cfg, [c for c in (energy, timing, throughput, *extra_callbacks) if c is not None],
+        logger=make_logger(run_dir, experiment), profiler=profiler, enable_progress_bar=_progress_bar(cfg, n),
+        **trainer_kwargs,
     )
-    run(trainer, module, make_datamodule(cfg, n))
+    data = make_datamodule(cfg, n)
+    until_window_done(data, energy)  # predict batches go round until the energy window is long enough
+    run(trainer, module, data)
     result = {
         **experiment_summary(timing, throughput, stage, timed_phase),
         **_profiler_results(profiler, run_dir, experiment),
+        **energy_result(energy),
     }
     del module, trainer
     free_device_memory()
@@ -248,7 +256,7 @@ def run_inference(cfg: ProfileConfig, run_dir: Path) -> dict[str, Any]:
         lambda trainer, module, data: trainer.predict(module, datamodule=data, return_predictions=False),
     )
     naive = timing.naive_summary("predict")
-    counted = [r for r in timing.records if r.stage == "predict" and not r.warmup]
+    counted = timing.counted("predict")
     result.update(
         naive_ms=naive["median_ms"],
         naive=naive,
@@ -266,7 +274,8 @@ def run_train(cfg: ProfileConfig, run_dir: Path) -> dict[str, Any]:
     result, _ = _timed_run(
         cfg, run_dir, "train", "train", "step",
         lambda trainer, module, data: trainer.fit(module, datamodule=data),
-        extra_callbacks=(losses,), max_steps=cfg.warmup_steps + cfg.steps, log_every_n_steps=0,
+        extra_callbacks=(losses,), log_every_n_steps=0,
+        max_steps=train_max_steps(cfg),  # with energy, the energy callback stops fit once its window is done
     )
     result["train_loss"] = losses.values
     return result

@@ -137,8 +137,11 @@ def _title(data: dict[str, Any]) -> str:
 
 
 def plot_sweep(key: str, rows: list[dict[str, Any]], path: Path) -> Path:
-    """Train tokens/s, MFU and step time against the swept setting (missing points: failed or unknown)."""
+    """Train tokens/s, MFU, step time (and J/token, when measured) against the swept setting (missing points:
+    failed or unknown)."""
     panels = [("train tokens/s", "tokens/s"), ("train MFU %", "MFU %"), ("train step ms", "step ms (median)")]
+    if any(r.get("train J/token") is not None for r in rows):  # energy was measured: J/token beside the rates
+        panels.append(("train J/token", "J/token (train)"))
     fig, axes = plt.subplots(1, len(panels), figsize=(4.2 * len(panels), 3.4), squeeze=False)
     labels = [str(r[key]) for r in rows]
     for ax, (column, ylabel) in zip(axes[0], panels):

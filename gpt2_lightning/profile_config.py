@@ -71,6 +71,19 @@ class ProfileConfig:
         f"KEY=V1,V2,...: one profile per value into one parent directory, with a combined table and plots; "
         f"KEY is one of {', '.join(SWEEP_KEYS)}", default=None)
     verbose: bool = _help("show Lightning's own messages and warnings", default=False)
+    no_energy: bool = _help("do not read energy counters, nor run the extra (uncounted) steps an energy window may "
+                            "need", default=False)
+    energy_window_s: float = _help("shortest energy window in seconds; extra uncounted steps run until it is reached "
+                                   "(the counters move about every 100 ms)", default=2.0)
+    price_per_hour: float | None = _help("USD per device-hour (times the number of devices): gives $ per million "
+                                         "tokens and the cost of --target-tokens", default=None)
+    energy_price: float | None = _help("USD per kWh: gives the energy cost per million tokens and of --target-tokens",
+                                       default=None)
+    target_tokens: str | None = _help("training tokens to project the time, energy and cost of: 300M, 10B, 1.5T or a "
+                                      "whole number (default: 20 per model parameter, Hoffmann et al. 2022)",
+                                      default=None)
+    project_devices: int | None = _help("also project --target-tokens on N devices, assuming linear scaling "
+                                        "(labelled as an assumption)", default=None)
 
     def __post_init__(self) -> None:
         if self.accelerator not in ACCELERATORS:
@@ -110,11 +123,29 @@ class ProfileConfig:
                                                 "run directory")
         if self.sweep is not None:
             self.sweep_values()  # checks the form; each value is checked when its own config is made
+        self._check_costs()
         devices = self.devices.strip()
         if devices != "auto" and not all(part.strip().isdigit() for part in devices.split(",")):
             raise ConfigError("devices", self.devices, "a count, 'auto' or a comma list of device indices")
         if devices.isdigit() and int(devices) <= 0:
             raise ConfigError("devices", self.devices, "must be at least 1")
+
+    def _check_costs(self) -> None:
+        from gpt2_lightning.costs import is_finite_positive, parse_token_count
+
+        for name in ("price_per_hour", "energy_price"):
+            value = getattr(self, name)
+            if value is not None and not is_finite_positive(value):
+                raise ConfigError(name, value, "must be a positive number")
+        if self.energy_window_s is None or not is_finite_positive(self.energy_window_s) or self.energy_window_s < 1:
+            raise ConfigError("energy_window_s", self.energy_window_s, "must be at least 1 second")
+        if self.target_tokens is not None:
+            try:
+                parse_token_count(self.target_tokens)
+            except ValueError as e:
+                raise ConfigError("target_tokens", self.target_tokens, str(e)) from None
+        if self.project_devices is not None and self.project_devices < 1:
+            raise ConfigError("project_devices", self.project_devices, "must be a positive integer")
 
     # ------------------------------------------------------------------ derived settings
     def sweep_values(self) -> tuple[str, list[str]]:
@@ -206,6 +237,8 @@ class ProfileConfig:
                 parser.add_argument(flag, action="store_true", help=help_text)
             elif kind.startswith("int"):
                 parser.add_argument(flag, type=int, default=default, metavar="N", help=help_text)
+            elif kind.startswith("float"):
+                parser.add_argument(flag, type=float, default=default, metavar="X", help=help_text)
             else:
                 parser.add_argument(flag, type=str, default=default, help=help_text)
 

@@ -11,6 +11,8 @@ import dataclasses
 import sys
 from pathlib import Path
 
+from gpt2_lightning.costs import add_costs
+from gpt2_lightning.energy_run import idle_power
 from gpt2_lightning.experiments import (
     EXPERIMENT_RUNNERS,
     apply_matmul_precision,
@@ -53,6 +55,8 @@ def run_profile(cfg: ProfileConfig, run_dir: Path, write: bool = True) -> RunRes
     apply_matmul_precision(cfg)
     device = resolve_device(cfg.accelerator)
     env = measured_env(device)
+    if not cfg.no_energy and {"inference", "train"} & set(cfg.experiment_list):
+        env["idle_power"] = idle_power(cfg)  # before the first experiment, while nothing runs
     gpt = cfg.gpt_config()
     config = cfg.to_dict() | {
         "run_dir": str(run_dir),
@@ -68,6 +72,7 @@ def run_profile(cfg: ProfileConfig, run_dir: Path, write: bool = True) -> RunRes
             if write:
                 print(f"[{current}] running ...", file=sys.stderr, flush=True)
             results.experiments[current] = _run_one(cfg, current, run_dir)
+            add_costs(results.experiments[current], current, config)  # $ per million tokens, time to train
             if current == "init" and "error" not in results.experiments[current]:
                 results.experiments[current]["device_startup_ms"] = env["device_startup_ms"]
             save()

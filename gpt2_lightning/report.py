@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from gpt2_lightning.costs import fmt_energy_per_token, fmt_usd, summary_lines
+
 PHASE_ORDER = ("init", "init_model", "init_optimizer", "data", "forward", "backward", "optimizer", "step")
 
 
@@ -88,6 +90,7 @@ def format_summary(data: dict[str, Any]) -> str:
             mem_s = ", ".join(f"{k.replace('_gib', '')} {v:.2f} GiB" for k, v in mem.items())
             tflops = "-" if thr.get("tflops") is None else f"{thr['tflops']:.2f}"
             lines.append(f"{exp}: {fmt_rate(thr.get('tokens_per_sec'))} tokens/s, {tflops} TFLOP/s, MFU {mfu}; {mem_s}")
+        lines += summary_lines(exp, result)  # energy, cost, time to train
     return "\n".join(lines)
 
 
@@ -180,6 +183,7 @@ def render_report(data: dict[str, Any], plots: dict[str, str]) -> str:
             out.append(f"- Throughput: {fmt_rate(thr.get('tokens_per_sec'))} tokens/s, {tflops} TFLOP/s, MFU {mfu}.")
         if result.get("memory"):
             out.append("- Memory: " + ", ".join(f"{k} {v:.3f} GiB" for k, v in result["memory"].items()) + ".")
+        out += [f"- {line.split(': ', 1)[1]}" for line in summary_lines(exp, result)]
         for trace in result.get("traces", []):
             out.append(f"- Trace: [`{trace}`]({trace}): open it in https://ui.perfetto.dev or chrome://tracing.")
         if result.get("top_ops"):
@@ -203,7 +207,10 @@ def fmt_speedup(s: float | None) -> str:
 
 def _cell(row: dict[str, Any], i: int) -> str:
     v, s = row["values"][i], row["speedups"][i]
-    text = fmt_ms(v) if row["unit"] == "ms" else (fmt_rate(v) if v is not None else "-")
+    if row["unit"] in ("J", "$"):
+        text = fmt_energy_per_token(v) if row["unit"] == "J" else fmt_usd(v)
+    else:
+        text = fmt_ms(v) if row["unit"] == "ms" else (fmt_rate(v) if v is not None else "-")
     if i > 0:
         text += f" ({fmt_speedup(s)})"
     return text
@@ -226,5 +233,6 @@ def format_comparison(labels: list[str], rows: list[dict[str, Any]], markdown: b
     """The comparison table: one row per figure, one column per run; (Nx) is the speed-up over the first run."""
     header = ["figure", *labels]
     body = [[r["label"].strip() if markdown else r["label"], *(_cell(r, i) for i in range(len(labels)))] for r in rows]
-    note = "(Nx): speed-up over the first run; above 1 is faster. Times are medians."
+    note = ("(Nx): speed-up over the first run; above 1 is faster (energy and $ rows: uses less). Times are "
+            "medians.")
     return render_table(header, body, markdown) + "\n\n" + note

@@ -177,7 +177,17 @@ COMPARED: tuple[tuple[str, str, tuple[str, ...], bool], ...] = (
     ("inference: tokens/s", "inference", ("throughput", "tokens_per_sec"), False),
     ("train: tokens/s", "train", ("throughput", "tokens_per_sec"), False),
     ("train: MFU %", "train", ("throughput", "mfu_pct"), False),
+    ("inference: J/token", "inference", ("energy", "joules_per_token"), True),
+    ("train: J/token", "train", ("energy", "joules_per_token"), True),
+    ("inference: tokens/kWh", "inference", ("energy", "tokens_per_kwh"), False),
+    ("train: tokens/kWh", "train", ("energy", "tokens_per_kwh"), False),
+    ("inference: $/M tokens", "inference", ("cost", "usd_per_million_tokens"), True),
+    ("train: $/M tokens", "train", ("cost", "usd_per_million_tokens"), True),
+    ("train: $/M tokens (energy)", "train", ("cost", "usd_per_million_tokens_energy"), True),
 )
+# rows whose figures are not milliseconds (the rest: ms when lower is better, a plain rate otherwise)
+UNITS = {"inference: J/token": "J", "train: J/token": "J", "inference: $/M tokens": "$", "train: $/M tokens": "$",
+         "train: $/M tokens (energy)": "$"}
 
 
 def dig(data: dict[str, Any], path: tuple[str, ...]) -> Any:
@@ -200,7 +210,8 @@ def run_label(data: dict[str, Any], fallback: str) -> str:
 def compare(runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """Rows of the comparison: each figure for every run, and each run's speed-up over the first.
 
-    Speed-up is first/this for times and this/first for rates, so above 1 always means faster than the first run.
+    Speed-up is first/this for times (and joules, dollars) and this/first for rates, so above 1 always means faster
+    (or less energy, or cheaper) than the first run.
     A figure missing from either run gives a None speed-up, never a guess.
     """
     rows = []
@@ -216,5 +227,5 @@ def compare(runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
             else:
                 speedups.append(base / v if lower_is_better else v / base)
         rows.append({"label": label, "experiment": exp, "values": values, "speedups": speedups,
-                     "unit": "ms" if lower_is_better else "", "lower_is_better": lower_is_better})
+                     "unit": UNITS.get(label, "ms" if lower_is_better else ""), "lower_is_better": lower_is_better})
     return rows

@@ -48,6 +48,10 @@ def headline_metrics(exp: str, result: dict[str, Any]) -> dict[str, float]:
     for key, value in (result.get("throughput") or {}).items():
         if isinstance(value, (int, float)):
             metrics[f"hp/{key}"] = value
+    energy = result.get("energy") or {}
+    for key in ("joules_per_token", "avg_watts"):  # absent when energy is unavailable
+        if energy.get(key) is not None:
+            metrics[f"hp/{key}"] = energy[key]
     return metrics
 
 
