@@ -60,6 +60,8 @@ def check_environment(cfg: ProfileConfig) -> None:
         devices = cfg.trainer_devices
         if isinstance(devices, int) and devices > torch.cuda.device_count():
             raise ConfigError("devices", cfg.devices, f"only {torch.cuda.device_count()} CUDA device(s) here")
+    if cfg.precision == "fp8":
+        check_float8(cfg)
     if cfg.data is not None:
         from gpt2_lightning.data import check_data
 
@@ -68,6 +70,26 @@ def check_environment(cfg: ProfileConfig) -> None:
         cores = os.cpu_count() or 1
         if cfg.trainer_devices > cores:
             raise ConfigError("devices", cfg.devices, f"this machine has {cores} CPU core(s)")
+
+
+FLOAT8_MIN_CAPABILITY = (8, 9)  # float8 tensor cores: Ada (L4, L40S, RTX 4090) and Hopper (H100, H200)
+
+
+def check_float8(cfg: ProfileConfig) -> None:
+    """--precision fp8 needs a CUDA GPU with float8 tensor cores and torchao, checked before any work."""
+    import importlib.util
+
+    import torch
+
+    if cfg.accelerator == "cpu" or not torch.cuda.is_available():
+        raise ConfigError("precision", "fp8", "needs a CUDA GPU of compute capability 8.9 or newer (L4, L40S, "
+                                              "RTX 4090, H100, H200); this run has none")
+    capability = torch.cuda.get_device_capability(0)
+    if capability < FLOAT8_MIN_CAPABILITY:
+        raise ConfigError("precision", "fp8", f"needs compute capability 8.9 or newer; {torch.cuda.get_device_name(0)}"
+                                              f" is {capability[0]}.{capability[1]}")
+    if importlib.util.find_spec("torchao") is None:
+        raise ConfigError("precision", "fp8", "needs torchao (pip install -e \".[fp8]\")")
 
 
 def make_run_dir(cfg: ProfileConfig) -> Path:

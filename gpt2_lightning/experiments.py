@@ -39,7 +39,7 @@ def apply_matmul_precision(cfg: ProfileConfig) -> None:
 
 def make_module(cfg: ProfileConfig) -> GPT2LightningModule:
     L.seed_everything(cfg.seed, verbose=False)  # same seed, same weights
-    return GPT2LightningModule(cfg.gpt_config(), init_on=cfg.init_on, compile=cfg.compile)
+    return GPT2LightningModule(cfg.gpt_config(), init_on=cfg.init_on, compile=cfg.compile, float8=cfg.precision == "fp8")
 
 
 def make_datamodule(cfg: ProfileConfig, num_batches: int) -> L.LightningDataModule:

@@ -17,6 +17,23 @@ from gpt2_lightning.model import GPT
 INIT_ON_CHOICES = ("device", "cpu")
 
 
+def _float8_eligible(module: torch.nn.Module, fqn: str) -> bool:
+    """Which Linear layers train in float8: every block's, never the tied output head (its logits feed the loss
+    directly, and torchtitan keeps it in bf16 too); float8 matmuls need both sizes divisible by 16."""
+    if fqn.endswith("lm_head") or not isinstance(module, torch.nn.Linear):
+        return False
+    return module.in_features % 16 == 0 and module.out_features % 16 == 0
+
+
+def convert_to_float8(model: torch.nn.Module) -> torch.nn.Module:
+    """Swap the eligible Linear layers for torchao's Float8Linear (dynamic tensorwise scaling): PyTorch-native
+    float8 training. The weights stay in full precision; each matmul casts its inputs to float8 (e4m3 forward, e5m2
+    for gradients). Meant for GPUs of compute capability 8.9+, and for speed with --compile."""
+    from torchao.float8 import convert_to_float8_training
+
+    return convert_to_float8_training(model, module_filter_fn=_float8_eligible)
+
+
 class GPT2LightningModule(L.LightningModule):
     """GPT-2 as a LightningModule.
 
@@ -36,6 +53,7 @@ class GPT2LightningModule(L.LightningModule):
         lr_warmup_steps: int = 0,
         lr_decay_steps: int | None = None,
         min_lr: float | None = None,
+        float8: bool = False,
     ) -> None:
         super().__init__()
         if isinstance(config, dict):
@@ -51,11 +69,12 @@ class GPT2LightningModule(L.LightningModule):
         self.lr_warmup_steps = lr_warmup_steps
         self.lr_decay_steps = lr_decay_steps
         self.min_lr = learning_rate / 10 if min_lr is None else min_lr  # nanoGPT / Chinchilla: decay to lr / 10
+        self.float8 = float8
         # the config as a plain dict, so checkpoints reload and TensorBoard's HParams tab shows every field
         self.save_hyperparameters({"config": dataclasses.asdict(config)} | {
             "learning_rate": learning_rate, "weight_decay": weight_decay, "betas": list(self.betas),
             "init_on": init_on, "compile": compile, "lr_warmup_steps": lr_warmup_steps,
-            "lr_decay_steps": lr_decay_steps, "min_lr": self.min_lr,
+            "lr_decay_steps": lr_decay_steps, "min_lr": self.min_lr, "float8": float8,
         })
         self.model: GPT | None = None
         self.val_loss = MeanMetric()  # mean over the validation batches; its state lives on the module's device
@@ -71,6 +90,8 @@ class GPT2LightningModule(L.LightningModule):
             model = model.to(target)
         else:
             model = GPT(self.config)
+        if self.float8:
+            convert_to_float8(model)
         self.model = model
         if self.compile:
             # compiles lazily at the first call; the timing callback reports that first step apart.

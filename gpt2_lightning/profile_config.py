@@ -15,7 +15,7 @@ from gpt2_lightning.config import MODEL_NAMES, GPTConfig
 
 EXPERIMENTS = ("init", "inference", "train")
 ACCELERATORS = ("auto", "cpu", "gpu", "cuda")
-PRECISIONS = ("32-true", "tf32", "16-mixed", "bf16-mixed", "bf16-true", "16-true", "64-true")
+PRECISIONS = ("32-true", "tf32", "16-mixed", "bf16-mixed", "bf16-true", "16-true", "64-true", "fp8")
 PROFILERS = ("none", "simple", "advanced", "pytorch")
 INIT_ON = ("device", "cpu")
 IF_EXISTS = ("error", "rename")
@@ -212,8 +212,9 @@ class ProfileConfig:
 
     @property
     def trainer_precision(self) -> str:
-        """What Lightning's Trainer is given: tf32 is fp32 to Lightning, with TF32 matmuls switched on by us."""
-        return "32-true" if self.precision == "tf32" else self.precision
+        """What Lightning's Trainer is given: tf32 is fp32 to Lightning, with TF32 matmuls switched on by us; fp8 is
+        bf16 autocast around the Linear layers that torchao converts to float8 (``GPT2LightningModule(float8=True)``)."""
+        return {"tf32": "32-true", "fp8": "bf16-mixed"}.get(self.precision, self.precision)
 
     @property
     def trainer_devices(self) -> int | str:
