@@ -1,0 +1,335 @@
+"""Where a device's time goes inside the profiled steps of a torch.profiler (Kineto) Chrome trace.
+
+Plain Python over the trace's events (``trace_reader`` streams them; each event is reduced to a few numbers in
+compact arrays and dropped), so a trace of hundreds of megabytes is read in bounded memory. For each profiled step:
+
+- **GPU busy time**: the union of kernel, memcpy and memset intervals on each device; kernels of overlapping streams
+  count once, gaps not at all. Per device, then averaged over the devices that ran anything.
+- **Kernel time by category** (``trace_categories``): the plain sum of durations, so streams that overlap make it
+  exceed the busy time; a category's ``pct`` is its share of that sum.
+- **Top kernels** by summed time, each with its category.
+- **Communication** (NCCL) time and how much of it ran while a compute kernel ran on the same device.
+
+A GPU event belongs to the step whose host code launched it: its launch (``cuda_runtime``/``cuda_driver`` event with the
+same ``correlation``) falls inside a ``ProfilerStep#N`` range on the host. Without a launch, the GPU-side
+``ProfilerStep#N`` annotation that contains it decides; without host ranges, the GPU-side ones do; a trace with no
+steps at all is one step. Traces without GPU events (CPU runs) are analysed by CPU operators' self time instead.
+"""
+
+from __future__ import annotations
+
+import bisect
+import os
+import re
+import statistics
+from array import array
+from typing import Any
+
+from gpt2_lightning.trace_categories import (
+    CATEGORIES,
+    GPU_EVENT_CATEGORY,
+    OPTIMIZER_RANGES,
+    cpu_op_category,
+    kernel_category,
+)
+from gpt2_lightning.trace_reader import TraceError, iter_events
+
+TOP_N = 10  # kernels (or CPU operators) listed by time
+_GPU_KINDS = {"kernel": "kernel", "gpu_memcpy": "memcpy", "gpu_memset": "memset", "memcpy": "memcpy",
+              "memset": "memset"}  # lower-cased "cat" of GPU activity (older Kineto: Kernel, Memcpy, Memset)
+_LAUNCH_CATS = {"cuda_runtime", "cuda_driver", "runtime", "driver"}
+_STEP_NAME = re.compile(r"ProfilerStep#(\d+)$")
+
+__all__ = ["TraceError", "analyze_trace", "TOP_N"]
+
+
+class _Collected:
+    """What the analysis needs from the events, kept as numbers in arrays (an event dict is dropped once read)."""
+
+    def __init__(self) -> None:
+        self.base: float | None = None  # first timestamp seen; times are kept relative to it (float precision)
+        self.names: dict[str, int] = {}
+        self.events = 0
+        # GPU activity, one entry per kernel / memcpy / memset
+        self.g_start, self.g_end = array("d"), array("d")
+        self.g_dev, self.g_name, self.g_corr = array("i"), array("i"), array("q")
+        self.g_kind: list[str] = []  # interned strings: "kernel", "memcpy", "memset"
+        self.launch_ts: dict[int, float] = {}  # correlation id -> host time of its launch
+        self.host_steps: dict[int, tuple[float, float]] = {}  # step number -> (start, end)
+        self.gpu_steps: dict[tuple[int, int], tuple[float, float]] = {}  # (device, step number) -> (start, end)
+        # CPU operators per thread: (start, end, name, is_op) where is_op=0 marks an optimizer range (context only)
+        self.cpu: dict[Any, tuple[array, array, array, array]] = {}
+
+    def name_id(self, name: str) -> int:
+        i = self.names.get(name)
+        if i is None:
+            i = self.names[name] = len(self.names)
+        return i
+
+    def add(self, e: dict[str, Any]) -> None:
+        """Keep what the analysis needs of one event. Called for every event of the trace: kept lean."""
+        self.events += 1
+        if e.get("ph") != "X":
+            return  # flows, counters, metadata, instants
+        try:
+            ts, dur = float(e["ts"]), float(e["dur"])
+        except (KeyError, TypeError, ValueError):
+            return
+        if self.base is None:
+            self.base = ts
+        start = ts - self.base
+        end = start + max(dur, 0.0)
+        cat = str(e.get("cat", "")).lower()
+        name = e.get("name", "")
+        name = name if isinstance(name, str) else str(name)
+        kind = _GPU_KINDS.get(cat)
+        if kind is not None:
+            args = e.get("args")
+            args = args if isinstance(args, dict) else {}
+            device, corr = args.get("device", e.get("pid")), args.get("correlation")
+            self.g_start.append(start)
+            self.g_end.append(end)
+            self.g_dev.append(device if isinstance(device, int) else 0)
+            self.g_name.append(self.name_id(name))
+            self.g_corr.append(corr if isinstance(corr, int) else -1)
+            self.g_kind.append(kind)
+        elif cat in _LAUNCH_CATS:
+            args = e.get("args")
+            corr = args.get("correlation") if isinstance(args, dict) else None
+            if isinstance(corr, int):
+                self.launch_ts[corr] = start
+        elif name.startswith("ProfilerStep#"):
+            step = _STEP_NAME.match(name)
+            if step is None:
+                return
+            if cat == "gpu_user_annotation":
+                pid = e.get("pid")
+                self._widest(self.gpu_steps, (pid if isinstance(pid, int) else 0, int(step.group(1))), start, end)
+            else:
+                self._widest(self.host_steps, int(step.group(1)), start, end)
+        elif cat == "cpu_op" or (cat == "user_annotation" and name.startswith(OPTIMIZER_RANGES)):
+            key = (e.get("pid"), e.get("tid"))
+            arrays = self.cpu.get(key)
+            if arrays is None:
+                arrays = self.cpu[key] = (array("d"), array("d"), array("i"), array("b"))
+            arrays[0].append(start)
+            arrays[1].append(end)
+            arrays[2].append(self.name_id(name))
+            arrays[3].append(cat == "cpu_op")
+
+    @staticmethod
+    def _widest(table: dict, key: Any, start: float, end: float) -> None:
+        old = table.get(key)
+        if old is None or end - start > old[1] - old[0]:
+            table[key] = (start, end)
+
+
+# ------------------------------------------------------------------------------------------------ intervals
+def union_length(intervals: list[tuple[float, float]]) -> float:
+    """Total length covered by the intervals, overlaps counted once."""
+    merged = _merge(intervals)
+    return sum(e - s for s, e in merged)
+
+
+def _merge(intervals: list[tuple[float, float]]) -> list[tuple[float, float]]:
+    out: list[tuple[float, float]] = []
+    for s, e in sorted(intervals):
+        if out and s <= out[-1][1]:
+            if e > out[-1][1]:
+                out[-1] = (out[-1][0], e)
+        else:
+            out.append((s, e))
+    return out
+
+
+def _intersection_length(a: list[tuple[float, float]], b: list[tuple[float, float]]) -> float:
+    """Length covered by both of two merged (sorted, disjoint) interval lists."""
+    i = j = 0
+    total = 0.0
+    while i < len(a) and j < len(b):
+        lo, hi = max(a[i][0], b[j][0]), min(a[i][1], b[j][1])
+        if hi > lo:
+            total += hi - lo
+        if a[i][1] < b[j][1]:
+            i += 1
+        else:
+            j += 1
+    return total
+
+
+# ------------------------------------------------------------------------------------------------ steps
+def _steps(c: _Collected) -> tuple[list[tuple[int, float, float]], str]:
+    """The profiled steps as (number, start, end), sorted, and where they came from."""
+    if c.host_steps:
+        return sorted((n, s, e) for n, (s, e) in c.host_steps.items()), "host ProfilerStep ranges"
+    numbers = sorted({n for _, n in c.gpu_steps})
+    if numbers:
+        spans = {n: [v for (_, m), v in c.gpu_steps.items() if m == n] for n in numbers}
+        return [(n, min(s for s, _ in spans[n]), max(e for _, e in spans[n])) for n in numbers], "GPU step annotations"
+    return [(0, float("-inf"), float("inf"))], "whole trace (no ProfilerStep ranges)"
+
+
+def _locate(starts: list[float], ranges: list[tuple[Any, float, float]], t: float) -> int:
+    j = bisect.bisect_right(starts, t) - 1
+    return j if j >= 0 and t <= ranges[j][2] else -1
+
+
+def _assign_gpu(c: _Collected, steps: list[tuple[int, float, float]], source: str) -> array:
+    """The step index of every GPU event (-1: outside the profiled steps)."""
+    n = len(c.g_start)
+    if source.startswith("whole"):
+        return array("i", [0]) * n
+    index = {num: i for i, (num, _, _) in enumerate(steps)}
+    starts = [s for _, s, _ in steps]
+    gpu_ranges: dict[int, list[tuple[int, float, float]]] = {}
+    for (dev, num), (s, e) in c.gpu_steps.items():
+        if num in index:
+            gpu_ranges.setdefault(dev, []).append((index[num], s, e))
+    gpu_starts = {dev: [s for _, s, _ in sorted(r, key=lambda x: x[1])] for dev, r in gpu_ranges.items()}
+    gpu_ranges = {dev: sorted(r, key=lambda x: x[1]) for dev, r in gpu_ranges.items()}
+    by_launch = source.startswith("host")
+    out = array("i", [-1]) * n
+    for i in range(n):
+        launched = c.launch_ts.get(c.g_corr[i]) if by_launch else None
+        if launched is not None:
+            out[i] = _locate(starts, steps, launched)
+        elif c.g_dev[i] in gpu_ranges:
+            j = _locate(gpu_starts[c.g_dev[i]], gpu_ranges[c.g_dev[i]], c.g_start[i])
+            out[i] = gpu_ranges[c.g_dev[i]][j][0] if j >= 0 else -1
+    return out
+
+
+# ------------------------------------------------------------------------------------------------ analyses
+def _shares(totals: dict[str, float], steps: int) -> dict[str, dict[str, float]]:
+    summed = sum(totals.values())
+    return {cat: {"ms_per_step": totals.get(cat, 0.0) / 1000.0 / steps,
+                  "pct": 100.0 * totals.get(cat, 0.0) / summed if summed else 0.0} for cat in CATEGORIES}
+
+
+def _top(totals: dict[int, list[float]], names: list[str], categorize: Any, steps: int, summed: float) -> list[dict]:
+    ranked = sorted(totals.items(), key=lambda kv: kv[1][0], reverse=True)[:TOP_N]
+    return [{"name": names[i], "category": categorize(i), "ms_per_step": t / 1000.0 / steps,
+             "calls_per_step": count / steps, "pct": 100.0 * t / summed if summed else 0.0}
+            for i, (t, count) in ranked]
+
+
+def _analyze_gpu(c: _Collected, steps: list[tuple[int, float, float]], source: str) -> dict[str, Any]:
+    names = list(c.names)
+    category_of = {}
+    for i in set(c.g_name):
+        category_of[i] = kernel_category(names[i])
+    step_of = _assign_gpu(c, steps, source)
+    n_steps = len(steps)
+    groups: dict[tuple[int, int], list[int]] = {}
+    cat_totals: dict[str, float] = {}
+    kernel_totals: dict[int, list[float]] = {}
+    for i in range(len(c.g_start)):
+        if step_of[i] < 0:
+            continue
+        groups.setdefault((step_of[i], c.g_dev[i]), []).append(i)
+        dur = c.g_end[i] - c.g_start[i]
+        cat = GPU_EVENT_CATEGORY.get(c.g_kind[i]) or category_of[c.g_name[i]]
+        cat_totals[cat] = cat_totals.get(cat, 0.0) + dur
+        entry = kernel_totals.setdefault(c.g_name[i], [0.0, 0])
+        entry[0] += dur
+        entry[1] += 1
+    devices = sorted({dev for _, dev in groups})
+    busy = {dev: [0.0] * n_steps for dev in devices}
+    comm_ms = overlap_ms = 0.0
+    for (step, dev), idx in groups.items():
+        busy[dev][step] = union_length([(c.g_start[i], c.g_end[i]) for i in idx]) / 1000.0
+        comm = [(c.g_start[i], c.g_end[i]) for i in idx if category_of[c.g_name[i]] == "communication"]
+        if comm:
+            rest = [(c.g_start[i], c.g_end[i]) for i in idx if category_of[c.g_name[i]] != "communication"]
+            comm_merged = _merge(comm)
+            comm_ms += sum(e - s for s, e in comm_merged) / 1000.0
+            overlap_ms += _intersection_length(comm_merged, _merge(rest)) / 1000.0
+    by_step = [statistics.fmean(busy[d][s] for d in devices) if devices else 0.0 for s in range(n_steps)]
+    summed = sum(cat_totals.values())
+    kind_of = {c.g_name[i]: c.g_kind[i] for i in range(len(c.g_start))}
+    return {
+        "kind": "gpu",
+        "gpu_busy_ms_per_step": statistics.fmean(by_step),
+        "busy_ms_by_step": by_step,
+        "kernel_ms_per_step": summed / 1000.0 / n_steps,
+        "devices": {str(d): {"busy_ms_per_step": statistics.fmean(busy[d])} for d in devices},
+        "categories": _shares(cat_totals, n_steps),
+        "top_kernels": _top(kernel_totals, names,
+                            lambda i: GPU_EVENT_CATEGORY.get(kind_of[i]) or category_of[i], n_steps, summed),
+        "communication": {"ms_per_step": comm_ms / n_steps, "overlapped_ms_per_step": overlap_ms / n_steps,
+                          "overlapped_pct": 100.0 * overlap_ms / comm_ms if comm_ms else None},
+        "gpu_events": len(c.g_start),
+        "gpu_events_outside_steps": sum(1 for s in step_of if s < 0),
+    }
+
+
+def _analyze_cpu(c: _Collected, steps: list[tuple[int, float, float]], source: str) -> dict[str, Any]:
+    """CPU operators' self time (own duration less that of the operators they called), by category and step."""
+    names = list(c.names)
+    category_of: dict[int, str] = {}
+    starts = [s for _, s, _ in steps]
+    n_steps = len(steps)
+    cat_totals: dict[str, float] = {}
+    op_totals: dict[int, list[float]] = {}
+    in_optimizer_ops: set[int] = set()
+
+    def finish(entry: list) -> None:  # [end, name, child_time, step, in_optimizer, start]
+        end, name, children, step, in_opt, start = entry
+        if step < 0:
+            return
+        self_time = max(0.0, end - start - children)
+        cat = "optimizer" if in_opt else category_of.setdefault(name, cpu_op_category(names[name]))
+        if in_opt:
+            in_optimizer_ops.add(name)
+        cat_totals[cat] = cat_totals.get(cat, 0.0) + self_time
+        total = op_totals.setdefault(name, [0.0, 0])
+        total[0] += self_time
+        total[1] += 1
+
+    for start_a, end_a, name_a, is_op_a in c.cpu.values():
+        order = sorted(range(len(start_a)), key=lambda i: (start_a[i], -end_a[i]))
+        ops: list[list] = []
+        ranges: list[float] = []  # ends of the optimizer ranges we are inside
+        for i in order:
+            t = start_a[i]
+            while ops and ops[-1][0] <= t:
+                finish(ops.pop())
+            while ranges and ranges[-1] <= t:
+                ranges.pop()
+            if not is_op_a[i]:
+                ranges.append(end_a[i])
+                continue
+            if ops:
+                ops[-1][2] += end_a[i] - t
+            step = 0 if source.startswith("whole") else _locate(starts, steps, t)
+            ops.append([end_a[i], name_a[i], 0.0, step, bool(ranges), t])
+        while ops:
+            finish(ops.pop())
+    summed = sum(cat_totals.values())
+    return {
+        "kind": "cpu",
+        "gpu_busy_ms_per_step": None,
+        "cpu_self_ms_per_step": summed / 1000.0 / n_steps,
+        "categories": _shares(cat_totals, n_steps),
+        "top_ops": _top(op_totals, names, lambda i: "optimizer" if i in in_optimizer_ops
+                        else category_of.get(i, "other"), n_steps, summed),
+    }
+
+
+def analyze_trace(path: str | os.PathLike) -> dict[str, Any]:
+    """The analysis of one trace (see the module's docstring); ``TraceError`` if it is not a torch.profiler trace."""
+    c = _Collected()
+    for event in iter_events(path):
+        c.add(event)
+    if not c.g_start and not c.cpu:
+        raise TraceError(f"{path}: no kernels and no CPU operators in it: not a torch.profiler trace")
+    steps, source = _steps(c)
+    result = {
+        "trace": os.fspath(path),
+        "steps": len(steps),
+        "step_source": source,
+        "profiled_step_ms": (statistics.median((e - s) / 1000.0 for _, s, e in steps)
+                             if not source.startswith("whole") else None),
+    }
+    result.update(_analyze_gpu(c, steps, source) if c.g_start else _analyze_cpu(c, steps, source))
+    return result
