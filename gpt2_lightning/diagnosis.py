@@ -33,10 +33,16 @@ class Evidence:
     phases: dict[str, Any] | None = None  # results.json phases: {phase: STATS}
     host: dict[str, Any] | None = None  # {"phases": {phase: STATS}, "gpu_caught_up_steps": K, "counted_steps": N}
     mfu_pct: float | None = None
+    step_is_profiled: bool = False  # the step times came from profiled steps: too slow on the host to judge by
+    precision: str | None = None  # the run's --precision, when known
+
+    @property
+    def step_times_usable(self) -> bool:
+        return not self.step_is_profiled
 
     @property
     def busy_pct(self) -> float | None:
-        return busy_pct(self.analysis, self.step_ms)
+        return busy_pct(self.analysis, self.step_ms) if self.step_times_usable else None
 
     def category(self, name: str) -> dict[str, float]:
         return self.analysis.get("categories", {}).get(name, {"ms_per_step": 0.0, "pct": 0.0})
@@ -87,15 +93,25 @@ def copy_cast(e: Evidence) -> Finding | None:
     cat = e.category("copy_cast")
     if cat["pct"] < COPY_CAST_PCT:
         return None
+    fused = "--compile, which fuses them into the kernels around them"
+    if e.precision is None:  # a trace alone: both causes
+        advice = (f"under mixed precision autocast re-casts the fp32 weights every step (keep them in bf16: "
+                  f"--precision bf16-true); layout copies (.contiguous() after a transpose) and casts alike go with "
+                  f"{fused}")
+    elif "mixed" in e.precision:
+        advice = (f"autocast ({e.precision}) re-casts the fp32 weights every step; keep the weights in bf16 "
+                  f"(--precision bf16-true) or use {fused}")
+    else:
+        advice = f"with {e.precision} there is no autocast, so these are layout copies and conversions; try {fused}"
     return Finding(
         cat["ms_per_step"],
-        f"Casts and copies take {cat['pct']:.0f}% of {e.time_of} ({_ms(cat['ms_per_step'])} per step): under "
-        f"mixed precision, autocast re-casts the fp32 weights every step; keep the weights in bf16 "
-        f"(--precision bf16-true) or use --compile, which fuses casts into the kernels around them.",
+        f"Casts and copies take {cat['pct']:.0f}% of {e.time_of} ({_ms(cat['ms_per_step'])} per step): {advice}.",
     )
 
 
 def data_wait(e: Evidence) -> Finding | None:
+    if not e.step_times_usable:
+        return None
     phases = e.phases or {}
     data = (phases.get("data") or {}).get("median_ms")
     step = (phases.get("step") or {}).get("median_ms") or e.step_ms
@@ -162,11 +178,18 @@ def verdict(e: Evidence) -> list[str]:
     return [f.sentence for f in findings[:MAX_SENTENCES]] or [_nothing_fired(e)]
 
 
+PROFILED_STEP_NOTE = ("the counted steps ran under a profiler, which slows the host: no busy share or step-time rule; "
+                      "run without --profiler for those")
+
+
 def diagnose(analysis: dict[str, Any], step_ms: float | None = None, phases: dict[str, Any] | None = None,
-             host: dict[str, Any] | None = None, mfu_pct: float | None = None) -> dict[str, Any]:
-    """The analysis with ``busy_pct``, ``step_ms`` and ``verdict`` added (the latter two only with a step time)."""
+             host: dict[str, Any] | None = None, mfu_pct: float | None = None, step_is_profiled: bool = False,
+             precision: str | None = None) -> dict[str, Any]:
+    """The analysis with ``step_ms``, ``busy_pct`` and ``verdict`` added, only with a step time to judge against."""
     out = dict(analysis)
     if step_ms:
-        e = Evidence(analysis, step_ms, phases, host, mfu_pct)
+        e = Evidence(analysis, step_ms, phases, host, mfu_pct, step_is_profiled, precision)
         out.update(step_ms=step_ms, busy_pct=e.busy_pct, verdict=verdict(e))
+        if step_is_profiled:
+            out["note"] = PROFILED_STEP_NOTE
     return out

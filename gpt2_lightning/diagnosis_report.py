@@ -36,7 +36,7 @@ def format_text(d: dict[str, Any], top: int = 10) -> str:
              f"{d['steps']} profiled step(s), from {d['step_source']}"
              + ("" if d.get("profiled_step_ms") is None else
                 f"; a profiled step took {d['profiled_step_ms']:.3f} ms on the host (profiler overhead included)"),
-             busy_line(d), ""]
+             busy_line(d)] + ([f"note: {d['note']}"] if d.get("note") else []) + [""]
     share = "kernel time" if d.get("kind") == "gpu" else "CPU operator self time"
     lines += [f"{'category':<18} {'ms/step':>9} {'% of ' + share:>12}"]
     for cat in CATEGORIES:
@@ -58,7 +58,9 @@ def summary_lines(exp: str, d: dict[str, Any]) -> list[str]:
         return [f"{exp}: diagnosis failed: {d['error']}"]
     cats = sorted(d.get("categories", {}).items(), key=lambda kv: kv[1]["pct"], reverse=True)
     cats_s = ", ".join(f"{k} {v['pct']:.0f}%" for k, v in cats[:3] if v["pct"] > 0)
-    lines = [f"{exp}: diagnosis over {d['steps']} uncounted profiled step(s): {busy_line(d)}; {cats_s}"]
+    what = "uncounted profiled" if d.get("extra_steps") else "profiled"
+    lines = [f"{exp}: diagnosis over {d['steps']} {what} step(s): {busy_line(d)}; {cats_s}"]
+    lines += [f"  ({d['note']})"] if d.get("note") else []
     return lines + [f"  - {s}" for s in d.get("verdict", [])]
 
 
@@ -68,8 +70,13 @@ def markdown(d: dict[str, Any], top: int = 5) -> list[str]:
         return [f"**Diagnosis failed:** {d['error']}", ""]
     out = ["### Diagnosis", ""]
     out += [f"- **{s}**" for s in d.get("verdict", [])]
-    out += [f"- {busy_line(d)}, over {d['steps']} profiled step(s) that were not counted.",
-            "", "| category | ms per step | % |", "|---|---:|---:|"]
+    if d.get("extra_steps"):
+        over = (f"over {d['steps']} profiled steps run after the counted ones and not counted "
+                f"({d.get('extra_wall_s', 0.0):.1f} s of extra wall time)")
+    else:
+        over = f"over the {d['steps']} profiled step(s) of the trace"
+    out += [f"- {busy_line(d)}, {over}."] + ([f"- Note: {d['note']}."] if d.get("note") else [])
+    out += ["", "| category | ms per step | % |", "|---|---:|---:|"]
     out += [f"| {cat} | {d['categories'][cat]['ms_per_step']:.3f} | {d['categories'][cat]['pct']:.1f} |"
             for cat in CATEGORIES if d["categories"][cat]["ms_per_step"] > 0]
     what, rows = _top(d)

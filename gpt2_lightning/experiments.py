@@ -17,6 +17,7 @@ from callbacks.throughput import batch_tokens
 from gpt2_lightning.data import SyntheticTokenDataModule, TokenFileDataModule
 from gpt2_lightning.interrupts import RaiseOnSignal
 from gpt2_lightning.interrupts import check as check_interrupted
+from gpt2_lightning.memory import MemorySnapshotCallback, memory_breakdown
 from gpt2_lightning.module import GPT2LightningModule
 from gpt2_lightning.profile_config import ProfileConfig
 from gpt2_lightning.profilers import make_profiler, name_traces, top_operators
@@ -209,8 +210,10 @@ def _timed_run(
     module = make_module(cfg)
     n = cfg.warmup_steps + cfg.steps
     profiler = _profiler(cfg, run_dir, experiment)
+    snapshot = MemorySnapshotCallback(run_dir / f"memory-{experiment}.pickle", cfg.warmup_steps)
+    callbacks = [timing, throughput] + ([snapshot] if cfg.memory_snapshot else [])
     trainer = make_trainer(
-        cfg, [timing, throughput], logger=make_logger(run_dir, experiment), profiler=profiler,
+        cfg, callbacks, logger=make_logger(run_dir, experiment), profiler=profiler,
         enable_progress_bar=_progress_bar(cfg, n), **trainer_kwargs,
     )
     run(trainer, module, make_datamodule(cfg, n))
@@ -218,7 +221,18 @@ def _timed_run(
         **experiment_summary(timing, throughput, stage, timed_phase),
         **_profiler_results(profiler, run_dir, experiment),
     }
-    del module, trainer
+    result["memory_breakdown"] = memory_breakdown(module, trainer.optimizers, result["memory"])
+    if snapshot.written is not None:
+        result["memory_snapshot"] = snapshot.written.name
+    module.trainer = None  # frees the Trainer and its optimizer state before the diagnosis's Trainer makes its own
+    del trainer
+    free_device_memory()
+    from gpt2_lightning.diagnosis_run import diagnose_experiment  # it builds Trainers with this module's helpers
+
+    diagnosis = diagnose_experiment(cfg, run_dir, experiment, stage, module, result)
+    if diagnosis is not None:
+        result["diagnosis"] = diagnosis
+    del module
     free_device_memory()
     return result, timing
 

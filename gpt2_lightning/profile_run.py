@@ -52,6 +52,9 @@ def run_profile(cfg: ProfileConfig, run_dir: Path, write: bool = True) -> RunRes
     """
     apply_matmul_precision(cfg)
     device = resolve_device(cfg.accelerator)
+    if cfg.memory_snapshot and device.type != "cuda" and write:
+        print("profile.py: --memory-snapshot records CUDA allocations: nothing is recorded on the CPU",
+              file=sys.stderr, flush=True)
     env = measured_env(device)
     gpt = cfg.gpt_config()
     config = cfg.to_dict() | {
@@ -95,6 +98,9 @@ def _run_one(cfg: ProfileConfig, name: str, run_dir: Path) -> dict:
         if not is_out_of_memory(e):
             raise
         message = oom_message(cfg, name)
+        snapshot = run_dir / f"memory-{name}.pickle"  # MemorySnapshotCallback writes it on out-of-memory
+        if cfg.memory_snapshot and snapshot.exists():
+            message += f"; allocation history up to the failure: {snapshot.name} (open it at pytorch.org/memory_viz)"
         e.__traceback__ = None  # the frames it holds keep the model and activations alive
     free_device_memory()
     print(f"profile.py: {message}", file=sys.stderr, flush=True)

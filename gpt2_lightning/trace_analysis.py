@@ -39,6 +39,8 @@ _GPU_KINDS = {"kernel": "kernel", "gpu_memcpy": "memcpy", "gpu_memset": "memset"
               "memset": "memset"}  # lower-cased "cat" of GPU activity (older Kineto: Kernel, Memcpy, Memset)
 _LAUNCH_CATS = {"cuda_runtime", "cuda_driver", "runtime", "driver"}
 _STEP_NAME = re.compile(r"ProfilerStep#(\d+)$")
+_OP, _RANGE, _OPTIMIZER_RANGE = 1, 0, 2  # a CPU operator; a host range (record_function); an optimizer's range
+_BACKWARD_OP = "autograd::engine::evaluate_function"  # backward work, even when run inside optimizer.step(closure)
 
 __all__ = ["TraceError", "analyze_trace", "TOP_N"]
 
@@ -57,7 +59,7 @@ class _Collected:
         self.launch_ts: dict[int, float] = {}  # correlation id -> host time of its launch
         self.host_steps: dict[int, tuple[float, float]] = {}  # step number -> (start, end)
         self.gpu_steps: dict[tuple[int, int], tuple[float, float]] = {}  # (device, step number) -> (start, end)
-        # CPU operators per thread: (start, end, name, is_op) where is_op=0 marks an optimizer range (context only)
+        # CPU operators and host ranges per thread: (start, end, name, kind), kind one of _OP, _RANGE, _OPTIMIZER_RANGE
         self.cpu: dict[Any, tuple[array, array, array, array]] = {}
 
     def name_id(self, name: str) -> int:
@@ -107,7 +109,7 @@ class _Collected:
                 self._widest(self.gpu_steps, (pid if isinstance(pid, int) else 0, int(step.group(1))), start, end)
             else:
                 self._widest(self.host_steps, int(step.group(1)), start, end)
-        elif cat == "cpu_op" or (cat == "user_annotation" and name.startswith(OPTIMIZER_RANGES)):
+        elif cat == "cpu_op" or cat == "user_annotation":
             key = (e.get("pid"), e.get("tid"))
             arrays = self.cpu.get(key)
             if arrays is None:
@@ -115,7 +117,8 @@ class _Collected:
             arrays[0].append(start)
             arrays[1].append(end)
             arrays[2].append(self.name_id(name))
-            arrays[3].append(cat == "cpu_op")
+            arrays[3].append(_OP if cat == "cpu_op" else _OPTIMIZER_RANGE if name.startswith(OPTIMIZER_RANGES)
+                             else _RANGE)
 
     @staticmethod
     def _widest(table: dict, key: Any, start: float, end: float) -> None:
@@ -206,11 +209,11 @@ def _shares(totals: dict[str, float], steps: int) -> dict[str, dict[str, float]]
                   "pct": 100.0 * totals.get(cat, 0.0) / summed if summed else 0.0} for cat in CATEGORIES}
 
 
-def _top(totals: dict[int, list[float]], names: list[str], categorize: Any, steps: int, summed: float) -> list[dict]:
+def _top(totals: dict[tuple[int, str], list[float]], names: list[str], steps: int, summed: float) -> list[dict]:
+    """The TOP_N entries of {(name, category): [time, count]} by time."""
     ranked = sorted(totals.items(), key=lambda kv: kv[1][0], reverse=True)[:TOP_N]
-    return [{"name": names[i], "category": categorize(i), "ms_per_step": t / 1000.0 / steps,
-             "calls_per_step": count / steps, "pct": 100.0 * t / summed if summed else 0.0}
-            for i, (t, count) in ranked]
+    return [{"name": names[i], "category": cat, "ms_per_step": t / 1000.0 / steps, "calls_per_step": count / steps,
+             "pct": 100.0 * t / summed if summed else 0.0} for (i, cat), (t, count) in ranked]
 
 
 def _analyze_gpu(c: _Collected, steps: list[tuple[int, float, float]], source: str) -> dict[str, Any]:
@@ -222,7 +225,7 @@ def _analyze_gpu(c: _Collected, steps: list[tuple[int, float, float]], source: s
     n_steps = len(steps)
     groups: dict[tuple[int, int], list[int]] = {}
     cat_totals: dict[str, float] = {}
-    kernel_totals: dict[int, list[float]] = {}
+    kernel_totals: dict[tuple[int, str], list[float]] = {}
     for i in range(len(c.g_start)):
         if step_of[i] < 0:
             continue
@@ -230,7 +233,7 @@ def _analyze_gpu(c: _Collected, steps: list[tuple[int, float, float]], source: s
         dur = c.g_end[i] - c.g_start[i]
         cat = GPU_EVENT_CATEGORY.get(c.g_kind[i]) or category_of[c.g_name[i]]
         cat_totals[cat] = cat_totals.get(cat, 0.0) + dur
-        entry = kernel_totals.setdefault(c.g_name[i], [0.0, 0])
+        entry = kernel_totals.setdefault((c.g_name[i], cat), [0.0, 0])
         entry[0] += dur
         entry[1] += 1
     devices = sorted({dev for _, dev in groups})
@@ -246,7 +249,6 @@ def _analyze_gpu(c: _Collected, steps: list[tuple[int, float, float]], source: s
             overlap_ms += _intersection_length(comm_merged, _merge(rest)) / 1000.0
     by_step = [statistics.fmean(busy[d][s] for d in devices) if devices else 0.0 for s in range(n_steps)]
     summed = sum(cat_totals.values())
-    kind_of = {c.g_name[i]: c.g_kind[i] for i in range(len(c.g_start))}
     return {
         "kind": "gpu",
         "gpu_busy_ms_per_step": statistics.fmean(by_step),
@@ -254,8 +256,7 @@ def _analyze_gpu(c: _Collected, steps: list[tuple[int, float, float]], source: s
         "kernel_ms_per_step": summed / 1000.0 / n_steps,
         "devices": {str(d): {"busy_ms_per_step": statistics.fmean(busy[d])} for d in devices},
         "categories": _shares(cat_totals, n_steps),
-        "top_kernels": _top(kernel_totals, names,
-                            lambda i: GPU_EVENT_CATEGORY.get(kind_of[i]) or category_of[i], n_steps, summed),
+        "top_kernels": _top(kernel_totals, names, n_steps, summed),
         "communication": {"ms_per_step": comm_ms / n_steps, "overlapped_ms_per_step": overlap_ms / n_steps,
                           "overlapped_pct": 100.0 * overlap_ms / comm_ms if comm_ms else None},
         "gpu_events": len(c.g_start),
@@ -263,56 +264,75 @@ def _analyze_gpu(c: _Collected, steps: list[tuple[int, float, float]], source: s
     }
 
 
-def _analyze_cpu(c: _Collected, steps: list[tuple[int, float, float]], source: str) -> dict[str, Any]:
-    """CPU operators' self time (own duration less that of the operators they called), by category and step."""
-    names = list(c.names)
-    category_of: dict[int, str] = {}
-    starts = [s for _, s, _ in steps]
-    n_steps = len(steps)
-    cat_totals: dict[str, float] = {}
-    op_totals: dict[int, list[float]] = {}
-    in_optimizer_ops: set[int] = set()
+def _updates_start(order: list[int], start_a: array, end_a: array, name_a: array, kind_a: array,
+                   names: list[str]) -> dict[int, float]:
+    """For each optimizer range run as ``optimizer.step(closure)``, when its update starts: after the last backward
+    operator inside it (the closure's forward and backward come first)."""
+    open_ranges: list[int] = []
+    last: dict[int, float] = {}
+    for i in order:
+        while open_ranges and end_a[open_ranges[-1]] <= start_a[i]:
+            open_ranges.pop()
+        if kind_a[i] == _OPTIMIZER_RANGE:
+            open_ranges.append(i)
+        elif open_ranges and kind_a[i] == _OP and names[name_a[i]].startswith(_BACKWARD_OP):
+            last[open_ranges[-1]] = max(last.get(open_ranges[-1], start_a[i]), end_a[i])
+    return last
 
-    def finish(entry: list) -> None:  # [end, name, child_time, step, in_optimizer, start]
-        end, name, children, step, in_opt, start = entry
+
+def _analyze_cpu(c: _Collected, steps: list[tuple[int, float, float]], source: str) -> dict[str, Any]:
+    """CPU operators' self time (own duration less that of the operators they called), by category and step.
+
+    Optimizer work is what runs with an optimizer's range (``Optimizer.step#AdamW.step``) as the innermost host range,
+    outside backward and after the last backward operator in that range: a for-loop AdamW runs plain ``aten::mul_``,
+    and Lightning runs forward and backward *inside* ``optimizer.step(closure)`` (where, when Lightning's profiler
+    ran, its own nearer ``[pl][profile]`` ranges claim them too)."""
+    names = list(c.names)
+    starts = [s for _, s, _ in steps]
+    whole = source.startswith("whole")
+    cat_totals: dict[str, float] = {}
+    op_totals: dict[tuple[int, str], list[float]] = {}
+
+    def finish(entry: list) -> None:  # [end, name, child_time, step, in_optimizer, start, in_backward]
+        end, name, children, step, in_opt, start, _ = entry
         if step < 0:
             return
         self_time = max(0.0, end - start - children)
-        cat = "optimizer" if in_opt else category_of.setdefault(name, cpu_op_category(names[name]))
-        if in_opt:
-            in_optimizer_ops.add(name)
+        cat = "optimizer" if in_opt else cpu_op_category(names[name])
         cat_totals[cat] = cat_totals.get(cat, 0.0) + self_time
-        total = op_totals.setdefault(name, [0.0, 0])
+        total = op_totals.setdefault((name, cat), [0.0, 0])
         total[0] += self_time
         total[1] += 1
 
-    for start_a, end_a, name_a, is_op_a in c.cpu.values():
-        order = sorted(range(len(start_a)), key=lambda i: (start_a[i], -end_a[i]))
+    for start_a, end_a, name_a, kind_a in c.cpu.values():
+        order = sorted(range(len(start_a)), key=lambda i: (start_a[i], -end_a[i], -kind_a[i]))
+        update_from = _updates_start(order, start_a, end_a, name_a, kind_a, names)
         ops: list[list] = []
-        ranges: list[float] = []  # ends of the optimizer ranges we are inside
+        ranges: list[tuple[float, float | None]] = []  # (end, where its update starts or None) of enclosing ranges
         for i in order:
             t = start_a[i]
             while ops and ops[-1][0] <= t:
                 finish(ops.pop())
-            while ranges and ranges[-1] <= t:
+            while ranges and ranges[-1][0] <= t:
                 ranges.pop()
-            if not is_op_a[i]:
-                ranges.append(end_a[i])
+            if kind_a[i] != _OP:
+                ranges.append((end_a[i], update_from.get(i, start_a[i]) if kind_a[i] == _OPTIMIZER_RANGE else None))
                 continue
+            in_backward = bool(ops and ops[-1][6]) or names[name_a[i]].startswith(_BACKWARD_OP)
             if ops:
                 ops[-1][2] += end_a[i] - t
-            step = 0 if source.startswith("whole") else _locate(starts, steps, t)
-            ops.append([end_a[i], name_a[i], 0.0, step, bool(ranges), t])
+            step = 0 if whole else _locate(starts, steps, t)
+            in_opt = bool(ranges) and ranges[-1][1] is not None and t >= ranges[-1][1] and not in_backward
+            ops.append([end_a[i], name_a[i], 0.0, step, in_opt, t, in_backward])
         while ops:
             finish(ops.pop())
     summed = sum(cat_totals.values())
     return {
         "kind": "cpu",
         "gpu_busy_ms_per_step": None,
-        "cpu_self_ms_per_step": summed / 1000.0 / n_steps,
-        "categories": _shares(cat_totals, n_steps),
-        "top_ops": _top(op_totals, names, lambda i: "optimizer" if i in in_optimizer_ops
-                        else category_of.get(i, "other"), n_steps, summed),
+        "cpu_self_ms_per_step": summed / 1000.0 / len(steps),
+        "categories": _shares(cat_totals, len(steps)),
+        "top_ops": _top(op_totals, names, len(steps), summed),
     }
 
 

@@ -64,6 +64,15 @@ def test_copy_cast_at_its_threshold_not_below():
     assert "22% of CPU operator time" in cpu
 
 
+def test_copy_cast_advice_follows_the_precision():
+    def sentence(precision):
+        return dx.copy_cast(Evidence(analysis(copy_cast=30.0), 10.0, precision=precision)).sentence
+
+    assert "autocast (bf16-mixed) re-casts" in sentence("bf16-mixed") and "bf16-true" in sentence("bf16-mixed")
+    assert "no autocast" in sentence("32-true") and "bf16-true" not in sentence("32-true")
+    assert "autocast" in sentence(None) and ".contiguous()" in sentence(None)  # a bare trace: both causes named
+
+
 def test_data_wait_at_its_threshold_not_below():
     def phases(data):
         return {"data": {"median_ms": data}, "step": {"median_ms": 40.0}}

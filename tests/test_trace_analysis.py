@@ -87,13 +87,13 @@ def test_two_devices_are_busy_each_on_their_own(tmp_path):
 
 
 def test_cpu_trace_by_operator_self_time(tmp_path):
-    b = TraceBuilder().host_step(1, 0, 1000)
+    b = TraceBuilder().host_step(1, 0, 2000)
     b.cpu_op("aten::linear", 0, 500).cpu_op("aten::addmm", 50, 450)  # linear self 100, addmm self 400
     b.cpu_op("aten::_to_copy", 500, 600).cpu_op("aten::copy_", 510, 590)  # self 20 and 80
-    b.cpu_op("Optimizer.step#AdamW.step", 600, 900, cat="user_annotation")  # context only, not an operator
+    b.cpu_op("Optimizer.step#AdamW.step", 600, 900, cat="user_annotation")  # a range: context, not an operator
     b.cpu_op("aten::add_", 610, 700).cpu_op("aten::mul_", 700, 800)  # optimizer work, whatever their names
     b.cpu_op("aten::mul", 900, 950, tid=2)  # another thread (autograd's)
-    b.cpu_op("aten::mm", 1500, 1600)  # after the last step: counts nowhere
+    b.cpu_op("aten::mm", 2500, 2600)  # after the last step: counts nowhere
     r = analyze_trace(b.write(tmp_path / "t.json"))
     assert r["kind"] == "cpu" and r["gpu_busy_ms_per_step"] is None
     ms = {c: v["ms_per_step"] * 1000 for c, v in r["categories"].items()}
@@ -102,6 +102,36 @@ def test_cpu_trace_by_operator_self_time(tmp_path):
     assert r["cpu_self_ms_per_step"] == pytest.approx(0.840)
     assert r["top_ops"][0]["name"] == "aten::addmm" and r["top_ops"][0]["category"] == "matmul"
     assert {o["name"]: o["category"] for o in r["top_ops"]}["aten::add_"] == "optimizer"
+
+
+def test_lightning_closure_inside_optimizer_step_is_not_optimizer_work(tmp_path):
+    """Lightning runs forward and backward inside optimizer.step(closure): its nearer ranges, and backward's
+    autograd operators, keep them out of the optimizer category; the update itself after them is optimizer work."""
+    b = TraceBuilder().host_step(1, 0, 2000)
+    b.cpu_op("Optimizer.step#AdamW.step", 0, 1000, cat="user_annotation")
+    b.cpu_op("[pl][profile][Strategy]SingleDeviceStrategy.training_step", 10, 300, cat="user_annotation")
+    b.cpu_op("aten::mm", 20, 220)  # forward: 200 matmul
+    b.cpu_op("autograd::engine::evaluate_function: MmBackward0", 300, 700)  # backward, on the same thread (CPU)
+    b.cpu_op("aten::mm", 310, 610)  # 300 matmul; the evaluate_function keeps 100 of its own (other)
+    b.cpu_op("aten::add_", 700, 760)  # the update: 60 optimizer
+    b.cpu_op("aten::mul", 1200, 1250)  # after optimizer.step: 50 elementwise
+    r = analyze_trace(b.write(tmp_path / "t.json"))
+    ms = {c: v["ms_per_step"] * 1000 for c, v in r["categories"].items() if v["ms_per_step"]}
+    assert ms == pytest.approx({"matmul": 500, "other": 100, "optimizer": 60, "elementwise_norm": 50}, abs=1e-6)
+    assert [(o["name"], o["category"]) for o in r["top_ops"][:1]] == [("aten::mm", "matmul")]
+
+
+def test_closure_without_lightnings_ranges_the_update_starts_after_backward(tmp_path):
+    """A trace of optimizer.step(closure) with no [pl] ranges (a Trainer without Lightning's profiler)."""
+    b = TraceBuilder().host_step(1, 0, 2000)
+    b.cpu_op("Optimizer.step#AdamW.step", 0, 1000, cat="user_annotation")
+    b.cpu_op("aten::addmm", 20, 220)  # the closure's forward: matmul, not optimizer
+    b.cpu_op("aten::gelu", 220, 250)  # 30 elementwise
+    b.cpu_op("autograd::engine::evaluate_function: MmBackward0", 300, 700).cpu_op("aten::mm", 310, 610)
+    b.cpu_op("aten::mul_", 710, 760).cpu_op("aten::addcdiv_", 760, 800)  # the update: 90 optimizer
+    r = analyze_trace(b.write(tmp_path / "t.json"))
+    ms = {c: v["ms_per_step"] * 1000 for c, v in r["categories"].items() if v["ms_per_step"]}
+    assert ms == pytest.approx({"matmul": 500, "elementwise_norm": 30, "other": 100, "optimizer": 90}, abs=1e-6)
 
 
 # ------------------------------------------------------------------------------------------------ refusals
