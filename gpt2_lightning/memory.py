@@ -3,9 +3,9 @@
 The split needs no recording: parameters, gradients and optimizer state are tensors whose sizes are known after the
 run; whatever else the allocator's peak held (activations kept for backward, matmul workspaces, fragmentation) is
 "other". ``--memory-snapshot`` additionally records every CUDA allocation with its stack
-(``torch.cuda.memory._record_memory_history``) from the start of the experiment, so an out-of-memory in a
-warm-up step is caught too, through the first counted steps, and writes ``memory-<experiment>.pickle`` for pytorch.org/memory_viz.
-Recording slows the host (a stack per allocation): those steps' times include it.
+(``torch.cuda.memory._record_memory_history``) from the start of the experiment (so an out-of-memory in a warm-up
+step is caught too) through its first MEMORY_SNAPSHOT_STEPS counted steps, and writes ``memory-<experiment>.pickle``
+for pytorch.org/memory_viz. Recording slows the host (a stack per allocation): those steps' times include it.
 """
 
 from __future__ import annotations
