@@ -4,6 +4,8 @@
 run (warm-up steps skipped, timed steps recorded) and exports a Chrome/Perfetto trace (``*.pt.trace.json``) into the
 run directory. The profiler itself slows the profiled steps: timings from a profiled run are for finding where time
 goes, not for quoting.
+
+``kernel_profiler`` and ``ProfilerStepCallback`` profile the diagnosis's extra, uncounted steps (``diagnosis_run``).
 """
 
 from __future__ import annotations
