@@ -1,7 +1,7 @@
 """Where a device's time goes inside the profiled steps of a torch.profiler (Kineto) Chrome trace.
 
-Plain Python over the trace's events (``trace_reader`` streams them; each event is reduced to a few numbers in
-compact arrays and dropped), so a trace of hundreds of megabytes is read in bounded memory. For each profiled step:
+Plain Python over the trace's events (``trace_reader`` streams them, ``trace_events`` keeps a few numbers of each in
+compact arrays), so a trace of hundreds of megabytes is read in bounded memory. For each profiled step:
 
 - **GPU busy time**: the union of kernel, memcpy and memset intervals on each device; kernels of overlapping streams
   count once, gaps not at all. Per device, then averaged over the devices that ran anything.
@@ -20,111 +20,18 @@ from __future__ import annotations
 
 import bisect
 import os
-import re
 import statistics
 from array import array
 from typing import Any
 
-from gpt2_lightning.trace_categories import (
-    CATEGORIES,
-    GPU_EVENT_CATEGORY,
-    OPTIMIZER_RANGES,
-    cpu_op_category,
-    kernel_category,
-)
-from gpt2_lightning.trace_reader import TraceError, iter_events
+from gpt2_lightning.trace_categories import CATEGORIES, GPU_EVENT_CATEGORY, cpu_op_category, kernel_category
+from gpt2_lightning.trace_events import OP, OPTIMIZER_RANGE, Collected, collect
+from gpt2_lightning.trace_reader import TraceError
 
 TOP_N = 10  # kernels (or CPU operators) listed by time
-_GPU_KINDS = {"kernel": "kernel", "gpu_memcpy": "memcpy", "gpu_memset": "memset", "memcpy": "memcpy",
-              "memset": "memset"}  # lower-cased "cat" of GPU activity (older Kineto: Kernel, Memcpy, Memset)
-_LAUNCH_CATS = {"cuda_runtime", "cuda_driver", "runtime", "driver"}
-_STEP_NAME = re.compile(r"ProfilerStep#(\d+)$")
-_OP, _RANGE, _OPTIMIZER_RANGE = 1, 0, 2  # a CPU operator; a host range (record_function); an optimizer's range
 _BACKWARD_OP = "autograd::engine::evaluate_function"  # backward work, even when run inside optimizer.step(closure)
 
 __all__ = ["TraceError", "analyze_trace", "TOP_N"]
-
-
-class _Collected:
-    """What the analysis needs from the events, kept as numbers in arrays (an event dict is dropped once read)."""
-
-    def __init__(self) -> None:
-        self.base: float | None = None  # first timestamp seen; times are kept relative to it (float precision)
-        self.names: dict[str, int] = {}
-        self.events = 0
-        # GPU activity, one entry per kernel / memcpy / memset
-        self.g_start, self.g_end = array("d"), array("d")
-        self.g_dev, self.g_name, self.g_corr = array("i"), array("i"), array("q")
-        self.g_kind: list[str] = []  # interned strings: "kernel", "memcpy", "memset"
-        self.launch_ts: dict[int, float] = {}  # correlation id -> host time of its launch
-        self.host_steps: dict[int, tuple[float, float]] = {}  # step number -> (start, end)
-        self.gpu_steps: dict[tuple[int, int], tuple[float, float]] = {}  # (device, step number) -> (start, end)
-        # CPU operators and host ranges per thread: (start, end, name, kind), kind one of _OP, _RANGE, _OPTIMIZER_RANGE
-        self.cpu: dict[Any, tuple[array, array, array, array]] = {}
-
-    def name_id(self, name: str) -> int:
-        i = self.names.get(name)
-        if i is None:
-            i = self.names[name] = len(self.names)
-        return i
-
-    def add(self, e: dict[str, Any]) -> None:
-        """Keep what the analysis needs of one event. Called for every event of the trace: kept lean."""
-        self.events += 1
-        if e.get("ph") != "X":
-            return  # flows, counters, metadata, instants
-        try:
-            ts, dur = float(e["ts"]), float(e["dur"])
-        except (KeyError, TypeError, ValueError):
-            return
-        if self.base is None:
-            self.base = ts
-        start = ts - self.base
-        end = start + max(dur, 0.0)
-        cat = str(e.get("cat", "")).lower()
-        name = e.get("name", "")
-        name = name if isinstance(name, str) else str(name)
-        kind = _GPU_KINDS.get(cat)
-        if kind is not None:
-            args = e.get("args")
-            args = args if isinstance(args, dict) else {}
-            device, corr = args.get("device", e.get("pid")), args.get("correlation")
-            self.g_start.append(start)
-            self.g_end.append(end)
-            self.g_dev.append(device if isinstance(device, int) else 0)
-            self.g_name.append(self.name_id(name))
-            self.g_corr.append(corr if isinstance(corr, int) else -1)
-            self.g_kind.append(kind)
-        elif cat in _LAUNCH_CATS:
-            args = e.get("args")
-            corr = args.get("correlation") if isinstance(args, dict) else None
-            if isinstance(corr, int):
-                self.launch_ts[corr] = start
-        elif name.startswith("ProfilerStep#"):
-            step = _STEP_NAME.match(name)
-            if step is None:
-                return
-            if cat == "gpu_user_annotation":
-                pid = e.get("pid")
-                self._widest(self.gpu_steps, (pid if isinstance(pid, int) else 0, int(step.group(1))), start, end)
-            else:
-                self._widest(self.host_steps, int(step.group(1)), start, end)
-        elif cat == "cpu_op" or cat == "user_annotation":
-            key = (e.get("pid"), e.get("tid"))
-            arrays = self.cpu.get(key)
-            if arrays is None:
-                arrays = self.cpu[key] = (array("d"), array("d"), array("i"), array("b"))
-            arrays[0].append(start)
-            arrays[1].append(end)
-            arrays[2].append(self.name_id(name))
-            arrays[3].append(_OP if cat == "cpu_op" else _OPTIMIZER_RANGE if name.startswith(OPTIMIZER_RANGES)
-                             else _RANGE)
-
-    @staticmethod
-    def _widest(table: dict, key: Any, start: float, end: float) -> None:
-        old = table.get(key)
-        if old is None or end - start > old[1] - old[0]:
-            table[key] = (start, end)
 
 
 # ------------------------------------------------------------------------------------------------ intervals
@@ -161,7 +68,7 @@ def _intersection_length(a: list[tuple[float, float]], b: list[tuple[float, floa
 
 
 # ------------------------------------------------------------------------------------------------ steps
-def _steps(c: _Collected) -> tuple[list[tuple[int, float, float]], str]:
+def _steps(c: Collected) -> tuple[list[tuple[int, float, float]], str]:
     """The profiled steps as (number, start, end), sorted, and where they came from."""
     if c.host_steps:
         return sorted((n, s, e) for n, (s, e) in c.host_steps.items()), "host ProfilerStep ranges"
@@ -177,7 +84,7 @@ def _locate(starts: list[float], ranges: list[tuple[Any, float, float]], t: floa
     return j if j >= 0 and t <= ranges[j][2] else -1
 
 
-def _assign_gpu(c: _Collected, steps: list[tuple[int, float, float]], source: str) -> array:
+def _assign_gpu(c: Collected, steps: list[tuple[int, float, float]], source: str) -> array:
     """The step index of every GPU event (-1: outside the profiled steps)."""
     n = len(c.g_start)
     if source.startswith("whole"):
@@ -216,7 +123,7 @@ def _top(totals: dict[tuple[int, str], list[float]], names: list[str], steps: in
              "pct": 100.0 * t / summed if summed else 0.0} for (i, cat), (t, count) in ranked]
 
 
-def _analyze_gpu(c: _Collected, steps: list[tuple[int, float, float]], source: str) -> dict[str, Any]:
+def _analyze_gpu(c: Collected, steps: list[tuple[int, float, float]], source: str) -> dict[str, Any]:
     names = list(c.names)
     category_of = {}
     for i in set(c.g_name):
@@ -273,14 +180,14 @@ def _updates_start(order: list[int], start_a: array, end_a: array, name_a: array
     for i in order:
         while open_ranges and end_a[open_ranges[-1]] <= start_a[i]:
             open_ranges.pop()
-        if kind_a[i] == _OPTIMIZER_RANGE:
+        if kind_a[i] == OPTIMIZER_RANGE:
             open_ranges.append(i)
-        elif open_ranges and kind_a[i] == _OP and names[name_a[i]].startswith(_BACKWARD_OP):
+        elif open_ranges and kind_a[i] == OP and names[name_a[i]].startswith(_BACKWARD_OP):
             last[open_ranges[-1]] = max(last.get(open_ranges[-1], start_a[i]), end_a[i])
     return last
 
 
-def _analyze_cpu(c: _Collected, steps: list[tuple[int, float, float]], source: str) -> dict[str, Any]:
+def _analyze_cpu(c: Collected, steps: list[tuple[int, float, float]], source: str) -> dict[str, Any]:
     """CPU operators' self time (own duration less that of the operators they called), by category and step.
 
     Optimizer work is what runs with an optimizer's range (``Optimizer.step#AdamW.step``) as the innermost host range,
@@ -315,8 +222,8 @@ def _analyze_cpu(c: _Collected, steps: list[tuple[int, float, float]], source: s
                 finish(ops.pop())
             while ranges and ranges[-1][0] <= t:
                 ranges.pop()
-            if kind_a[i] != _OP:
-                ranges.append((end_a[i], update_from.get(i, start_a[i]) if kind_a[i] == _OPTIMIZER_RANGE else None))
+            if kind_a[i] != OP:
+                ranges.append((end_a[i], update_from.get(i, start_a[i]) if kind_a[i] == OPTIMIZER_RANGE else None))
                 continue
             in_backward = bool(ops and ops[-1][6]) or names[name_a[i]].startswith(_BACKWARD_OP)
             if ops:
@@ -338,9 +245,7 @@ def _analyze_cpu(c: _Collected, steps: list[tuple[int, float, float]], source: s
 
 def analyze_trace(path: str | os.PathLike) -> dict[str, Any]:
     """The analysis of one trace (see the module's docstring); ``TraceError`` if it is not a torch.profiler trace."""
-    c = _Collected()
-    for event in iter_events(path):
-        c.add(event)
+    c = collect(path)
     if not c.g_start and not c.cpu:
         raise TraceError(f"{path}: no kernels and no CPU operators in it: not a torch.profiler trace")
     steps, source = _steps(c)

@@ -169,6 +169,9 @@ def test_renderings_carry_the_figures():
     assert "20% of the un-profiled 100.000 ms step" in text and "nvjet_xxx" in text and "..." in text
     md = "\n".join(markdown(d))
     assert "### Diagnosis" in md and "| copy_cast | 3.000 | 30.0 |" in md and d["verdict"][0] in md
+    assert summary_lines("train", d)[0].startswith("train: diagnosis over 3 profiled step(s): GPU busy 20.000 ms")
+    d["extra_steps"], d["extra_wall_s"] = 3, 2.5
+    assert "(2.5 s of extra wall time)" in "\n".join(markdown(d))
     lines = summary_lines("train", d)
     assert lines[0].startswith("train: diagnosis over 3 uncounted profiled step(s): GPU busy 20.000 ms")
     assert lines[1:] == [f"  - {s}" for s in d["verdict"]]
