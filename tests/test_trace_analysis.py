@@ -253,3 +253,27 @@ def test_fixture_categories(fixture_analysis):
     nvjet = {e["name"] for e in events if e.get("cat") == "kernel" and e["name"].startswith("nvjet_")}
     assert len(nvjet) >= 10 and {kernel_category(n) for n in nvjet} == {"matmul"}
     assert {k["category"] for k in fixture_analysis["top_kernels"] if k["name"].startswith("nvjet_")} == {"matmul"}
+
+
+# ------------------------------------------------------------------------------------------------ a plain loop
+def test_a_plain_torch_profiler_loop_trace(tmp_path):
+    """Not Lightning's: torch.profiler.profile(schedule=...) around a hand-written loop, exported by torch itself."""
+    import torch
+
+    model = torch.nn.Sequential(torch.nn.Linear(64, 256), torch.nn.GELU(), torch.nn.Linear(256, 64))
+    opt = torch.optim.AdamW(model.parameters(), foreach=False)
+    path = tmp_path / "loop.pt.trace.json"
+    schedule = torch.profiler.schedule(wait=1, warmup=1, active=2, repeat=1)
+    with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU], schedule=schedule,
+                                on_trace_ready=lambda p: p.export_chrome_trace(str(path))) as prof:
+        for _ in range(4):
+            loss = model(torch.randn(32, 64)).pow(2).mean()
+            loss.backward()
+            opt.step()
+            opt.zero_grad()
+            prof.step()
+    r = analyze_trace(path)
+    assert r["kind"] == "cpu" and r["steps"] == 2 and r["step_source"] == "host ProfilerStep ranges"
+    for cat in ("matmul", "elementwise_norm", "optimizer"):
+        assert r["categories"][cat]["ms_per_step"] > 0, cat
+    assert {o["category"] for o in r["top_ops"] if o["name"] in ("aten::addmm", "aten::mm")} == {"matmul"}
