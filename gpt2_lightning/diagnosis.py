@@ -178,8 +178,8 @@ def verdict(e: Evidence) -> list[str]:
     return [f.sentence for f in findings[:MAX_SENTENCES]] or [_nothing_fired(e)]
 
 
-PROFILED_STEP_NOTE = ("the counted steps ran under a profiler, which slows the host: no busy share or step-time rule; "
-                      "run without --profiler for those")
+PROFILED_STEP_NOTE = ("the counted steps ran under a profiler, which slows the host: the busy share and the rules that "
+                      "judge step times are left out; run without --profiler for them")
 
 
 def diagnose(analysis: dict[str, Any], step_ms: float | None = None, phases: dict[str, Any] | None = None,
