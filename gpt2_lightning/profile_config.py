@@ -71,8 +71,8 @@ class ProfileConfig:
         f"KEY is one of {', '.join(SWEEP_KEYS)}", default=None)
     verbose: bool = _help("show Lightning's own messages and warnings", default=False)
     no_diagnose: bool = _help("skip the diagnosis: by default each GPU experiment runs --diagnose-steps more, "
-                              "uncounted steps under torch.profiler (a CPU run with --profiler pytorch reads its trace) "
-                              "and says where the time goes and what to try", default=False)
+                              "uncounted steps under torch.profiler (a CPU run with --profiler pytorch reads its "
+                              "trace) and says where the time goes and what to try", default=False)
     diagnose_steps: int = _help("uncounted steps profiled for the diagnosis, after one profiler warm-up step",
                                 default=3)
     keep_trace: bool = _help("keep the diagnosis trace (diagnosis-<experiment>.pt.trace.json.gz; kept anyway with "
