@@ -19,6 +19,7 @@ from gpt2_lightning.data import SyntheticTokenDataModule, TokenFileDataModule
 from gpt2_lightning.energy_run import energy_callback, energy_result, train_max_steps, until_window_done
 from gpt2_lightning.interrupts import RaiseOnSignal
 from gpt2_lightning.interrupts import check as check_interrupted
+from gpt2_lightning.memory import MemorySnapshotCallback, memory_breakdown
 from gpt2_lightning.module import GPT2LightningModule
 from gpt2_lightning.profile_config import ProfileConfig
 from gpt2_lightning.profilers import make_profiler, name_traces, top_operators
@@ -230,10 +231,12 @@ def _timed_run(
     module = make_module(cfg)
     n = cfg.warmup_steps + cfg.steps
     profiler = _profiler(cfg, run_dir, experiment)
+    snapshot = MemorySnapshotCallback(run_dir / f"memory-{experiment}.pickle", cfg.warmup_steps)
+    callbacks = [c for c in (energy, timing, throughput, snapshot if cfg.memory_snapshot else None, *extra_callbacks)
+                 if c is not None]
     trainer = make_trainer(
-        cfg, [c for c in (energy, timing, throughput, *extra_callbacks) if c is not None],
-        logger=make_logger(run_dir, experiment), profiler=profiler, enable_progress_bar=_progress_bar(cfg, n),
-        **trainer_kwargs,
+        cfg, callbacks, logger=make_logger(run_dir, experiment), profiler=profiler,
+        enable_progress_bar=_progress_bar(cfg, n), **trainer_kwargs,
     )
     data = make_datamodule(cfg, n)
     until_window_done(data, energy)  # predict batches go round until the energy window is long enough
@@ -243,7 +246,18 @@ def _timed_run(
         **_profiler_results(profiler, run_dir, experiment),
         **energy_result(energy),
     }
-    del module, trainer
+    result["memory_breakdown"] = memory_breakdown(module, trainer.optimizers, result["memory"])
+    if snapshot.written is not None:
+        result["memory_snapshot"] = snapshot.written.name
+    module.trainer = None  # frees the Trainer and its optimizer state before the diagnosis's Trainer makes its own
+    del trainer
+    free_device_memory()
+    from gpt2_lightning.diagnosis_run import diagnose_experiment  # it builds Trainers with this module's helpers
+
+    diagnosis = diagnose_experiment(cfg, run_dir, experiment, stage, module, result)
+    if diagnosis is not None:
+        result["diagnosis"] = diagnosis
+    del module
     free_device_memory()
     return result, timing
 

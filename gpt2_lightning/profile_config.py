@@ -84,13 +84,23 @@ class ProfileConfig:
                                       default=None)
     project_devices: int | None = _help("also project --target-tokens on N devices, assuming linear scaling "
                                         "(labelled as an assumption)", default=None)
+    no_diagnose: bool = _help("skip the diagnosis: by default each GPU experiment runs --diagnose-steps more, "
+                              "uncounted steps under torch.profiler (a CPU run with --profiler pytorch reads its "
+                              "trace) and says where the time goes and what to try", default=False)
+    diagnose_steps: int = _help("uncounted steps profiled for the diagnosis, after one profiler warm-up step",
+                                default=3)
+    keep_trace: bool = _help("keep the diagnosis trace (diagnosis-<experiment>.pt.trace.json.gz; kept anyway with "
+                             "--profiler pytorch)", default=False)
+    memory_snapshot: bool = _help("record CUDA allocation history from the start of each experiment through its first "
+                                  "counted steps into memory-<experiment>.pickle (open it at pytorch.org/memory_viz), "
+                                  "and on out-of-memory; GPU only, nothing is recorded on a CPU", default=False)
 
     def __post_init__(self) -> None:
         if self.accelerator not in ACCELERATORS:
             raise ConfigError("accelerator", self.accelerator, f"valid: {', '.join(ACCELERATORS)}")
         if self.model not in MODEL_NAMES:
             raise ConfigError("model", self.model, f"unknown model; valid: {', '.join(MODEL_NAMES)}")
-        for name in ("batch_size", "seq_len", "steps", "num_nodes"):
+        for name in ("batch_size", "seq_len", "steps", "num_nodes", "diagnose_steps"):
             if getattr(self, name) <= 0:
                 raise ConfigError(name, getattr(self, name), "must be a positive integer")
         if self.warmup_steps < 0:

@@ -5,6 +5,8 @@ from __future__ import annotations
 from typing import Any
 
 from gpt2_lightning.costs import fmt_energy_per_token, fmt_usd, summary_lines
+from gpt2_lightning.diagnosis_report import markdown as diagnosis_markdown
+from gpt2_lightning.diagnosis_report import summary_lines as diagnosis_summary_lines
 
 PHASE_ORDER = ("init", "init_model", "init_optimizer", "data", "forward", "backward", "optimizer", "step")
 
@@ -91,6 +93,9 @@ def format_summary(data: dict[str, Any]) -> str:
             tflops = "-" if thr.get("tflops") is None else f"{thr['tflops']:.2f}"
             lines.append(f"{exp}: {fmt_rate(thr.get('tokens_per_sec'))} tokens/s, {tflops} TFLOP/s, MFU {mfu}; {mem_s}")
         lines += summary_lines(exp, result)  # energy, cost, time to train
+    for exp, result in experiments.items():
+        if result.get("diagnosis"):
+            lines += diagnosis_summary_lines(exp, result["diagnosis"])
     return "\n".join(lines)
 
 
@@ -112,6 +117,19 @@ def _kv_table(title: str, values: dict[str, Any]) -> list[str]:
             v = ", ".join(f"{a}={b}" for a, b in v.items())
         lines.append(f"| {k} | {v} |")
     return lines
+
+
+def memory_split_line(split: dict[str, Any], snapshot: str | None = None) -> str:
+    """Parameters, gradients, optimizer state and the rest of the peak, from tensor sizes (gpt2_lightning.memory)."""
+    parts = [f"{label} {split[key]:.3f} GiB" for key, label in (
+        ("parameters_gib", "parameters"), ("gradients_gib", "gradients"), ("optimizer_state_gib", "optimizer state"))]
+    if split.get("other_gib") is not None:
+        parts.append(f"other (activations, workspace) {split['other_gib']:.3f} GiB of the "
+                     f"{split['peak_gib']:.3f} GiB peak")
+    line = "- Memory split: " + ", ".join(parts) + "."
+    if snapshot:
+        line += f" Allocation history: [`{snapshot}`]({snapshot}) (open it at https://pytorch.org/memory_viz)."
+    return line
 
 
 def _short(name: str, limit: int = 90) -> str:
@@ -184,6 +202,8 @@ def render_report(data: dict[str, Any], plots: dict[str, str]) -> str:
         if result.get("memory"):
             out.append("- Memory: " + ", ".join(f"{k} {v:.3f} GiB" for k, v in result["memory"].items()) + ".")
         out += [f"- {line.split(': ', 1)[1]}" for line in summary_lines(exp, result)]
+        if result.get("memory_breakdown"):
+            out.append(memory_split_line(result["memory_breakdown"], result.get("memory_snapshot")))
         for trace in result.get("traces", []):
             out.append(f"- Trace: [`{trace}`]({trace}): open it in https://ui.perfetto.dev or chrome://tracing.")
         if result.get("top_ops"):
@@ -191,6 +211,8 @@ def render_report(data: dict[str, Any], plots: dict[str, str]) -> str:
                     "| operator | self ms | % | calls |", "|---|---:|---:|---:|"]
             out += [f"| `{_short(op['name'])}` | {op['self_ms']:.3f} | {op['pct']:.1f} | {op['calls']} |"
                     for op in result["top_ops"]]
+        if result.get("diagnosis"):
+            out += [""] + diagnosis_markdown(result["diagnosis"])
         out.append("")
     if plots:
         out += ["## Plots", ""] + [f"![{name}]({file})" for name, file in plots.items()] + [""]

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from gpt2_lightning.diagnosis_report import markdown_all as diagnosis_markdown
 from gpt2_lightning.plots import plot_per_step, plot_phase_breakdown
 from gpt2_lightning.report import markdown_summary, render_report
 from gpt2_lightning.results import atomic_write_text
@@ -74,6 +75,9 @@ def write_tensorboard_summary(data: dict[str, Any], run_dir: Path, plots: dict[s
     summary = TensorBoardLogger(str(run_dir), name="tensorboard", version="summary", default_hp_metric=False)
     writer = summary.experiment
     writer.add_text("summary", markdown_summary(data), global_step=0)
+    diagnosis = diagnosis_markdown(data)
+    if diagnosis:
+        writer.add_text("diagnosis", diagnosis, global_step=0)
     for name, file in plots.items():
         image = np.asarray(Image.open(run_dir / file).convert("RGB"))
         writer.add_image(f"plots/{name.replace(' ', '_')}", image, global_step=0, dataformats="HWC")

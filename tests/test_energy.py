@@ -389,7 +389,8 @@ def test_profile_run_measures_energy_and_keeps_extra_steps_out_of_the_timings(tm
         assert abs(e["joules_above_idle"]) < 0.05 * e["joules"]  # a steady 50 W: nothing above idle
         # every step of the window ran (and, for predict, the one batch Lightning fetched ahead), but only the
         # counted ones are in the figures and the rate
-        assert len(result["per_step"]) == 1 + e["window_steps"] + (exp == "inference")
+        assert len(result["per_step"]) == 1 + 2  # warm-up and counted steps; the window's extra ones are counted
+        assert 2 + result["extra_steps"] == e["window_steps"] + (exp == "inference")
         assert result["phases"][phase]["n"] == 2
         assert result["cost"]["usd_per_million_tokens_energy"] == pytest.approx(
             e["joules_per_token"] * 1e6 / 3.6e6 * 0.5)
