@@ -2,6 +2,8 @@
 
 ``Throughput`` is a plain accumulator with no Trainer in it; ``ThroughputCallback`` is the thin Lightning side that
 feeds it. Rates come from the timing callback's durations, never from a clock of their own: one timer, one truth.
+Tokens come from each step's own batches (every micro-batch of an optimizer step, a short last batch as it is), never
+from a shape assumed fixed.
 """
 
 from __future__ import annotations
@@ -14,15 +16,19 @@ import lightning as L
 import torch
 from lightning.pytorch.callbacks import Callback
 
+from callbacks.devices import mfu_pct, peak_lookup
 from callbacks.phase_timing import PhaseTimingCallback, StepRecord
+from callbacks.step_records import batch_tokens
 from callbacks.timing import percentile
-from gpt2_lightning.flops import mfu_pct, peak_tflops
 
 GIB = 1024**3
 
 
 class Throughput:
-    """Accumulates (step time, tokens, FLOPs) per step; rates use the median step.
+    """Accumulates (step time, tokens, FLOPs) per step; the rates reported are the median step's.
+
+    Each step's own rate is its tokens (FLOPs) over its own elapsed time; the summary is the median of those rates,
+    which for steps of one shape is tokens over the median step time.
 
     Args:
         peak_tflops: the device's dense peak at the precision in use; None leaves MFU null.
@@ -32,23 +38,27 @@ class Throughput:
         self.peak_tflops = peak_tflops
         self.step_ms: list[float] = []
         self.tokens: list[int] = []
-        self.flops: list[float] = []
+        self.flops: list[float | None] = []
 
     def update(self, step_ms: float, tokens: int, flops: float | None = None) -> dict[str, float | None]:
         """Add one step; return that step's own rates."""
         self.step_ms.append(step_ms)
         self.tokens.append(tokens)
-        if flops is not None:
-            self.flops.append(flops)
+        self.flops.append(flops)
         return self._rates(step_ms, tokens, flops)
 
     def compute(self) -> dict[str, float | None]:
-        """THR: tokens per batch over the median step time (and FLOPs likewise); all None before any step."""
+        """THR over the counted steps: the median of each step's rates; all None before any step."""
         if not self.step_ms:
             return {"tokens_per_sec": None, "tflops": None, "mfu_pct": None}
-        median = lambda xs: percentile(sorted(xs), 50)  # noqa: E731
-        flops = median(self.flops) if len(self.flops) == len(self.step_ms) else None
-        return self._rates(median(self.step_ms), median(self.tokens), flops)
+        rates = [self._rates(ms, tok, fl) for ms, tok, fl in zip(self.step_ms, self.tokens, self.flops)]
+
+        def median(key: str) -> float | None:
+            values = [r[key] for r in rates]
+            return None if any(v is None for v in values) else percentile(sorted(values), 50)
+
+        tflops = median("tflops")
+        return {"tokens_per_sec": median("tokens_per_sec"), "tflops": tflops, "mfu_pct": mfu_pct(tflops, self.peak_tflops)}
 
     def _rates(self, step_ms: float, tokens: float, flops: float | None) -> dict[str, float | None]:
         seconds = step_ms / 1000.0  # the elapsed time of one step, computed once
@@ -71,26 +81,22 @@ def peak_memory(device: torch.device) -> dict[str, float]:
     return {"max_rss_gib": rss * (1 if sys.platform == "darwin" else 1024) / GIB}
 
 
-def batch_tokens(shape: tuple[int, ...] | None) -> tuple[int, int] | None:
-    """(batch size, sequence length) of a batch shape; a 1-D batch counts one token per sample."""
-    if not shape:
-        return None
-    return (shape[0], shape[1]) if len(shape) >= 2 else (shape[0], 1)
-
-
 class ThroughputCallback(Callback):
     """Logs ``throughput/tokens_per_sec``, ``throughput/tflops``, ``throughput/mfu_pct`` and ``memory/*`` per step.
 
-    Works with any LightningModule: tokens are read off the batch's first tensor, (B, T). FLOPs come from the
+    Works with any LightningModule: tokens are read off each batch's first tensor, (B, T). FLOPs come from the
     module's ``flops_per_batch(batch_size, seq_len, training)`` method if it has one (TFLOP/s and MFU are null
-    otherwise). MFU uses ``peak_tflops``: "auto" looks the device and precision up in ``gpt2_lightning.flops``;
-    an unknown device (any CPU included) gives null, never a guess.
+    otherwise). MFU uses ``peak_tflops``: "auto" looks the device and precision up in ``callbacks.devices``; an
+    unknown device (any CPU, laptop part or MIG slice included) gives null with the reason, never a guess.
     """
 
-    def __init__(self, timing: PhaseTimingCallback | None = None, peak_tflops: float | str | None = "auto") -> None:
+    def __init__(self, timing: PhaseTimingCallback | None = None, peak_tflops: float | str | None = "auto",
+                 precision: str | None = None) -> None:
         self.timing = timing
         self.peak_tflops_setting = peak_tflops
+        self.precision = precision  # overrides the Trainer's precision for the peak lookup (e.g. "fp8", "tf32")
         self.peak_tflops: float | None = None
+        self.peak_note: str | None = None  # why the peak (and so MFU) is unknown
         self.device_name: str | None = None
         self.throughput: dict[str, Throughput] = {}
         self._device = torch.device("cpu")
@@ -110,14 +116,20 @@ class ThroughputCallback(Callback):
             self.device_name = torch.cuda.get_device_name(self._device)
             torch.cuda.reset_peak_memory_stats(self._device)
         if self.peak_tflops_setting == "auto":
-            tf32 = torch.get_float32_matmul_precision() != "highest"
-            self.peak_tflops = peak_tflops(self.device_name or "", str(trainer.precision), tf32)
+            precision = self.precision or str(trainer.precision)
+            self.peak_tflops, self.peak_note = peak_lookup(self.device_name or "", precision,
+                                                           torch.get_float32_matmul_precision())
         else:
             self.peak_tflops = self.peak_tflops_setting
+            self.peak_note = None if self.peak_tflops else "no peak given"
 
-    def summary(self, stage: str = "train") -> dict[str, float | None]:
-        acc = self.throughput.get(stage)
-        return acc.compute() if acc is not None else Throughput(self.peak_tflops).compute()
+    def summary(self, stage: str = "train") -> dict[str, float | str | None]:
+        """THR, with the peak it was measured against and, when MFU is null, why."""
+        acc = self.throughput.get(stage) or Throughput(self.peak_tflops)
+        out: dict[str, Any] = acc.compute() | {"peak_tflops": self.peak_tflops}
+        if self.peak_tflops is None:
+            out["mfu_note"] = self.peak_note
+        return out
 
     def memory_summary(self) -> dict[str, float]:
         """MEM now: the peak since this stage's setup (CUDA) or the process's peak (CPU)."""
@@ -128,14 +140,17 @@ class ThroughputCallback(Callback):
         flops_fn = getattr(module, "flops_per_batch", None)
         memory = peak_memory(self._device)  # host-side allocator statistics: no device synchronisation
         for r in records:
-            shape = batch_tokens(r.batch_shape)
             timed = r.phases.get("step" if r.stage == "train" else "forward")
-            if r.warmup or shape is None or timed is None:
+            if not r.counted or not r.tokens or timed is None:
                 continue
-            batch, seq = shape
-            flops = flops_fn(batch, seq, training=r.stage == "train") if callable(flops_fn) else None
+            flops = None
+            if callable(flops_fn):
+                shapes = [batch_tokens(s) for s in r.micro_batches]
+                flops = sum(flops_fn(b, t, training=r.stage == "train") for b, t in filter(None, shapes))
             acc = self.throughput.setdefault(r.stage, Throughput(self.peak_tflops))
-            rates = acc.update(timed, batch * seq, flops)
+            rates = acc.update(timed, r.tokens, flops)
+            if r.stage == "validate" and trainer.state.fn == "fit":
+                continue  # inside fit, validation is one window on the step axis, not a batch axis of its own
             prefix = {"validate": "val_", "test": "test_"}.get(r.stage, "")
             metrics = {f"throughput/{prefix}{k}": v for k, v in rates.items() if v is not None}
             metrics.update({f"memory/{k}": v for k, v in memory.items()})

@@ -119,6 +119,8 @@ def check_environment(cfg: ProfileConfig) -> None:
         devices = cfg.trainer_devices
         if isinstance(devices, int) and devices > torch.cuda.device_count():
             raise ConfigError("devices", cfg.devices, f"only {torch.cuda.device_count()} CUDA device(s) here")
+    if cfg.precision == "fp8":
+        check_float8(cfg)
     if cfg.data is not None:
         from gpt2_lightning.data import check_data
 
@@ -127,6 +129,26 @@ def check_environment(cfg: ProfileConfig) -> None:
         cores = os.cpu_count() or 1
         if cfg.trainer_devices > cores:
             raise ConfigError("devices", cfg.devices, f"this machine has {cores} CPU core(s)")
+
+
+FLOAT8_MIN_CAPABILITY = (8, 9)  # float8 tensor cores: Ada (L4, L40S, RTX 4090) and Hopper (H100, H200)
+
+
+def check_float8(cfg: ProfileConfig) -> None:
+    """--precision fp8 needs a CUDA GPU with float8 tensor cores and torchao, checked before any work."""
+    import importlib.util
+
+    import torch
+
+    if cfg.accelerator == "cpu" or not torch.cuda.is_available():
+        raise ConfigError("precision", "fp8", "needs a CUDA GPU of compute capability 8.9 or newer (L4, L40S, "
+                                              "RTX 4090, H100, H200); this run has none")
+    capability = torch.cuda.get_device_capability(0)
+    if capability < FLOAT8_MIN_CAPABILITY:
+        raise ConfigError("precision", "fp8", f"needs compute capability 8.9 or newer; {torch.cuda.get_device_name(0)}"
+                                              f" is {capability[0]}.{capability[1]}")
+    if importlib.util.find_spec("torchao") is None:
+        raise ConfigError("precision", "fp8", "needs torchao (pip install -e \".[fp8]\")")
 
 
 def make_run_dir(cfg: ProfileConfig) -> Path:
@@ -154,6 +176,25 @@ def make_run_dir(cfg: ProfileConfig) -> Path:
             candidate, n = out / f"{name}-{n}", n + 1
         except OSError as e:
             raise ConfigError("out", cfg.out, f"cannot create the run directory ({e.strerror or e})") from None
+
+
+def remove_failed_start(run_dir: Path) -> None:
+    """Delete a run directory that a failed start left with nothing measured in it (no experiment with figures in
+    any results.json below it, no checkpoint); a directory holding anything measured is kept, always."""
+    import json
+    import shutil
+
+    def measured(results_file: Path) -> bool:
+        try:
+            experiments = json.loads(results_file.read_text(encoding="utf-8")).get("experiments") or {}
+        except (OSError, ValueError, AttributeError):
+            return True  # unreadable: keep it rather than guess
+        return any(isinstance(r, dict) and r.get("phases") for r in experiments.values())
+
+    files = [p for p in run_dir.rglob("*") if p.is_file()]
+    if any(p.suffix == ".ckpt" or (p.name == "results.json" and measured(p)) for p in files):
+        return
+    shutil.rmtree(run_dir, ignore_errors=True)
 
 
 def quiet_lightning(verbose: bool) -> None:
@@ -230,6 +271,10 @@ def main(argv: list[str] | None = None) -> int:
     from gpt2_lightning.report import format_summary
 
     say = print if rank0 else (lambda *a, **k: None)  # one console, not one per process
+    from gpt2_lightning.experiments import device_startup_ms, resolve_device
+
+    for device in {str(resolve_device(c.accelerator)): resolve_device(c.accelerator) for c in configs}.values():
+        device_startup_ms(device)  # first, so that `--accelerator cpu,gpu` times the GPU's start-up too
     runs = []
     try:
         with interruptible():
@@ -245,6 +290,12 @@ def main(argv: list[str] | None = None) -> int:
     except RunInterrupted as e:
         say(f"profile.py: interrupted by {e}; what was measured is in {run_dir} (marked incomplete)", file=sys.stderr)
         return e.exit_code
+    except BaseException:
+        if rank0:  # a failed start leaves no empty run directory behind; anything measured stays
+            for d in [*run_dirs, run_dir]:
+                if d.is_dir():
+                    remove_failed_start(d)
+        raise
     if rank0 and sweep_key is not None:
         from gpt2_lightning.sweep import write_sweep
 

@@ -12,6 +12,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from gpt2_lightning.costs import projection_line
 from gpt2_lightning.noise import instability_lines
 from gpt2_lightning.plots import plot_comparison
 from gpt2_lightning.report import format_comparison, render_table
@@ -141,11 +142,15 @@ def write_comparison(runs: list[dict[str, Any]], labels: list[str], out_dir: Pat
     out_dir.mkdir(parents=True, exist_ok=True)
     md = out_dir / "comparison.md"
     png = out_dir / "comparison.png"
-    headline_rows = [r for r in rows if not r["label"].startswith(" ") and r["lower_is_better"]]
+    headline_rows = [r for r in rows if not r["label"].startswith(" ") and r["unit"] == "ms"]
     plot_comparison(labels, headline_rows, png, title=comparison_title(runs, labels))
-    atomic_write_text(md, "# Comparison\n\n" + format_full(runs, labels, rows, markdown=True)
+    # each run's time to train its token budget, by run directory name ("cpu 127 days, gpu 9.1 h")
+    projection = projection_line([Path(r.get("config", {}).get("run_dir") or label).name
+                                  for r, label in zip(runs, labels)], runs)
+    extra = f"\n\n{projection}" if projection else ""
+    atomic_write_text(md, "# Comparison\n\n" + format_full(runs, labels, rows, markdown=True) + extra
                       + f"\n\n![comparison]({png.name})\n")
-    return format_full(runs, labels, rows), [md, png]
+    return format_full(runs, labels, rows) + extra, [md, png]
 
 
 def comparison_title(runs: list[dict[str, Any]], labels: list[str]) -> str:

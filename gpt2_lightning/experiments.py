@@ -10,20 +10,23 @@ from typing import Any
 import lightning as L
 import torch
 from lightning.pytorch.callbacks import ProgressBar
-from lightning.pytorch.loggers import TensorBoardLogger
 
 from callbacks import DeviceTimer, PhaseTimingCallback, StepRecord, ThroughputCallback
+from callbacks.loss_history import LossHistory
 from callbacks.progress import ProgressCallback, StepProgressBar
-from callbacks.throughput import batch_tokens
+from callbacks.step_records import batch_tokens
 from gpt2_lightning.data import SyntheticTokenDataModule, TokenFileDataModule
+from gpt2_lightning.energy_run import energy_callback, energy_result, train_max_steps, until_window_done
 from gpt2_lightning.interrupts import RaiseOnSignal
 from gpt2_lightning.interrupts import check as check_interrupted
+from gpt2_lightning.memory import MemorySnapshotCallback, memory_breakdown
 from gpt2_lightning.module import GPT2LightningModule
 from gpt2_lightning.noise import load_average
 from gpt2_lightning.profile_config import ProfileConfig
 from gpt2_lightning.profilers import make_profiler, name_traces, top_operators
 from gpt2_lightning.quiet import profiler_messages_hidden
 from gpt2_lightning.results import collect_env
+from gpt2_lightning.tensorboard_logs import make_logger
 
 
 def resolve_device(accelerator: str) -> torch.device:
@@ -40,7 +43,7 @@ def apply_matmul_precision(cfg: ProfileConfig) -> None:
 
 def make_module(cfg: ProfileConfig) -> GPT2LightningModule:
     L.seed_everything(cfg.seed, verbose=False)  # same seed, same weights
-    return GPT2LightningModule(cfg.gpt_config(), init_on=cfg.init_on, compile=cfg.compile)
+    return GPT2LightningModule(cfg.gpt_config(), init_on=cfg.init_on, compile=cfg.compile, float8=cfg.precision == "fp8")
 
 
 def make_datamodule(cfg: ProfileConfig, num_batches: int) -> L.LightningDataModule:
@@ -53,35 +56,6 @@ def make_datamodule(cfg: ProfileConfig, num_batches: int) -> L.LightningDataModu
     return SyntheticTokenDataModule(
         vocab, cfg.seq_len, cfg.batch_size, seed=cfg.seed, num_batches=num_batches * cfg.world_size
     )
-
-
-class TidyTensorBoardLogger(TensorBoardLogger):
-    """TensorBoardLogger without the ``epoch`` scalar.
-
-    Lightning's logger connector adds ``epoch`` to every metric logged with ``self.log`` (logger_connector.py,
-    ``log_metrics``: ``scalar_metrics.setdefault("epoch", ...)`` when no ``step`` key is given). Our runs are counted
-    in steps and have one endless epoch, so that chart is a flat line at 0, and it sorts first in TensorBoard.
-    """
-
-    def log_metrics(self, metrics: dict[str, Any], step: int | None = None) -> None:
-        metrics = {k: v for k, v in metrics.items() if k != "epoch"}
-        if metrics:
-            super().log_metrics(metrics, step)
-
-
-def tensorboard_dir(run_dir: Path, experiment: str) -> Path:
-    """Where an experiment's TensorBoard events go: <run>/<experiment>, so that ``tensorboard --logdir runs``
-    names it ``<run>/<experiment>`` (``summary`` holds the report's table and plots)."""
-    return Path(run_dir) / experiment
-
-
-def make_logger(run_dir: Path, experiment: str) -> TensorBoardLogger:
-    """One TensorBoard log dir per experiment: tensorboard_dir(run_dir, experiment)."""
-    # max_queue: the writer thread drains events in the background; with the default 10, logging a step's scalars
-    # waits on it (~0.3 ms per call, measured), with 1000 it does not (~0.05 ms)
-    log_dir = tensorboard_dir(run_dir, experiment)
-    return TidyTensorBoardLogger(save_dir=str(log_dir.parent), name="", version=log_dir.name,
-                                 default_hp_metric=False, max_queue=1000)
 
 
 def make_trainer(cfg: ProfileConfig, callbacks: list[Any], logger: Any = False, **overrides: Any) -> L.Trainer:
@@ -156,20 +130,29 @@ def _ranks(timing: PhaseTimingCallback, stage: str, timed_phase: str) -> dict[st
 
 
 def _per_step(records: list[StepRecord], stage: str) -> list[dict[str, Any]]:
-    return [{"step": r.step, "warmup": r.warmup, **{f"{k}_ms": v for k, v in r.phases.items()}}
-            for r in records if r.stage == stage]
+    """Every warm-up and counted step (the uncounted extra steps of an energy window are only counted: a tiny model's
+    2 s window can hold thousands)."""
+    return [{"step": r.step, "warmup": r.warmup, "tokens": r.tokens, **{f"{k}_ms": v for k, v in r.phases.items()}}
+            for r in records if r.stage == stage and not r.extra]
 
 
 # ------------------------------------------------------------------------------------------------ experiments
-def device_startup_ms(device: torch.device) -> float | None:
-    """Bring the device up and time it, if this process has not already (then None: it cannot be measured again).
+_STARTUP_MS: dict[str, float] = {}  # device -> its start-up, measured once per process
 
-    Run it before anything else touches CUDA (collecting the environment does): the first CUDA call of a process
-    pays for the context, and that cost belongs to no experiment.
+
+def device_startup_ms(device: torch.device) -> float | None:
+    """Bring the device up and time it, once per process (None when something else brought it up first: then it
+    cannot be measured any more).
+
+    Run it before anything else touches CUDA (collecting the environment does; so can a CPU run before a GPU run):
+    the first CUDA call of a process pays for the context, and that cost belongs to no experiment.
     """
-    if device.type == "cuda" and torch.cuda.is_initialized():
-        return None
-    return DeviceTimer(device).startup_ms()
+    key = str(device)
+    if key not in _STARTUP_MS:
+        if device.type == "cuda" and torch.cuda.is_initialized():
+            return None
+        _STARTUP_MS[key] = DeviceTimer(device).startup_ms()
+    return _STARTUP_MS[key]
 
 
 def measured_env(device: torch.device) -> dict[str, Any]:
@@ -210,16 +193,24 @@ def run_init(cfg: ProfileConfig, run_dir: Path) -> dict[str, Any]:
 def experiment_summary(
     timing: PhaseTimingCallback, throughput: ThroughputCallback, stage: str, timed_phase: str
 ) -> dict[str, Any]:
-    """Phases, rates, memory, first step, per-step times and per-rank figures of one timed stage."""
-    return {
+    """Phases, rates, memory, first step, per-step times and per-rank figures of one timed stage; on CUDA the host
+    clock's view beside the device's (``host``); for training, fit's wall time against its parts (``fit``)."""
+    out = {
         "phases": timing.summary(stage),
         "throughput": throughput.summary(stage),
         "memory": throughput.memory_summary(),
         **_first_step(timing, stage, timed_phase),
         "per_step": _per_step(timing.records, stage),
+        "extra_steps": sum(r.extra for r in timing.records if r.stage == stage),
         **_ranks(timing, stage, timed_phase),
         "load_avg": load_average(),  # how busy the machine was, for the noise warning (gpt2_lightning.noise)
     }
+    host = timing.host_summary(stage)
+    if host:
+        out["host"] = host
+    if stage == "train" and timing.fit_summary() is not None:
+        out["fit"] = timing.fit_summary()
+    return out
 
 
 def _profiler(cfg: ProfileConfig, run_dir: Path, experiment: str) -> Any:
@@ -237,26 +228,45 @@ def _profiler_results(profiler: Any, run_dir: Path, experiment: str) -> dict[str
 
 def _timed_run(
     cfg: ProfileConfig, run_dir: Path, experiment: str, stage: str, timed_phase: str,
-    run: Callable[[L.Trainer, L.LightningModule, L.LightningDataModule], Any], **trainer_kwargs: Any,
+    run: Callable[[L.Trainer, L.LightningModule, L.LightningDataModule], Any], extra_callbacks: tuple = (),
+    **trainer_kwargs: Any,
 ) -> tuple[dict[str, Any], PhaseTimingCallback]:
     """A fresh module and Trainer with the timing callbacks, logger and profiler; ``run`` drives them."""
-    timing = PhaseTimingCallback(warmup_steps=cfg.warmup_steps)
-    throughput = ThroughputCallback(timing)
+    energy = energy_callback(cfg)  # before the timing callback: its reads then fall in uncounted steps
+    timing = PhaseTimingCallback(warmup_steps=cfg.warmup_steps, counted_steps=cfg.steps, nvtx=cfg.nvtx)
+    throughput = ThroughputCallback(timing, precision=cfg.precision)
     module = make_module(cfg)
     n = cfg.warmup_steps + cfg.steps
     profiler = _profiler(cfg, run_dir, experiment)
-    # torch.profiler's C++ lines reach the console only with --verbose (gpt2_lightning.quiet)
-    with profiler_messages_hidden(cfg.profiler == "pytorch" and not cfg.verbose) as console:
-        trainer = make_trainer(
-            cfg, [timing, throughput, *make_progress(cfg, experiment, stream=console)],
-            logger=make_logger(run_dir, experiment), profiler=profiler, **trainer_kwargs,
-        )
-        run(trainer, module, make_datamodule(cfg, n))
+    snapshot = MemorySnapshotCallback(run_dir / f"memory-{experiment}.pickle", cfg.warmup_steps)
+    # torch.profiler's C++ lines (this run's --profiler pytorch, the diagnosis's steps on a GPU) reach the console
+    # only with --verbose (gpt2_lightning.quiet); progress goes to the real console meanwhile
+    with profiler_messages_hidden(not cfg.verbose and (cfg.profiler == "pytorch" or (
+            resolve_device(cfg.accelerator).type == "cuda" and not cfg.no_diagnose))) as console:
+        callbacks = [c for c in (energy, timing, throughput, snapshot if cfg.memory_snapshot else None,
+                                 *extra_callbacks, *make_progress(cfg, experiment, stream=console)) if c is not None]
+        trainer = make_trainer(cfg, callbacks, logger=make_logger(run_dir, experiment), profiler=profiler,
+                               **trainer_kwargs)
+        data = make_datamodule(cfg, n)
+        until_window_done(data, energy)  # predict batches go round until the energy window is long enough
+        run(trainer, module, data)
         result = {
             **experiment_summary(timing, throughput, stage, timed_phase),
             **_profiler_results(profiler, run_dir, experiment),
+            **energy_result(energy),
         }
-    del module, trainer
+        result["memory_breakdown"] = memory_breakdown(module, trainer.optimizers, result["memory"])
+        if snapshot.written is not None:
+            result["memory_snapshot"] = snapshot.written.name
+        module.trainer = None  # frees the Trainer and its optimizer state before the diagnosis's Trainer makes its own
+        del trainer
+        free_device_memory()
+        from gpt2_lightning.diagnosis_run import diagnose_experiment  # it builds Trainers with this module's helpers
+
+        diagnosis = diagnose_experiment(cfg, run_dir, experiment, stage, module, result)
+    if diagnosis is not None:
+        result["diagnosis"] = diagnosis
+    del module
     free_device_memory()
     return result, timing
 
@@ -269,7 +279,7 @@ def run_inference(cfg: ProfileConfig, run_dir: Path) -> dict[str, Any]:
         lambda trainer, module, data: trainer.predict(module, datamodule=data, return_predictions=False),
     )
     naive = timing.naive_summary("predict")
-    counted = [r for r in timing.records if r.stage == "predict" and not r.warmup]
+    counted = timing.counted("predict")
     result.update(
         naive_ms=naive["median_ms"],
         naive=naive,
@@ -281,11 +291,16 @@ def run_inference(cfg: ProfileConfig, run_dir: Path) -> dict[str, Any]:
 
 def run_train(cfg: ProfileConfig, run_dir: Path) -> dict[str, Any]:
     """Full training steps through ``trainer.fit``, split into data / forward / backward / optimizer."""
+    # the loss of every step stays on the device and is written when fit ends: reading it back per step would make
+    # the host wait for the GPU inside the timed steps (so the module's own self.log is off: log_every_n_steps=0)
+    losses = LossHistory(every=1, write=True)
     result, _ = _timed_run(
         cfg, run_dir, "train", "train", "step",
         lambda trainer, module, data: trainer.fit(module, datamodule=data),
-        max_steps=cfg.warmup_steps + cfg.steps,
+        extra_callbacks=(losses,), log_every_n_steps=0,
+        max_steps=train_max_steps(cfg),  # with energy, the energy callback stops fit once its window is done
     )
+    result["train_loss"] = losses.values
     return result
 
 

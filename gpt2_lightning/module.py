@@ -17,6 +17,23 @@ from gpt2_lightning.model import GPT
 INIT_ON_CHOICES = ("device", "cpu")
 
 
+def _float8_eligible(module: torch.nn.Module, fqn: str) -> bool:
+    """Which Linear layers train in float8: every block's, never the tied output head (its logits feed the loss
+    directly, and torchtitan keeps it in bf16 too); float8 matmuls need both sizes divisible by 16."""
+    if fqn.endswith("lm_head") or not isinstance(module, torch.nn.Linear):
+        return False
+    return module.in_features % 16 == 0 and module.out_features % 16 == 0
+
+
+def convert_to_float8(model: torch.nn.Module) -> torch.nn.Module:
+    """Swap the eligible Linear layers for torchao's Float8Linear (dynamic tensorwise scaling): PyTorch-native
+    float8 training. The weights stay in full precision; each matmul casts its inputs to float8 (e4m3 forward, e5m2
+    for gradients). Meant for GPUs of compute capability 8.9+, and for speed with --compile."""
+    from torchao.float8 import convert_to_float8_training
+
+    return convert_to_float8_training(model, module_filter_fn=_float8_eligible)
+
+
 class GPT2LightningModule(L.LightningModule):
     """GPT-2 as a LightningModule.
 
@@ -36,6 +53,7 @@ class GPT2LightningModule(L.LightningModule):
         lr_warmup_steps: int = 0,
         lr_decay_steps: int | None = None,
         min_lr: float | None = None,
+        float8: bool = False,
     ) -> None:
         super().__init__()
         if isinstance(config, dict):
@@ -51,11 +69,12 @@ class GPT2LightningModule(L.LightningModule):
         self.lr_warmup_steps = lr_warmup_steps
         self.lr_decay_steps = lr_decay_steps
         self.min_lr = learning_rate / 10 if min_lr is None else min_lr  # nanoGPT / Chinchilla: decay to lr / 10
+        self.float8 = float8
         # the config as a plain dict, so checkpoints reload and TensorBoard's HParams tab shows every field
         self.save_hyperparameters({"config": dataclasses.asdict(config)} | {
             "learning_rate": learning_rate, "weight_decay": weight_decay, "betas": list(self.betas),
             "init_on": init_on, "compile": compile, "lr_warmup_steps": lr_warmup_steps,
-            "lr_decay_steps": lr_decay_steps, "min_lr": self.min_lr,
+            "lr_decay_steps": lr_decay_steps, "min_lr": self.min_lr, "float8": float8,
         })
         self.model: GPT | None = None
         self.val_loss = MeanMetric()  # mean over the validation batches; its state lives on the module's device
@@ -71,6 +90,8 @@ class GPT2LightningModule(L.LightningModule):
             model = model.to(target)
         else:
             model = GPT(self.config)
+        if self.float8:
+            convert_to_float8(model)
         self.model = model
         if self.compile:
             # compiles lazily at the first call; the timing callback reports that first step apart.
@@ -109,17 +130,27 @@ class GPT2LightningModule(L.LightningModule):
     def training_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> torch.Tensor:
         idx, targets = batch
         _, loss = self.model(idx, targets)
-        # Only on the steps the logger writes: self.log costs ~1 ms of host time per call, and the logger reads the
-        # value back from the device (a synchronisation) when it writes. A tensor, not a float, either way.
-        if self._logs_this_step():
-            self.log("train/loss", loss, on_step=True, on_epoch=False, prog_bar=False)
+        self._log_step_loss(loss, batch_idx)
         return loss
 
-    def _logs_this_step(self) -> bool:
+    def _log_step_loss(self, loss: torch.Tensor, batch_idx: int) -> None:
+        """``train/loss`` of each optimizer step: the mean over its micro-batches, never divided by accumulation.
+
+        Logged only on the steps the logger writes (Lightning writes step j when (j + 1) % log_every_n_steps == 0): a
+        value logged on any other step would sit in Lightning's cache and be written later under the wrong step, and
+        self.log costs ~1 ms of host time. The value stays a tensor: the logger reads it back when it writes.
+        """
         trainer = self._trainer
-        if trainer is None:
-            return True
-        return trainer.global_step % max(1, trainer.log_every_n_steps) == 0 or trainer.is_last_batch
+        if trainer is None or trainer.log_every_n_steps <= 0:
+            return
+        detached = loss.detach()
+        self._micro_losses = [*getattr(self, "_micro_losses", []), detached]
+        if (batch_idx + 1) % trainer.accumulate_grad_batches != 0 and not trainer.is_last_batch:
+            return  # more micro-batches to come before the optimizer step
+        losses, self._micro_losses = self._micro_losses, []
+        if (trainer.global_step + 1) % trainer.log_every_n_steps == 0:
+            step_loss = losses[0] if len(losses) == 1 else torch.stack(losses).mean()
+            self.log("train/loss", step_loss, on_step=True, on_epoch=False, prog_bar=False)
 
     def validation_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> torch.Tensor:
         idx, targets = batch

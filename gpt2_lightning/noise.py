@@ -87,17 +87,24 @@ def _fmt_load(load: list[float] | None, cores: int | None) -> str:
 
 
 def instability_lines(data: dict[str, Any]) -> list[str]:
-    """One warning per unstable experiment: the spread, the load average, and what to do about it."""
+    """One warning per unstable experiment: the spread, the load average, the likely cause and what to do."""
+    config = data.get("config", {})
     cores = data.get("env", {}).get("cpu_count")
-    steps = data.get("config", {}).get("steps")
-    if "train" in data.get("config", {}):  # scripts/train.py: its timed steps are the training run's own
+    steps = config.get("steps")
+    if "train" in config:  # scripts/train.py: its timed steps are the training run's own
         more = "a longer --max-steps"
     else:
         more = f"more --steps (now {steps})" if steps else "more --steps"
+    profiler = config.get("profiler") or "none"
+    if profiler != "none":
+        cause = (f"This run was profiled (--profiler {profiler}), which slows some steps far more than others; "
+                 f"rerun without it and with {more}")
+    else:
+        cause = f"Something else was probably using the machine; rerun with {more} when it is quiet"
     return [
         f"WARNING: {exp} figures are unstable: p90/p10 = {s:.2f} (above "
-        f"{UNSTABLE_SPREAD.get(exp, DEFAULT_UNSTABLE_SPREAD)}), {_fmt_load(load, cores)}. Something else was "
-        f"using the machine; rerun with {more} when it is quiet before trusting or comparing them."
+        f"{UNSTABLE_SPREAD.get(exp, DEFAULT_UNSTABLE_SPREAD)}), {_fmt_load(load, cores)}. {cause} before trusting "
+        "or comparing them."
         for exp, s, load in unstable_experiments(data)
     ]
 

@@ -173,16 +173,18 @@ def _title(data: dict[str, Any], what: str = "") -> str:
 
 
 def sweep_panels(rows: list[dict[str, Any]]) -> list[tuple[str, str]]:
-    """(column, y label) of each panel that has at least one value: a CPU sweep has no MFU panel."""
+    """(column, y label) of each panel that has at least one value: a CPU sweep has no MFU panel, a sweep without
+    energy readings no J/token panel."""
     panels = [(c, y) for c, y in (("train tokens/s", "tokens/s"), ("train MFU %", "MFU %"),
-                                   ("train step ms", "step ms (median, whiskers p10-p90)"))
+                                   ("train step ms", "step ms (median, whiskers p10-p90)"),
+                                   ("train J/token", "J/token (train)"))
               if any(r.get(c) is not None for r in rows)]
     return panels or [("train step ms", "step ms")]
 
 
 def plot_sweep(key: str, rows: list[dict[str, Any]], path: Path, title: str = "") -> Path:
-    """Train tokens/s, MFU and step time against the swept setting; a panel with no value at all (MFU on a CPU) is
-    left out, a missing point (failed, unknown) is a gap."""
+    """Train tokens/s, MFU, step time (and J/token, when measured) against the swept setting; a panel with no value
+    at all (MFU on a CPU) is left out, a missing point (failed, unknown) is a gap."""
     panels = sweep_panels(rows)
     fig, axes = plt.subplots(1, len(panels), figsize=(4.4 * len(panels), 3.8), squeeze=False)
     labels = [str(r[key]) for r in rows]

@@ -15,7 +15,7 @@ from gpt2_lightning.config import MODEL_NAMES, GPTConfig
 
 EXPERIMENTS = ("init", "inference", "train")
 ACCELERATORS = ("auto", "cpu", "gpu", "cuda")
-PRECISIONS = ("32-true", "tf32", "16-mixed", "bf16-mixed", "bf16-true", "16-true", "64-true")
+PRECISIONS = ("32-true", "tf32", "16-mixed", "bf16-mixed", "bf16-true", "16-true", "64-true", "fp8")
 PROFILERS = ("none", "simple", "advanced", "pytorch")
 INIT_ON = ("device", "cpu")
 IF_EXISTS = ("error", "rename")
@@ -60,6 +60,7 @@ class ProfileConfig:
                          "(the study's way, slow for big models)", default="device")
     compile: bool = _help("run the model through torch.compile; compile time is reported apart", default=False)
     profiler: str = _help(f"Lightning profiler: {', '.join(PROFILERS)}", default="none")
+    nvtx: bool = _help("mark each phase with an NVTX range, for `nsys profile` (CUDA only)", default=False)
     out: str = _help("parent directory of run directories", default="runs")
     run_name: str | None = _help("run directory name under --out (default: a timestamp)", default=None)
     if_exists: str = _help("when the run directory exists: 'error' (exit 2) or 'rename' (add a -N suffix); "
@@ -72,13 +73,36 @@ class ProfileConfig:
         f"KEY is one of {', '.join(SWEEP_KEYS)} (default: no sweep)", default=None)
     verbose: bool = _help("show Lightning's own messages, warnings and progress bar, and torch.profiler's C++ "
                           "messages", default=False)
+    no_energy: bool = _help("do not read energy counters, nor run the extra (uncounted) steps an energy window may "
+                            "need", default=False)
+    energy_window_s: float = _help("shortest energy window in seconds; extra uncounted steps run until it is reached "
+                                   "(the counters move about every 100 ms)", default=2.0)
+    price_per_hour: float | None = _help("USD per device-hour (times the number of devices): gives $ per million "
+                                         "tokens and the cost of --target-tokens (default: no $ figures)", default=None)
+    energy_price: float | None = _help("USD per kWh: gives the energy cost per million tokens and of --target-tokens "
+                                       "(default: no energy cost)", default=None)
+    target_tokens: str | None = _help("training tokens to project the time, energy and cost of: 300M, 10B, 1.5T or a "
+                                      "whole number (default: 20 per model parameter, Hoffmann et al. 2022)",
+                                      default=None)
+    project_devices: int | None = _help("also project --target-tokens on N devices, assuming linear scaling, "
+                                        "labelled as an assumption (default: no such projection)", default=None)
+    no_diagnose: bool = _help("skip the diagnosis: by default each GPU experiment runs --diagnose-steps more, "
+                              "uncounted steps under torch.profiler (a CPU run with --profiler pytorch reads its "
+                              "trace) and says where the time goes and what to try", default=False)
+    diagnose_steps: int = _help("uncounted steps profiled for the diagnosis, after one profiler warm-up step",
+                                default=3)
+    keep_trace: bool = _help("keep the diagnosis trace (diagnosis-<experiment>.pt.trace.json.gz; kept anyway with "
+                             "--profiler pytorch)", default=False)
+    memory_snapshot: bool = _help("record CUDA allocation history from the start of each experiment through its first "
+                                  "counted steps into memory-<experiment>.pickle (open it at pytorch.org/memory_viz), "
+                                  "and on out-of-memory; GPU only, nothing is recorded on a CPU", default=False)
 
     def __post_init__(self) -> None:
         if self.accelerator not in ACCELERATORS:
             raise ConfigError("accelerator", self.accelerator, f"valid: {', '.join(ACCELERATORS)}")
         if self.model not in MODEL_NAMES:
             raise ConfigError("model", self.model, f"unknown model; valid: {', '.join(MODEL_NAMES)}")
-        for name in ("batch_size", "seq_len", "steps", "num_nodes"):
+        for name in ("batch_size", "seq_len", "steps", "num_nodes", "diagnose_steps"):
             if getattr(self, name) <= 0:
                 raise ConfigError(name, getattr(self, name), "must be a positive integer")
         if self.warmup_steps < 0:
@@ -111,11 +135,29 @@ class ProfileConfig:
                                                 "run directory")
         if self.sweep is not None:
             self.sweep_values()  # checks the form; each value is checked when its own config is made
+        self._check_costs()
         devices = self.devices.strip()
         if devices != "auto" and not all(part.strip().isdigit() for part in devices.split(",")):
             raise ConfigError("devices", self.devices, "a count, 'auto' or a comma list of device indices")
         if devices.isdigit() and int(devices) <= 0:
             raise ConfigError("devices", self.devices, "must be at least 1")
+
+    def _check_costs(self) -> None:
+        from gpt2_lightning.costs import is_finite_positive, parse_token_count
+
+        for name in ("price_per_hour", "energy_price"):
+            value = getattr(self, name)
+            if value is not None and not is_finite_positive(value):
+                raise ConfigError(name, value, "must be a positive number")
+        if self.energy_window_s is None or not is_finite_positive(self.energy_window_s) or self.energy_window_s < 1:
+            raise ConfigError("energy_window_s", self.energy_window_s, "must be at least 1 second")
+        if self.target_tokens is not None:
+            try:
+                parse_token_count(self.target_tokens)
+            except ValueError as e:
+                raise ConfigError("target_tokens", self.target_tokens, str(e)) from None
+        if self.project_devices is not None and self.project_devices < 1:
+            raise ConfigError("project_devices", self.project_devices, "must be a positive integer")
 
     # ------------------------------------------------------------------ derived settings
     def sweep_values(self) -> tuple[str, list[str]]:
@@ -182,8 +224,9 @@ class ProfileConfig:
 
     @property
     def trainer_precision(self) -> str:
-        """What Lightning's Trainer is given: tf32 is fp32 to Lightning, with TF32 matmuls switched on by us."""
-        return "32-true" if self.precision == "tf32" else self.precision
+        """What Lightning's Trainer is given: tf32 is fp32 to Lightning, with TF32 matmuls switched on by us; fp8 is
+        bf16 autocast around the Linear layers that torchao converts to float8 (``GPT2LightningModule(float8=True)``)."""
+        return {"tf32": "32-true", "fp8": "bf16-mixed"}.get(self.precision, self.precision)
 
     @property
     def trainer_devices(self) -> int | str:
@@ -207,6 +250,8 @@ class ProfileConfig:
                 parser.add_argument(flag, action="store_true", help=help_text)
             elif kind.startswith("int"):
                 parser.add_argument(flag, type=int, default=default, metavar="N", help=help_text)
+            elif kind.startswith("float"):
+                parser.add_argument(flag, type=float, default=default, metavar="X", help=help_text)
             else:
                 parser.add_argument(flag, type=str, default=default, help=help_text)
 

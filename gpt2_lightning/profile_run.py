@@ -11,6 +11,8 @@ import dataclasses
 import sys
 from pathlib import Path
 
+from gpt2_lightning.costs import add_costs
+from gpt2_lightning.energy_run import idle_power
 from gpt2_lightning.experiments import (
     EXPERIMENT_RUNNERS,
     apply_matmul_precision,
@@ -52,7 +54,12 @@ def run_profile(cfg: ProfileConfig, run_dir: Path, write: bool = True) -> RunRes
     """
     apply_matmul_precision(cfg)
     device = resolve_device(cfg.accelerator)
+    if cfg.memory_snapshot and device.type != "cuda" and write:
+        print("profile.py: --memory-snapshot records CUDA allocations: nothing is recorded on the CPU",
+              file=sys.stderr, flush=True)
     env = measured_env(device)
+    if not cfg.no_energy and {"inference", "train"} & set(cfg.experiment_list):
+        env["idle_power"] = idle_power(cfg)  # before the first experiment, while nothing runs
     gpt = cfg.gpt_config()
     config = cfg.to_dict() | {
         "run_dir": str(run_dir),
@@ -68,6 +75,7 @@ def run_profile(cfg: ProfileConfig, run_dir: Path, write: bool = True) -> RunRes
             if write:
                 print(f"[{current}] running ...", file=sys.stderr, flush=True)
             results.experiments[current] = _run_one(cfg, current, run_dir)
+            add_costs(results.experiments[current], current, config)  # $ per million tokens, time to train
             if current == "init" and "error" not in results.experiments[current]:
                 results.experiments[current]["device_startup_ms"] = env["device_startup_ms"]
             save()
@@ -95,6 +103,9 @@ def _run_one(cfg: ProfileConfig, name: str, run_dir: Path) -> dict:
         if not is_out_of_memory(e):
             raise
         message = oom_message(cfg, name)
+        snapshot = run_dir / f"memory-{name}.pickle"  # MemorySnapshotCallback writes it on out-of-memory
+        if cfg.memory_snapshot and snapshot.exists():
+            message += f"; allocation history up to the failure: {snapshot.name} (open it at pytorch.org/memory_viz)"
         e.__traceback__ = None  # the frames it holds keep the model and activations alive
     free_device_memory()
     print(f"profile.py: {message}", file=sys.stderr, flush=True)

@@ -4,13 +4,18 @@
 run (warm-up steps skipped, timed steps recorded) and exports a Chrome/Perfetto trace (``*.pt.trace.json``) into the
 run directory. The profiler itself slows the profiled steps: timings from a profiled run are for finding where time
 goes, not for quoting.
+
+``kernel_profiler`` and ``ProfilerStepCallback`` profile the diagnosis's extra, uncounted steps (``diagnosis_run``).
 """
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from lightning.pytorch.callbacks import Callback
 from lightning.pytorch.profilers import AdvancedProfiler, Profiler, PyTorchProfiler, SimpleProfiler
 
 
@@ -75,3 +80,37 @@ def name_traces(run_dir: Path, experiment: str) -> list[str]:
         path.rename(target)
         named.append(target.name)
     return named
+
+
+# ------------------------------------------------------------------------------------------------ diagnosis steps
+class ProfilerStepCallback(Callback):
+    """Steps a ``torch.profiler.profile`` at the end of every train or predict batch: one ``ProfilerStep#N`` range per
+    batch, from one batch end to the next (the same span as PhaseTimingCallback's ``step``)."""
+
+    def __init__(self, prof: Any) -> None:
+        self.prof = prof
+
+    def on_train_batch_end(self, *args: Any, **kwargs: Any) -> None:
+        self.prof.step()
+
+    def on_predict_batch_end(self, *args: Any, **kwargs: Any) -> None:
+        self.prof.step()
+
+
+@contextlib.contextmanager
+def kernel_profiler(trace_path: Path, steps: int, cuda: bool, warmup: int = 1) -> Iterator[Any]:
+    """torch.profiler with the least overhead that still records kernels: CPU operators (for the step ranges and the
+    kernel launches) and CUDA activity, no shapes, memory, stacks, FLOPs or module names. ``warmup`` steps run traced
+    but are dropped (the tracer's own start-up), then ``steps`` are recorded and written to ``trace_path`` (gzip if it
+    ends in .gz) when the last one ends."""
+    import torch
+    from torch.profiler import ProfilerActivity
+
+    activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if cuda else [])
+    with torch.profiler.profile(
+        activities=activities,
+        schedule=torch.profiler.schedule(wait=0, warmup=warmup, active=steps, repeat=1),
+        on_trace_ready=lambda prof: prof.export_chrome_trace(str(trace_path)),
+        record_shapes=False, profile_memory=False, with_stack=False, with_flops=False, with_modules=False,
+    ) as prof:
+        yield prof

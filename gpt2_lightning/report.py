@@ -4,6 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
+from gpt2_lightning.costs import fmt_energy_per_token, fmt_usd, summary_lines
+from gpt2_lightning.diagnosis_report import markdown as diagnosis_markdown
+from gpt2_lightning.diagnosis_report import summary_lines as diagnosis_summary_lines
 from gpt2_lightning.noise import MIN_STEPS_TO_JUDGE, instability_lines
 
 PHASE_ORDER = ("init", "init_model", "init_optimizer", "data", "forward", "backward", "optimizer", "step")
@@ -89,6 +92,10 @@ def format_summary(data: dict[str, Any]) -> str:
             mem_s = ", ".join(f"{k.replace('_gib', '')} {v:.2f} GiB" for k, v in mem.items())
             lines.append(f"{exp}: {fmt_rate(thr.get('tokens_per_sec'))} tokens/s, {fmt_flops(thr.get('tflops'))}, "
                          f"MFU {fmt_mfu(thr.get('mfu_pct'), data)}; {mem_s}")
+        lines += summary_lines(exp, result)  # energy, cost, time to train
+    for exp, result in experiments.items():
+        if result.get("diagnosis"):
+            lines += diagnosis_summary_lines(exp, result["diagnosis"])
     unstable = instability_lines(data)
     return "\n".join(lines + ([""] + unstable if unstable else []))
 
@@ -132,6 +139,19 @@ def _kv_table(title: str, values: dict[str, Any]) -> list[str]:
             v = ", ".join(f"{a}={b}" for a, b in v.items())
         lines.append(f"| {k} | {v} |")
     return lines
+
+
+def memory_split_line(split: dict[str, Any], snapshot: str | None = None) -> str:
+    """Parameters, gradients, optimizer state and the rest of the peak, from tensor sizes (gpt2_lightning.memory)."""
+    parts = [f"{label} {split[key]:.3f} GiB" for key, label in (
+        ("parameters_gib", "parameters"), ("gradients_gib", "gradients"), ("optimizer_state_gib", "optimizer state"))]
+    if split.get("other_gib") is not None:
+        parts.append(f"other (activations, workspace) {split['other_gib']:.3f} GiB of the "
+                     f"{split['peak_gib']:.3f} GiB peak")
+    line = "- Memory split: " + ", ".join(parts) + "."
+    if snapshot:
+        line += f" Allocation history: [`{snapshot}`]({snapshot}) (open it at https://pytorch.org/memory_viz)."
+    return line
 
 
 def _short(name: str, limit: int = 90) -> str:
@@ -206,6 +226,9 @@ def render_report(data: dict[str, Any], plots: dict[str, str]) -> str:
                        f"MFU {fmt_mfu(thr.get('mfu_pct'), data)}.")
         if result.get("memory"):
             out.append("- Memory: " + ", ".join(f"{k} {v:.3f} GiB" for k, v in result["memory"].items()) + ".")
+        out += [f"- {line.split(': ', 1)[1]}" for line in summary_lines(exp, result)]
+        if result.get("memory_breakdown"):
+            out.append(memory_split_line(result["memory_breakdown"], result.get("memory_snapshot")))
         for trace in result.get("traces", []):
             out.append(f"- Trace: [`{trace}`]({trace}): open it in https://ui.perfetto.dev or chrome://tracing.")
         if result.get("top_ops"):
@@ -213,6 +236,8 @@ def render_report(data: dict[str, Any], plots: dict[str, str]) -> str:
                     "| operator | self ms | % | calls |", "|---|---:|---:|---:|"]
             out += [f"| `{_short(op['name'])}` | {op['self_ms']:.3f} | {op['pct']:.1f} | {op['calls']} |"
                     for op in result["top_ops"]]
+        if result.get("diagnosis"):
+            out += [""] + diagnosis_markdown(result["diagnosis"])
         out.append("")
     if plots:
         out += ["## Plots", ""] + [f"![{name}]({file})" for name, file in plots.items()] + [""]
@@ -240,11 +265,15 @@ def fmt_range(low: str, high: str) -> str:
 
 
 def _value(row: dict[str, Any], v: float | None) -> str:
+    if row["unit"] == "J":
+        return fmt_energy_per_token(v)
+    if row["unit"] == "$":
+        return fmt_usd(v)
     return fmt_ms(v) if row["unit"] == "ms" else (fmt_rate(v) if v is not None else "-")
 
 
 def _cell(row: dict[str, Any], i: int) -> str:
-    """A run's figure with its p10-p90 range: 12.5 ms [11.9 ms-13.4 ms]."""
+    """A run's figure with its p10-p90 range: 12.5 ms [11.9-13.4 ms]."""
     text = _value(row, row["values"][i])
     rng = row.get("ranges", [None] * len(row["values"]))[i]
     if rng is not None:
@@ -264,7 +293,11 @@ def _ratio_cell(row: dict[str, Any], i: int) -> str:
         text += f" [{fmt_range(fmt_speedup(rng[0]), fmt_speedup(rng[1]))}]"
     if noise == "within noise":
         return text + " ≈ within noise"
-    return text + (f" {noise}" if noise else f" (not judged: under {MIN_STEPS_TO_JUDGE} steps)")
+    if noise:
+        return f"{text} {noise}"
+    if not row.get("has_spread", True):
+        return text  # measured once per run (energy over one window, cost): no spread to judge by
+    return f"{text} (not judged: under {MIN_STEPS_TO_JUDGE} steps)"
 
 
 def render_table(header: list[str], body: list[list[str]], markdown: bool = False, numbers: bool = True) -> str:
@@ -296,6 +329,7 @@ def format_comparison(labels: list[str], rows: list[dict[str, Any]], markdown: b
             line += [_cell(r, i), _ratio_cell(r, i)]
         body.append(line)
     note = ("Times are medians of the counted steps, [p10-p90] their spread; rates are over the median step. "
-            "Nx: speed-up over the first run (above 1 is faster), [its range when each run's step is anywhere in "
-            "its p10-p90]; '≈ within noise' when that range holds 1, i.e. the runs' p10-p90 ranges overlap.")
+            "Nx: speed-up over the first run (above 1 is faster; energy and $ rows: uses less), [its range when "
+            "each run's step is anywhere in its p10-p90]; '≈ within noise' when that range holds 1, i.e. the runs' "
+            "p10-p90 ranges overlap.")
     return render_table(header, body, markdown) + "\n\n" + note

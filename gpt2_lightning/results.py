@@ -33,14 +33,20 @@ class ResultsError(ValueError):
     """A results file that cannot be read as ours; the message is one line naming the file."""
 
 
+FILE_MODE = 0o644  # what a results file would get from the usual umask 022: everyone may read the run
+
+
 def atomic_write_text(path: str | os.PathLike, text: str) -> None:
-    """Write ``text`` to ``path`` so that a reader sees the old file or the new one, never half of it."""
+    """Write ``text`` to ``path`` so that a reader sees the old file or the new one, never half of it.
+
+    A temporary file in the same directory is written, flushed and fsynced, then renamed over the target, and the
+    directory is fsynced so that the rename itself survives a crash. The mode is set on the open file (``fchmod``):
+    reading the umask would mean changing it, process-wide, while other threads (TensorBoard's writers) create files.
+    """
     path = Path(path)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes it private; results are for everyone who can read the run
+        os.fchmod(fd, FILE_MODE)  # mkstemp makes it private
         with os.fdopen(fd, "w", encoding="utf-8") as f:
             f.write(text)
             f.flush()
@@ -49,6 +55,20 @@ def atomic_write_text(path: str | os.PathLike, text: str) -> None:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+    _fsync_dir(path.parent)
+
+
+def _fsync_dir(directory: Path) -> None:
+    try:
+        dir_fd = os.open(directory, os.O_RDONLY)
+    except OSError:
+        return  # some platforms cannot open a directory; the file itself is already on disk
+    try:
+        os.fsync(dir_fd)
+    except OSError:
+        pass
+    finally:
+        os.close(dir_fd)
 
 
 def collect_env(device: torch.device) -> dict[str, Any]:
@@ -159,7 +179,17 @@ COMPARED: tuple[tuple[str, str, tuple[str, ...], bool], ...] = (
     ("inference: tokens/s", "inference", ("throughput", "tokens_per_sec"), False),
     ("train: tokens/s", "train", ("throughput", "tokens_per_sec"), False),
     ("train: MFU %", "train", ("throughput", "mfu_pct"), False),
+    ("inference: J/token", "inference", ("energy", "joules_per_token"), True),
+    ("train: J/token", "train", ("energy", "joules_per_token"), True),
+    ("inference: tokens/kWh", "inference", ("energy", "tokens_per_kwh"), False),
+    ("train: tokens/kWh", "train", ("energy", "tokens_per_kwh"), False),
+    ("inference: $/M tokens", "inference", ("cost", "usd_per_million_tokens"), True),
+    ("train: $/M tokens", "train", ("cost", "usd_per_million_tokens"), True),
+    ("train: $/M tokens (energy)", "train", ("cost", "usd_per_million_tokens_energy"), True),
 )
+# rows whose figures are not milliseconds (the rest: ms when lower is better, a plain rate otherwise)
+UNITS = {"inference: J/token": "J", "train: J/token": "J", "inference: $/M tokens": "$", "train: $/M tokens": "$",
+         "train: $/M tokens (energy)": "$"}
 
 
 def dig(data: dict[str, Any], path: tuple[str, ...]) -> Any:
@@ -201,10 +231,12 @@ def _value_range(value: float | None, stats: dict[str, Any] | None, lower_is_bet
 def compare(runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """Rows of the comparison: each figure for every run, and each run's speed-up over the first, with its spread.
 
-    Speed-up is first/this for times and this/first for rates, so above 1 always means faster than the first run.
-    A figure missing from either run gives a None speed-up, never a guess. Each row also holds every figure's
-    p10-p90 range (``ranges``), the range of each speed-up (``speedup_ranges``) and a noise judgement per run
-    (``noise``: "within noise", "beyond noise" or None when there is no spread), as gpt2_lightning.noise defines.
+    Speed-up is first/this for times (and joules, dollars) and this/first for rates, so above 1 always means faster
+    (or less energy, or cheaper) than the first run. A figure missing from either run gives a None speed-up, never a
+    guess. Each row also holds every figure's p10-p90 range (``ranges``), the range of each speed-up
+    (``speedup_ranges``) and a noise judgement per run (``noise``: "within noise", "beyond noise" or None when there
+    is no spread), as gpt2_lightning.noise defines; ``has_spread`` is False for figures measured once per run (energy
+    over one window, cost), which have no per-step spread at all.
     """
     rows = []
     for label, exp, path, lower_is_better in COMPARED:
@@ -223,7 +255,8 @@ def compare(runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
         speedup_ranges = [speedup_range(s, stats[0], st) if i else None
                           for i, (s, st) in enumerate(zip(speedups, stats))]
         rows.append({"label": label, "experiment": exp, "values": values, "speedups": speedups,
-                     "unit": "ms" if lower_is_better else "", "lower_is_better": lower_is_better,
+                     "unit": UNITS.get(label, "ms" if lower_is_better else ""), "lower_is_better": lower_is_better,
                      "ranges": [_value_range(v, st, lower_is_better) for v, st in zip(values, stats)],
-                     "speedup_ranges": speedup_ranges, "noise": [judge(r) for r in speedup_ranges]})
+                     "speedup_ranges": speedup_ranges, "noise": [judge(r) for r in speedup_ranges],
+                     "has_spread": stats_path is not None})
     return rows

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from gpt2_lightning.diagnosis_report import markdown_all as diagnosis_markdown
 from gpt2_lightning.noise import spread, timed_stats
 from gpt2_lightning.plots import plot_per_step, plot_phase_breakdown
 from gpt2_lightning.report import markdown_summary, render_report
@@ -45,27 +46,57 @@ def headline_metrics(exp: str, result: dict[str, Any]) -> dict[str, float]:
     if spread(stats) is not None:
         metrics[f"{HEADLINE_GROUP}/p90_over_p10"] = spread(stats)
     for key, value in (result.get("throughput") or {}).items():
-        if value is not None:
+        if isinstance(value, (int, float)):
             metrics[f"{HEADLINE_GROUP}/{key}"] = value
+    energy = result.get("energy") or {}
+    for key in ("joules_per_token", "avg_watts"):  # absent when energy is unavailable
+        if energy.get(key) is not None:
+            metrics[f"{HEADLINE_GROUP}/{key}"] = energy[key]
     return metrics
 
 
-# the settings HParams shows: those that change a figure (not run_dir, which differs in every row, nor every field
-# of the model's shape); TensorBoard shows the first five that differ between runs, the rest a click away
-_HPARAM_SETTINGS = ("model", "precision", "batch_size", "seq_len", "compile", "profiler", "strategy", "devices",
-                    "num_nodes", "steps", "warmup_steps", "init_on", "seed")
-_TRAIN_SETTINGS = ("lr", "min_lr", "lr_warmup_steps", "weight_decay", "grad_clip", "accumulate", "max_steps")
+# TensorBoard's HParams tab takes its columns from the first run it finds that declares them ("arbitrarily pick the
+# first one", tensorboard/plugins/hparams/backend_context.py), sorts the settings by name and shows the first five of
+# them and of the metrics. So every run declares the same settings and metrics, named so that the five that matter
+# most sort first (batch_size, device, model, precision, seq_len) and the headline metrics come in this order.
+HEADLINE_METRICS = ("median_ms", "tokens_per_sec", "mfu_pct", "p90_over_p10", "joules_per_token", "tflops",
+                    "avg_watts")
 
 
 def hparams(data: dict[str, Any]) -> dict[str, Any]:
-    """The settings and environment a run is filtered and compared by in TensorBoard's HParams tab."""
-    config, env = data.get("config", {}), data.get("env", {})
-    params = {k: config[k] for k in _HPARAM_SETTINGS if config.get(k) is not None}
-    params.update({k: v for k, v in (config.get("gpt") or {}).items() if k in ("n_layer", "n_head", "n_embd")})
-    params.update(data=config.get("data") or "synthetic", device=env.get("device_name"), torch=env.get("torch"),
-                  lightning=env.get("lightning"), made_by="train.py" if "train" in config else "profile.py")
-    params.update({k: v for k, v in (config.get("train") or {}).items() if k in _TRAIN_SETTINGS and v is not None})
-    return {k: v for k, v in params.items() if v is not None}
+    """The settings and environment a run is filtered and compared by in TensorBoard's HParams tab: the same names
+    for every run (see above), never run_dir, which would differ in every row."""
+    c, e = data.get("config", {}), data.get("env", {})
+    gpt = c.get("gpt") or {}
+    return {
+        "batch_size": int(c.get("batch_size") or 0),
+        "device": str(e.get("device_name") or "-"),
+        "model": str(c.get("model") or "-"),
+        "precision": str(c.get("precision") or "-"),
+        "seq_len": int(c.get("seq_len") or 0),
+        "shape": f"{gpt.get('n_layer')}L {gpt.get('n_head')}H {gpt.get('n_embd')}d" if gpt else "-",
+        "steps": int(c.get("steps") or 0),
+        "strategy": str(c.get("strategy") or "-"),
+        "tokens": str(c.get("data") or "synthetic"),
+        "tool": "train.py" if "train" in c else "profile.py",
+        "torch_compile": bool(c.get("compile")),
+        "torch_profiler": str(c.get("profiler") or "none"),
+        "versions": f"torch {e.get('torch')}, lightning {e.get('lightning')}",
+        "where_built": str(c.get("init_on") or "device"),
+        "world": f"{c.get('devices', 1)} device(s) x {c.get('num_nodes', 1)} node(s)",
+    }
+
+
+def write_hparams(logger: Any, params: dict[str, Any], metrics: dict[str, float]) -> None:
+    """The HParams session of one experiment, declaring every headline metric (this run's values are logged as
+    single-point scalars, which is where HParams reads them)."""
+    from torch.utils.tensorboard.summary import hparams as hparams_summaries
+
+    declared = {f"{HEADLINE_GROUP}/{m}": 0.0 for m in HEADLINE_METRICS}
+    writer = logger.experiment._get_file_writer()  # as Lightning's own log_hyperparams does
+    for summary in hparams_summaries(params, declared):
+        writer.add_summary(summary)
+    logger.log_metrics(metrics, step=0)
 
 
 def write_tensorboard_summary(data: dict[str, Any], run_dir: Path, plots: dict[str, str]) -> None:
@@ -73,7 +104,7 @@ def write_tensorboard_summary(data: dict[str, Any], run_dir: Path, plots: dict[s
     import numpy as np
     from PIL import Image
 
-    from gpt2_lightning.experiments import make_logger
+    from gpt2_lightning.tensorboard_logs import make_logger
 
     params = hparams(data)
     for exp, result in data.get("experiments", {}).items():
@@ -81,11 +112,14 @@ def write_tensorboard_summary(data: dict[str, Any], run_dir: Path, plots: dict[s
         if not metrics:
             continue
         logger = make_logger(run_dir, exp)
-        logger.log_hyperparams(params, metrics)
+        write_hparams(logger, params, metrics)
         logger.finalize("success")
     summary = make_logger(run_dir, "summary")
     writer = summary.experiment
     writer.add_text("summary", markdown_summary(data), global_step=0)
+    diagnosis = diagnosis_markdown(data)
+    if diagnosis:
+        writer.add_text("diagnosis", diagnosis, global_step=0)
     for name, file in plots.items():
         image = np.asarray(Image.open(run_dir / file).convert("RGB"))
         # in the whole_run group too: Time Series shows images among the scalars, and they belong after time/

@@ -25,6 +25,7 @@ SWEEP_COLUMNS: tuple[tuple[str, str, tuple[str, ...]], ...] = (
     ("inference tokens/s", "inference", ("throughput", "tokens_per_sec")),
     ("init ms", "init", ("phases", "init", "median_ms")),
     ("peak GiB", "train", ("memory",)),
+    ("train J/token", "train", ("energy", "joules_per_token")),
 )
 
 

@@ -12,8 +12,8 @@ Everything lands in <out>/<run-name>/: TensorBoard logs, checkpoints/, results.j
 """
 
 import argparse
+import dataclasses
 import sys
-from pathlib import Path
 
 from gpt2_lightning.cli import (
     EXIT_BAD_INPUT,
@@ -24,6 +24,7 @@ from gpt2_lightning.cli import (
     prog_name,
     quiet_lightning,
     raise_usage_errors,
+    remove_failed_start,
 )
 from gpt2_lightning.config import MODEL_NAMES
 from gpt2_lightning.profile_config import ConfigError, ProfileConfig
@@ -60,6 +61,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="batches per validation (the same ones every time)")
     p.add_argument("--checkpoint-every", type=int, default=500, metavar="N", help="steps between checkpoints")
     p.add_argument("--resume", default=None, help="a checkpoint to continue from (default: start afresh)")
+    p.add_argument("--allow-schedule-change", action="store_true",
+                   help="with --resume: take a --lr-decay-steps other than the checkpoint's (the cosine jumps)")
     p.add_argument("--log-every", type=int, default=10, metavar="N", help="steps between loss / learning-rate log points")
     p.add_argument("--accelerator", default="auto", help="where to run: auto, cpu, gpu or cuda (as Lightning)")
     p.add_argument("--devices", default="1", help="devices per node: a count, 'auto' or a comma list of indices")
@@ -92,7 +95,8 @@ def warn_schedule(args: argparse.Namespace) -> str | None:
 def parse(argv):
     parser = raise_usage_errors(build_parser())
     args = parser.parse_args(argv)
-    if args.lr_decay_steps is None:
+    decay_given = args.lr_decay_steps is not None
+    if not decay_given:
         args.lr_decay_steps = args.max_steps
     for name in ("max_steps", "lr_decay_steps", "accumulate", "val_every", "val_batches", "checkpoint_every", "log_every"):
         if getattr(args, name) <= 0:
@@ -102,8 +106,6 @@ def parse(argv):
             raise ConfigError(name, getattr(args, name), "must be 0 or more")
     if args.lr <= 0:
         raise ConfigError("lr", args.lr, "must be positive")
-    if args.resume is not None and not Path(args.resume).is_file():
-        raise ConfigError("resume", args.resume, "no such checkpoint file")
     # the settings shared with the profiler are checked by its config
     cfg = ProfileConfig(
         accelerator=args.accelerator, devices=args.devices, strategy=args.strategy, precision=args.precision,
@@ -113,15 +115,21 @@ def parse(argv):
         out=args.out, run_name=args.run_name, if_exists=args.if_exists, seed=args.seed, verbose=args.verbose,
         data=args.data, experiments="train",
     )
+    resume = None
+    if args.resume is not None:
+        from gpt2_lightning.checkpoints import check_resume, inspect_checkpoint
+
+        resume = inspect_checkpoint(args.resume)
+        check_resume(resume, args, dataclasses.asdict(cfg.gpt_config()), decay_given)
     warning = warn_schedule(args)
     if warning:
         print(f"{parser.prog}: {warning}", file=sys.stderr)
-    return args, cfg
+    return args, cfg, resume
 
 
 def main(argv=None) -> int:
     try:
-        args, cfg = parse(argv)
+        args, cfg, resume = parse(argv)
         check_environment(cfg)  # the accelerator, and the data directory
         run_dir = make_run_dir(cfg)
     except (UsageError, ConfigError, DataError) as e:
@@ -131,19 +139,40 @@ def main(argv=None) -> int:
     from gpt2_lightning.interrupts import RunInterrupted, interruptible
     from gpt2_lightning.training import train
 
+    if resume is not None:
+        print(f"resumed from step {resume['step']} ({args.resume}); training to step {args.max_steps}",
+              file=sys.stderr, flush=True)
     try:
         with interruptible():
-            results = train(cfg, args, run_dir)
+            results = train(cfg, args, run_dir, resume)
     except RunInterrupted as e:
         print(f"train.py: interrupted by {e}; last checkpoint and results are in {run_dir}", file=sys.stderr)
         return e.exit_code
+    except BaseException:
+        remove_failed_start(run_dir)  # nothing measured, nothing saved: leave no empty run directory behind
+        raise
     from gpt2_lightning.report import format_summary
 
     print(format_summary(results.to_dict()))
-    val = results.experiments["train"].get("val_loss") or []
-    if val:
-        print(f"\nvalidation loss: {val[0]['loss']:.4f} at step {val[0]['step']} -> {val[-1]['loss']:.4f} at step "
-              f"{val[-1]['step']}")
+    print(training_lines(results.experiments["train"]))
     print(f"results: {run_dir / 'results.json'}\ncheckpoints: {run_dir / 'checkpoints'}")
     return 0
+
+
+def training_lines(train: dict) -> str:
+    """What the run learned and where its time went: train and validation loss, first to last; fit's wall time."""
+    lines = [""]
+    if train.get("resumed_from"):
+        lines.append(f"resumed from step {train['resumed_from']['step']}")
+    for name, key in (("train loss", "train_loss"), ("validation loss", "val_loss")):
+        values = train.get(key) or []
+        if values:
+            lines.append(f"{name}: {values[0]['loss']:.4f} at step {values[0]['step']} -> {values[-1]['loss']:.4f} "
+                         f"at step {values[-1]['step']}")
+    fit = train.get("fit")
+    if fit:
+        lines.append(f"fit {fit['wall_ms'] / 1000:.1f} s: steps {fit['steps_pct']:.0f}%, validation "
+                     f"{fit['validation_pct']:.0f}%, checkpoints {fit['checkpoint_pct']:.0f}%, other "
+                     f"{fit['other_pct']:.0f}%")
+    return "\n".join(lines)
 

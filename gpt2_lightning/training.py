@@ -5,13 +5,12 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
-from typing import Any
 
 import lightning as L
-import torch
 from lightning.pytorch.callbacks import Callback, LearningRateMonitor, ModelCheckpoint
 
 from callbacks import PhaseTimingCallback, ThroughputCallback
+from callbacks.loss_history import LossHistory
 from gpt2_lightning.experiments import (
     apply_matmul_precision,
     experiment_summary,
@@ -28,26 +27,6 @@ from gpt2_lightning.profile_run import RESULTS_FILE, finish
 from gpt2_lightning.results import RunResults
 
 
-class LossHistory(Callback):
-    """The training loss every ``every`` steps, kept as device tensors and read back once, at the end."""
-
-    def __init__(self, every: int) -> None:
-        self.every = every
-        self._pending: list[tuple[int, torch.Tensor]] = []
-        self.values: list[dict[str, float]] = []
-
-    def on_train_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, outputs: Any, batch: Any,
-                           batch_idx: int) -> None:
-        step = trainer.global_step - 1  # the optimizer step this batch completed
-        if outputs is not None and step % self.every == 0 and (not self._pending or self._pending[-1][0] != step):
-            self._pending.append((step, outputs["loss"].detach()))
-
-    def collect(self) -> list[dict[str, float]]:
-        self.values += [{"step": s, "loss": float(v)} for s, v in self._pending]
-        self._pending = []
-        return self.values
-
-
 class ValHistory(Callback):
     """Validation loss and perplexity at each validation, with the step it was taken at."""
 
@@ -62,7 +41,11 @@ class ValHistory(Callback):
                             "perplexity": float(metrics["val/perplexity"])})
 
 
-def train(cfg: ProfileConfig, args: argparse.Namespace, run_dir: Path) -> RunResults:
+def train(cfg: ProfileConfig, args: argparse.Namespace, run_dir: Path, resume: dict | None = None) -> RunResults:
+    """Train, validating every --val-every steps and once more after the last step, checkpointing as asked.
+
+    ``resume``: what ``checkpoints.inspect_checkpoint`` read from --resume (its step), when resuming.
+    """
     apply_matmul_precision(cfg)
     device = resolve_device(cfg.accelerator)
     env = measured_env(device)
@@ -74,7 +57,7 @@ def train(cfg: ProfileConfig, args: argparse.Namespace, run_dir: Path) -> RunRes
     )
     timing = PhaseTimingCallback(warmup_steps=cfg.warmup_steps)
     throughput = ThroughputCallback(timing)
-    losses, vals = LossHistory(args.log_every), ValHistory()
+    losses, vals = LossHistory(args.log_every, write=True, module_logs=True), ValHistory()
     checkpoints = ModelCheckpoint(dirpath=run_dir / "checkpoints", filename="step{step}", auto_insert_metric_name=False,
                                   every_n_train_steps=args.checkpoint_every, save_top_k=-1, save_last=True)
     trainer = make_trainer(
@@ -100,14 +83,22 @@ def train(cfg: ProfileConfig, args: argparse.Namespace, run_dir: Path) -> RunRes
         if args.resume is None:
             trainer.validate(module, datamodule=data, verbose=False)  # the loss before any training, at step 0
         trainer.fit(module, datamodule=data, ckpt_path=args.resume)
+        if not vals.values or vals.values[-1]["step"] != trainer.global_step:
+            trainer.validate(module, datamodule=data, verbose=False)  # the loss the run ends with
         results.status = "complete"
     except RunInterrupted as e:
         results.status, results.interrupted_by = "incomplete", str(e)
         raise
     finally:
         summary = experiment_summary(timing, throughput, "train", "step")
-        summary.update(train_loss=losses.collect(), val_loss=vals.values, global_step=trainer.global_step,
-                       last_checkpoint=checkpoints.last_model_path or None)
+        losses.collect()
+        summary.update(train_loss=losses.values, val_loss=vals.values,
+                       global_step=trainer.global_step, last_checkpoint=checkpoints.last_model_path or None)
+        if timing.fit_summary() is not None:
+            summary["fit"] = timing.fit_summary()
+        if resume is not None:
+            summary["resumed_from"] = {"checkpoint": str(args.resume), "step": resume["step"]}
+        results.config["steps"] = summary["phases"]["step"]["n"]  # the steps really timed (a resumed run does fewer)
         results.experiments["train"] = summary
         if trainer.is_global_zero:
             finish(results, run_dir)

@@ -95,6 +95,8 @@ def main(argv=None) -> int:
                             warmup_steps=args.warmup_steps, compile=args.compile)
         if args.rounds < 1:
             raise ConfigError("rounds", args.rounds, "must be at least 1")
+        if cfg.precision == "fp8":
+            raise ConfigError("precision", "fp8", "the plain loop has no float8 path; compare fp8 with profile.py runs")
         check_environment(cfg)
     except ConfigError as e:
         print(f"bench_overhead.py: error: {e}", file=sys.stderr)

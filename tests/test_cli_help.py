@@ -1,6 +1,7 @@
 """The CLIs a new user meets: usage names the command as called, every flag explains itself and its default,
 a typo gets the nearest flag, train.py warns about a warm-up as long as the run, and its progress bar counts steps."""
 
+import re
 import sys
 
 import pytest
@@ -37,7 +38,7 @@ def test_every_flag_has_help_and_shows_its_default(which):
     assert all(text.strip() for text in helps.values()), [f for f, t in helps.items() if not t.strip()]
     text = parser.format_help().split("options:", 1)[1]
     for flag in helps:
-        entry = text.split(f"\n  {flag} ", 1)[1].split("\n  --", 1)[0]
+        entry = re.split(rf"\n  {flag}[ \n]", text, maxsplit=1)[1].split("\n  --", 1)[0]
         assert "(default" in entry or "(required)" in entry, (flag, entry)
     unset = [a.option_strings[-1] for a in parser._actions if a.default is None and a.option_strings
              and not a.required and "(default" not in (a.help or "")]

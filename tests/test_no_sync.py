@@ -9,6 +9,7 @@ from unittest import mock
 
 import pytest
 import torch
+from lightning.pytorch.callbacks import Callback
 
 from callbacks import DeviceTimer, PhaseTimingCallback, ThroughputCallback
 from tests.conftest import requires_cuda
@@ -77,6 +78,47 @@ def test_synchronize_count_does_not_grow_with_steps():
     assert t_few.summary()["step"]["n"] == 3 and t_many.summary()["step"]["n"] == 39
     assert few == many  # one at the end of init, one when training ends: none per step
     assert few <= 2
+
+
+class SyncsAreErrors(Callback):
+    """Turns any host-device synchronisation into an error from the first counted step's start to the last counted
+    step's end (placed after the timing callbacks, so their batch-end work is inside the window)."""
+
+    def __init__(self, first: int, last: int) -> None:
+        self.first, self.last, self.steps_checked = first, last, 0
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
+        if batch_idx == self.first:
+            torch.cuda.set_sync_debug_mode("error")
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        if self.first <= batch_idx <= self.last:
+            self.steps_checked += 1
+        if batch_idx == self.last:
+            torch.cuda.set_sync_debug_mode("default")
+
+
+@requires_cuda
+@pytest.mark.gpu
+def test_gpu_counted_steps_never_synchronise(tmp_path):
+    """Not only torch.cuda.synchronize: any sync (.item(), a device-to-host copy) inside the counted steps fails,
+    with the timing, throughput and loss callbacks and a real TensorBoard logger on."""
+    from lightning.pytorch.loggers import TensorBoardLogger
+
+    from callbacks.loss_history import LossHistory
+    from gpt2_lightning import GPT2LightningModule, GPTConfig, SyntheticTokenDataModule
+
+    timing = PhaseTimingCallback(warmup_steps=2)
+    guard = SyncsAreErrors(first=2, last=9)
+    module = GPT2LightningModule(GPTConfig.from_name("tiny"))
+    dm = SyntheticTokenDataModule(1024, 64, 2, num_batches=10)
+    logger = TensorBoardLogger(str(tmp_path), name="tb", max_queue=1000)
+    try:
+        trainer([timing, ThroughputCallback(timing), LossHistory(), guard], accelerator="gpu", max_steps=10,
+                logger=logger, log_every_n_steps=0).fit(module, dm)
+    finally:
+        torch.cuda.set_sync_debug_mode("default")
+    assert guard.steps_checked == 8 and timing.summary()["step"]["n"] == 8
 
 
 @requires_cuda

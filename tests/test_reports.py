@@ -10,7 +10,7 @@ import urllib.request
 
 import pytest
 
-from gpt2_lightning.experiments import tensorboard_dir
+from gpt2_lightning.tensorboard_logs import tensorboard_dir
 from tests.conftest import ROOT
 
 TAGS = {"time/forward_ms", "time/backward_ms", "time/optimizer_ms", "time/step_ms", "throughput/tokens_per_sec"}

@@ -80,11 +80,15 @@ def test_training_on_real_text_lowers_validation_loss(data_dir, tmp_path):
     assert val[-1]["loss"] < val[0]["loss"] - 1.0, val  # clearly below its start
     assert val[-1]["perplexity"] == pytest.approx(np.exp(val[-1]["loss"]), rel=1e-4)
     assert train["global_step"] == 200 and train["phases"]["step"]["n"] == 198
+    assert [v["step"] for v in train["train_loss"]][:2] == [9, 19] and train["train_loss"][-1]["step"] == 199
+    assert train["fit"]["steps_pct"] > 50 and train["fit"]["validation_ms"] > 0 and train["fit"]["checkpoint_ms"] > 0
+    assert train["phases"]["checkpoint"]["n"] == 2 and train["phases"]["validation"]["n"] == 2
+    assert "train loss:" in proc.stdout and "validation loss:" in proc.stdout and "fit " in proc.stdout
     ckpts = sorted(p.name for p in (tmp_path / "t" / "checkpoints").iterdir())
     assert ckpts == ["last.ckpt", "step100.ckpt", "step200.ckpt"]
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-    from gpt2_lightning.experiments import tensorboard_dir
+    from gpt2_lightning.tensorboard_logs import tensorboard_dir
 
     acc = EventAccumulator(str(tensorboard_dir(tmp_path / "t", "train")))
     acc.Reload()
@@ -114,6 +118,51 @@ def test_resume_continues_like_an_uninterrupted_run(data_dir, tmp_path):
     # validations at steps 12 and 16
     assert [v["step"] for v in second["val_loss"]] == [v["step"] for v in whole["val_loss"][-2:]] == [12, 16]
     assert [v["loss"] for v in second["val_loss"]] == pytest.approx([v["loss"] for v in whole["val_loss"][-2:]])
+    # the step axis continues: the resumed run's steps are 8..15, and it says where it started
+    assert second["resumed_from"]["step"] == 8
+    assert [s["step"] for s in second["per_step"]] == list(range(8, 16))
+    assert second["phases"]["step"]["n"] == 8 - 2  # two warm-up steps after the resume
+    data = json.loads((tmp_path / "second" / "results.json").read_text())
+    assert data["config"]["steps"] == second["phases"]["step"]["n"]  # the header's "timed steps" is the real count
+
+
+def test_resume_refusals_are_one_line_and_leave_no_run_directory(data_dir, tmp_path, capsys):
+    common = ["--data", data_dir, *TRAIN, "--val-every", "4", "--checkpoint-every", "4", "--out", tmp_path]
+    assert _train_main(*common, "--max-steps", "4", "--lr-decay-steps", "8", "--run-name", "first") == 0
+    ckpt = tmp_path / "first" / "checkpoints" / "last.ckpt"
+    not_a_checkpoint = tmp_path / "notes.txt"
+    not_a_checkpoint.write_text("hello")
+    cases = [
+        (["--resume", not_a_checkpoint, "--max-steps", "8"], "not a Lightning checkpoint"),
+        (["--resume", ckpt, "--max-steps", "8", "--lr-decay-steps", "16"], "--lr-decay-steps 8"),
+        (["--resume", ckpt, "--max-steps", "4"], "already at step 4"),
+        (["--resume", ckpt, "--max-steps", "8", "--n-layer", "3"], "n_layer 4 (asked: 3)"),
+    ]
+    for extra, needle in cases:
+        capsys.readouterr()
+        assert _train_main(*common, *extra, "--run-name", "again") == 2, extra
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and needle in err[0], (extra, err)
+        assert not (tmp_path / "again").exists()
+    # unset, --lr-decay-steps is the checkpoint's; a change is taken only when asked for
+    assert _train_main(*common, "--resume", ckpt, "--max-steps", "6", "--run-name", "inherits") == 0
+    assert "resumed from step 4" in capsys.readouterr().err
+    cfg = json.loads((tmp_path / "inherits" / "results.json").read_text())["config"]["train"]
+    assert cfg["lr_decay_steps"] == 8
+    assert _train_main(*common, "--resume", ckpt, "--max-steps", "6", "--lr-decay-steps", "16",
+                       "--allow-schedule-change", "--run-name", "changed") == 0
+
+
+def test_a_failed_start_leaves_no_run_directory(data_dir, tmp_path, monkeypatch):
+    import gpt2_lightning.training
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("the accelerator fell over before the first step")
+
+    monkeypatch.setattr(gpt2_lightning.training, "train", broken)
+    with pytest.raises(RuntimeError):
+        _train_main("--data", data_dir, *TRAIN, "--max-steps", "4", "--out", tmp_path, "--run-name", "r")
+    assert not (tmp_path / "r").exists()
 
 
 def _bad_dir(tmp_path, tokens, vocab=256, dtype="uint16"):

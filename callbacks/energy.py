@@ -1,0 +1,314 @@
+"""EnergyCallback: joules per token over a window of steady steps, for any LightningModule.
+
+The rule (the project's timing rule 6): read the energy counters (``callbacks.energy_meters``) at the two ends of a
+window of steady steps, after warm-up, the device synchronised at both ends by the project's one timer
+(``DeviceTimer.wait``), and never once per step. A counter moves about every 100 ms, so a window lasts at least
+``MIN_WINDOW_S``: when the counted steps are shorter, extra steps run until it is long enough. How many is decided from
+step counts and the host clock only (no device wait) at a few checkpoints; with several processes rank 0's clock is
+broadcast, so that every process stops at the same step. The host clock never reads ahead of the device, so the window
+that ends at the closing wait is at least as long as the host measured.
+
+Where the waits and reads land matters to the timings beside them. Put this callback *before* the timing callback:
+the window opens at the end of the last warm-up step, before the timing callback marks that step's end (so the
+warm-up step, never counted, absorbs it); it closes at the first hook after the timer has marked the last window
+step's end (the stage's end, or the next step's start, which then absorbs it and is never counted). Stopping: for
+``fit`` it sets ``trainer.should_stop``; for ``predict``, feed the Trainer ``callback.batches(loader)``, which yields
+batches until the window is done (Lightning fetches one batch ahead: that one batch runs past the window, uncounted).
+With several processes the look at the window's length is a collective, so it waits for the next step's start.
+
+``EnergyWindow`` holds the arithmetic and no Trainer; ``EnergyCallback`` is the thin Lightning side.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable, Iterable, Iterator
+from typing import Any
+
+import lightning as L
+import torch
+from lightning.pytorch.callbacks import Callback
+
+from callbacks import step_records
+from callbacks.energy_meters import EnergyMeter, EnergyUnavailable, meter_for
+from callbacks.timing import DeviceTimer
+
+MIN_WINDOW_S = 2.0  # NVML's counter moves about every 100 ms: over 2 s that read-out step is at most ~5 %
+J_PER_KWH = 3.6e6
+
+
+def energy_figures(joules: float, window_s: float, steps: int, tokens: int, idle_watts: float | None, source: str,
+                   devices: int) -> dict[str, Any]:
+    """The ``energy`` record of results.json from one window's measured totals (every rate from elapsed time)."""
+    return {
+        "joules": joules,
+        # what the work added to an idle board; the board draws idle power anyway (may dip below 0 when noisy)
+        "joules_above_idle": joules - idle_watts * window_s if idle_watts is not None else None,
+        "avg_watts": joules / window_s,
+        "idle_watts": idle_watts,
+        "window_s": window_s,
+        "window_steps": steps,
+        "window_tokens": tokens,
+        "joules_per_token": joules / tokens if tokens > 0 else None,
+        "tokens_per_kwh": tokens / (joules / J_PER_KWH) if joules > 0 else None,
+        "source": source,
+        "devices": devices,
+    }
+
+
+def unavailable(why: str) -> dict[str, str]:
+    return {"unavailable": why}
+
+
+class EnergyWindow:
+    """One window: the counters at its start, the steps and tokens inside it, the counters at its end."""
+
+    def __init__(self, meter: EnergyMeter, min_seconds: float = MIN_WINDOW_S, idle_watts: float | None = None) -> None:
+        self.meter, self.min_seconds, self.idle_watts = meter, min_seconds, idle_watts
+        self.start: tuple[int, ...] | None = None
+        self.t0 = 0.0
+        self.steps = 0
+        self.tokens = 0
+
+    def open(self, now: float) -> None:
+        """Read the counters (raises EnergyUnavailable); ``now`` is the clock right after the device wait."""
+        self.start, self.t0 = self.meter.read(), now
+        self.steps = self.tokens = 0
+
+    def add_step(self, tokens: int) -> None:
+        self.steps += 1
+        self.tokens += tokens
+
+    def more_steps(self, elapsed_s: float) -> int:
+        """Steps still needed for ``min_seconds`` at the rate so far; 0 when the window is long enough."""
+        if elapsed_s >= self.min_seconds:
+            return 0
+        if elapsed_s <= 0 or self.steps == 0:
+            return max(1, self.steps)
+        return max(1, math.ceil(self.steps * (self.min_seconds - elapsed_s) / elapsed_s))
+
+    def close(self, now: float) -> dict[str, Any]:
+        """Read the counters again (raises EnergyUnavailable): the ``energy`` record of this window alone."""
+        end = self.meter.read()
+        window_s = now - self.t0
+        joules = self.meter.joules(self.start, end)
+        return energy_figures(joules, window_s, self.steps, self.tokens, self.idle_watts, self.meter.source,
+                              self.meter.devices)
+
+
+def batch_tokens(batch: Any) -> int:
+    """B x T of a batch's first tensor ((B, T) token ids; a 1-D batch counts one token per sample)."""
+    counts = step_records.batch_tokens(step_records.first_tensor_shape(batch))
+    return counts[0] * counts[1] if counts else 0
+
+
+class EnergyCallback(Callback):
+    """Reads energy counters around a window of steady steps; logs ``energy/*`` and ``power/*`` when it closes.
+
+    Args:
+        warmup_steps: steps (optimizer steps in fit, batches in predict) before the window opens.
+        counted_steps: steps the window holds at least (the timed ones); it runs on past them if it is too short.
+        min_window_s: shortest window, in seconds.
+        idle_watts: idle draw of the run's devices, measured beforehand; None leaves ``joules_above_idle`` null.
+        meter: the counters to read; default NVML for a CUDA root device, RAPL for the CPU.
+        stop: end the stage once the window has closed (a profile); False to measure one window inside a longer run.
+        clock: the host clock (tests pass a scripted one).
+
+    After the stage, ``result`` is the ``energy`` record: figures, or ``{"unavailable": why}``.
+    """
+
+    def __init__(self, warmup_steps: int = 2, counted_steps: int = 5, min_window_s: float = MIN_WINDOW_S,
+                 idle_watts: float | None = None, meter: EnergyMeter | None = None, stop: bool = True,
+                 clock: Callable[[], float] = time.perf_counter) -> None:
+        if warmup_steps < 0 or counted_steps < 1 or min_window_s <= 0:
+            raise ValueError("warmup_steps must be >= 0, counted_steps >= 1 and min_window_s > 0")
+        self.warmup_steps, self.counted_steps, self.min_window_s = warmup_steps, counted_steps, min_window_s
+        self.idle_watts, self.meter, self.stop, self.clock = idle_watts, meter, stop, clock
+        self.result: dict[str, Any] | None = None
+        self._reset()
+
+    def _reset(self) -> None:
+        self.result = None
+        self._window: EnergyWindow | None = None
+        self._timer: DeviceTimer | None = None
+        self._steps = 0  # steps finished in this stage
+        self._first_global_step = self._last_global_step = 0
+        self._pending_tokens = 0
+        self._checkpoint = self.warmup_steps + self.counted_steps
+        self._evaluate_next = False  # several processes: look at the next hook, where a collective costs no timing
+        self._close_next = False  # the window is long enough: close it at the next hook (after the timer's marks)
+        self._stop_requested = False
+
+    # ------------------------------------------------------------------ public
+    @property
+    def done(self) -> bool:
+        """Has the stage run every step this callback needs (the window closed, or no window can be measured)?"""
+        return self._stop_requested
+
+    def batches(self, loader: Iterable[Any]) -> Iterator[Any]:
+        """``loader``'s batches, round and round, until the window is done: the predict data of a profile.
+
+        Without a window to fill (energy unavailable) exactly warm-up + counted batches are yielded."""
+        needed = self.warmup_steps + self.counted_steps
+        yielded = 0
+        while True:
+            before = yielded
+            for batch in loader:
+                if self.done or (yielded >= needed and self._window is None and self.result is not None):
+                    return
+                yield batch
+                yielded += 1
+            if yielded == before:  # an empty loader: nothing to go round
+                return
+
+    # ------------------------------------------------------------------ Lightning hooks
+    def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
+        from callbacks.phase_timing import PhaseTimingCallback
+
+        mine = trainer.callbacks.index(self)
+        if any(isinstance(c, PhaseTimingCallback) for c in trainer.callbacks[:mine]):
+            raise ValueError("EnergyCallback must come before PhaseTimingCallback in the Trainer's callbacks, so that "
+                             "its device waits and counter reads fall in uncounted steps")
+        self._reset()
+        self._timer = DeviceTimer(trainer.strategy.root_device)
+        if self.meter is None:
+            self.meter = meter_for(trainer.strategy.root_device)
+
+    def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self._first_global_step = self._last_global_step = trainer.global_step  # a resumed fit starts past 0
+
+    def on_train_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if self.warmup_steps == 0 and self._steps == 0 and self.result is None and self._window is None:
+            self._open(trainer)
+
+    def on_train_batch_start(self, trainer: L.Trainer, pl_module: L.LightningModule, batch: Any, batch_idx: int) -> None:
+        self._batch_start(trainer, batch)
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        if trainer.global_step != self._last_global_step:  # an optimizer step ended (not a micro-batch)
+            self._last_global_step = trainer.global_step
+            self._step_end(trainer, trainer.global_step - self._first_global_step)
+
+    def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self._stage_end(trainer)
+
+    def on_predict_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if self.warmup_steps == 0 and self._steps == 0 and self.result is None and self._window is None:
+            self._open(trainer)
+
+    def on_predict_batch_start(self, trainer, pl_module, batch, batch_idx, dataloader_idx=0) -> None:
+        self._batch_start(trainer, batch)
+
+    def on_predict_batch_end(self, trainer, pl_module, outputs, batch, batch_idx, dataloader_idx=0) -> None:
+        self._step_end(trainer, self._steps + 1)
+
+    def on_predict_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self._stage_end(trainer)
+
+    # ------------------------------------------------------------------ the window
+    def _batch_start(self, trainer: L.Trainer, batch: Any) -> None:
+        if self._evaluate_next:
+            self._evaluate(trainer)
+        if self._close_next:
+            self._close(trainer)
+        self._pending_tokens += batch_tokens(batch)
+
+    def _step_end(self, trainer: L.Trainer, steps: int) -> None:
+        self._steps = steps
+        tokens, self._pending_tokens = self._pending_tokens, 0
+        if self._window is not None:
+            self._window.add_step(tokens)
+        elif self.result is None and steps >= self.warmup_steps:
+            self._open(trainer)
+        if steps < self.warmup_steps + self.counted_steps:
+            return
+        if self._window is not None:
+            if steps >= self._checkpoint and not self._close_next:
+                if trainer.world_size == 1:
+                    self._evaluate(trainer)  # the host clock only: nothing here delays the step being timed
+                else:
+                    self._evaluate_next = True  # the broadcast waits for the device: not before the timer's mark
+        elif not self._stop_requested:  # no window to fill: stop with the counted steps
+            self._request_stop(trainer)
+
+    def _open(self, trainer: L.Trainer) -> None:
+        self._timer.wait()  # the window starts with the device idle: nothing from warm-up inside it
+        window = EnergyWindow(self.meter, self.min_window_s, self.idle_watts)
+        try:
+            window.open(self.clock())
+        except EnergyUnavailable as e:
+            self.result = unavailable(str(e))
+            return
+        self._window = window
+
+    def _evaluate(self, trainer: L.Trainer) -> None:
+        """Decide whether the window is long enough, else plan the step of the next look; the same on every rank."""
+        self._evaluate_next = False
+        elapsed = trainer.strategy.broadcast(self.clock() - self._window.t0, src=0)
+        more = self._window.more_steps(elapsed)
+        if more:
+            self._checkpoint = self._steps + more
+            return
+        self._close_next = True
+        self._request_stop(trainer)
+
+    def _close(self, trainer: L.Trainer) -> None:
+        self._close_next = False
+        window, self._window = self._window, None
+        self._timer.wait()  # the window ends with every queued kernel finished: their energy is inside it
+        now = self.clock()
+        try:
+            mine: dict[str, Any] = window.close(now)
+        except EnergyUnavailable as e:
+            mine = unavailable(str(e))
+        self.result = _across_ranks(mine)
+        self._log(trainer)
+
+    def _stage_end(self, trainer: L.Trainer) -> None:
+        if self._window is not None:
+            self._close(trainer)
+            window_s = self.result.get("window_s")
+            if window_s is not None and window_s < self.min_window_s:
+                self.result = unavailable(
+                    f"window too short: the stage ended after {window_s:.2f} s ({self.result['window_steps']} "
+                    f"steps); energy needs >= {self.min_window_s:g} s (the counters move about every 100 ms)")
+        elif self.result is None:
+            self.result = unavailable("the stage ended before the warm-up steps were done")
+
+    def _request_stop(self, trainer: L.Trainer) -> None:
+        self._stop_requested = True
+        if self.stop and trainer.training:
+            trainer.should_stop = True  # Lightning finishes the step under way, then leaves fit
+
+    def _log(self, trainer: L.Trainer) -> None:
+        r = self.result
+        if "unavailable" in r:
+            return
+        names = {"joules": "energy/joules", "joules_above_idle": "energy/joules_above_idle",
+                 "joules_per_token": "energy/joules_per_token", "tokens_per_kwh": "energy/tokens_per_kwh",
+                 "window_s": "energy/window_s", "avg_watts": "power/avg_watts", "idle_watts": "power/idle_watts"}
+        metrics = {tag: float(r[key]) for key, tag in names.items() if r.get(key) is not None}
+        for logger in trainer.loggers:
+            logger.log_metrics(metrics, step=self._steps)
+
+
+def _across_ranks(mine: dict[str, Any]) -> dict[str, Any]:
+    """Every rank's window, added up (one collective, at the window's end); this rank's alone when it runs alone."""
+    if not (torch.distributed.is_available() and torch.distributed.is_initialized()):
+        return mine
+    world = torch.distributed.get_world_size()
+    if world == 1:
+        return mine
+    gathered: list[Any] = [None] * world
+    torch.distributed.all_gather_object(gathered, mine)
+    for rank, r in enumerate(gathered):
+        if "unavailable" in r:
+            return unavailable(f"rank {rank}: {r['unavailable']}")
+    idle = [r["idle_watts"] for r in gathered]
+    return energy_figures(
+        joules=sum(r["joules"] for r in gathered), window_s=max(r["window_s"] for r in gathered),
+        steps=gathered[0]["window_steps"], tokens=sum(r["window_tokens"] for r in gathered),
+        idle_watts=sum(idle) if all(i is not None for i in idle) else None, source=gathered[0]["source"],
+        devices=sum(r["devices"] for r in gathered),
+    )

@@ -1,0 +1,169 @@
+"""What a timed step is made of: the marks set while it ran, and the record they resolve into.
+
+A step's marks form one timeline: each mark opens a phase that runs until the next mark, so the phases of a step
+partition it exactly and nothing is counted twice. With gradient accumulation one optimizer step holds the marks of
+all its micro-batches, so ``data``, ``forward`` and ``backward`` are summed over them and ``optimizer`` appears once.
+Nothing here knows about Lightning; ``callbacks.phase_timing`` sets the marks from Lightning's hooks.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+
+from callbacks.timing import DeviceTimer, Mark
+
+# the phase each mark opens (None: time that belongs to no phase, e.g. Lightning's bookkeeping between hooks)
+OPENS_AUTOMATIC: dict[str, str | None] = {
+    "data_start": "data",  # waiting for the batch and moving it to the device
+    "batch_start": "forward",  # training_step (and zero_grad, which Lightning runs inside the closure)
+    "backward_start": "backward",
+    "backward_end": None,
+    "optimizer_start": "optimizer",  # the update, gradient clipping included
+    "optimizer_end": None,  # LR schedulers and loop bookkeeping up to the batch end
+    "micro_end": None,  # a micro-batch ended without an optimizer step; its successor's data mark follows
+}
+# manual optimisation: whatever training_step does outside backward and optimizer.step is its forward work
+OPENS_MANUAL = OPENS_AUTOMATIC | {"backward_end": "forward", "optimizer_end": "forward"}
+
+
+@dataclass
+class StepRecord:
+    """One timed step, resolved to milliseconds.
+
+    For training a step is an optimizer step: ``tokens`` and ``micro_batches`` cover every micro-batch of it.
+    """
+
+    stage: str  # "train", "validate", "test" or "predict"
+    step: int  # train: the global optimizer step (Lightning's logging axis); other stages: the batch index
+    warmup: bool
+    phases: dict[str, float]
+    batch_shape: tuple[int, ...] | None = None  # shape of the first micro-batch's first tensor, e.g. (B, T)
+    naive_ms: float | None = None  # host clock around the batch, not waiting for the device (inference only)
+    tokens: int | None = None  # summed over micro-batches, each from its own shape
+    micro_batches: list[tuple[int, ...]] = field(default_factory=list)
+    extra: bool = False  # run after the counted steps (energy windows, diagnosis): never counted
+    index: int = 0  # position among this run's steps of the stage, warm-up included
+    host: dict[str, float] = field(default_factory=dict)  # the same phases on the host clock (CUDA only)
+    caught_up: bool | None = None  # CUDA: the device had finished the previous step when this one started
+
+    @property
+    def counted(self) -> bool:
+        return not self.warmup and not self.extra
+
+
+@dataclass
+class WindowRecord:
+    """Time outside the steps: a checkpoint save or a validation run inside fit."""
+
+    kind: str  # "checkpoint" or "validation"
+    step: int  # the global step it followed
+    ms: float
+
+
+@dataclass
+class PendingStep:
+    """A step whose marks are set but not yet resolved."""
+
+    stage: str
+    step: int
+    index: int
+    warmup: bool
+    extra: bool
+    opens: dict[str, str | None]
+    marks: list[tuple[str, Mark, float | None]] = field(default_factory=list)  # (label, device mark, host time)
+    shapes: list[tuple[int, ...] | None] = field(default_factory=list)
+    naive_start: float | None = None
+    naive_ms: float | None = None
+    caught_up: bool | None = None
+    global_step_at_start: int = 0
+
+    def intervals(self) -> list[tuple[str, Mark, Mark, float | None]]:
+        """(phase, start, end, host ms) of every attributed interval, plus the whole ``step`` for training."""
+        out = []
+        for (label, start, h0), (_, end, h1) in zip(self.marks, self.marks[1:]):
+            phase = self.opens.get(label)
+            if phase is not None:
+                out.append((phase, start, end, None if h0 is None else (h1 - h0) * 1000.0))
+        if self.stage == "train":
+            (_, first, h0), (_, last, h1) = self.marks[0], self.marks[-1]
+            out.append(("step", first, last, None if h0 is None else (h1 - h0) * 1000.0))
+        return out
+
+    def record(self, device_ms: list[float], intervals: list[tuple[str, Mark, Mark, float | None]]) -> StepRecord:
+        phases: dict[str, float] = {}
+        host: dict[str, float] = {}
+        for (phase, _, _, host_ms), ms in zip(intervals, device_ms):
+            phases[phase] = phases.get(phase, 0.0) + ms
+            if host_ms is not None:
+                host[phase] = host.get(phase, 0.0) + host_ms
+        shapes = [s for s in self.shapes if s is not None]
+        counts = [c for c in map(batch_tokens, shapes) if c is not None]
+        tokens = sum(b * t for b, t in counts) if counts else None
+        return StepRecord(
+            stage=self.stage, step=self.step, warmup=self.warmup, phases=phases,
+            batch_shape=shapes[0] if shapes else None, naive_ms=self.naive_ms, tokens=tokens, micro_batches=shapes,
+            extra=self.extra, index=self.index, host=host, caught_up=self.caught_up,
+        )
+
+
+def first_tensor_shape(batch: Any) -> tuple[int, ...] | None:
+    """Shape of the first tensor found in a batch (a tensor, or nested lists, tuples and dicts of them)."""
+    if isinstance(batch, torch.Tensor):
+        return tuple(batch.shape)
+    if isinstance(batch, (list, tuple)):
+        items = batch
+    elif isinstance(batch, dict):
+        items = batch.values()
+    else:
+        return None
+    for item in items:
+        shape = first_tensor_shape(item)
+        if shape is not None:
+            return shape
+    return None
+
+
+def batch_tokens(shape: tuple[int, ...] | None) -> tuple[int, int] | None:
+    """(batch size, sequence length) of a batch shape; a 1-D batch counts one token per sample."""
+    if not shape:
+        return None
+    return (shape[0], shape[1]) if len(shape) >= 2 else (shape[0], 1)
+
+
+
+def resolve(timer: DeviceTimer, pending: list[PendingStep], windows: list[tuple[str, int, Mark, Mark]],
+            fit_marks: list[Mark] | None, wait: bool, at_least: int = 1
+            ) -> tuple[list[StepRecord], list[WindowRecord], float | None]:
+    """Resolve pending steps and windows into records, removing them from the two lists (one device wait at most).
+
+    ``wait=False`` never blocks: only steps whose last mark the device has passed are taken (a prefix, since the
+    device works in order), and only when there are ``at_least`` of them; likewise finished windows.
+    ``fit_marks`` (start, end) adds fit's wall time, resolved in the same go.
+    """
+    if wait:
+        steps, kept_windows = pending[:], windows[:]
+    else:
+        ready = 0
+        while ready < len(pending) and timer.done(pending[ready].marks[-1][1]):
+            ready += 1
+        steps = pending[:ready] if ready >= at_least else []
+        kept_windows = [w for w in windows if timer.done(w[3])]
+    del pending[:len(steps)]
+    windows[:] = [w for w in windows if not any(w is k for k in kept_windows)]
+    if not steps and not kept_windows and fit_marks is None:
+        return [], [], None
+    per_step = [p.intervals() for p in steps]
+    pairs = [(s, e) for ivs in per_step for _, s, e, _ in ivs] + [(s, e) for _, _, s, e in kept_windows]
+    if fit_marks is not None:
+        pairs.append((fit_marks[0], fit_marks[1]))
+    values = timer.resolve(pairs, wait=wait)
+    fit_ms = values.pop() if fit_marks is not None else None
+    records, at = [], 0
+    for p, ivs in zip(steps, per_step):
+        records.append(p.record(values[at:at + len(ivs)], ivs))
+        at += len(ivs)
+    done_windows = [WindowRecord(kind, step, ms) for (kind, step, _, _), ms in zip(kept_windows, values[at:])]
+    return records, done_windows, fit_ms

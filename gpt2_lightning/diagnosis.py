@@ -1,0 +1,195 @@
+"""The verdict: what the measured figures say to try next, in one to three sentences. No Trainer in here.
+
+Every rule lives in this module, each threshold is a named constant, and each sentence quotes the figure it rests on.
+Inputs are a trace analysis (``trace_analysis.analyze_trace``), the *un-profiled* median step of the same run
+(profiling slows the host, not the kernels: kernel time from the trace over the real step is the honest busy share)
+and, when the run has them, its phases (for the data share), the host block (host-clock phases and how often the GPU
+caught up with the host) and its MFU.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+# ------------------------------------------------------------------------------------------------ thresholds
+LAUNCH_BOUND_IDLE_PCT = 15.0  # GPU idle for at least this share of the step: the host does not keep it fed
+COPY_CAST_PCT = 15.0  # casts and copies at least this share of kernel (or CPU operator) time
+DATA_WAIT_PCT = 10.0  # the data phase at least this share of the step
+COMMUNICATION_PCT = 10.0  # communication kernels at least this share of kernel time
+COMM_OVERLAP_LOW_PCT = 50.0  # less than this share of communication hidden under compute: worth overlapping more
+MATMUL_DOMINANT_PCT = 50.0  # matmuls at least this share of kernel time ...
+MATMUL_BUSY_PCT = 85.0  # ... and the GPU busy at least this share of the step: it does the right work
+MAX_SENTENCES = 3
+
+
+@dataclass
+class Evidence:
+    """What the rules may look at; any of it may be missing (None)."""
+
+    analysis: dict[str, Any]
+    step_ms: float | None = None  # un-profiled median step (train) or forward pass (inference)
+    phases: dict[str, Any] | None = None  # results.json phases: {phase: STATS}
+    host: dict[str, Any] | None = None  # {"phases": {phase: STATS}, "gpu_caught_up_steps": K, "counted_steps": N}
+    mfu_pct: float | None = None
+    step_is_profiled: bool = False  # the step times came from profiled steps: too slow on the host to judge by
+    precision: str | None = None  # the run's --precision, when known
+
+    @property
+    def step_times_usable(self) -> bool:
+        return not self.step_is_profiled
+
+    @property
+    def busy_pct(self) -> float | None:
+        return busy_pct(self.analysis, self.step_ms) if self.step_times_usable else None
+
+    def category(self, name: str) -> dict[str, float]:
+        return self.analysis.get("categories", {}).get(name, {"ms_per_step": 0.0, "pct": 0.0})
+
+    @property
+    def time_of(self) -> str:
+        """What category shares are shares of."""
+        return "kernel time" if self.analysis.get("kind") == "gpu" else "CPU operator time"
+
+
+@dataclass
+class Finding:
+    weight_ms: float  # time per step at stake: the larger, the earlier the sentence
+    sentence: str
+
+
+def busy_pct(analysis: dict[str, Any], step_ms: float | None) -> float | None:
+    """GPU busy time per step over the un-profiled median step, in percent; None without a GPU or a step time."""
+    busy = analysis.get("gpu_busy_ms_per_step")
+    if busy is None or not step_ms or step_ms <= 0:
+        return None
+    return 100.0 * busy / step_ms
+
+
+def _ms(value: float) -> str:
+    return f"{value:.1f} ms" if value >= 10 else f"{value:.2f} ms"
+
+
+# ------------------------------------------------------------------------------------------------ the rules
+def launch_bound(e: Evidence) -> Finding | None:
+    busy = e.busy_pct
+    if busy is None or 100.0 - busy < LAUNCH_BOUND_IDLE_PCT:
+        return None
+    idle = 100.0 - busy
+    caught = ""
+    if e.host and e.host.get("counted_steps"):
+        caught = (f"; it caught up with the host in {e.host.get('gpu_caught_up_steps', 0)} of "
+                  f"{e.host['counted_steps']} counted steps")
+    return Finding(
+        idle / 100.0 * e.step_ms,
+        f"The GPU is idle {idle:.0f}% of the {_ms(e.step_ms)} step (its kernels keep it busy "
+        f"{_ms(e.analysis['gpu_busy_ms_per_step'])}){caught}: the host does not queue work fast enough; "
+        f"try --compile, a larger --batch-size, or CUDA graphs.",
+    )
+
+
+def copy_cast(e: Evidence) -> Finding | None:
+    cat = e.category("copy_cast")
+    if cat["pct"] < COPY_CAST_PCT:
+        return None
+    fused = "--compile, which fuses them into the kernels around them"
+    if e.precision is None:  # a trace alone: both causes
+        advice = (f"under mixed precision autocast re-casts the fp32 weights every step (keep them in bf16: "
+                  f"--precision bf16-true); layout copies (.contiguous() after a transpose) and casts alike go with "
+                  f"{fused}")
+    elif "mixed" in e.precision:
+        advice = (f"autocast ({e.precision}) re-casts the fp32 weights every step; keep the weights in bf16 "
+                  f"(--precision bf16-true) or use {fused}")
+    else:
+        advice = f"with {e.precision} there is no autocast, so these are layout copies and conversions; try {fused}"
+    return Finding(
+        cat["ms_per_step"],
+        f"Casts and copies take {cat['pct']:.0f}% of {e.time_of} ({_ms(cat['ms_per_step'])} per step): {advice}.",
+    )
+
+
+def data_wait(e: Evidence) -> Finding | None:
+    if not e.step_times_usable:
+        return None
+    phases = e.phases or {}
+    data = (phases.get("data") or {}).get("median_ms")
+    step = (phases.get("step") or {}).get("median_ms") or e.step_ms
+    if data is None or not step:
+        return None
+    share = 100.0 * data / step
+    if share < DATA_WAIT_PCT:
+        return None
+    return Finding(
+        data,
+        f"Waiting for data takes {share:.0f}% of each step ({_ms(data)} of {_ms(step)}): give the DataLoader "
+        f"worker processes (num_workers) and pinned memory (pin_memory=True) so batches are ready when a step ends.",
+    )
+
+
+def communication(e: Evidence) -> Finding | None:
+    cat = e.category("communication")
+    if cat["pct"] < COMMUNICATION_PCT:
+        return None
+    comm = e.analysis.get("communication") or {}
+    overlapped = comm.get("overlapped_pct")
+    exposed = cat["ms_per_step"] - comm.get("overlapped_ms_per_step", 0.0)
+    overlap_s = "" if overlapped is None else f", {overlapped:.0f}% of it overlapped with compute"
+    advice = ("overlap it with the backward pass (DDP's gradient buckets, bucket_cap_mb) or communicate less often "
+              "(gradient accumulation)" if overlapped is None or overlapped < COMM_OVERLAP_LOW_PCT
+              else "most of it is hidden already; fewer or smaller collectives (gradient accumulation) would help")
+    return Finding(
+        exposed,
+        f"Communication (NCCL) takes {cat['pct']:.0f}% of kernel time ({_ms(cat['ms_per_step'])} per step"
+        f"{overlap_s}): {advice}.",
+    )
+
+
+def matmul_busy(e: Evidence) -> Finding | None:
+    busy, cat = e.busy_pct, e.category("matmul")
+    if busy is None or busy < MATMUL_BUSY_PCT or cat["pct"] < MATMUL_DOMINANT_PCT:
+        return None
+    mfu = "" if e.mfu_pct is None else f" (now {e.mfu_pct:.0f}%)"
+    return Finding(
+        0.0,  # good news comes last
+        f"Matmuls take {cat['pct']:.0f}% of kernel time and the GPU is busy {busy:.0f}% of the step: it is doing "
+        f"the right work, so the figure to watch is MFU{mfu}; larger matmuls (batch, width) or a faster precision "
+        f"raise it.",
+    )
+
+
+RULES: tuple[Callable[[Evidence], Finding | None], ...] = (launch_bound, copy_cast, data_wait, communication,
+                                                           matmul_busy)
+
+
+def _nothing_fired(e: Evidence) -> str:
+    cats = e.analysis.get("categories", {})
+    top = max(cats, key=lambda k: cats[k]["pct"]) if cats else None
+    top_s = "" if top is None else f"; the largest category, {top}, takes {cats[top]['pct']:.0f}% of {e.time_of}"
+    busy = e.busy_pct
+    busy_s = "" if busy is None else f"the GPU is busy {busy:.0f}% of the {_ms(e.step_ms)} step"
+    return f"No rule fired: {busy_s or 'no single cause stands out'}{top_s}."
+
+
+def verdict(e: Evidence) -> list[str]:
+    """One to three sentences, the weightiest first; each quotes its figure."""
+    findings = [f for f in (rule(e) for rule in RULES) if f is not None]
+    findings.sort(key=lambda f: f.weight_ms, reverse=True)
+    return [f.sentence for f in findings[:MAX_SENTENCES]] or [_nothing_fired(e)]
+
+
+PROFILED_STEP_NOTE = ("the counted steps ran under a profiler, which slows the host: the busy share and the rules that "
+                      "judge step times are left out; run without --profiler for them")
+
+
+def diagnose(analysis: dict[str, Any], step_ms: float | None = None, phases: dict[str, Any] | None = None,
+             host: dict[str, Any] | None = None, mfu_pct: float | None = None, step_is_profiled: bool = False,
+             precision: str | None = None) -> dict[str, Any]:
+    """The analysis with ``step_ms``, ``busy_pct`` and ``verdict`` added, only with a step time to judge against."""
+    out = dict(analysis)
+    if step_ms:
+        e = Evidence(analysis, step_ms, phases, host, mfu_pct, step_is_profiled, precision)
+        out.update(step_ms=step_ms, busy_pct=e.busy_pct, verdict=verdict(e))
+        if step_is_profiled:
+            out["note"] = PROFILED_STEP_NOTE
+    return out

@@ -1,0 +1,88 @@
+"""Every GPU experiment diagnoses itself: a few more steps of the already-built module under torch.profiler, after the
+counted ones and never counted, and the verdict made from their trace against the *un-profiled* step.
+
+On a GPU, a second short Trainer run (``fit`` for train, ``predict`` for inference) of one profiler warm-up step and
+``--diagnose-steps`` recorded ones reuses the module the timed run built and trained; its trace is deleted once read
+unless ``--keep-trace`` or ``--profiler pytorch`` asked for traces. On a CPU, a run with ``--profiler pytorch`` is
+diagnosed from the trace Lightning's profiler already wrote over the counted steps (by CPU operator self time), with no
+extra steps; other CPU runs get no diagnosis.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+
+from gpt2_lightning.diagnosis import diagnose
+from gpt2_lightning.experiments import make_datamodule, make_trainer, resolve_device
+from gpt2_lightning.profile_config import ProfileConfig
+from gpt2_lightning.profilers import ProfilerStepCallback, kernel_profiler
+from gpt2_lightning.trace_analysis import TraceError, analyze_trace
+
+PROFILER_WARMUP_STEPS = 1  # traced, then dropped: the tracer's start-up lands in it, not in a recorded step
+
+
+def diagnosis_trace_path(run_dir: Path, experiment: str, rank: int = 0) -> Path:
+    suffix = f"-rank{rank}" if rank else ""
+    return run_dir / f"diagnosis-{experiment}{suffix}.pt.trace.json.gz"
+
+
+def profile_extra_steps(cfg: ProfileConfig, module: L.LightningModule, stage: str, run_dir: Path,
+                        experiment: str) -> Path:
+    """Run PROFILER_WARMUP_STEPS + cfg.diagnose_steps uncounted steps of ``module`` under torch.profiler; the trace."""
+    n = PROFILER_WARMUP_STEPS + cfg.diagnose_steps
+    data = make_datamodule(cfg, n)
+    # no timing callbacks, no logger, no Lightning profiler: nothing of these steps is counted or logged
+    overrides: dict[str, Any] = {"max_steps": n} if stage == "train" else {}
+    trainer = make_trainer(cfg, [], enable_progress_bar=False, **overrides)
+    path = diagnosis_trace_path(run_dir, experiment, trainer.global_rank)
+    cuda = resolve_device(cfg.accelerator).type == "cuda"
+    with kernel_profiler(path, cfg.diagnose_steps, cuda=cuda, warmup=PROFILER_WARMUP_STEPS) as prof:
+        trainer.callbacks.insert(0, ProfilerStepCallback(prof))
+        if stage == "train":
+            trainer.fit(module, datamodule=data)
+        else:
+            trainer.predict(module, datamodule=data, return_predictions=False)
+    return path
+
+
+def _step_ms(result: dict[str, Any], stage: str) -> float | None:
+    return (result.get("phases", {}).get("step" if stage == "train" else "forward") or {}).get("median_ms")
+
+
+def diagnose_experiment(cfg: ProfileConfig, run_dir: Path, experiment: str, stage: str, module: L.LightningModule,
+                        result: dict[str, Any]) -> dict[str, Any] | None:
+    """The ``diagnosis`` block of one experiment, or None when this run gets none (see the module's docstring).
+
+    A failure here never costs the experiment its measured figures: it is reported as ``{"error": ...}``.
+    """
+    cuda = resolve_device(cfg.accelerator).type == "cuda"
+    lightning_traces = [run_dir / t for t in result.get("traces", [])]
+    if cfg.no_diagnose or (not cuda and not lightning_traces):
+        return None
+    start = time.perf_counter()
+    extra_steps = 0
+    try:
+        if cuda:
+            path = profile_extra_steps(cfg, module, stage, run_dir, experiment)
+            keep, extra_steps = cfg.keep_trace or cfg.profiler == "pytorch", cfg.diagnose_steps
+        else:
+            path, keep = lightning_traces[0], True
+        analysis = analyze_trace(path)
+    except (TraceError, RuntimeError, OSError) as e:  # a profiler or trace problem: the measured figures still stand
+        message = str(e).splitlines()[0] if str(e) else type(e).__name__
+        print(f"profile.py: {experiment}: diagnosis failed: {message}", file=sys.stderr, flush=True)
+        return {"error": message}
+    profiled_run = cfg.profiler != "none"  # the counted steps themselves ran under a profiler: slowed on the host
+    out = diagnose(analysis, step_ms=_step_ms(result, stage), phases=result.get("phases"), host=result.get("host"),
+                   mfu_pct=(result.get("throughput") or {}).get("mfu_pct"), step_is_profiled=profiled_run,
+                   precision=cfg.precision)
+    out.update(trace=path.name, trace_file=path.name if keep else None, extra_steps=extra_steps,
+               extra_wall_s=time.perf_counter() - start)
+    if not keep:
+        path.unlink(missing_ok=True)
+    return out
