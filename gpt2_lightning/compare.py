@@ -12,10 +12,10 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from gpt2_lightning.costs import projection_line
-from gpt2_lightning.noise import instability_lines
+from gpt2_lightning.costs import fmt_energy_per_token, fmt_usd, projection_line
+from gpt2_lightning.noise import MIN_STEPS_TO_JUDGE, instability_lines
 from gpt2_lightning.plots import plot_comparison
-from gpt2_lightning.report import format_comparison, render_table
+from gpt2_lightning.report import fmt_ms, fmt_range, fmt_rate, fmt_speedup, render_table
 from gpt2_lightning.results import RunResults, atomic_write_text, compare, run_label
 
 
@@ -38,6 +38,62 @@ def labels_for(runs: list[dict[str, Any]], paths: list[str]) -> list[str]:
     if len(set(labels)) < len(labels):
         labels = [f"{d.parent.name}/{label}" if labels.count(label) > 1 else label for d, label in zip(dirs, labels)]
     return [f"{i + 1}. {label}" if labels.count(label) > 1 else label for i, label in enumerate(labels)]
+
+
+# ---------------------------------------------------------------------------------------------------- the table
+def _value(row: dict[str, Any], v: float | None) -> str:
+    if row["unit"] == "J":
+        return fmt_energy_per_token(v)
+    if row["unit"] == "$":
+        return fmt_usd(v)
+    return fmt_ms(v) if row["unit"] == "ms" else (fmt_rate(v) if v is not None else "-")
+
+
+def _cell(row: dict[str, Any], i: int) -> str:
+    """A run's figure with its p10-p90 range: 12.5 ms [11.9-13.4 ms]."""
+    text = _value(row, row["values"][i])
+    rng = row.get("ranges", [None] * len(row["values"]))[i]
+    if rng is not None:
+        text += f" [{fmt_range(_value(row, rng[0]), _value(row, rng[1]))}]"
+    return text
+
+
+def _ratio_cell(row: dict[str, Any], i: int) -> str:
+    """A speed-up with its range and noise judgement: 3.28x [2.90x-3.61x] beyond noise, or ... ≈ within noise."""
+    s = row["speedups"][i]
+    if s is None:
+        return "-"
+    rng = row.get("speedup_ranges", [None] * len(row["values"]))[i]
+    noise = row.get("noise", [None] * len(row["values"]))[i]
+    text = fmt_speedup(s)
+    if rng is not None:
+        text += f" [{fmt_range(fmt_speedup(rng[0]), fmt_speedup(rng[1]))}]"
+    if noise == "within noise":
+        return text + " ≈ within noise"
+    if noise:
+        return f"{text} {noise}"
+    if not row.get("has_spread", True):
+        return text  # measured once per run (energy over one window, cost): no spread to judge by
+    return f"{text} (not judged: under {MIN_STEPS_TO_JUDGE} steps)"
+
+
+def format_comparison(labels: list[str], rows: list[dict[str, Any]], markdown: bool = False) -> str:
+    """The comparison table: one row per figure; each run's figure [p10-p90], then each later run's speed-up over
+    the first [its range] and whether it is beyond the runs' noise (gpt2_lightning.noise)."""
+    header = ["figure", labels[0]]
+    for label in labels[1:]:
+        header += [label, f"{label} vs {labels[0]}"]
+    body = []
+    for r in rows:
+        line = [r["label"].strip() if markdown else r["label"], _cell(r, 0)]
+        for i in range(1, len(labels)):
+            line += [_cell(r, i), _ratio_cell(r, i)]
+        body.append(line)
+    note = ("Times are medians of the counted steps, [p10-p90] their spread; rates are over the median step. "
+            "Nx: speed-up over the first run (above 1 is faster; energy and $ rows: uses less), [its range when "
+            "each run's step is anywhere in its p10-p90]; '≈ within noise' when that range holds 1, i.e. the runs' "
+            "p10-p90 ranges overlap.")
+    return render_table(header, body, markdown) + "\n\n" + note
 
 
 # ------------------------------------------------------------------------------------------- settings that differ

@@ -1,13 +1,14 @@
-"""Human-readable views of results: the console summary, report.md and the comparison table (plots: plots.py)."""
+"""Human-readable views of results: the console summary, report.md and the formatting they share with the comparison
+(compare.py) and the plots (plots.py)."""
 
 from __future__ import annotations
 
 from typing import Any
 
-from gpt2_lightning.costs import fmt_energy_per_token, fmt_usd, summary_lines
+from gpt2_lightning.costs import summary_lines
 from gpt2_lightning.diagnosis_report import markdown as diagnosis_markdown
 from gpt2_lightning.diagnosis_report import summary_lines as diagnosis_summary_lines
-from gpt2_lightning.noise import MIN_STEPS_TO_JUDGE, instability_lines
+from gpt2_lightning.noise import instability_lines
 
 PHASE_ORDER = ("init", "init_model", "init_optimizer", "data", "forward", "backward", "optimizer", "step")
 
@@ -264,42 +265,6 @@ def fmt_range(low: str, high: str) -> str:
     return f"{low}-{high}"
 
 
-def _value(row: dict[str, Any], v: float | None) -> str:
-    if row["unit"] == "J":
-        return fmt_energy_per_token(v)
-    if row["unit"] == "$":
-        return fmt_usd(v)
-    return fmt_ms(v) if row["unit"] == "ms" else (fmt_rate(v) if v is not None else "-")
-
-
-def _cell(row: dict[str, Any], i: int) -> str:
-    """A run's figure with its p10-p90 range: 12.5 ms [11.9-13.4 ms]."""
-    text = _value(row, row["values"][i])
-    rng = row.get("ranges", [None] * len(row["values"]))[i]
-    if rng is not None:
-        text += f" [{fmt_range(_value(row, rng[0]), _value(row, rng[1]))}]"
-    return text
-
-
-def _ratio_cell(row: dict[str, Any], i: int) -> str:
-    """A speed-up with its range and noise judgement: 3.28x [2.90x-3.61x] beyond noise, or ... ≈ within noise."""
-    s = row["speedups"][i]
-    if s is None:
-        return "-"
-    rng = row.get("speedup_ranges", [None] * len(row["values"]))[i]
-    noise = row.get("noise", [None] * len(row["values"]))[i]
-    text = fmt_speedup(s)
-    if rng is not None:
-        text += f" [{fmt_range(fmt_speedup(rng[0]), fmt_speedup(rng[1]))}]"
-    if noise == "within noise":
-        return text + " ≈ within noise"
-    if noise:
-        return f"{text} {noise}"
-    if not row.get("has_spread", True):
-        return text  # measured once per run (energy over one window, cost): no spread to judge by
-    return f"{text} (not judged: under {MIN_STEPS_TO_JUDGE} steps)"
-
-
 def render_table(header: list[str], body: list[list[str]], markdown: bool = False, numbers: bool = True) -> str:
     """Labels in the first column (left-aligned), figures in the rest (right-aligned, or left with numbers=False):
     console text or markdown."""
@@ -314,22 +279,3 @@ def render_table(header: list[str], body: list[list[str]], markdown: bool = Fals
 
     lines = [line(row) for row in body]
     return "\n".join([line(header), "-" * max(map(len, [line(header), *lines])), *lines])
-
-
-def format_comparison(labels: list[str], rows: list[dict[str, Any]], markdown: bool = False) -> str:
-    """The comparison table: one row per figure; each run's figure [p10-p90], then each later run's speed-up over
-    the first [its range] and whether it is beyond the runs' noise (gpt2_lightning.noise)."""
-    header = ["figure", labels[0]]
-    for label in labels[1:]:
-        header += [label, f"{label} vs {labels[0]}"]
-    body = []
-    for r in rows:
-        line = [r["label"].strip() if markdown else r["label"], _cell(r, 0)]
-        for i in range(1, len(labels)):
-            line += [_cell(r, i), _ratio_cell(r, i)]
-        body.append(line)
-    note = ("Times are medians of the counted steps, [p10-p90] their spread; rates are over the median step. "
-            "Nx: speed-up over the first run (above 1 is faster; energy and $ rows: uses less), [its range when "
-            "each run's step is anywhere in its p10-p90]; '≈ within noise' when that range holds 1, i.e. the runs' "
-            "p10-p90 ranges overlap.")
-    return render_table(header, body, markdown) + "\n\n" + note

@@ -18,7 +18,7 @@ from gpt2_lightning.results import ResultsError
 
 
 def main(argv=None) -> int:
-    from gpt2_lightning.cli import HelpFormatter, prog_name, with_suggestion
+    from gpt2_lightning.cli_args import HelpFormatter, prog_name, with_suggestion
 
     prog = prog_name("scripts/compare.py")
     parser = argparse.ArgumentParser(prog=prog, description=__doc__.split("\n\n")[1],

@@ -16,7 +16,8 @@ import pytest
     ("", "DEFAULT"),
 ])
 def test_usage_names_the_command_as_called(monkeypatch, argv0, expected):
-    from gpt2_lightning.cli import build_parser, prog_name
+    from gpt2_lightning.cli import build_parser
+    from gpt2_lightning.cli_args import prog_name
 
     monkeypatch.setattr(sys, "argv", [argv0])
     assert prog_name("DEFAULT") == expected
@@ -70,7 +71,7 @@ def test_a_typo_gets_the_nearest_flag(capsys, argv, hint):
 def test_nothing_near_gets_no_guess():
     import argparse
 
-    from gpt2_lightning.cli import with_suggestion
+    from gpt2_lightning.cli_args import with_suggestion
 
     parser = argparse.ArgumentParser()
     parser.add_argument("--steps")

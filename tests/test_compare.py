@@ -60,7 +60,7 @@ def test_one_distribution_is_rarely_called_different():
 
 
 def test_clearly_different_runs_give_a_ratio_beyond_noise():
-    from gpt2_lightning.report import format_comparison
+    from gpt2_lightning.compare import format_comparison
     from gpt2_lightning.results import compare
 
     rows = compare([run(draws(1, mean=130.0, sd=2.0)), run(draws(2, mean=100.0, sd=2.0))])
@@ -77,7 +77,7 @@ def test_clearly_different_runs_give_a_ratio_beyond_noise():
 
 
 def test_within_noise_is_marked_in_the_table():
-    from gpt2_lightning.report import format_comparison
+    from gpt2_lightning.compare import format_comparison
     from gpt2_lightning.results import compare
 
     text = format_comparison(["a", "b"], compare([run(draws(1)), run(draws(2))]))

@@ -161,7 +161,7 @@ def _run(step_ms, jpt, tpk, cpu_or_gpu):
 
 
 def test_compare_shows_the_energy_ratio_beside_the_speed_ratio():
-    from gpt2_lightning.report import format_comparison
+    from gpt2_lightning.compare import format_comparison
     from gpt2_lightning.results import compare
 
     rows = {r["label"].strip(): r for r in compare([_run(4000.0, 0.2, 1.8e7, "cpu"), _run(100.0, 0.004, 9e8, "gpu")])}
