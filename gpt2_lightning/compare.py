@@ -218,4 +218,6 @@ def comparison_title(runs: list[dict[str, Any]], labels: list[str]) -> str:
     model = part(_model)
     device = part(lambda c, e: e.get("device_name"))
     precision = part(lambda c, e: c.get("precision"))
-    return f"{model} · {device} · {precision} · runs: {', '.join(labels)}"
+    others = [name for name, _ in settings_table(runs)[0] if name not in ("model", "device", "precision")]
+    differ = f" · also differ: {', '.join(others)}" if others else ""
+    return f"{model} · {device} · {precision} · runs: {', '.join(labels)}{differ}"

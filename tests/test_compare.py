@@ -162,3 +162,13 @@ def test_compare_script_end_to_end(tmp_path):
     assert f"{ratio:.0f}x [" in step and "beyond noise" in step
     md = (out / "comparison.md").read_text()
     assert "## Settings that differ" in md and "| device | cpu: AMD EPYC | cuda: NVIDIA H100 |" in md
+
+
+def test_comparison_title_names_what_differs():
+    from gpt2_lightning.compare import comparison_title
+
+    a = run(draws(1), "a", device=("cpu", "AMD EPYC"))
+    b = run(draws(2), "b", device=("cuda", "NVIDIA H100"), profiler="pytorch")
+    assert comparison_title([a, b], ["a", "b"]) == ("gpt2 · AMD EPYC vs NVIDIA H100 · 32-true · runs: a, b · "
+                                                    "also differ: profiler")
+
