@@ -15,21 +15,25 @@ import sys
 import warnings
 from pathlib import Path
 
+from gpt2_lightning.cli_args import HelpFormatter, UsageError, prog_name, raise_usage_errors
 from gpt2_lightning.profile_config import ConfigError, ProfileConfig
 
 EXIT_FAILED = 1  # an experiment failed (the others ran and were saved) or an unexpected error
 EXIT_BAD_INPUT = 2
 
 
-class UsageError(Exception):
-    """Bad input found before any work: printed as one line, exit code 2."""
-
-
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="profile.py",
-        description="Time GPT-2 honestly: model build, inference and training split into data / forward / backward "
-        "/ optimizer, on CPU or GPU. Writes <out>/<run-name>/results.json and TensorBoard logs.",
+        prog=prog_name("scripts/profile.py"),
+        description="Time GPT-2 honestly: model build, inference and training split into data / forward /\n"
+        "backward / optimizer, on CPU or GPU. Writes <out>/<run-name>/: results.json, report.md, plots and\n"
+        "TensorBoard logs.",
+        epilog="examples:\n"
+        "  %(prog)s --accelerator gpu   # the study: GPT-2 small, B8 x T1024, 5 timed steps\n"
+        "  %(prog)s --accelerator cpu --model tiny --batch-size 2 --seq-len 64 --steps 3   # seconds\n"
+        "  %(prog)s --accelerator cpu,gpu --run-name cpu-vs-gpu   # both, then a comparison\n"
+        "  %(prog)s --sweep batch_size=4,8,16 --experiments train",
+        formatter_class=HelpFormatter,
     )
     ProfileConfig.add_arguments(parser)
     return parser
@@ -37,12 +41,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def parse_configs(argv: list[str] | None) -> list[ProfileConfig]:
     """One ProfileConfig per accelerator: ``--accelerator cpu,gpu`` runs both, in that order, and compares them."""
-    parser = build_parser()
-
-    def error(message: str) -> None:  # argparse's own errors (unknown flag, not an int): one line, exit 2
-        raise UsageError(message)
-
-    parser.error = error  # type: ignore[method-assign]
+    parser = raise_usage_errors(build_parser())
     ns = parser.parse_args(argv)
     accelerators = [a.strip() for a in ns.accelerator.split(",")]
     if len(set(accelerators)) != len(accelerators) or "" in accelerators:
@@ -203,7 +202,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         configs, run_dirs, run_dir, sweep_key, rank0 = plan(argv)
     except (UsageError, ConfigError, DataError) as e:
-        print(f"profile.py: error: {e}", file=sys.stderr)
+        print(f"{prog_name('scripts/profile.py')}: error: {e}", file=sys.stderr)
         return EXIT_BAD_INPUT
 
     quiet_lightning(configs[0].verbose)

@@ -3,17 +3,17 @@
 from __future__ import annotations
 
 import gc
-import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import lightning as L
 import torch
-from lightning.pytorch.loggers import TensorBoardLogger
+from lightning.pytorch.callbacks import ProgressBar
 
 from callbacks import DeviceTimer, PhaseTimingCallback, StepRecord, ThroughputCallback
 from callbacks.loss_history import LossHistory
+from callbacks.progress import ProgressCallback, StepProgressBar
 from callbacks.step_records import batch_tokens
 from gpt2_lightning.data import SyntheticTokenDataModule, TokenFileDataModule
 from gpt2_lightning.energy_run import energy_callback, energy_result, train_max_steps, until_window_done
@@ -21,9 +21,12 @@ from gpt2_lightning.interrupts import RaiseOnSignal
 from gpt2_lightning.interrupts import check as check_interrupted
 from gpt2_lightning.memory import MemorySnapshotCallback, memory_breakdown
 from gpt2_lightning.module import GPT2LightningModule
+from gpt2_lightning.noise import load_average
 from gpt2_lightning.profile_config import ProfileConfig
 from gpt2_lightning.profilers import make_profiler, name_traces, top_operators
+from gpt2_lightning.quiet import profiler_messages_hidden
 from gpt2_lightning.results import collect_env
+from gpt2_lightning.tensorboard_logs import make_logger
 
 
 def resolve_device(accelerator: str) -> torch.device:
@@ -55,14 +58,6 @@ def make_datamodule(cfg: ProfileConfig, num_batches: int) -> L.LightningDataModu
     )
 
 
-def make_logger(run_dir: Path, experiment: str) -> TensorBoardLogger:
-    """One TensorBoard log dir per experiment: <run>/tensorboard/<experiment>."""
-    # max_queue: the writer thread drains events in the background; with the default 10, logging a step's scalars
-    # waits on it (~0.3 ms per call, measured), with 1000 it does not (~0.05 ms)
-    return TensorBoardLogger(save_dir=str(run_dir), name="tensorboard", version=experiment, default_hp_metric=False,
-                             max_queue=1000)
-
-
 def make_trainer(cfg: ProfileConfig, callbacks: list[Any], logger: Any = False, **overrides: Any) -> L.Trainer:
     kwargs: dict[str, Any] = dict(
         accelerator=cfg.accelerator,
@@ -81,12 +76,21 @@ def make_trainer(cfg: ProfileConfig, callbacks: list[Any], logger: Any = False, 
         enable_autolog_hparams=False,  # the run's own settings and headline metrics are logged when it ends
     )
     kwargs.update(overrides)
+    if kwargs["enable_progress_bar"] and not any(isinstance(c, ProgressBar) for c in kwargs["callbacks"]):
+        # counted in optimizer steps: the stock bar reads "Epoch 0/-2 ... v_num: rain" on a step-based run
+        kwargs["callbacks"] = [*kwargs["callbacks"], StepProgressBar()]
     return L.Trainer(**kwargs)
 
 
-def _progress_bar(cfg: ProfileConfig, steps: int) -> bool:
-    """A progress bar for runs long enough to wait on, on a terminal; always with --verbose."""
-    return cfg.verbose or (sys.stderr.isatty() and steps >= 20)
+def make_progress(cfg: ProfileConfig, experiment: str, per: str = "batch", stream: Any = None) -> list[Any]:
+    """Progress with an ETA for an experiment that turns out to take more than ~10 s (nothing for a short one).
+
+    With --verbose Lightning's own progress bar shows instead. Host clock only: never a device wait in a step."""
+    if cfg.verbose:
+        return []
+    unit = {"init": "build", "inference": "pass"}.get(experiment, "step")
+    return [ProgressCallback(cfg.warmup_steps + cfg.steps, warmup=cfg.warmup_steps, label=experiment, unit=unit,
+                             per=per, stream=stream)]
 
 
 def free_device_memory() -> None:
@@ -165,9 +169,10 @@ def run_init(cfg: ProfileConfig, run_dir: Path) -> dict[str, Any]:
     (``device_startup_ms``, see ``device_startup_ms()``).
     """
     timing = PhaseTimingCallback(warmup_steps=0, warmup_inits=cfg.warmup_steps)
+    progress = make_progress(cfg, "init", per="fit")
     for _ in range(cfg.warmup_steps + cfg.steps):
         module = make_module(cfg)
-        trainer = make_trainer(cfg, [timing], limit_train_batches=0, max_epochs=1)
+        trainer = make_trainer(cfg, [timing, *progress], limit_train_batches=0, max_epochs=1)
         trainer.fit(module, datamodule=make_datamodule(cfg, 1))  # no batch runs: setup, build, optimizer, stop
         del module, trainer
         free_device_memory()
@@ -181,6 +186,7 @@ def run_init(cfg: ProfileConfig, run_dir: Path) -> dict[str, Any]:
         "cold_init_ms": timing.init_records[0]["init"] if timing.init_records else None,
         "per_step": [{"step": i, "warmup": i < cfg.warmup_steps, **{f"{k}_ms": v for k, v in rec.items()}}
                      for i, rec in enumerate(timing.init_records)],
+        "load_avg": load_average(),
     }
 
 
@@ -197,6 +203,7 @@ def experiment_summary(
         "per_step": _per_step(timing.records, stage),
         "extra_steps": sum(r.extra for r in timing.records if r.stage == stage),
         **_ranks(timing, stage, timed_phase),
+        "load_avg": load_average(),  # how busy the machine was, for the noise warning (gpt2_lightning.noise)
     }
     host = timing.host_summary(stage)
     if host:
@@ -232,29 +239,31 @@ def _timed_run(
     n = cfg.warmup_steps + cfg.steps
     profiler = _profiler(cfg, run_dir, experiment)
     snapshot = MemorySnapshotCallback(run_dir / f"memory-{experiment}.pickle", cfg.warmup_steps)
-    callbacks = [c for c in (energy, timing, throughput, snapshot if cfg.memory_snapshot else None, *extra_callbacks)
-                 if c is not None]
-    trainer = make_trainer(
-        cfg, callbacks, logger=make_logger(run_dir, experiment), profiler=profiler,
-        enable_progress_bar=_progress_bar(cfg, n), **trainer_kwargs,
-    )
-    data = make_datamodule(cfg, n)
-    until_window_done(data, energy)  # predict batches go round until the energy window is long enough
-    run(trainer, module, data)
-    result = {
-        **experiment_summary(timing, throughput, stage, timed_phase),
-        **_profiler_results(profiler, run_dir, experiment),
-        **energy_result(energy),
-    }
-    result["memory_breakdown"] = memory_breakdown(module, trainer.optimizers, result["memory"])
-    if snapshot.written is not None:
-        result["memory_snapshot"] = snapshot.written.name
-    module.trainer = None  # frees the Trainer and its optimizer state before the diagnosis's Trainer makes its own
-    del trainer
-    free_device_memory()
-    from gpt2_lightning.diagnosis_run import diagnose_experiment  # it builds Trainers with this module's helpers
+    # torch.profiler's C++ lines (this run's --profiler pytorch, the diagnosis's steps on a GPU) reach the console
+    # only with --verbose (gpt2_lightning.quiet); progress goes to the real console meanwhile
+    with profiler_messages_hidden(not cfg.verbose and (cfg.profiler == "pytorch" or (
+            resolve_device(cfg.accelerator).type == "cuda" and not cfg.no_diagnose))) as console:
+        callbacks = [c for c in (energy, timing, throughput, snapshot if cfg.memory_snapshot else None,
+                                 *extra_callbacks, *make_progress(cfg, experiment, stream=console)) if c is not None]
+        trainer = make_trainer(cfg, callbacks, logger=make_logger(run_dir, experiment), profiler=profiler,
+                               **trainer_kwargs)
+        data = make_datamodule(cfg, n)
+        until_window_done(data, energy)  # predict batches go round until the energy window is long enough
+        run(trainer, module, data)
+        result = {
+            **experiment_summary(timing, throughput, stage, timed_phase),
+            **_profiler_results(profiler, run_dir, experiment),
+            **energy_result(energy),
+        }
+        result["memory_breakdown"] = memory_breakdown(module, trainer.optimizers, result["memory"])
+        if snapshot.written is not None:
+            result["memory_snapshot"] = snapshot.written.name
+        module.trainer = None  # frees the Trainer and its optimizer state before the diagnosis's Trainer makes its own
+        del trainer
+        free_device_memory()
+        from gpt2_lightning.diagnosis_run import diagnose_experiment  # it builds Trainers with this module's helpers
 
-    diagnosis = diagnose_experiment(cfg, run_dir, experiment, stage, module, result)
+        diagnosis = diagnose_experiment(cfg, run_dir, experiment, stage, module, result)
     if diagnosis is not None:
         result["diagnosis"] = diagnosis
     del module

@@ -11,7 +11,7 @@ matplotlib.use("Agg")  # files only: works on machines without a display
 import matplotlib.pyplot as plt  # noqa: E402
 import matplotlib.ticker  # noqa: E402
 
-from gpt2_lightning.report import fmt_rate, fmt_speedup  # noqa: E402
+from gpt2_lightning.report import fmt_ms, fmt_rate, fmt_speedup  # noqa: E402
 
 PHASE_COLORS = {
     "data": "#9e9e9e", "forward": "#1f77b4", "backward": "#ff7f0e", "optimizer": "#2ca02c", "other": "#d9d9d9",
@@ -30,32 +30,54 @@ def _median(result: dict[str, Any], phase: str) -> float | None:
     return stats.get("median_ms") if stats and stats.get("n") else None
 
 
+def residual_ms(result: dict[str, Any], parts: tuple[str, ...], whole: str) -> float | None:
+    """What the phases leave unexplained: each counted step's own whole minus its own parts, then the median.
+
+    Not median(whole) - sum(median(part)): medians do not add up, and on a noisy machine that difference can read a
+    third of the step where each step's own residual is a fraction of a millisecond. None without per-step times.
+    """
+    residuals = []
+    for step in result.get("per_step") or []:
+        if step.get("warmup") or step.get(f"{whole}_ms") is None:
+            continue
+        residuals.append(step[f"{whole}_ms"] - sum(step.get(f"{p}_ms") or 0.0 for p in parts))
+    if not residuals:
+        return None
+    residuals.sort()
+    mid = len(residuals) // 2
+    median = residuals[mid] if len(residuals) % 2 else (residuals[mid - 1] + residuals[mid]) / 2
+    return max(0.0, median)
+
+
 def plot_phase_breakdown(data: dict[str, Any], path: Path) -> Path | None:
-    """One horizontal stacked bar per experiment: the median of each phase, and what the phases leave unexplained."""
+    """One horizontal stacked bar per experiment: the median of each phase, and the median of what each step's
+    phases leave unexplained ("other", see residual_ms)."""
     rows = []
     for exp, (parts, whole) in BREAKDOWN.items():
         result = data.get("experiments", {}).get(exp)
         if not result or "error" in result or _median(result, whole) is None:
             continue
         values = {p: _median(result, p) or 0.0 for p in parts}
-        values["other"] = max(0.0, _median(result, whole) - sum(values.values()))
-        rows.append((exp, values))
+        values["other"] = residual_ms(result, parts, whole) or 0.0
+        rows.append((exp, values, _median(result, whole)))
     if not rows:
         return None
-    fig, axes = plt.subplots(len(rows), 1, figsize=(9, 1.6 + 1.1 * len(rows)), squeeze=False)
-    for ax, (exp, values) in zip(axes[:, 0], rows):
-        left = 0.0
+    fig, axes = plt.subplots(len(rows), 1, figsize=(9, 1.7 + 1.2 * len(rows)), squeeze=False)
+    for ax, (exp, values, whole_ms) in zip(axes[:, 0], rows):
+        left, total = 0.0, sum(values.values())
         for phase, ms in values.items():
             if ms <= 0:
                 continue
             ax.barh([exp], [ms], left=left, color=PHASE_COLORS.get(phase, "#999999"), label=phase, edgecolor="white")
-            total = sum(values.values())
             if ms / total > 0.08:
-                ax.text(left + ms / 2, 0, f"{phase}\n{ms:.3g} ms", ha="center", va="center", fontsize=8)
+                ax.text(left + ms / 2, 0, f"{phase}\n{fmt_ms(ms)}", ha="center", va="center", fontsize=8)
             left += ms
-        ax.set_xlabel("median time per step (ms)" if exp != "init" else "median time per build (ms)")
-        ax.legend(loc="upper left", bbox_to_anchor=(1.0, 1.0), fontsize=8, frameon=False)
-    fig.suptitle(_title(data), fontsize=9)
+        unit = "build" if exp == "init" else ("forward pass" if exp == "inference" else "step")
+        ax.set_xlabel(f"median time per {unit} (ms)")
+        ax.set_title(f"{exp}: median {unit} {fmt_ms(whole_ms)}", fontsize=9, loc="left")
+        if left > 0:
+            ax.legend(loc="upper left", bbox_to_anchor=(1.0, 1.0), fontsize=8, frameon=False)
+    fig.suptitle(_title(data, "phase medians; other = median of each step's unexplained time"), fontsize=9)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
@@ -91,26 +113,38 @@ def plot_per_step(data: dict[str, Any], path: Path) -> Path | None:
     return path
 
 
-def plot_comparison(labels: list[str], rows: list[dict[str, Any]], path: Path) -> Path:
-    """Grouped bars: each experiment's headline time, one bar per run, log scale (CPU and GPU differ by 100x)."""
+def plot_comparison(labels: list[str], rows: list[dict[str, Any]], path: Path, title: str = "") -> Path:
+    """Grouped bars: each experiment's headline time, one bar per run, p10-p90 as whiskers, log scale (CPU and GPU
+    differ by 100x). Each later bar is labelled with its speed-up over the first, "≈" when within noise."""
     import numpy as np
 
-    fig, ax = plt.subplots(figsize=(2.5 + 1.6 * len(rows), 4))
+    fig, ax = plt.subplots(figsize=(2.8 + 1.8 * len(rows), 4.4))
     x = np.arange(len(rows))
     width = 0.8 / max(1, len(labels))
     for i, label in enumerate(labels):
         ys = [r["values"][i] if r["values"][i] is not None else 0 for r in rows]
-        bars = ax.bar(x + i * width - 0.4 + width / 2, ys, width, label=label)
-        for bar, r in zip(bars, rows):
+        ranges = [r.get("ranges", [None] * len(labels))[i] for r in rows]
+        err = np.array([[y - rg[0], rg[1] - y] if rg else [0, 0] for y, rg in zip(ys, ranges)]).T
+        bars = ax.bar(x + i * width - 0.4 + width / 2, ys, width, label=label, yerr=err, capsize=3,
+                      error_kw={"elinewidth": 0.8, "ecolor": "#444444"})
+        for bar, r, y, rg in zip(bars, rows, ys, ranges):
             speedup = r["speedups"][i]
-            if speedup is not None and i > 0:
-                ax.annotate(fmt_speedup(speedup), (bar.get_x() + bar.get_width() / 2, bar.get_height()),
-                            ha="center", va="bottom", fontsize=7)
+            if speedup is None or i == 0 or not y:
+                continue
+            within = r.get("noise", [None] * len(labels))[i] == "within noise"
+            text = ("≈ " if within else "") + fmt_speedup(speedup)
+            ax.annotate(text, (bar.get_x() + bar.get_width() / 2, rg[1] if rg else y), xytext=(0, 2),
+                        textcoords="offset points", ha="center", va="bottom", fontsize=7, annotation_clip=False)
     ax.set_xticks(x, [r["label"] for r in rows], fontsize=8)
     _log_y(ax)
-    ax.set_ylabel("median ms (log scale); label: speed-up vs first")
-    ax.legend(fontsize=8, frameon=False)
-    fig.tight_layout()
+    low, high = ax.get_ylim()
+    ax.set_ylim(low, high * 2.5)  # room above the tallest bar for its label (log scale)
+    ax.set_ylabel("median ms (log scale), whiskers p10-p90")
+    ax.legend(fontsize=8, frameon=False, loc="upper left")
+    ax.set_title(title or "comparison", fontsize=9)
+    fig.text(0.01, 0.01, "label: speed-up over the first run; ≈: within noise (p10-p90 ranges overlap)",
+             fontsize=7, color="#555555")
+    fig.tight_layout(rect=(0, 0.03, 1, 1))
     fig.savefig(path, dpi=110)
     plt.close(fig)
     return path
@@ -130,34 +164,53 @@ def _log_y(ax: Any) -> None:
         ax.yaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
 
 
-def _title(data: dict[str, Any]) -> str:
+def _title(data: dict[str, Any], what: str = "") -> str:
+    """model · device · precision · shape · what the figure shows (the experiment, or all of them)."""
     c, e = data.get("config", {}), data.get("env", {})
+    experiments = what or ", ".join(data.get("experiments", {})) or "no experiment"
     return (f"{c.get('model')} · {e.get('device_name')} · {c.get('precision')} · "
-            f"B{c.get('batch_size')}×T{c.get('seq_len')}")
+            f"B{c.get('batch_size')}×T{c.get('seq_len')} · {experiments}")
 
 
-def plot_sweep(key: str, rows: list[dict[str, Any]], path: Path) -> Path:
-    """Train tokens/s, MFU, step time (and J/token, when measured) against the swept setting (missing points:
-    failed or unknown)."""
-    panels = [("train tokens/s", "tokens/s"), ("train MFU %", "MFU %"), ("train step ms", "step ms (median)")]
-    if any(r.get("train J/token") is not None for r in rows):  # energy was measured: J/token beside the rates
-        panels.append(("train J/token", "J/token (train)"))
-    fig, axes = plt.subplots(1, len(panels), figsize=(4.2 * len(panels), 3.4), squeeze=False)
+def sweep_panels(rows: list[dict[str, Any]]) -> list[tuple[str, str]]:
+    """(column, y label) of each panel that has at least one value: a CPU sweep has no MFU panel, a sweep without
+    energy readings no J/token panel."""
+    panels = [(c, y) for c, y in (("train tokens/s", "tokens/s"), ("train MFU %", "MFU %"),
+                                   ("train step ms", "step ms (median, whiskers p10-p90)"),
+                                   ("train J/token", "J/token (train)"))
+              if any(r.get(c) is not None for r in rows)]
+    return panels or [("train step ms", "step ms")]
+
+
+def plot_sweep(key: str, rows: list[dict[str, Any]], path: Path, title: str = "") -> Path:
+    """Train tokens/s, MFU, step time (and J/token, when measured) against the swept setting; a panel with no value
+    at all (MFU on a CPU) is left out, a missing point (failed, unknown) is a gap."""
+    panels = sweep_panels(rows)
+    fig, axes = plt.subplots(1, len(panels), figsize=(4.4 * len(panels), 3.8), squeeze=False)
     labels = [str(r[key]) for r in rows]
     for ax, (column, ylabel) in zip(axes[0], panels):
         xs = [i for i, r in enumerate(rows) if r.get(column) is not None]
-        ax.plot(xs, [rows[i][column] for i in xs], "o-")
-        for i in xs:
-            v = rows[i][column]
-            text = fmt_rate(v) if column.endswith("tokens/s") else f"{v:.3g}"
-            ax.annotate(text, (i, v), textcoords="offset points", xytext=(0, 5), ha="center", fontsize=7)
+        ys = [rows[i][column] for i in xs]
+        ax.plot(xs, ys, "o-")
+        if column == "train step ms":
+            spans = [rows[i].get("train step p10-p90 ms") for i in xs]
+            if all(spans):
+                ax.errorbar(xs, ys, yerr=[[y - s[0] for y, s in zip(ys, spans)], [s[1] - y for y, s in zip(ys, spans)]],
+                            fmt="none", ecolor="#444444", capsize=3, elinewidth=0.8)
+        for i, v in zip(xs, ys):
+            text = fmt_rate(v) if column.endswith("tokens/s") else fmt_ms(v) if column.endswith(" ms") else f"{v:.3g}"
+            if rows[i].get("unstable") and column == "train step ms":
+                text += " (unstable)"
+            ax.annotate(text, (i, v), textcoords="offset points", xytext=(0, 6), ha="center", fontsize=7,
+                        annotation_clip=False)
+        ax.margins(x=0.15, y=0.2)  # room for the first and last labels and the one above the highest point
         ax.set_xticks(range(len(rows)), labels, fontsize=8, rotation=20)
         ax.set_xlabel(key)
         ax.set_ylabel(ylabel)
         if not xs:
-            ax.text(0.5, 0.5, "unknown\n(no peak FLOP/s for this device)" if "MFU" in column else "not measured",
-                    ha="center", va="center", transform=ax.transAxes)
+            ax.text(0.5, 0.5, "not measured", ha="center", va="center", transform=ax.transAxes)
             ax.set_yticks([])
+    fig.suptitle(title or f"sweep over {key}", fontsize=9)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)

@@ -46,10 +46,11 @@ class ProfileConfig:
         "Lightning precision (32-true, 16-mixed, bf16-mixed, bf16-true, 16-true, 64-true) or tf32: "
         "fp32 weights with TF32 matrix units", default="32-true")
     model: str = _help(f"GPT-2 preset: {', '.join(MODEL_NAMES)}", default="gpt2")
-    n_layer: int | None = _help("override the preset's number of layers", default=None)
-    n_head: int | None = _help("override the preset's attention heads", default=None)
-    n_embd: int | None = _help("override the preset's width", default=None)
-    vocab_size: int | None = _help("override the preset's vocabulary size", default=None)
+    n_layer: int | None = _help("override the preset's number of layers (default: the preset's)", default=None)
+    n_head: int | None = _help("override the preset's attention heads (default: the preset's)", default=None)
+    n_embd: int | None = _help("override the preset's width (default: the preset's)", default=None)
+    vocab_size: int | None = _help("override the preset's vocabulary size (default: the preset's, or the "
+                                                 "data's with --data)", default=None)
     batch_size: int = _help("sequences per batch (the study's: 8)", default=8)
     seq_len: int = _help("tokens per sequence (the study's: 1024); at most the model's block_size", default=1024)
     warmup_steps: int = _help("steps (and init repeats) run first and never counted", default=2)
@@ -66,24 +67,25 @@ class ProfileConfig:
                            "a run directory is never overwritten", default="error")
     seed: int = _help("seed for model init and synthetic tokens", default=1337)
     data: str | None = _help("a token directory (scripts/prepare_data.py) to use instead of synthetic tokens; the "
-                             "vocabulary size comes from its meta.json", default=None)
+                             "vocabulary size comes from its meta.json (default: synthetic tokens)", default=None)
     sweep: str | None = _help(
         f"KEY=V1,V2,...: one profile per value into one parent directory, with a combined table and plots; "
-        f"KEY is one of {', '.join(SWEEP_KEYS)}", default=None)
-    verbose: bool = _help("show Lightning's own messages and warnings", default=False)
+        f"KEY is one of {', '.join(SWEEP_KEYS)} (default: no sweep)", default=None)
+    verbose: bool = _help("show Lightning's own messages, warnings and progress bar, and torch.profiler's C++ "
+                          "messages", default=False)
     no_energy: bool = _help("do not read energy counters, nor run the extra (uncounted) steps an energy window may "
                             "need", default=False)
     energy_window_s: float = _help("shortest energy window in seconds; extra uncounted steps run until it is reached "
                                    "(the counters move about every 100 ms)", default=2.0)
     price_per_hour: float | None = _help("USD per device-hour (times the number of devices): gives $ per million "
-                                         "tokens and the cost of --target-tokens", default=None)
-    energy_price: float | None = _help("USD per kWh: gives the energy cost per million tokens and of --target-tokens",
-                                       default=None)
+                                         "tokens and the cost of --target-tokens (default: no $ figures)", default=None)
+    energy_price: float | None = _help("USD per kWh: gives the energy cost per million tokens and of --target-tokens "
+                                       "(default: no energy cost)", default=None)
     target_tokens: str | None = _help("training tokens to project the time, energy and cost of: 300M, 10B, 1.5T or a "
                                       "whole number (default: 20 per model parameter, Hoffmann et al. 2022)",
                                       default=None)
-    project_devices: int | None = _help("also project --target-tokens on N devices, assuming linear scaling "
-                                        "(labelled as an assumption)", default=None)
+    project_devices: int | None = _help("also project --target-tokens on N devices, assuming linear scaling, "
+                                        "labelled as an assumption (default: no such projection)", default=None)
     no_diagnose: bool = _help("skip the diagnosis: by default each GPU experiment runs --diagnose-steps more, "
                               "uncounted steps under torch.profiler (a CPU run with --profiler pytorch reads its "
                               "trace) and says where the time goes and what to try", default=False)

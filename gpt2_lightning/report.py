@@ -1,12 +1,14 @@
-"""Human-readable views of results: the console summary, report.md and the comparison table (plots: plots.py)."""
+"""Human-readable views of results: the console summary, report.md and the formatting they share with the comparison
+(compare.py) and the plots (plots.py)."""
 
 from __future__ import annotations
 
 from typing import Any
 
-from gpt2_lightning.costs import fmt_energy_per_token, fmt_usd, summary_lines
+from gpt2_lightning.costs import summary_lines
 from gpt2_lightning.diagnosis_report import markdown as diagnosis_markdown
 from gpt2_lightning.diagnosis_report import summary_lines as diagnosis_summary_lines
+from gpt2_lightning.noise import instability_lines
 
 PHASE_ORDER = ("init", "init_model", "init_optimizer", "data", "forward", "backward", "optimizer", "step")
 
@@ -66,14 +68,14 @@ def format_summary(data: dict[str, Any]) -> str:
     for exp, result in experiments.items():
         if "error" in result:
             lines.append(f"{exp}: FAILED: {result['error']}")
+    on_gpu = data.get("env", {}).get("device_type") == "cuda"  # start-up and the naive timer mean nothing on a CPU
     init = experiments.get("init", {})
     if init.get("cold_init_ms") is not None:
-        lines.append(
-            f"init: device start-up {fmt_ms(init.get('device_startup_ms'))}, first build in the process "
-            f"{fmt_ms(init['cold_init_ms'])} (not counted)"
-        )
+        startup = f"device start-up {fmt_ms(init['device_startup_ms'])}, " if (
+            on_gpu and init.get("device_startup_ms") is not None) else ""
+        lines.append(f"init: {startup}first build in the process {fmt_ms(init['cold_init_ms'])} (not counted)")
     inf = experiments.get("inference", {})
-    if inf.get("naive_ms") is not None and inf.get("phases", {}).get("forward", {}).get("n"):
+    if on_gpu and inf.get("naive_ms") is not None and inf.get("phases", {}).get("forward", {}).get("n"):
         lines.append(
             f"inference: synchronised {fmt_ms(inf['phases']['forward']['median_ms'])} per pass; an unsynchronised "
             f"host timer reads {fmt_ms(inf['naive_ms'])} for the same pass"
@@ -87,16 +89,37 @@ def format_summary(data: dict[str, Any]) -> str:
                          f"{fmt_rate(result.get('global_tokens_per_sec'))} tokens/s")
         thr = result.get("throughput")
         if thr:
-            mfu = "-" if thr.get("mfu_pct") is None else f"{thr['mfu_pct']:.1f}%"
             mem = result.get("memory", {})
             mem_s = ", ".join(f"{k.replace('_gib', '')} {v:.2f} GiB" for k, v in mem.items())
-            tflops = "-" if thr.get("tflops") is None else f"{thr['tflops']:.2f}"
-            lines.append(f"{exp}: {fmt_rate(thr.get('tokens_per_sec'))} tokens/s, {tflops} TFLOP/s, MFU {mfu}; {mem_s}")
+            lines.append(f"{exp}: {fmt_rate(thr.get('tokens_per_sec'))} tokens/s, {fmt_flops(thr.get('tflops'))}, "
+                         f"MFU {fmt_mfu(thr.get('mfu_pct'), data)}; {mem_s}")
         lines += summary_lines(exp, result)  # energy, cost, time to train
     for exp, result in experiments.items():
         if result.get("diagnosis"):
             lines += diagnosis_summary_lines(exp, result["diagnosis"])
-    return "\n".join(lines)
+    unstable = instability_lines(data)
+    return "\n".join(lines + ([""] + unstable if unstable else []))
+
+
+def fmt_flops(tflops: float | None) -> str:
+    """Achieved FLOP/s with a prefix that keeps digits visible: 0.0012 TFLOP/s reads 1.20 GFLOP/s."""
+    if tflops is None:
+        return "- FLOP/s"
+    value = tflops * 1e12
+    for div, prefix in ((1e12, "T"), (1e9, "G"), (1e6, "M")):
+        if value >= div:
+            return f"{value / div:.2f} {prefix}FLOP/s"
+    return f"{value:.0f} FLOP/s"
+
+
+def fmt_mfu(mfu_pct: float | None, data: dict[str, Any]) -> str:
+    """MFU as a percentage, or why there is none: a CPU has no peak in the table, nor has an unknown GPU."""
+    if mfu_pct is not None:
+        return f"{mfu_pct:.1f}%"
+    env = data.get("env", {})
+    if env.get("device_type") == "cpu":
+        return "n/a (no peak for CPUs)"
+    return f"n/a (no peak known for {env.get('device_name') or 'this device'})"
 
 
 # ---------------------------------------------------------------------------------------------------- report.md
@@ -151,6 +174,7 @@ def render_report(data: dict[str, Any], plots: dict[str, str]) -> str:
     out = [f"# GPT-2 profile: {data.get('config', {}).get('run_dir', '')}", "", headline(data), ""]
     if data.get("status") != "complete":
         out += [f"**This run is {data.get('status')}: some experiments did not finish.**", ""]
+    out += [f"**{line}**" for line in instability_lines(data)] + ([""] if instability_lines(data) else [])
     profiler = data.get("config", {}).get("profiler", "none")
     if profiler != "none":
         out += [f"Profiled with Lightning's `{profiler}` profiler: its overhead is inside these timings (the step "
@@ -168,13 +192,16 @@ def render_report(data: dict[str, Any], plots: dict[str, str]) -> str:
             out += [f"**Failed:** {result['error']}", ""]
             continue
         out += _stats_table(result.get("phases", {})) + [""]
-        if exp == "init":
+        on_gpu = data.get("env", {}).get("device_type") == "cuda"
+        if exp == "init" and on_gpu:
             startup = result.get("device_startup_ms")
             startup_s = ("not measured: the device was already up in this process" if startup is None
                          else fmt_ms(startup))
             out.append(f"- Device start-up (CUDA context, first kernel), before any build: {startup_s}; "
                        f"first build in the process, not counted: {fmt_ms(result.get('cold_init_ms'))}.")
-        if exp == "inference" and result.get("naive_ms") is not None:
+        elif exp == "init":
+            out.append(f"- First build in the process, not counted: {fmt_ms(result.get('cold_init_ms'))}.")
+        if exp == "inference" and on_gpu and result.get("naive_ms") is not None:
             fwd = result["phases"]["forward"]["median_ms"]
             ratio = fwd / result["naive_ms"] if result["naive_ms"] else float("nan")
             out.append(
@@ -196,9 +223,8 @@ def render_report(data: dict[str, Any], plots: dict[str, str]) -> str:
             out += ["", f"- Global throughput (all ranks): {fmt_rate(result.get('global_tokens_per_sec'))} tokens/s."]
         thr = result.get("throughput")
         if thr:
-            mfu = "null (peak unknown for this device)" if thr.get("mfu_pct") is None else f"{thr['mfu_pct']:.1f}%"
-            tflops = "-" if thr.get("tflops") is None else f"{thr['tflops']:.2f}"
-            out.append(f"- Throughput: {fmt_rate(thr.get('tokens_per_sec'))} tokens/s, {tflops} TFLOP/s, MFU {mfu}.")
+            out.append(f"- Throughput: {fmt_rate(thr.get('tokens_per_sec'))} tokens/s, {fmt_flops(thr.get('tflops'))}, "
+                       f"MFU {fmt_mfu(thr.get('mfu_pct'), data)}.")
         if result.get("memory"):
             out.append("- Memory: " + ", ".join(f"{k} {v:.3f} GiB" for k, v in result["memory"].items()) + ".")
         out += [f"- {line.split(': ', 1)[1]}" for line in summary_lines(exp, result)]
@@ -221,40 +247,35 @@ def render_report(data: dict[str, Any], plots: dict[str, str]) -> str:
 
 # ---------------------------------------------------------------------------------------------------- comparison
 def fmt_speedup(s: float | None) -> str:
-    """1.03x, 63.4x, 2,903x: three significant figures, no exponent."""
+    """0.0364x, 0.98x, 1.00x, 63.4x, 2,903x: no exponent, and 1.00x rather than 1x."""
     if s is None:
         return "-"
-    return f"{s:,.0f}x" if s >= 100 else f"{s:.3g}x"
+    if s >= 100:
+        return f"{s:,.0f}x"
+    if s >= 10:
+        return f"{s:.1f}x"
+    return f"{s:.2f}x" if s >= 0.1 else f"{s:.3g}x"
 
 
-def _cell(row: dict[str, Any], i: int) -> str:
-    v, s = row["values"][i], row["speedups"][i]
-    if row["unit"] in ("J", "$"):
-        text = fmt_energy_per_token(v) if row["unit"] == "J" else fmt_usd(v)
-    else:
-        text = fmt_ms(v) if row["unit"] == "ms" else (fmt_rate(v) if v is not None else "-")
-    if i > 0:
-        text += f" ({fmt_speedup(s)})"
-    return text
+def fmt_range(low: str, high: str) -> str:
+    """"11.9-13.4 ms" rather than "11.9 ms-13.4 ms": a unit the two ends share is written once."""
+    for unit in (" ms", " s", "x"):
+        if low.endswith(unit) and high.endswith(unit):
+            return f"{low[: -len(unit)]}-{high}"
+    return f"{low}-{high}"
 
 
-def render_table(header: list[str], body: list[list[str]], markdown: bool = False) -> str:
-    """Labels in the first column (left-aligned), figures in the rest (right-aligned): console text or markdown."""
+def render_table(header: list[str], body: list[list[str]], markdown: bool = False, numbers: bool = True) -> str:
+    """Labels in the first column (left-aligned), figures in the rest (right-aligned, or left with numbers=False):
+    console text or markdown."""
     if markdown:
-        lines = ["| " + " | ".join(header) + " |", "|---|" + "---:|" * (len(header) - 1)]
+        lines = ["| " + " | ".join(header) + " |", "|---|" + ("---:|" if numbers else "---|") * (len(header) - 1)]
         return "\n".join(lines + ["| " + " | ".join(row) + " |" for row in body])
     widths = [max(len(row[i]) for row in [header, *body]) for i in range(len(header))]
 
     def line(row: list[str]) -> str:
-        return "  ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(row, widths)))
+        cells = (c.ljust(w) if i == 0 or not numbers else c.rjust(w) for i, (c, w) in enumerate(zip(row, widths)))
+        return "  ".join(cells).rstrip()
 
-    return "\n".join([line(header), "-" * len(line(header)), *map(line, body)])
-
-
-def format_comparison(labels: list[str], rows: list[dict[str, Any]], markdown: bool = False) -> str:
-    """The comparison table: one row per figure, one column per run; (Nx) is the speed-up over the first run."""
-    header = ["figure", *labels]
-    body = [[r["label"].strip() if markdown else r["label"], *(_cell(r, i) for i in range(len(labels)))] for r in rows]
-    note = ("(Nx): speed-up over the first run; above 1 is faster (energy and $ rows: uses less). Times are "
-            "medians.")
-    return render_table(header, body, markdown) + "\n\n" + note
+    lines = [line(row) for row in body]
+    return "\n".join([line(header), "-" * max(map(len, [line(header), *lines])), *lines])

@@ -24,6 +24,8 @@ from typing import Any
 
 import torch
 
+from gpt2_lightning.noise import TIMED_PHASE, judge, speedup_range, spread
+
 SCHEMA_VERSION = 1
 
 
@@ -200,25 +202,49 @@ def dig(data: dict[str, Any], path: tuple[str, ...]) -> Any:
 
 
 def run_label(data: dict[str, Any], fallback: str) -> str:
-    """A short column name for a run: its directory name and device."""
+    """A short column name for a run: its directory name (the device and settings go in the comparison's
+    "settings that differ" block, not in every column header)."""
     run_dir = data.get("config", {}).get("run_dir") or fallback
-    name = Path(run_dir).name or fallback
-    env = data.get("env", {})
-    return f"{name} ({env.get('device_type', '?')}: {env.get('device_name', '?')})"
+    return Path(run_dir).name or fallback
+
+
+def _stats_path(exp: str, path: tuple[str, ...]) -> tuple[str, ...] | None:
+    """Where the STATS behind a compared figure are: a phase's own for its median, the timed phase's for a rate over
+    the median step (tokens/s, TFLOP/s, MFU); None for figures with no per-step spread."""
+    if path and path[-1] == "median_ms":
+        return path[:-1]
+    if path and path[0] == "throughput" and exp in TIMED_PHASE:
+        return ("phases", TIMED_PHASE[exp])
+    return None
+
+
+def _value_range(value: float | None, stats: dict[str, Any] | None, lower_is_better: bool
+                 ) -> tuple[float, float] | None:
+    """The p10-p90 range of a figure: a time's own, or a rate's over its step's p90 and p10."""
+    if value is None or spread(stats) is None or not stats.get("median_ms"):
+        return None
+    if lower_is_better:
+        return stats["p10_ms"], stats["p90_ms"]
+    return value * stats["median_ms"] / stats["p90_ms"], value * stats["median_ms"] / stats["p10_ms"]
 
 
 def compare(runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Rows of the comparison: each figure for every run, and each run's speed-up over the first.
+    """Rows of the comparison: each figure for every run, and each run's speed-up over the first, with its spread.
 
     Speed-up is first/this for times (and joules, dollars) and this/first for rates, so above 1 always means faster
-    (or less energy, or cheaper) than the first run.
-    A figure missing from either run gives a None speed-up, never a guess.
+    (or less energy, or cheaper) than the first run. A figure missing from either run gives a None speed-up, never a
+    guess. Each row also holds every figure's p10-p90 range (``ranges``), the range of each speed-up
+    (``speedup_ranges``) and a noise judgement per run (``noise``: "within noise", "beyond noise" or None when there
+    is no spread), as gpt2_lightning.noise defines; ``has_spread`` is False for figures measured once per run (energy
+    over one window, cost), which have no per-step spread at all.
     """
     rows = []
     for label, exp, path, lower_is_better in COMPARED:
         values = [dig(r.get("experiments", {}).get(exp, {}), path) for r in runs]
         if all(v is None for v in values):
             continue
+        stats_path = _stats_path(exp, path)
+        stats = [dig(r.get("experiments", {}).get(exp, {}), stats_path) if stats_path else None for r in runs]
         base = values[0]
         speedups = []
         for v in values:
@@ -226,6 +252,11 @@ def compare(runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
                 speedups.append(None)
             else:
                 speedups.append(base / v if lower_is_better else v / base)
+        speedup_ranges = [speedup_range(s, stats[0], st) if i else None
+                          for i, (s, st) in enumerate(zip(speedups, stats))]
         rows.append({"label": label, "experiment": exp, "values": values, "speedups": speedups,
-                     "unit": UNITS.get(label, "ms" if lower_is_better else ""), "lower_is_better": lower_is_better})
+                     "unit": UNITS.get(label, "ms" if lower_is_better else ""), "lower_is_better": lower_is_better,
+                     "ranges": [_value_range(v, st, lower_is_better) for v, st in zip(values, stats)],
+                     "speedup_ranges": speedup_ranges, "noise": [judge(r) for r in speedup_ranges],
+                     "has_spread": stats_path is not None})
     return rows

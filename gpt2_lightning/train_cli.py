@@ -15,61 +15,76 @@ import argparse
 import dataclasses
 import sys
 
-from gpt2_lightning.cli import (
-    EXIT_BAD_INPUT,
-    UsageError,
-    check_environment,
-    make_run_dir,
-    quiet_lightning,
-    remove_failed_start,
-)
+from gpt2_lightning.cli import EXIT_BAD_INPUT, check_environment, make_run_dir, quiet_lightning, remove_failed_start
+from gpt2_lightning.cli_args import HelpFormatter, UsageError, prog_name, raise_usage_errors
+from gpt2_lightning.config import MODEL_NAMES
 from gpt2_lightning.profile_config import ConfigError, ProfileConfig
 from gpt2_lightning.data import DataError
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="train.py", description=__doc__.split("\n\n")[0],
-                                epilog=__doc__.split("\n\n", 2)[2], formatter_class=argparse.RawTextHelpFormatter)
-    p.add_argument("--data", required=True, help="token directory made by scripts/prepare_data.py")
-    p.add_argument("--model", default="tiny", help="GPT-2 preset (default: tiny)")
-    for flag in ("--n-layer", "--n-head", "--n-embd"):
-        p.add_argument(flag, type=int, default=None, help="override the preset")
-    p.add_argument("--batch-size", type=int, default=8)
-    p.add_argument("--seq-len", type=int, default=256)
-    p.add_argument("--max-steps", type=int, default=1000, help="optimizer steps in all (a resumed run counts on)")
-    p.add_argument("--lr", type=float, default=1e-3, help="peak learning rate")
+    _, examples, schedule = __doc__.split("\n\n", 2)
+    p = argparse.ArgumentParser(prog=prog_name("scripts/train.py"),
+                                description="Train GPT-2 on real tokens, timed by the same callbacks as the profiler.",
+                                epilog=f"examples:\n{examples}\n\n{schedule}", formatter_class=HelpFormatter)
+    p.add_argument("--data", required=True, help="token directory made by scripts/prepare_data.py (required)")
+    p.add_argument("--model", default="tiny", help=f"GPT-2 preset: {', '.join(MODEL_NAMES)}")
+    for flag, what in (("--n-layer", "number of layers"), ("--n-head", "attention heads"), ("--n-embd", "width")):
+        p.add_argument(flag, type=int, default=None, metavar="N",
+                       help=f"override the preset's {what} (default: the preset's)")
+    p.add_argument("--batch-size", type=int, default=8, metavar="N", help="sequences per batch")
+    p.add_argument("--seq-len", type=int, default=256, metavar="N",
+                   help="tokens per sequence; at most the model's block_size")
+    p.add_argument("--max-steps", type=int, default=1000, metavar="N",
+                   help="optimizer steps in all (a resumed run counts on)")
+    p.add_argument("--lr", type=float, default=1e-3, help="peak learning rate, reached after --lr-warmup-steps")
     p.add_argument("--min-lr", type=float, default=None, help="final learning rate (default: --lr / 10)")
-    p.add_argument("--lr-warmup-steps", type=int, default=100)
-    p.add_argument("--lr-decay-steps", type=int, default=None,
+    p.add_argument("--lr-warmup-steps", type=int, default=100, metavar="N",
+                   help="steps of linear warm-up from 0 to --lr; keep it below --max-steps")
+    p.add_argument("--lr-decay-steps", type=int, default=None, metavar="N",
                    help="step at which the cosine reaches --min-lr (default: --max-steps); keep it when a run is "
                         "split into parts with --resume")
-    p.add_argument("--weight-decay", type=float, default=0.1)
+    p.add_argument("--weight-decay", type=float, default=0.1, help="AdamW weight decay (not on biases and norms)")
     p.add_argument("--grad-clip", type=float, default=1.0, help="global gradient norm limit; 0 turns clipping off")
-    p.add_argument("--accumulate", type=int, default=1, help="batches per optimizer step")
-    p.add_argument("--val-every", type=int, default=200, help="steps between validations")
-    p.add_argument("--val-batches", type=int, default=8)
-    p.add_argument("--checkpoint-every", type=int, default=500, help="steps between checkpoints")
-    p.add_argument("--resume", default=None, help="a checkpoint to continue from")
+    p.add_argument("--accumulate", type=int, default=1, metavar="N", help="batches per optimizer step")
+    p.add_argument("--val-every", type=int, default=200, metavar="N", help="optimizer steps between validations")
+    p.add_argument("--val-batches", type=int, default=8, metavar="N",
+                   help="batches per validation (the same ones every time)")
+    p.add_argument("--checkpoint-every", type=int, default=500, metavar="N", help="steps between checkpoints")
+    p.add_argument("--resume", default=None, help="a checkpoint to continue from (default: start afresh)")
     p.add_argument("--allow-schedule-change", action="store_true",
                    help="with --resume: take a --lr-decay-steps other than the checkpoint's (the cosine jumps)")
-    p.add_argument("--log-every", type=int, default=10, help="steps between loss / learning-rate log points")
-    for flag, default in (("--accelerator", "auto"), ("--devices", "1"), ("--strategy", "auto"),
-                          ("--precision", "32-true"), ("--out", "runs"), ("--run-name", None), ("--if-exists", "error")):
-        p.add_argument(flag, default=default)
-    p.add_argument("--warmup-steps", type=int, default=2, help="steps the timing callbacks do not count")
-    p.add_argument("--seed", type=int, default=1337)
-    p.add_argument("--compile", action="store_true")
-    p.add_argument("--verbose", action="store_true")
+    p.add_argument("--log-every", type=int, default=10, metavar="N", help="steps between loss / learning-rate log points")
+    p.add_argument("--accelerator", default="auto", help="where to run: auto, cpu, gpu or cuda (as Lightning)")
+    p.add_argument("--devices", default="1", help="devices per node: a count, 'auto' or a comma list of indices")
+    p.add_argument("--strategy", default="auto", help="Lightning strategy: auto, ddp, fsdp, ...")
+    p.add_argument("--precision", default="32-true",
+                   help="Lightning precision (32-true, 16-mixed, bf16-mixed, bf16-true, ...) or tf32")
+    p.add_argument("--out", default="runs", help="parent directory of run directories")
+    p.add_argument("--run-name", default=None, help="run directory name under --out (default: a timestamp)")
+    p.add_argument("--if-exists", default="error",
+                   help="when the run directory exists: 'error' (exit 2) or 'rename' (add a -N suffix)")
+    p.add_argument("--warmup-steps", type=int, default=2, metavar="N",
+                   help="steps the timing callbacks do not count (not the learning-rate warm-up)")
+    p.add_argument("--seed", type=int, default=1337, metavar="N", help="seed for model init and the data order")
+    p.add_argument("--compile", action="store_true", help="run the model through torch.compile")
+    p.add_argument("--verbose", action="store_true", help="show Lightning's own messages and warnings")
     return p
 
 
+def warn_schedule(args: argparse.Namespace) -> str | None:
+    """A warm-up as long as the run leaves the learning rate short of --lr, or at it only on the last step."""
+    if args.lr_warmup_steps < args.max_steps:
+        return None
+    peak = args.lr * args.max_steps / args.lr_warmup_steps
+    what = ("reaches --lr only at the last step and never decays" if args.lr_warmup_steps == args.max_steps
+            else f"never reaches --lr {args.lr:g}: it stops at {peak:.3g}")
+    return (f"warning: --lr-warmup-steps {args.lr_warmup_steps} >= --max-steps {args.max_steps}: the learning rate "
+            f"{what}; use a shorter --lr-warmup-steps")
+
+
 def parse(argv):
-    parser = build_parser()
-
-    def error(message):
-        raise UsageError(message)
-
-    parser.error = error
+    parser = raise_usage_errors(build_parser())
     args = parser.parse_args(argv)
     decay_given = args.lr_decay_steps is not None
     if not decay_given:
@@ -97,6 +112,9 @@ def parse(argv):
 
         resume = inspect_checkpoint(args.resume)
         check_resume(resume, args, dataclasses.asdict(cfg.gpt_config()), decay_given)
+    warning = warn_schedule(args)
+    if warning:
+        print(f"{parser.prog}: {warning}", file=sys.stderr)
     return args, cfg, resume
 
 
@@ -106,7 +124,7 @@ def main(argv=None) -> int:
         check_environment(cfg)  # the accelerator, and the data directory
         run_dir = make_run_dir(cfg)
     except (UsageError, ConfigError, DataError) as e:
-        print(f"train.py: error: {e}", file=sys.stderr)
+        print(f"{prog_name('scripts/train.py')}: error: {e}", file=sys.stderr)
         return EXIT_BAD_INPUT
     quiet_lightning(cfg.verbose)
     from gpt2_lightning.interrupts import RunInterrupted, interruptible

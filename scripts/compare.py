@@ -1,8 +1,11 @@
 #!/usr/bin/env python
 """Compare two or more runs side by side: python scripts/compare.py runs/cpu/results.json runs/gpu/results.json
 
-Prints one table (experiments as rows, runs as columns, speed-ups over the first run) and writes comparison.md and
-comparison.png into --out. Results made on different machines compare fine: copy one run's directory next to another.
+Prints the settings that differ between the runs, warnings (a profiled run against an unprofiled one, different
+experiments, an unstable run), then one table: each figure with its p10-p90 spread, each later run's speed-up over the
+first with its range and a noise judgement ("≈ within noise" when the p10-p90 ranges overlap). Writes comparison.md
+and comparison.png into --out, by default comparisons/<timestamp>/ under the current directory. Results made on
+different machines compare fine: copy one run's directory next to another.
 """
 
 import argparse
@@ -15,12 +18,17 @@ from gpt2_lightning.results import ResultsError
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(prog="compare.py", description=__doc__.split("\n\n")[0])
+    from gpt2_lightning.cli_args import HelpFormatter, prog_name, with_suggestion
+
+    prog = prog_name("scripts/compare.py")
+    parser = argparse.ArgumentParser(prog=prog, description=__doc__.split("\n\n")[1],
+                                     formatter_class=HelpFormatter)
     parser.add_argument("results", nargs="+", help="results.json files or run directories; the first is the baseline")
-    parser.add_argument("--out", default=None, help="where comparison.md/.png go (default: comparisons/<timestamp>)")
+    parser.add_argument("--out", default=None, help="directory for comparison.md and comparison.png (default: "
+                        "comparisons/<timestamp> in the current directory)")
 
     def error(message):
-        print(f"compare.py: error: {message}", file=sys.stderr)
+        print(f"{prog}: error: {with_suggestion(parser, message)}", file=sys.stderr)
         sys.exit(2)
 
     parser.error = error
@@ -33,7 +41,11 @@ def main(argv=None) -> int:
         runs = load_runs(args.results)
     except ResultsError as e:
         error(str(e))
-    out = Path(args.out or Path("comparisons") / _dt.datetime.now().strftime("%Y%m%d-%H%M%S"))
+    out = Path(args.out) if args.out else Path("comparisons") / _dt.datetime.now().strftime("%Y%m%d-%H%M%S")
+    if not args.out:  # two comparisons in one second get two directories, never one overwritten
+        base, n = out, 1
+        while out.exists():
+            out, n = base.with_name(f"{base.name}-{n}"), n + 1
     try:
         table, files = write_comparison(runs, labels_for(runs, args.results), out)
     except OSError as e:

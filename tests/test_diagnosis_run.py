@@ -136,7 +136,9 @@ def test_cpu_profiled_run_carries_its_diagnosis_everywhere(profiled_cpu_run):
     assert not list(run_dir.glob("memory-*.pickle"))
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-    acc = EventAccumulator(str(run_dir / "tensorboard" / "summary"), size_guidance={"tensors": 0})
+    from gpt2_lightning.tensorboard_logs import tensorboard_dir
+
+    acc = EventAccumulator(str(tensorboard_dir(run_dir, "summary")), size_guidance={"tensors": 0})
     acc.Reload()
     assert "diagnosis/text_summary" in acc.Tags()["tensors"]
 

@@ -397,7 +397,9 @@ def test_profile_run_measures_energy_and_keeps_extra_steps_out_of_the_timings(tm
     assert data["experiments"]["train"]["projection"]["kwh"] is not None
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-    acc = EventAccumulator(str(tmp_path / "run" / "tensorboard" / "train"))
+    from gpt2_lightning.tensorboard_logs import tensorboard_dir
+
+    acc = EventAccumulator(str(tensorboard_dir(tmp_path / "run", "train")))
     acc.Reload()
     assert {"energy/joules_per_token", "energy/tokens_per_kwh", "power/avg_watts", "power/idle_watts"} <= set(
         acc.Tags()["scalars"])

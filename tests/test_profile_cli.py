@@ -68,9 +68,11 @@ def test_init_reports_startup_and_cold_apart(cpu_run):
 
 
 def test_tensorboard_event_files_per_experiment(cpu_run):
+    from gpt2_lightning.tensorboard_logs import tensorboard_dir
+
     _, run_dir = cpu_run
     for exp in ("init", "inference", "train"):
-        assert list((run_dir / "tensorboard" / exp).glob("events.out.tfevents.*")), exp
+        assert list(tensorboard_dir(run_dir, exp).glob("events.out.tfevents.*")), exp
 
 
 def test_console_entry_point_has_same_main():

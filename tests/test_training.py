@@ -88,9 +88,12 @@ def test_training_on_real_text_lowers_validation_loss(data_dir, tmp_path):
     assert ckpts == ["last.ckpt", "step100.ckpt", "step200.ckpt"]
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-    acc = EventAccumulator(str(tmp_path / "t" / "tensorboard" / "train"))
+    from gpt2_lightning.tensorboard_logs import tensorboard_dir
+
+    acc = EventAccumulator(str(tensorboard_dir(tmp_path / "t", "train")))
     acc.Reload()
     assert {"val/loss", "val/perplexity", "train/loss", "time/step_ms", "lr-AdamW/pg1"} <= set(acc.Tags()["scalars"])
+    assert "epoch" not in acc.Tags()["scalars"]  # Lightning adds it to every self.log(); a flat line at 0
 
 
 def _train_main(*args):

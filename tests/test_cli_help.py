@@ -1,0 +1,113 @@
+"""The CLIs a new user meets: usage names the command as called, every flag explains itself and its default,
+a typo gets the nearest flag, train.py warns about a warm-up as long as the run, and its progress bar counts steps."""
+
+import re
+import sys
+
+import pytest
+
+
+@pytest.mark.parametrize("argv0, expected", [
+    ("/venv/bin/gpt2-profile", "gpt2-profile"),
+    ("/venv/bin/gpt2-train", "gpt2-train"),
+    ("scripts/profile.py", "scripts/profile.py"),
+    ("./scripts/train.py", "./scripts/train.py"),
+    ("/usr/lib/python3/site-packages/pytest/__main__.py", "DEFAULT"),
+    ("", "DEFAULT"),
+])
+def test_usage_names_the_command_as_called(monkeypatch, argv0, expected):
+    from gpt2_lightning.cli import build_parser
+    from gpt2_lightning.cli_args import prog_name
+
+    monkeypatch.setattr(sys, "argv", [argv0])
+    assert prog_name("DEFAULT") == expected
+    if expected != "DEFAULT":
+        assert build_parser().format_usage().startswith(f"usage: {expected} ")
+
+
+def _option_helps(parser):
+    return {a.option_strings[-1]: a.help or "" for a in parser._actions if a.option_strings and a.dest != "help"}
+
+
+@pytest.mark.parametrize("which", ["profile", "train"])
+def test_every_flag_has_help_and_shows_its_default(which):
+    from gpt2_lightning import cli, train_cli
+
+    parser = (cli if which == "profile" else train_cli).build_parser()
+    helps = _option_helps(parser)
+    assert len(helps) > 20
+    assert all(text.strip() for text in helps.values()), [f for f, t in helps.items() if not t.strip()]
+    text = parser.format_help().split("options:", 1)[1]
+    for flag in helps:
+        entry = re.split(rf"\n  {flag}[ \n]", text, maxsplit=1)[1].split("\n  --", 1)[0]
+        assert "(default" in entry or "(required)" in entry, (flag, entry)
+    unset = [a.option_strings[-1] for a in parser._actions if a.default is None and a.option_strings
+             and not a.required and "(default" not in (a.help or "")]
+    assert unset == []  # every unset default says what it means, rather than "(default: none)"
+
+
+def test_train_help_shows_the_defaults_that_were_missing():
+    from gpt2_lightning.train_cli import build_parser
+
+    text = " ".join(build_parser().format_help().split())
+    for expected in ("--batch-size N sequences per batch (default: 8)", "(default: 256)", "(default: 1337)",
+                     "--compile run the model through torch.compile (default: off)", "examples:"):
+        assert expected in text, expected
+
+
+@pytest.mark.parametrize("argv, hint", [
+    (["--stpes", "3"], "did you mean --steps for --stpes?"),
+    (["--acclerator=cpu"], "did you mean --accelerator for --acclerator?"),
+    (["--batchsize", "2"], "did you mean --batch-size for --batchsize?"),
+])
+def test_a_typo_gets_the_nearest_flag(capsys, argv, hint):
+    from gpt2_lightning.cli import main
+
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "unrecognized arguments" in err[0] and hint in err[0], err
+
+
+def test_nothing_near_gets_no_guess():
+    import argparse
+
+    from gpt2_lightning.cli_args import with_suggestion
+
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--steps")
+    assert with_suggestion(parser, "unrecognized arguments: --zzzzzz") == "unrecognized arguments: --zzzzzz"
+
+
+def test_train_typo_is_one_line_with_a_hint(capsys):
+    from gpt2_lightning.train_cli import main
+
+    assert main(["--data", "d", "--max-stpes", "5"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "did you mean --max-steps" in err[0]
+
+
+@pytest.mark.parametrize("warmup, max_steps, expected", [
+    (100, 50, "never reaches --lr 0.001: it stops at 0.0005"),
+    (50, 50, "reaches --lr only at the last step and never decays"),
+    (10, 50, None),
+])
+def test_train_warns_when_warm_up_is_as_long_as_the_run(capsys, warmup, max_steps, expected):
+    from gpt2_lightning.train_cli import parse
+
+    parse(["--data", "d", "--lr-warmup-steps", str(warmup), "--max-steps", str(max_steps)])
+    err = capsys.readouterr().err
+    if expected is None:
+        assert err == ""
+    else:
+        assert f"warning: --lr-warmup-steps {warmup} >= --max-steps {max_steps}" in err and expected in err
+
+
+def test_train_progress_bar_counts_steps():
+    from callbacks.progress import StepProgressBar
+    from gpt2_lightning.experiments import make_trainer
+    from gpt2_lightning.profile_config import ProfileConfig
+
+    cfg = ProfileConfig(accelerator="cpu", model="tiny")
+    with_bar = make_trainer(cfg, [], enable_progress_bar=True, max_steps=10)
+    assert isinstance(with_bar.progress_bar_callback, StepProgressBar)
+    assert make_trainer(cfg, [], max_steps=10).progress_bar_callback is None

@@ -1,0 +1,134 @@
+"""Every run says when its figures are unstable; CPU output carries no GPU-only lines; plots honest and titled."""
+
+import copy
+
+import pytest
+
+from callbacks.timing import summarize
+
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+
+
+def run_data(step_ms, device="cpu", load=(3.5, 2.0, 1.0), steps=None):
+    steps = steps or [step_ms] * 5
+    stats = summarize(steps)
+    parts = {"data": 1.0, "forward": 0.3, "backward": 0.5, "optimizer": 0.1}
+    per_step = [{"step": i + 2, "warmup": False, "step_ms": s, "data_ms": 1.0, "forward_ms": 0.3 * s,
+                 "backward_ms": 0.5 * s, "optimizer_ms": 0.1 * s} for i, s in enumerate(steps)]
+    per_step = [{"step": 0, "warmup": True, "step_ms": 900.0, "data_ms": 1.0, "forward_ms": 1.0, "backward_ms": 1.0,
+                 "optimizer_ms": 1.0}] + per_step
+    return {
+        "config": {"model": "tiny", "precision": "32-true", "batch_size": 2, "seq_len": 64, "steps": len(steps),
+                   "warmup_steps": 1, "profiler": "none", "run_dir": "/r/x"},
+        "env": {"device_type": device, "device_name": "AMD EPYC" if device == "cpu" else "NVIDIA H100",
+                "cpu_count": 2},
+        "status": "complete",
+        "experiments": {
+            "init": {"phases": {"init": summarize([30.0, 31.0, 29.0])}, "cold_init_ms": 50.0,
+                     "device_startup_ms": 0.0 if device == "cpu" else 4000.0, "load_avg": list(load)},
+            "inference": {"phases": {"forward": summarize([10.0, 10.5, 9.5])}, "naive_ms": 9.9,
+                          "throughput": {"tokens_per_sec": 1e4, "tflops": 0.0012, "mfu_pct": None},
+                          "load_avg": list(load)},
+            "train": {"phases": {"step": stats, **{p: summarize([f * s if p != "data" else f for s in steps])
+                                                     for p, f in parts.items()}},
+                      "throughput": {"tokens_per_sec": 500.0, "tflops": 0.0012, "mfu_pct": None},
+                      "memory": {"max_rss_gib": 0.4}, "per_step": per_step, "load_avg": list(load)},
+        },
+    }
+
+
+def test_unstable_steps_warn_with_load_average_and_more_steps():
+    from gpt2_lightning.report import format_summary, render_report
+
+    data = run_data(0, steps=[64.0, 66.0, 70.0, 900.0, 1710.0])
+    text = format_summary(data)
+    warning = [x for x in text.splitlines() if x.startswith("WARNING")]
+    assert len(warning) == 1
+    assert "train figures are unstable" in warning[0] and "load average 3.50 2.00 1.00 on 2 cores" in warning[0]
+    assert "more --steps (now 5)" in warning[0]
+    assert "train figures are unstable" in render_report(data, {})
+
+
+def test_steady_steps_do_not_warn():
+    from gpt2_lightning.report import format_summary
+
+    data = run_data(0, steps=[64.0, 66.0, 70.0, 65.0, 68.0])
+    assert "WARNING" not in format_summary(data)
+
+
+def test_threshold_is_the_documented_one():
+    from gpt2_lightning.noise import unstable
+
+    just_under = {"phases": {"step": {"n": 5, "p10_ms": 100.0, "p90_ms": 149.0}}}
+    just_over = {"phases": {"step": {"n": 5, "p10_ms": 100.0, "p90_ms": 151.0}}}
+    assert unstable("train", just_under) is None and unstable("train", just_over) == pytest.approx(1.51)
+    builds = {"phases": {"init": {"n": 5, "p10_ms": 100.0, "p90_ms": 200.0}}}
+    assert unstable("init", builds) is None  # builds spread up to 1.74 on a quiet machine
+
+
+def test_cpu_summary_has_no_gpu_only_lines():
+    from gpt2_lightning.report import format_summary, render_report
+
+    text = format_summary(run_data(0, steps=[64.0, 66.0, 70.0, 65.0, 68.0]))
+    assert "device start-up" not in text and "unsynchronised host timer" not in text
+    assert "TFLOP/s" not in text and "1.20 GFLOP/s" in text
+    assert "MFU n/a (no peak for CPUs)" in text and "MFU -" not in text
+    assert "first build in the process 50.0 ms" in text
+    report = render_report(run_data(0, steps=[64.0, 66.0, 70.0, 65.0, 68.0]), {})
+    assert "Device start-up" not in report and "Naive vs synchronised" not in report
+    assert "n/a (no peak for CPUs)" in report
+
+
+def test_gpu_summary_keeps_startup_and_naive_lines():
+    from gpt2_lightning.report import format_summary
+
+    text = format_summary(run_data(0, device="cuda", steps=[64.0, 66.0, 70.0, 65.0, 68.0]))
+    assert "device start-up 4.00 s" in text and "unsynchronised host timer reads" in text
+    assert "n/a (no peak known for NVIDIA H100)" in text
+
+
+def test_other_is_each_steps_own_residual():
+    """A noisy run: medians of the parts do not add up to the median step, each step's own residual is small."""
+    from gpt2_lightning.plots import residual_ms
+
+    per_step = [{"step": i, "warmup": False, "step_ms": s, "forward_ms": f, "backward_ms": b}
+                for i, (s, f, b) in enumerate([(100.0, 40.0, 59.9), (300.0, 250.0, 49.8), (120.0, 20.0, 99.9),
+                                               (310.0, 60.0, 249.6), (105.0, 45.0, 59.8)])]
+    per_step.append({"step": 9, "warmup": True, "step_ms": 5000.0, "forward_ms": 1.0, "backward_ms": 1.0})
+    result = {"per_step": per_step}
+    assert residual_ms(result, ("forward", "backward"), "step") == pytest.approx(0.2)
+    # what the old plot drew: median(step) - sum of medians = 120 - (45 + 59.9), fifteen milliseconds
+    medians = {k: sorted(s[f"{k}_ms"] for s in per_step[:5])[2] for k in ("step", "forward", "backward")}
+    assert medians["step"] - medians["forward"] - medians["backward"] == pytest.approx(15.1)
+    assert residual_ms({}, ("forward",), "step") is None
+
+
+def test_phase_and_step_plots_are_titled(tmp_path):
+    from gpt2_lightning.plots import _title, plot_per_step, plot_phase_breakdown
+
+    data = run_data(0, steps=[64.0, 66.0, 70.0, 65.0, 68.0])
+    assert _title(data) == "tiny · AMD EPYC · 32-true · B2×T64 · init, inference, train"
+    for fn, name in ((plot_phase_breakdown, "p.png"), (plot_per_step, "s.png")):
+        assert fn(data, tmp_path / name).read_bytes()[:8] == PNG_MAGIC
+
+
+def test_sweep_drops_empty_panels_and_prints_units(tmp_path):
+    from gpt2_lightning.plots import sweep_panels
+    from gpt2_lightning.sweep import format_sweep, sweep_rows, write_sweep
+
+    quiet, busy = run_data(0, steps=[12.0, 12.5, 13.0, 12.4, 12.6]), run_data(0, steps=[64.0, 66.0, 70.0, 900.0, 1710.0])
+    runs = [(1, quiet), (2, busy)]
+    rows = sweep_rows("batch_size", runs)
+    assert [c for c, _ in sweep_panels(rows)] == ["train tokens/s", "train step ms"]  # no MFU on a CPU
+    gpu = copy.deepcopy(quiet)
+    gpu["experiments"]["train"]["throughput"]["mfu_pct"] = 30.0
+    assert "train MFU %" in [c for c, _ in sweep_panels(sweep_rows("batch_size", [(1, gpu)]))]
+    table = format_sweep("batch_size", rows)
+    header, _, first, second = table.splitlines()
+    assert "train step " in header and "train step ms" not in header
+    assert "12.5 ms" in first and "ok" in first
+    assert "70.0 ms" in second and "UNSTABLE p90/p10" in second and "load 3.50" in second
+    _, files = write_sweep("batch_size", runs, tmp_path)
+    md = (tmp_path / "sweep.md").read_text()
+    assert "sweep over batch_size · tiny · AMD EPYC · 32-true" in md and "batch_size=2: train figures are unstable" in md
+    assert (tmp_path / "sweep.png").read_bytes()[:8] == PNG_MAGIC

@@ -1,0 +1,72 @@
+"""TensorBoard's first screen: short run names, no epoch chart, headline figures after the per-step groups."""
+
+from callbacks.timing import summarize
+
+
+def _scalars(log_dir):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    acc = EventAccumulator(str(log_dir))
+    acc.Reload()
+    return {tag: [(e.step, e.value) for e in acc.Scalars(tag)] for tag in acc.Tags()["scalars"]}
+
+
+def test_logger_writes_to_run_slash_experiment_and_drops_epoch(tmp_path):
+    from gpt2_lightning.tensorboard_logs import make_logger, tensorboard_dir
+
+    logger = make_logger(tmp_path / "my-run", "train")
+    assert tensorboard_dir(tmp_path / "my-run", "train") == tmp_path / "my-run" / "train"
+    assert logger.log_dir == str(tmp_path / "my-run" / "train")
+    logger.log_metrics({"train/loss": 2.5, "epoch": 0}, step=3)  # what Lightning's logger connector sends
+    logger.log_metrics({"epoch": 0}, step=4)
+    logger.finalize("success")
+    assert _scalars(tmp_path / "my-run" / "train") == {"train/loss": [(3, 2.5)]}
+
+
+def test_headline_metrics_sort_after_the_per_step_groups():
+    from gpt2_lightning.run_report import HEADLINE_GROUP, headline_metrics
+
+    result = {"phases": {"step": summarize([10.0, 11.0, 12.0, 10.5, 11.5])},
+              "throughput": {"tokens_per_sec": 100.0, "tflops": 0.5, "mfu_pct": None}}
+    metrics = headline_metrics("train", result)
+    assert set(metrics) == {f"{HEADLINE_GROUP}/{k}" for k in ("median_ms", "p90_over_p10", "tokens_per_sec", "tflops")}
+    assert metrics[f"{HEADLINE_GROUP}/median_ms"] == 11.0
+    # TensorBoard orders chart groups by name and opens the first two: the per-step groups must come first
+    assert sorted(["memory", "throughput", "time", HEADLINE_GROUP])[-1] == HEADLINE_GROUP
+    init = headline_metrics("init", {"phases": {"init": summarize([5.0, 6.0, 7.0])}})
+    assert set(init) == {f"{HEADLINE_GROUP}/median_ms", f"{HEADLINE_GROUP}/p90_over_p10"}  # same column, every row
+
+
+def test_hparams_are_the_same_settings_for_every_run_with_the_key_ones_first():
+    from gpt2_lightning.run_report import hparams
+
+    profile = {"config": {"run_dir": "/runs/x", "model": "tiny", "precision": "32-true", "batch_size": 4, "seq_len": 64,
+                          "compile": False, "data": None, "profiler": "none", "strategy": "auto", "devices": "1",
+                          "num_nodes": 1, "steps": 5, "init_on": "device",
+                          "gpt": {"n_layer": 2, "n_head": 2, "n_embd": 64, "bias": True}},
+               "env": {"device_name": "AMD EPYC", "torch": "2.13.0", "lightning": "2.6.6", "hostname": "h"}}
+    params = hparams(profile)
+    assert params["shape"] == "2L 2H 64d" and params["tokens"] == "synthetic" and params["tool"] == "profile.py"
+    assert "run_dir" not in params and "/runs/x" not in params.values()
+    trained = {"config": {**profile["config"], "train": {"lr": 1e-3}, "data": "data/x"}, "env": profile["env"]}
+    assert set(hparams(trained)) == set(params) and hparams(trained)["tool"] == "train.py"
+    assert set(hparams({})) == set(params)  # even a run missing everything declares the same columns
+    # TensorBoard shows the first five by name: the ones that matter most
+    assert sorted(params)[:5] == ["batch_size", "device", "model", "precision", "seq_len"]
+
+
+def test_every_session_declares_the_same_metrics(tmp_path):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+    from tensorboard.plugins.hparams import metadata
+
+    from gpt2_lightning.run_report import HEADLINE_METRICS, write_tensorboard_summary
+
+    data = {"config": {"model": "tiny"}, "env": {},
+            "experiments": {"init": {"phases": {"init": summarize([5.0, 6.0, 7.0])}}}}
+    write_tensorboard_summary(data, tmp_path, {})
+    acc = EventAccumulator(str(tmp_path / "init"), size_guidance={"tensors": 0})
+    acc.Reload()
+    content = acc.SummaryMetadata(metadata.EXPERIMENT_TAG).plugin_data.content
+    experiment = metadata.parse_experiment_plugin_data(content)
+    assert [m.name.tag for m in experiment.metric_infos] == [f"whole_run/{m}" for m in HEADLINE_METRICS]
+    assert set(acc.Tags()["scalars"]) == {"whole_run/median_ms", "whole_run/p90_over_p10"}
