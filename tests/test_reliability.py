@@ -41,7 +41,7 @@ def assert_one_line_error(proc, *needles):
         (["--seq-len", "0"], ["--seq-len 0", "positive"]),
         (["--seq-len", "2048"], ["--seq-len 2048", "block_size (1024)"]),
         (["--n-embd", "100", "--n-head", "3"], ["--n-embd 100", "--n-head (3)"]),
-        (["--precision", "fp8"], ["--precision fp8", "bf16-mixed"]),
+        (["--precision", "fp4"], ["--precision fp4", "bf16-mixed"]),
         (["--profiler", "nsight"], ["--profiler nsight", "pytorch"]),
         (["--accelerator", "tpu"], ["--accelerator tpu", "cpu"]),
         (["--accelerator", "gpu"], ["--accelerator gpu", "no CUDA GPU"]),
