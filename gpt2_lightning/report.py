@@ -9,8 +9,10 @@ from gpt2_lightning.costs import summary_lines
 from gpt2_lightning.diagnosis_report import markdown as diagnosis_markdown
 from gpt2_lightning.diagnosis_report import summary_lines as diagnosis_summary_lines
 from gpt2_lightning.noise import instability_lines
+from gpt2_lightning.timing_report import fit_line, host_line
 
-PHASE_ORDER = ("init", "init_model", "init_optimizer", "data", "forward", "backward", "optimizer", "step")
+PHASE_ORDER = ("init", "init_model", "init_optimizer", "data", "forward", "backward", "optimizer", "step", "validation",
+               "checkpoint")
 
 
 def fmt_ms(value: float | None) -> str:
@@ -92,7 +94,8 @@ def format_summary(data: dict[str, Any]) -> str:
             mem = result.get("memory", {})
             mem_s = ", ".join(f"{k.replace('_gib', '')} {v:.2f} GiB" for k, v in mem.items())
             lines.append(f"{exp}: {fmt_rate(thr.get('tokens_per_sec'))} tokens/s, {fmt_flops(thr.get('tflops'))}, "
-                         f"MFU {fmt_mfu(thr.get('mfu_pct'), data)}; {mem_s}")
+                         f"MFU {fmt_mfu(thr.get('mfu_pct'), data, thr.get('mfu_note'))}; {mem_s}")
+        lines += [x for x in (host_line(exp, result),) if x]
         lines += summary_lines(exp, result)  # energy, cost, time to train
     for exp, result in experiments.items():
         if result.get("diagnosis"):
@@ -112,11 +115,14 @@ def fmt_flops(tflops: float | None) -> str:
     return f"{value:.0f} FLOP/s"
 
 
-def fmt_mfu(mfu_pct: float | None, data: dict[str, Any]) -> str:
-    """MFU as a percentage, or why there is none: a CPU has no peak in the table, nor has an unknown GPU."""
+def fmt_mfu(mfu_pct: float | None, data: dict[str, Any], note: str | None = None) -> str:
+    """MFU as a percentage, or why there is none: a CPU has no peak in the table, nor has an unknown GPU, a laptop
+    part or a MIG slice (``note``: the reason the run recorded)."""
     if mfu_pct is not None:
         return f"{mfu_pct:.1f}%"
     env = data.get("env", {})
+    if note and env.get("device_type") != "cpu":
+        return f"n/a ({note})"
     if env.get("device_type") == "cpu":
         return "n/a (no peak for CPUs)"
     return f"n/a (no peak known for {env.get('device_name') or 'this device'})"
@@ -224,7 +230,8 @@ def render_report(data: dict[str, Any], plots: dict[str, str]) -> str:
         thr = result.get("throughput")
         if thr:
             out.append(f"- Throughput: {fmt_rate(thr.get('tokens_per_sec'))} tokens/s, {fmt_flops(thr.get('tflops'))}, "
-                       f"MFU {fmt_mfu(thr.get('mfu_pct'), data)}.")
+                       f"MFU {fmt_mfu(thr.get('mfu_pct'), data, thr.get('mfu_note'))}.")
+        out += [f"- {x.split(': ', 1)[1]}." for x in (host_line(exp, result), fit_line(exp, result)) if x]
         if result.get("memory"):
             out.append("- Memory: " + ", ".join(f"{k} {v:.3f} GiB" for k, v in result["memory"].items()) + ".")
         out += [f"- {line.split(': ', 1)[1]}" for line in summary_lines(exp, result)]

@@ -80,6 +80,33 @@ def test_synchronize_count_does_not_grow_with_steps():
     assert few <= 2
 
 
+@pytest.mark.parametrize("lag, caught_up", [(0, 4), (3, 0)])
+def test_host_clock_beside_device_and_caught_up_steps(lag, caught_up, monkeypatch):
+    """A device that keeps up (lag 0) has finished each step before the next begins: it waited for the host in every
+    counted step; one that lags three marks behind never did. Each phase also gets its host-clock time."""
+    from gpt2_lightning.timing_report import host_line
+
+    monkeypatch.setattr(FakeDevice, "LAG", lag)
+    _, timing = _count_syncs(5)
+    host = timing.host_summary()
+    assert host["counted_steps"] == 4 and host["gpu_caught_up_steps"] == caught_up
+    assert set(host["phases"]) == {"data", "forward", "backward", "optimizer", "step"}
+    line = host_line("train", {"host": host, "phases": timing.summary()})
+    assert line.startswith("train: host clock / GPU clock, median ms: data ")
+    assert line.endswith(f"the GPU caught up with the host in {caught_up} of 4 steps")
+
+
+def test_no_host_block_on_the_cpu():
+    from tests.helpers import ScriptedClock
+
+    clock = ScriptedClock()
+    timing = PhaseTimingCallback(warmup_steps=1)
+    with mock.patch("time.perf_counter", clock):
+        module = CostlyModule(clock.advance, warmup_steps=1)
+        trainer([timing], max_steps=3).fit(module, loader(clock.advance, 1))
+    assert timing.host_summary() == {}
+
+
 class SyncsAreErrors(Callback):
     """Turns any host-device synchronisation into an error from the first counted step's start to the last counted
     step's end (placed after the timing callbacks, so their batch-end work is inside the window)."""
