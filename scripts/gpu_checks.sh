@@ -10,28 +10,9 @@
 # $OUT/log.txt.
 set -u
 OUT=${OUT:-gpu-out}
-RUNS=${RUNS:-$OUT/runs}
-mkdir -p "$OUT" "$RUNS"
-LOG="$OUT/log.txt"
-PY=${PYTHON:-python3}
-export PYTHONPATH=${PYTHONPATH:-.} PYTHONUNBUFFERED=1
-
-pack() {
-  (cd "$RUNS" && find . \( -name '*.json' ! -name '*.pt.trace.json' -o -name '*.md' -o -name '*.png' \) -print0 \
-     | tar -czf "$OUT/runs.tar.gz.tmp" --null -T - && mv "$OUT/runs.tar.gz.tmp" "$OUT/runs.tar.gz")
-}
-
-step() {  # step NAME TIMEOUT_S COMMAND...
-  local name=$1 limit=$2; shift 2
-  echo "=== $name: $*" | tee -a "$LOG"
-  local t0=$(date +%s)
-  timeout "$limit" "$@" >>"$LOG" 2>&1
-  echo "=== $name: exit $? after $(( $(date +%s) - t0 )) s" | tee -a "$LOG"
-  pack
-}
+. "$(dirname "$0")/_suite.sh"
 
 P="$PY scripts/profile.py --accelerator gpu --out $RUNS"
-{ nvidia-smi -L; $PY -c "import torch, lightning; print(torch.__version__, lightning.__version__, torch.cuda.get_device_name())"; } >>"$LOG" 2>&1
 # issue 13: any sync inside counted steps is an error; issues 11: planted GPU-bound and host-bound cases
 step gpu-tests 180 $PY -m pytest -q -p no:cacheprovider -m gpu tests/
 # issue 11: a default run diagnoses itself; its wall time against --no-diagnose (target: at most +10 s)

@@ -7,29 +7,9 @@
 # ends (results.json, report.md, plots, sweep/compare tables; no event files or traces), the console into $OUT/log.txt.
 set -u
 OUT=${OUT:-perf-out}
-mkdir -p "$OUT"
-RUNS=${RUNS:-$OUT/runs}
-mkdir -p "$RUNS"
-LOG="$OUT/log.txt"
-PY=${PYTHON:-python3}
-export PYTHONPATH=${PYTHONPATH:-.} PYTHONUNBUFFERED=1
-
-pack() {
-  (cd "$RUNS" && find . \( -name '*.json' ! -name '*.pt.trace.json' -o -name '*.md' -o -name '*.png' \) -print0 \
-     | tar -czf "$OUT/runs.tar.gz.tmp" --null -T - && mv "$OUT/runs.tar.gz.tmp" "$OUT/runs.tar.gz")
-}
-
-step() {  # step NAME TIMEOUT_S COMMAND...
-  local name=$1 limit=$2; shift 2
-  echo "=== $name: $*" | tee -a "$LOG"
-  local t0=$(date +%s)
-  timeout "$limit" "$@" >>"$LOG" 2>&1
-  echo "=== $name: exit $? after $(( $(date +%s) - t0 )) s" | tee -a "$LOG"
-  pack
-}
+. "$(dirname "$0")/_suite.sh"
 
 P="$PY scripts/profile.py --accelerator gpu --out $RUNS"
-{ nvidia-smi -L; $PY -c "import torch, lightning; print(torch.__version__, lightning.__version__, torch.cuda.get_device_name())"; } >>"$LOG" 2>&1
 step gpu-tests 120 $PY -m pytest -q -p no:cacheprovider -m gpu tests/test_no_sync.py
 step gpt2-fp32 120 $P --model gpt2 --run-name gpt2-fp32
 step gpt2-bf16 120 $P --model gpt2 --precision bf16-mixed --run-name gpt2-bf16
