@@ -35,6 +35,6 @@ def fit_line(exp: str, result: dict[str, Any]) -> str | None:
     fit = result.get("fit")
     if not fit:
         return None
-    return (f"{exp}: fit {fit['wall_ms'] / 1000:.2f} s: steps {fit['steps_pct']:.0f}%, validation "
+    return (f"{exp}: fit {fit['wall_ms'] / 1000:.2f} s: steps {fit['steps_pct']:.0f}% (warm-up included), validation "
             f"{fit['validation_pct']:.0f}%, checkpoints {fit['checkpoint_pct']:.0f}%, other {fit['other_pct']:.0f}% "
-            "(warm-up steps, Lightning's set-up and hooks)")
+            "(Lightning's own work between them)")
