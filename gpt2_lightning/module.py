@@ -110,9 +110,9 @@ class GPT2LightningModule(L.LightningModule):
     def configure_optimizers(self) -> Any:
         params = [p for p in self.parameters() if p.requires_grad]
         # weight decay on matmul weights and embeddings (2-D), never on biases or LayerNorm gains
-        groups = [
-            {"params": [p for p in params if p.dim() >= 2], "weight_decay": self.weight_decay},
-            {"params": [p for p in params if p.dim() < 2], "weight_decay": 0.0},
+        groups = [  # named: LearningRateMonitor charts them as train/lr/decay and train/lr/no_decay
+            {"params": [p for p in params if p.dim() >= 2], "weight_decay": self.weight_decay, "name": "decay"},
+            {"params": [p for p in params if p.dim() < 2], "weight_decay": 0.0, "name": "no_decay"},
         ]
         on_cuda = all(p.is_cuda for p in params)
         # fused: one kernel for the whole update instead of several per tensor; CUDA only here
@@ -120,7 +120,8 @@ class GPT2LightningModule(L.LightningModule):
         if self.lr_warmup_steps == 0 and self.lr_decay_steps is None:
             return optimizer  # constant rate: no scheduler to step (profiling)
         schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: self.lr_at(step) / self.learning_rate)
-        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": schedule, "interval": "step"}}
+        # named, so the learning rate sorts beside train/loss in TensorBoard rather than first, as "lr-AdamW"
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": schedule, "interval": "step", "name": "train/lr"}}
 
     # ------------------------------------------------------------------ steps
     def forward(self, idx: torch.Tensor) -> torch.Tensor:
