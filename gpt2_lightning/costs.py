@@ -43,7 +43,7 @@ def target_tokens(config: dict[str, Any]) -> tuple[int, str]:
     """(tokens, why that many): --target-tokens, else 20 per model parameter."""
     if config.get("target_tokens"):
         return parse_token_count(config["target_tokens"]), "--target-tokens"
-    return TOKENS_PER_PARAM * int(config["num_params"]), f"{TOKENS_PER_PARAM} per parameter (Hoffmann et al. 2022)"
+    return TOKENS_PER_PARAM * int(config["num_params"]), f"{TOKENS_PER_PARAM} per parameter, Hoffmann et al. 2022"
 
 
 # ------------------------------------------------------------------------------------------------ arithmetic

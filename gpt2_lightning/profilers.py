@@ -57,7 +57,9 @@ def top_operators(profiler: Profiler | None, limit: int = 10) -> tuple[list[dict
     averages = [
         a for a in events.key_averages()
         if getattr(a, "device_type", DeviceType.CPU) == DeviceType.CPU
-        and not a.key.startswith(("[pl][", "ProfilerStep")) and a.key not in ("cudaDeviceSynchronize",)
+        # ranges, not operators: Lightning's hooks, the profiler's steps, the optimizer's step, our phases
+        and not a.key.startswith(("[pl][", "ProfilerStep", "Optimizer.", "phase/"))
+        and a.key not in ("cudaDeviceSynchronize",)
     ]
     device = sum(getattr(a, "self_device_time_total", 0) for a in averages) > 0
     attr, by = ("self_device_time_total", "self device time") if device else ("self_cpu_time_total", "self CPU time")
