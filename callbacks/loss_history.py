@@ -15,6 +15,8 @@ import lightning as L
 import torch
 from lightning.pytorch.callbacks import Callback
 
+from callbacks.step_records import optimizer_step_index
+
 
 def _loss_of(outputs: Any) -> torch.Tensor | None:
     loss = outputs.get("loss") if isinstance(outputs, dict) else outputs
@@ -44,17 +46,16 @@ class LossHistory(Callback):
 
     def on_train_batch_start(self, trainer: L.Trainer, pl_module: L.LightningModule, batch: Any, batch_idx: int) -> None:
         if self._step_at_start is None:
-            self._step_at_start = trainer.global_step
+            self._step_at_start = optimizer_step_index(trainer, not pl_module.automatic_optimization)
 
     def on_train_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, outputs: Any, batch: Any,
                            batch_idx: int) -> None:
         loss = _loss_of(outputs)
         if loss is not None:
             self._sum = loss if self._sum is None else self._sum + loss
-        manual = not pl_module.automatic_optimization
-        if not manual and trainer.global_step == self._step_at_start:
+        if pl_module.automatic_optimization and trainer.global_step == self._step_at_start:
             return  # a micro-batch: the optimizer step is still accumulating
-        step = (self._step_at_start or 0) // (max(1, len(trainer.optimizers)) if manual else 1)
+        step = self._step_at_start
         self._step_at_start = None
         value, self._sum = self._sum, None
         if value is None:
@@ -76,7 +77,7 @@ class LossHistory(Callback):
                     logger.log_metrics({"train/loss": v["loss"]}, step=v["step"])
 
     def collect(self) -> list[dict[str, float]]:
-        """Read the kept losses back (one transfer) and return every value kept so far."""
+        """Read the kept losses back (one transfer); returns those just read (``values`` holds every one so far)."""
         if self._pending:
             losses = torch.stack([v.float() for _, v in self._pending]).tolist()
             new = [{"step": s, "loss": x} for (s, _), x in zip(self._pending, losses)]

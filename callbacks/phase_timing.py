@@ -35,12 +35,15 @@ from callbacks.outside_steps import AfterOtherCallbacks, OutsideSteps
 from callbacks.phase_ranges import PhaseRanges
 from callbacks.phase_summary import INFERENCE_PHASES, INIT_PHASES, TRAIN_PHASES, WINDOW_PHASES, PhaseSummaries  # noqa: F401
 from callbacks.step_records import (
+    METRIC_PREFIX,
     OPENS_AUTOMATIC,
     OPENS_MANUAL,
     PendingStep,
     StepRecord,
     WindowRecord,
     first_tensor_shape,
+    logged_per_step,
+    optimizer_step_index,
     resolve,
 )
 from callbacks.timing import DeviceTimer, Mark
@@ -141,9 +144,7 @@ class PhaseTimingCallback(PhaseSummaries, Callback):
     def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         self._fit_marks = [self._timer.mark()]
         self._manual = not pl_module.automatic_optimization
-        # the logging axis continues across a resume; manual optimisation counts one step per optimizer per batch
-        per_batch = max(1, len(trainer.optimizers)) if self._manual else 1
-        self._base_step = trainer.global_step // per_batch
+        self._base_step = optimizer_step_index(trainer, self._manual)
         self._train_steps = 0
         for optimizer in trainer.optimizers:
             self._hooks.append(optimizer.register_step_post_hook(lambda *_: self._mark("optimizer_end")))
@@ -185,9 +186,7 @@ class PhaseTimingCallback(PhaseSummaries, Callback):
             self._last_end, self._last_step = end, cur.step
             self._train_steps += 1
         else:  # a micro-batch of an optimizer step still accumulating
-            self._ranges.close()
-            end = self._timer.mark()
-            cur.marks.append(("micro_end", end, self._host()))
+            end = self._close_with("micro_end")
         self._data_start = self._batch_end = end
         self._flush(trainer, wait=False)
 
@@ -291,15 +290,20 @@ class PhaseTimingCallback(PhaseSummaries, Callback):
             self._ranges.switch(cur.opens.get(label))
             cur.marks.append((label, self._timer.mark(), self._host()))
 
+    def _close_with(self, label: str) -> Mark:
+        """Close the open phase range and set the mark that ends the current batch (or micro-batch)."""
+        self._ranges.close()
+        end = self._timer.mark()
+        self._current.marks.append((label, end, self._host()))
+        return end
+
     def _end(self) -> Mark | None:
         cur = self._current
         if cur is None:
             return None
-        self._ranges.close()
         if cur.naive_start is not None:
             cur.naive_ms = (self._timer.host_now() - cur.naive_start) * 1000.0
-        end = self._timer.mark()
-        cur.marks.append(("batch_end", end, self._host()))
+        end = self._close_with("batch_end")
         self._pending.append(cur)
         self._current = None
         return end
@@ -342,11 +346,10 @@ class PhaseTimingCallback(PhaseSummaries, Callback):
 
     @staticmethod
     def _log(trainer: L.Trainer, records: list[StepRecord], windows: list[WindowRecord]) -> None:
-        fitting = trainer.state.fn == "fit"
         for r in records:
-            if not r.counted or (r.stage == "validate" and fitting):  # inside fit, validation is one window
+            if not logged_per_step(r, trainer):
                 continue
-            prefix = {"validate": "val_", "test": "test_"}.get(r.stage, "")
+            prefix = METRIC_PREFIX.get(r.stage, "")
             metrics = {f"time/{prefix}{phase}_ms": ms for phase, ms in r.phases.items()}
             if r.naive_ms is not None:
                 metrics[f"time/{prefix}naive_forward_ms"] = r.naive_ms

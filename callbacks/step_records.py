@@ -133,6 +133,22 @@ def batch_tokens(shape: tuple[int, ...] | None) -> tuple[int, int] | None:
     return (shape[0], shape[1]) if len(shape) >= 2 else (shape[0], 1)
 
 
+def optimizer_step_index(trainer: Any, manual: bool) -> int:
+    """The optimizer step a training batch belongs to, on Lightning's logging axis (continuous across a resume).
+
+    ``trainer.global_step`` counts optimizer steps; under manual optimisation it counts each optimizer's step, so a
+    batch that steps every optimizer is one step of the axis."""
+    return trainer.global_step // (max(1, len(trainer.optimizers)) if manual else 1)
+
+
+METRIC_PREFIX = {"validate": "val_", "test": "test_"}  # time/val_forward_ms, throughput/test_tokens_per_sec, ...
+
+
+def logged_per_step(record: StepRecord, trainer: Any) -> bool:
+    """Is this counted record logged on its own step? Inside fit a validation run is one window on the step axis
+    (``time/validation_ms``), not a batch axis of its own."""
+    return record.counted and not (record.stage == "validate" and trainer.state.fn == "fit")
+
 
 def resolve(timer: DeviceTimer, pending: list[PendingStep], windows: list[tuple[str, int, Mark, Mark]],
             fit_marks: list[Mark] | None, wait: bool, at_least: int = 1
@@ -144,15 +160,16 @@ def resolve(timer: DeviceTimer, pending: list[PendingStep], windows: list[tuple[
     ``fit_marks`` (start, end) adds fit's wall time, resolved in the same go.
     """
     if wait:
-        steps, kept_windows = pending[:], windows[:]
+        steps, window_done = pending[:], [True] * len(windows)
     else:
         ready = 0
         while ready < len(pending) and timer.done(pending[ready].marks[-1][1]):
             ready += 1
         steps = pending[:ready] if ready >= at_least else []
-        kept_windows = [w for w in windows if timer.done(w[3])]
+        window_done = [timer.done(end) for _, _, _, end in windows]
     del pending[:len(steps)]
-    windows[:] = [w for w in windows if not any(w is k for k in kept_windows)]
+    kept_windows = [w for w, done in zip(windows, window_done) if done]
+    windows[:] = [w for w, done in zip(windows, window_done) if not done]
     if not steps and not kept_windows and fit_marks is None:
         return [], [], None
     per_step = [p.intervals() for p in steps]

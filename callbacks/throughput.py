@@ -18,7 +18,7 @@ from lightning.pytorch.callbacks import Callback
 
 from callbacks.devices import mfu_pct, peak_lookup
 from callbacks.phase_timing import PhaseTimingCallback, StepRecord
-from callbacks.step_records import batch_tokens
+from callbacks.step_records import METRIC_PREFIX, batch_tokens, logged_per_step
 from callbacks.timing import percentile
 
 GIB = 1024**3
@@ -149,9 +149,9 @@ class ThroughputCallback(Callback):
                 flops = sum(flops_fn(b, t, training=r.stage == "train") for b, t in filter(None, shapes))
             acc = self.throughput.setdefault(r.stage, Throughput(self.peak_tflops))
             rates = acc.update(timed, r.tokens, flops)
-            if r.stage == "validate" and trainer.state.fn == "fit":
-                continue  # inside fit, validation is one window on the step axis, not a batch axis of its own
-            prefix = {"validate": "val_", "test": "test_"}.get(r.stage, "")
+            if not logged_per_step(r, trainer):
+                continue
+            prefix = METRIC_PREFIX.get(r.stage, "")
             metrics = {f"throughput/{prefix}{k}": v for k, v in rates.items() if v is not None}
             metrics.update({f"memory/{k}": v for k, v in memory.items()})
             for logger in trainer.loggers:
