@@ -14,7 +14,6 @@ from lightning.pytorch.callbacks import ProgressBar
 from callbacks import DeviceTimer, PhaseTimingCallback, StepRecord, ThroughputCallback
 from callbacks.loss_history import LossHistory
 from callbacks.progress import ProgressCallback, StepProgressBar
-from callbacks.step_records import batch_tokens
 from gpt2_lightning.data import SyntheticTokenDataModule, TokenFileDataModule
 from gpt2_lightning.energy_run import energy_callback, energy_result, train_max_steps, until_window_done
 from gpt2_lightning.interrupts import RaiseOnSignal
@@ -72,7 +71,9 @@ def make_trainer(cfg: ProfileConfig, callbacks: list[Any], logger: Any = False, 
         enable_progress_bar=cfg.verbose,
         num_sanity_val_steps=0,
         limit_val_batches=0,
-        log_every_n_steps=50,  # logging the loss reads it back from the device: never every step of a profile
+        # the module's self.log("train/loss") off: writing it reads the loss back from the device, a wait inside the
+        # timed steps (a profile keeps every step's loss with LossHistory instead; train.py sets its own interval)
+        log_every_n_steps=0,
         enable_autolog_hparams=False,  # the run's own settings and headline metrics are logged when it ends
     )
     kwargs.update(overrides)
@@ -117,10 +118,10 @@ def _ranks(timing: PhaseTimingCallback, stage: str, timed_phase: str) -> dict[st
     if not ranks:
         return {"world_size": 1}
     rates = []
-    for r in ranks:
-        median, shape = r["phases"][timed_phase]["median_ms"], batch_tokens(r.get("batch_shape"))
-        if median and shape:
-            rates.append(shape[0] * shape[1] / (median / 1000.0))
+    for r in ranks:  # a step's tokens (every micro-batch of it) over the rank's median step
+        median, tokens = r["phases"][timed_phase]["median_ms"], r.get("tokens")
+        if median and tokens:
+            rates.append(tokens / (median / 1000.0))
     return {
         "world_size": len(ranks),
         "ranks": ranks,
@@ -208,8 +209,9 @@ def experiment_summary(
     host = timing.host_summary(stage)
     if host:
         out["host"] = host
-    if stage == "train" and timing.fit_summary() is not None:
-        out["fit"] = timing.fit_summary()
+    fit = timing.fit_summary() if stage == "train" else None
+    if fit is not None:
+        out["fit"] = fit
     return out
 
 
@@ -292,12 +294,12 @@ def run_inference(cfg: ProfileConfig, run_dir: Path) -> dict[str, Any]:
 def run_train(cfg: ProfileConfig, run_dir: Path) -> dict[str, Any]:
     """Full training steps through ``trainer.fit``, split into data / forward / backward / optimizer."""
     # the loss of every step stays on the device and is written when fit ends: reading it back per step would make
-    # the host wait for the GPU inside the timed steps (so the module's own self.log is off: log_every_n_steps=0)
+    # the host wait for the GPU inside the timed steps
     losses = LossHistory(every=1, write=True)
     result, _ = _timed_run(
         cfg, run_dir, "train", "train", "step",
         lambda trainer, module, data: trainer.fit(module, datamodule=data),
-        extra_callbacks=(losses,), log_every_n_steps=0,
+        extra_callbacks=(losses,),
         max_steps=train_max_steps(cfg),  # with energy, the energy callback stops fit once its window is done
     )
     result["train_loss"] = losses.values
