@@ -30,11 +30,14 @@ def host_line(exp: str, result: dict[str, Any]) -> str | None:
     return line
 
 
-def fit_line(exp: str, result: dict[str, Any]) -> str | None:
-    """``train: fit 12.3 s: steps 97%, validation 2%, checkpoints 1%, other 0%`` when fit's wall time is known."""
-    fit = result.get("fit")
-    if not fit:
-        return None
-    return (f"{exp}: fit {fit['wall_ms'] / 1000:.2f} s: steps {fit['steps_pct']:.0f}% (warm-up included), validation "
+def fit_text(fit: dict[str, Any]) -> str:
+    """``fit 12.34 s: steps 97% (warm-up included), validation 2%, checkpoints 1%, other 0% (...)``."""
+    return (f"fit {fit['wall_ms'] / 1000:.2f} s: steps {fit['steps_pct']:.0f}% (warm-up included), validation "
             f"{fit['validation_pct']:.0f}%, checkpoints {fit['checkpoint_pct']:.0f}%, other {fit['other_pct']:.0f}% "
             "(Lightning's own work between them)")
+
+
+def fit_line(exp: str, result: dict[str, Any]) -> str | None:
+    """``train: fit 12.34 s: ...`` (``fit_text``) when fit's wall time is known."""
+    fit = result.get("fit")
+    return f"{exp}: {fit_text(fit)}" if fit else None

@@ -160,10 +160,9 @@ def training_lines(train: dict) -> str:
         if values:
             lines.append(f"{name}: {values[0]['loss']:.4f} at step {values[0]['step']} -> {values[-1]['loss']:.4f} "
                          f"at step {values[-1]['step']}")
-    fit = train.get("fit")
-    if fit:
-        lines.append(f"fit {fit['wall_ms'] / 1000:.1f} s: steps {fit['steps_pct']:.0f}%, validation "
-                     f"{fit['validation_pct']:.0f}%, checkpoints {fit['checkpoint_pct']:.0f}%, other "
-                     f"{fit['other_pct']:.0f}%")
+    if train.get("fit"):
+        from gpt2_lightning.timing_report import fit_text
+
+        lines.append(fit_text(train["fit"]))
     return "\n".join(lines)
 
