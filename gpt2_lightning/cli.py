@@ -213,7 +213,7 @@ def main(argv: list[str] | None = None) -> int:
     say = print if rank0 else (lambda *a, **k: None)  # one console, not one per process
     from gpt2_lightning.experiments import device_startup_ms, resolve_device
 
-    for device in {str(resolve_device(c.accelerator)): resolve_device(c.accelerator) for c in configs}.values():
+    for device in {resolve_device(c.accelerator) for c in configs}:
         device_startup_ms(device)  # first, so that `--accelerator cpu,gpu` times the GPU's start-up too
     runs = []
     try:

@@ -78,6 +78,7 @@ class GPT2LightningModule(L.LightningModule):
         })
         self.model: GPT | None = None
         self.val_loss = MeanMetric()  # mean over the validation batches; its state lives on the module's device
+        self._micro_losses: list[torch.Tensor] = []  # this optimizer step's micro-batch losses, when it is logged
 
     # ------------------------------------------------------------------ building
     def configure_model(self) -> None:
@@ -142,16 +143,14 @@ class GPT2LightningModule(L.LightningModule):
         self.log costs ~1 ms of host time. The value stays a tensor: the logger reads it back when it writes.
         """
         trainer = self._trainer
-        if trainer is None or trainer.log_every_n_steps <= 0:
-            return
-        detached = loss.detach()
-        self._micro_losses = [*getattr(self, "_micro_losses", []), detached]
+        if trainer is None or trainer.log_every_n_steps <= 0 or (trainer.global_step + 1) % trainer.log_every_n_steps:
+            return  # not a step the logger writes (the global step holds still over an optimizer step's micro-batches)
+        self._micro_losses.append(loss.detach())
         if (batch_idx + 1) % trainer.accumulate_grad_batches != 0 and not trainer.is_last_batch:
             return  # more micro-batches to come before the optimizer step
         losses, self._micro_losses = self._micro_losses, []
-        if (trainer.global_step + 1) % trainer.log_every_n_steps == 0:
-            step_loss = losses[0] if len(losses) == 1 else torch.stack(losses).mean()
-            self.log("train/loss", step_loss, on_step=True, on_epoch=False, prog_bar=False)
+        step_loss = losses[0] if len(losses) == 1 else torch.stack(losses).mean()
+        self.log("train/loss", step_loss, on_step=True, on_epoch=False, prog_bar=False)
 
     def validation_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> torch.Tensor:
         idx, targets = batch
