@@ -8,7 +8,7 @@ from typing import Any
 from gpt2_lightning.costs import summary_lines
 from gpt2_lightning.diagnosis_report import markdown as diagnosis_markdown
 from gpt2_lightning.diagnosis_report import summary_lines as diagnosis_summary_lines
-from gpt2_lightning.noise import instability_lines
+from gpt2_lightning.noise import TIMED_PHASE, instability_lines
 from gpt2_lightning.timing_report import fit_line, host_line
 
 PHASE_ORDER = ("init", "init_model", "init_optimizer", "data", "forward", "backward", "optimizer", "step", "validation",
@@ -85,7 +85,7 @@ def format_summary(data: dict[str, Any]) -> str:
     for exp in ("inference", "train"):
         result = experiments.get(exp, {})
         if result.get("world_size", 1) > 1:
-            medians = [r["phases"]["step" if exp == "train" else "forward"]["median_ms"] for r in result["ranks"]]
+            medians = [r["phases"][TIMED_PHASE[exp]]["median_ms"] for r in result["ranks"]]
             lines.append(f"{exp}: world size {result['world_size']}, per-rank medians "
                          f"{' / '.join(fmt_ms(m) for m in medians)}, global "
                          f"{fmt_rate(result.get('global_tokens_per_sec'))} tokens/s")
