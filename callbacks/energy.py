@@ -176,7 +176,9 @@ class EnergyCallback(Callback):
             self.meter = meter_for(trainer.strategy.root_device)
 
     def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        self._first_global_step = self._last_global_step = trainer.global_step  # a resumed fit starts past 0
+        # a resumed fit starts past 0; under manual optimisation each optimizer steps: one step of the axis per batch
+        self._first_global_step = self._last_global_step = step_records.optimizer_step_index(
+            trainer, not pl_module.automatic_optimization)
 
     def on_train_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         if self.warmup_steps == 0 and self._steps == 0 and self.result is None and self._window is None:
@@ -186,9 +188,10 @@ class EnergyCallback(Callback):
         self._batch_start(trainer, batch)
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
-        if trainer.global_step != self._last_global_step:  # an optimizer step ended (not a micro-batch)
-            self._last_global_step = trainer.global_step
-            self._step_end(trainer, trainer.global_step - self._first_global_step)
+        step = step_records.optimizer_step_index(trainer, not pl_module.automatic_optimization)
+        if step != self._last_global_step:  # an optimizer step ended (not a micro-batch)
+            self._last_global_step = step
+            self._step_end(trainer, step - self._first_global_step)
 
     def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         self._stage_end(trainer)
