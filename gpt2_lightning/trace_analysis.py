@@ -25,11 +25,12 @@ from array import array
 from typing import Any
 
 from gpt2_lightning.trace_categories import CATEGORIES, GPU_EVENT_CATEGORY, cpu_op_category, kernel_category
-from gpt2_lightning.trace_events import OP, OPTIMIZER_RANGE, Collected, collect
+from gpt2_lightning.trace_events import LIGHTNING_RANGE, OP, OPTIMIZER_RANGE, RANGE, Collected, collect
 from gpt2_lightning.trace_reader import TraceError
 
 TOP_N = 10  # kernels (or CPU operators) listed by time
 _BACKWARD_OP = "autograd::engine::evaluate_function"  # backward work, even when run inside optimizer.step(closure)
+_CLOSURE_RANGES = ("phase/forward", "phase/backward")  # PhaseTimingCallback's ranges of the closure's parts
 
 __all__ = ["TraceError", "analyze_trace", "TOP_N"]
 
@@ -69,9 +70,21 @@ def _intersection_length(a: list[tuple[float, float]], b: list[tuple[float, floa
 
 # ------------------------------------------------------------------------------------------------ steps
 def _steps(c: Collected) -> tuple[list[tuple[int, float, float]], str]:
-    """The profiled steps as (number, start, end), sorted, and where they came from."""
+    """The profiled steps as (number, start, end), sorted, and where they came from.
+
+    Lightning's PyTorchProfiler steps the profiler when ``training_step`` ends, so each of its ``ProfilerStep#N``
+    ranges holds the backward and optimizer of one step and the forward of the next: the first recorded range holds
+    the last warm-up step's backward and optimizer. On a CPU that host work is far slower than a counted step's (in a
+    gpt2 run 27.5 s against 3.1 s), so a CPU trace leaves that range out when others remain; each of the rest holds
+    exactly one forward, backward and optimizer of counted steps. A GPU trace keeps it: its kernels are those of any
+    step (H100 fixture: 26.053 ms busy per step with it, 26.028 without), and other tools (HolisticTraceAnalysis)
+    count every ProfilerStep."""
     if c.host_steps:
-        return sorted((n, s, e) for n, (s, e) in c.host_steps.items()), "host ProfilerStep ranges"
+        steps = sorted((n, s, e) for n, (s, e) in c.host_steps.items())
+        if c.lightning_training_steps and len(steps) > 1 and not c.g_start:
+            return steps[1:], ("host ProfilerStep ranges (Lightning's: training_step end to training_step end; the "
+                               "first, which holds a warm-up step's backward and optimizer, left out)")
+        return steps, "host ProfilerStep ranges"
     numbers = sorted({n for _, n in c.gpu_steps})
     if numbers:
         spans = {n: [v for (_, m), v in c.gpu_steps.items() if m == n] for n in numbers}
@@ -171,10 +184,20 @@ def _analyze_gpu(c: Collected, steps: list[tuple[int, float, float]], source: st
     }
 
 
+def _closure_part(name: str, kind: int) -> bool:
+    """An event of the closure that ``optimizer.step(closure)`` runs before its update: a backward operator, or the
+    range of a forward or backward (Lightning's hook ranges, this tool's phase ranges)."""
+    if kind == OP:
+        return name.startswith(_BACKWARD_OP)
+    return kind == RANGE and (name in _CLOSURE_RANGES or (name.startswith(LIGHTNING_RANGE)
+                                                          and name.endswith(("training_step", "backward"))))
+
+
 def _updates_start(order: list[int], start_a: array, end_a: array, name_a: array, kind_a: array,
                    names: list[str]) -> dict[int, float]:
-    """For each optimizer range run as ``optimizer.step(closure)``, when its update starts: after the last backward
-    operator inside it (the closure's forward and backward come first)."""
+    """For each optimizer range run as ``optimizer.step(closure)``, when its update starts: after the closure's
+    forward and backward inside it. A range cut off by the trace's end in the middle of the closure (Lightning stops
+    recording when a ``training_step`` ends) then holds no update at all."""
     open_ranges: list[int] = []
     last: dict[int, float] = {}
     for i in order:
@@ -182,7 +205,7 @@ def _updates_start(order: list[int], start_a: array, end_a: array, name_a: array
             open_ranges.pop()
         if kind_a[i] == OPTIMIZER_RANGE:
             open_ranges.append(i)
-        elif open_ranges and kind_a[i] == OP and names[name_a[i]].startswith(_BACKWARD_OP):
+        elif open_ranges and _closure_part(names[name_a[i]], kind_a[i]):
             last[open_ranges[-1]] = max(last.get(open_ranges[-1], start_a[i]), end_a[i])
     return last
 
@@ -190,10 +213,10 @@ def _updates_start(order: list[int], start_a: array, end_a: array, name_a: array
 def _analyze_cpu(c: Collected, steps: list[tuple[int, float, float]], source: str) -> dict[str, Any]:
     """CPU operators' self time (own duration less that of the operators they called), by category and step.
 
-    Optimizer work is what runs with an optimizer's range (``Optimizer.step#AdamW.step``) as the innermost host range,
-    outside backward and after the last backward operator in that range: a for-loop AdamW runs plain ``aten::mul_``,
-    and Lightning runs forward and backward *inside* ``optimizer.step(closure)`` (where, when Lightning's profiler
-    ran, its own nearer ``[pl][profile]`` ranges claim them too)."""
+    Optimizer work is what runs inside an optimizer's range (``Optimizer.step#AdamW.step``), at any depth of host
+    ranges under it (this tool's ``phase/optimizer``, Lightning's ``[pl][profile]`` ranges), outside backward and after
+    the last backward operator in that range: a for-loop AdamW runs plain ``aten::mul_``, and Lightning runs forward
+    and backward *inside* ``optimizer.step(closure)``, before the update."""
     names = list(c.names)
     starts = [s for _, s, _ in steps]
     whole = source.startswith("whole")
@@ -222,8 +245,10 @@ def _analyze_cpu(c: Collected, steps: list[tuple[int, float, float]], source: st
                 finish(ops.pop())
             while ranges and ranges[-1][0] <= t:
                 ranges.pop()
-            if kind_a[i] != OP:
-                ranges.append((end_a[i], update_from.get(i, start_a[i]) if kind_a[i] == OPTIMIZER_RANGE else None))
+            if kind_a[i] != OP:  # a range inherits the update start of an optimizer range around it, at any depth
+                inherited = ranges[-1][1] if ranges else None
+                ranges.append((end_a[i], update_from.get(i, start_a[i]) if kind_a[i] == OPTIMIZER_RANGE
+                               else inherited))
                 continue
             in_backward = bool(ops and ops[-1][6]) or names[name_a[i]].startswith(_BACKWARD_OP)
             if ops:

@@ -20,6 +20,7 @@ GPU_KINDS = {"kernel": "kernel", "gpu_memcpy": "memcpy", "gpu_memset": "memset",
              "memset": "memset"}  # lower-cased "cat" of GPU activity (older Kineto: Kernel, Memcpy, Memset)
 LAUNCH_CATS = {"cuda_runtime", "cuda_driver", "runtime", "driver"}
 STEP_NAME = re.compile(r"ProfilerStep#(\d+)$")
+LIGHTNING_RANGE = "[pl][profile]"  # Lightning's profiler names its hook ranges so
 OP, RANGE, OPTIMIZER_RANGE = 1, 0, 2  # a CPU operator; a host range (record_function); an optimizer's range
 
 
@@ -39,6 +40,7 @@ class Collected:
         self.gpu_steps: dict[tuple[int, int], tuple[float, float]] = {}  # (device, step number) -> (start, end)
         # CPU operators and host ranges per thread: (start, end, name, kind), kind one of OP, RANGE, OPTIMIZER_RANGE
         self.cpu: dict[Any, tuple[array, array, array, array]] = {}
+        self.lightning_training_steps = False  # Lightning's PyTorchProfiler stepped the trace at training_step's end
 
     def name_id(self, name: str) -> int:
         i = self.names.get(name)
@@ -97,6 +99,8 @@ class Collected:
             arrays[2].append(self.name_id(name))
             arrays[3].append(OP if cat == "cpu_op" else OPTIMIZER_RANGE if name.startswith(OPTIMIZER_RANGES)
                              else RANGE)
+            if cat == "user_annotation" and name.startswith(LIGHTNING_RANGE) and name.endswith("training_step"):
+                self.lightning_training_steps = True
 
     @staticmethod
     def _widest(table: dict, key: Any, start: float, end: float) -> None:

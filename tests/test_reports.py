@@ -180,3 +180,24 @@ def test_compare_rows_unit():
     rows = compare([run(10.0), run(40.0), {"experiments": {}}])
     assert rows[0]["values"] == [10.0, 40.0, None]
     assert rows[0]["speedups"] == [1.0, 0.25, None]
+
+
+def test_cpu_trace_gives_the_optimizer_its_share_of_the_step(profiled_run):
+    """The diagnosis of the tool's own CPU trace (Lightning's PyTorchProfiler) puts AdamW's operators under
+    ``optimizer``: its share of CPU operator time agrees with the share of the profiled steps that PhaseTimingCallback's
+    ``phase/optimizer`` ranges cover, read here straight from the trace's JSON."""
+    diagnosis = json.loads((profiled_run / "results.json").read_text())["experiments"]["train"]["diagnosis"]
+    events = [e for e in json.loads((profiled_run / "trace-train.pt.trace.json").read_text())["traceEvents"]
+              if e.get("ph") == "X"]
+    steps = sorted((e["ts"], e["ts"] + e["dur"]) for e in events if e["name"].startswith("ProfilerStep#"))
+    kept = steps[1:]  # Lightning's first range holds the last warm-up step's backward and optimizer
+    assert diagnosis["steps"] == len(kept) >= 1
+
+    def inside(e):
+        return any(s <= e["ts"] < end for s, end in kept)
+
+    optimizer_ms = sum(e["dur"] for e in events if e["name"] == "phase/optimizer" and inside(e)) / 1000.0
+    window_ms = sum(end - s for s, end in kept) / 1000.0
+    share_of_step = 100.0 * optimizer_ms / window_ms
+    assert optimizer_ms > 0
+    assert diagnosis["categories"]["optimizer"]["pct"] == pytest.approx(share_of_step, abs=5.0)

@@ -277,3 +277,30 @@ def test_a_plain_torch_profiler_loop_trace(tmp_path):
     for cat in ("matmul", "elementwise_norm", "optimizer"):
         assert r["categories"][cat]["ms_per_step"] > 0, cat
     assert {o["category"] for o in r["top_ops"] if o["name"] in ("aten::addmm", "aten::mm")} == {"matmul"}
+
+
+def test_cpu_optimizer_work_at_any_depth_and_a_cut_off_closure(tmp_path):
+    """Lightning-shaped CPU trace, hand-built (us). Step 1: optimizer.step(closure) with the closure's training_step
+    and backward inside, then the update under a nested range (this tool's phase/optimizer): its 30 + 20 us are
+    optimizer time. Step 2: the trace ends in the middle of the next closure, so its Optimizer.step range holds only
+    a forward: none of it is optimizer time. Lightning's first ProfilerStep (a warm-up step's backward) is left out."""
+    b = TraceBuilder().host_step(1, 0, 100).host_step(2, 100, 300).host_step(3, 300, 400)
+    b.cpu_op("[pl][profile][Strategy]SingleDeviceStrategy.training_step", 1, 20, cat="user_annotation")
+    b.cpu_op("aten::mul_", 50, 90)  # the warm-up step's update: in the left-out first range
+    b.cpu_op("Optimizer.step#AdamW.step", 101, 290, cat="user_annotation")
+    b.cpu_op("[pl][profile][Strategy]SingleDeviceStrategy.training_step", 102, 150, cat="user_annotation")
+    b.cpu_op("aten::addmm", 103, 140)  # forward: 37 us
+    b.cpu_op("[pl][profile][Strategy]SingleDeviceStrategy.backward", 151, 220, cat="user_annotation")
+    b.cpu_op("autograd::engine::evaluate_function: AddmmBackward0", 152, 210)  # backward: 58 us
+    b.cpu_op("phase/optimizer", 221, 289, cat="user_annotation")
+    b.cpu_op("[pl][profile][LightningModule]M.configure_gradient_clipping", 222, 260, cat="user_annotation")
+    b.cpu_op("aten::mul_", 223, 253)  # the update, two ranges deep: 30 us
+    b.cpu_op("aten::lerp_", 262, 282)  # 20 us
+    b.cpu_op("Optimizer.step#AdamW.step", 301, 400, cat="user_annotation")  # cut off by the trace's end
+    b.cpu_op("[pl][profile][Strategy]SingleDeviceStrategy.training_step", 302, 399, cat="user_annotation")
+    b.cpu_op("aten::addmm", 303, 363)  # the next forward: 60 us
+    r = analyze_trace(b.write(tmp_path / "t.json"))
+    assert r["steps"] == 2 and "left out" in r["step_source"]
+    cats = {k: v["ms_per_step"] * 2 * 1000 for k, v in r["categories"].items()}  # us over both steps
+    assert cats["optimizer"] == pytest.approx(50.0)
+    assert cats["matmul"] == pytest.approx(37.0 + 58.0 + 60.0)  # forward, AddmmBackward0, the cut-off forward
