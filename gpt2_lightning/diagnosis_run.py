@@ -18,7 +18,7 @@ from typing import Any
 import lightning as L
 
 from gpt2_lightning.diagnosis import diagnose
-from gpt2_lightning.experiments import make_datamodule, make_trainer, resolve_device
+from gpt2_lightning.experiments import make_datamodule, make_trainer, module_ranges, resolve_device
 from gpt2_lightning.profile_config import ProfileConfig
 from gpt2_lightning.profilers import ProfilerStepCallback, kernel_profiler
 from gpt2_lightning.trace_analysis import TraceError, analyze_trace
@@ -38,7 +38,8 @@ def profile_extra_steps(cfg: ProfileConfig, module: L.LightningModule, stage: st
     data = make_datamodule(cfg, n)
     # no timing callbacks, no logger, no Lightning profiler: nothing of these steps is counted or logged
     overrides: dict[str, Any] = {"max_steps": n} if stage == "train" else {}
-    trainer = make_trainer(cfg, [], enable_progress_bar=False, **overrides)
+    ranges = module_ranges(cfg)  # which module ran what: the per-module breakdown
+    trainer = make_trainer(cfg, [ranges] if ranges else [], enable_progress_bar=False, **overrides)
     path = diagnosis_trace_path(run_dir, experiment, trainer.global_rank)
     cuda = resolve_device(cfg.accelerator).type == "cuda"
     with kernel_profiler(path, cfg.diagnose_steps, cuda=cuda, warmup=PROFILER_WARMUP_STEPS) as prof:

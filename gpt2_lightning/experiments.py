@@ -13,6 +13,7 @@ from lightning.pytorch.callbacks import ProgressBar
 
 from callbacks import DeviceTimer, PhaseTimingCallback, StepRecord, ThroughputCallback
 from callbacks.loss_history import LossHistory
+from callbacks.module_ranges import ModuleRangesCallback
 from callbacks.progress import ProgressCallback, StepProgressBar
 from gpt2_lightning.data import SyntheticTokenDataModule, TokenFileDataModule
 from gpt2_lightning.energy_run import energy_callback, energy_result, train_max_steps, until_window_done
@@ -55,6 +56,11 @@ def make_datamodule(cfg: ProfileConfig, num_batches: int) -> L.LightningDataModu
     return SyntheticTokenDataModule(
         vocab, cfg.seq_len, cfg.batch_size, seed=cfg.seed, num_batches=num_batches * cfg.world_size
     )
+
+
+def module_ranges(cfg: ProfileConfig) -> ModuleRangesCallback | None:
+    """Module ranges for a profiled trace's per-module breakdown; none on a compiled model (hooks break its graph)."""
+    return None if cfg.compile else ModuleRangesCallback()
 
 
 def make_trainer(cfg: ProfileConfig, callbacks: list[Any], logger: Any = False, **overrides: Any) -> L.Trainer:
@@ -246,6 +252,7 @@ def _timed_run(
     with profiler_messages_hidden(not cfg.verbose and (cfg.profiler == "pytorch" or (
             resolve_device(cfg.accelerator).type == "cuda" and not cfg.no_diagnose))) as console:
         callbacks = [c for c in (energy, timing, throughput, snapshot if cfg.memory_snapshot else None,
+                                 module_ranges(cfg) if cfg.profiler == "pytorch" else None,
                                  *extra_callbacks, *make_progress(cfg, experiment, stream=console)) if c is not None]
         trainer = make_trainer(cfg, callbacks, logger=make_logger(run_dir, experiment), profiler=profiler,
                                **trainer_kwargs)

@@ -38,3 +38,21 @@ def train_flops_per_token(config: GPTConfig, seq_len: int) -> float:
 def inference_flops_per_token(config: GPTConfig, seq_len: int) -> float:
     """A forward pass is a third of a training step (backward costs twice the forward)."""
     return train_flops_per_token(config, seq_len) / 3.0
+
+
+def part_train_flops_per_token(config: GPTConfig, seq_len: int) -> dict[str, float]:
+    """``train_flops_per_token`` split over the model's parts (``module_parts.GPT2_PARTS``): each 6N term goes to the
+    part that holds those parameters, and 12·L·d·T to the attention kernel; they add up to the whole exactly.
+    Embedding lookups, residual adds and the loss do no work counted in 6N (the tied token table's FLOPs are the output
+    head's matmul)."""
+    d, L = config.n_embd, config.n_layer
+    b = 1 if config.bias else 0
+    ln = d * (1 + b)
+    return {
+        "attention projections": 6.0 * L * (d * 3 * d + 3 * d * b + d * d + d * b),
+        "attention kernel": 12.0 * L * d * seq_len,
+        "MLP": 6.0 * L * (d * 4 * d + 4 * d * b + 4 * d * d + d * b),
+        "layer norms": 6.0 * (2 * L + 1) * ln,
+        "output head": 6.0 * config.vocab_size * d,
+        "embeddings": 0.0, "residual adds": 0.0, "loss": 0.0, "other model code": 0.0,
+    }

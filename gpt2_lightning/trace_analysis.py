@@ -18,19 +18,18 @@ steps at all is one step. Traces without GPU events (CPU runs) are analysed by C
 
 from __future__ import annotations
 
-import bisect
 import os
 import statistics
 from array import array
 from typing import Any
 
+from gpt2_lightning.module_parts import summarize as module_summary
 from gpt2_lightning.trace_categories import CATEGORIES, GPU_EVENT_CATEGORY, cpu_op_category, kernel_category
-from gpt2_lightning.trace_events import LIGHTNING_RANGE, OP, OPTIMIZER_RANGE, RANGE, Collected, collect
+from gpt2_lightning.trace_events import OP, OPTIMIZER_RANGE, Collected, collect
 from gpt2_lightning.trace_reader import TraceError
+from gpt2_lightning.trace_steps import BACKWARD_OP, locate, profiled_steps, updates_start
 
 TOP_N = 10  # kernels (or CPU operators) listed by time
-_BACKWARD_OP = "autograd::engine::evaluate_function"  # backward work, even when run inside optimizer.step(closure)
-_CLOSURE_RANGES = ("phase/forward", "phase/backward")  # PhaseTimingCallback's ranges of the closure's parts
 
 __all__ = ["TraceError", "analyze_trace", "TOP_N"]
 
@@ -69,34 +68,6 @@ def _intersection_length(a: list[tuple[float, float]], b: list[tuple[float, floa
 
 
 # ------------------------------------------------------------------------------------------------ steps
-def _steps(c: Collected) -> tuple[list[tuple[int, float, float]], str]:
-    """The profiled steps as (number, start, end), sorted, and where they came from.
-
-    Lightning's PyTorchProfiler steps the profiler when ``training_step`` ends, so each of its ``ProfilerStep#N``
-    ranges holds the backward and optimizer of one step and the forward of the next: the first recorded range holds
-    the last warm-up step's backward and optimizer. On a CPU that host work is far slower than a counted step's (in a
-    gpt2 run 27.5 s against 3.1 s), so a CPU trace leaves that range out when others remain; each of the rest holds
-    exactly one forward, backward and optimizer of counted steps. A GPU trace keeps it: its kernels are those of any
-    step (H100 fixture: 26.053 ms busy per step with it, 26.028 without), and other tools (HolisticTraceAnalysis)
-    count every ProfilerStep."""
-    if c.host_steps:
-        steps = sorted((n, s, e) for n, (s, e) in c.host_steps.items())
-        if c.lightning_training_steps and len(steps) > 1 and not c.g_start:
-            return steps[1:], ("host ProfilerStep ranges (Lightning's: training_step end to training_step end; the "
-                               "first, which holds a warm-up step's backward and optimizer, left out)")
-        return steps, "host ProfilerStep ranges"
-    numbers = sorted({n for _, n in c.gpu_steps})
-    if numbers:
-        spans = {n: [v for (_, m), v in c.gpu_steps.items() if m == n] for n in numbers}
-        return [(n, min(s for s, _ in spans[n]), max(e for _, e in spans[n])) for n in numbers], "GPU step annotations"
-    return [(0, float("-inf"), float("inf"))], "whole trace (no ProfilerStep ranges)"
-
-
-def _locate(starts: list[float], ranges: list[tuple[Any, float, float]], t: float) -> int:
-    j = bisect.bisect_right(starts, t) - 1
-    return j if j >= 0 and t <= ranges[j][2] else -1
-
-
 def _assign_gpu(c: Collected, steps: list[tuple[int, float, float]], source: str) -> array:
     """The step index of every GPU event (-1: outside the profiled steps)."""
     n = len(c.g_start)
@@ -115,9 +86,9 @@ def _assign_gpu(c: Collected, steps: list[tuple[int, float, float]], source: str
     for i in range(n):
         launched = c.launch_ts.get(c.g_corr[i]) if by_launch else None
         if launched is not None:
-            out[i] = _locate(starts, steps, launched)
+            out[i] = locate(starts, steps, launched)
         elif c.g_dev[i] in gpu_ranges:
-            j = _locate(gpu_starts[c.g_dev[i]], gpu_ranges[c.g_dev[i]], c.g_start[i])
+            j = locate(gpu_starts[c.g_dev[i]], gpu_ranges[c.g_dev[i]], c.g_start[i])
             out[i] = gpu_ranges[c.g_dev[i]][j][0] if j >= 0 else -1
     return out
 
@@ -184,32 +155,6 @@ def _analyze_gpu(c: Collected, steps: list[tuple[int, float, float]], source: st
     }
 
 
-def _closure_part(name: str, kind: int) -> bool:
-    """An event of the closure that ``optimizer.step(closure)`` runs before its update: a backward operator, or the
-    range of a forward or backward (Lightning's hook ranges, this tool's phase ranges)."""
-    if kind == OP:
-        return name.startswith(_BACKWARD_OP)
-    return kind == RANGE and (name in _CLOSURE_RANGES or (name.startswith(LIGHTNING_RANGE)
-                                                          and name.endswith(("training_step", "backward"))))
-
-
-def _updates_start(order: list[int], start_a: array, end_a: array, name_a: array, kind_a: array,
-                   names: list[str]) -> dict[int, float]:
-    """For each optimizer range run as ``optimizer.step(closure)``, when its update starts: after the closure's
-    forward and backward inside it. A range cut off by the trace's end in the middle of the closure (Lightning stops
-    recording when a ``training_step`` ends) then holds no update at all."""
-    open_ranges: list[int] = []
-    last: dict[int, float] = {}
-    for i in order:
-        while open_ranges and end_a[open_ranges[-1]] <= start_a[i]:
-            open_ranges.pop()
-        if kind_a[i] == OPTIMIZER_RANGE:
-            open_ranges.append(i)
-        elif open_ranges and _closure_part(names[name_a[i]], kind_a[i]):
-            last[open_ranges[-1]] = max(last.get(open_ranges[-1], start_a[i]), end_a[i])
-    return last
-
-
 def _analyze_cpu(c: Collected, steps: list[tuple[int, float, float]], source: str) -> dict[str, Any]:
     """CPU operators' self time (own duration less that of the operators they called), by category and step.
 
@@ -234,9 +179,9 @@ def _analyze_cpu(c: Collected, steps: list[tuple[int, float, float]], source: st
         total[0] += self_time
         total[1] += 1
 
-    for start_a, end_a, name_a, kind_a in c.cpu.values():
+    for start_a, end_a, name_a, kind_a, _ in c.cpu.values():
         order = sorted(range(len(start_a)), key=lambda i: (start_a[i], -end_a[i], -kind_a[i]))
-        update_from = _updates_start(order, start_a, end_a, name_a, kind_a, names)
+        update_from = updates_start(order, start_a, end_a, name_a, kind_a, names)
         ops: list[list] = []
         ranges: list[tuple[float, float | None]] = []  # (end, where its update starts or None) of enclosing ranges
         for i in order:
@@ -250,10 +195,10 @@ def _analyze_cpu(c: Collected, steps: list[tuple[int, float, float]], source: st
                 ranges.append((end_a[i], update_from.get(i, start_a[i]) if kind_a[i] == OPTIMIZER_RANGE
                                else inherited))
                 continue
-            in_backward = bool(ops and ops[-1][6]) or names[name_a[i]].startswith(_BACKWARD_OP)
+            in_backward = bool(ops and ops[-1][6]) or names[name_a[i]].startswith(BACKWARD_OP)
             if ops:
                 ops[-1][2] += end_a[i] - t
-            step = 0 if whole else _locate(starts, steps, t)
+            step = 0 if whole else locate(starts, steps, t)
             in_opt = bool(ranges) and ranges[-1][1] is not None and t >= ranges[-1][1] and not in_backward
             ops.append([end_a[i], name_a[i], 0.0, step, in_opt, t, in_backward])
         while ops:
@@ -273,7 +218,7 @@ def analyze_trace(path: str | os.PathLike) -> dict[str, Any]:
     c = collect(path)
     if not c.g_start and not c.cpu:
         raise TraceError(f"{path}: no kernels and no CPU operators in it: not a torch.profiler trace")
-    steps, source = _steps(c)
+    steps, source = profiled_steps(c)
     result = {
         "trace": os.fspath(path),
         "steps": len(steps),
@@ -282,4 +227,5 @@ def analyze_trace(path: str | os.PathLike) -> dict[str, Any]:
                              if not source.startswith("whole") else None),
     }
     result.update(_analyze_gpu(c, steps, source) if c.g_start else _analyze_cpu(c, steps, source))
+    result["modules"] = module_summary(c, steps)
     return result

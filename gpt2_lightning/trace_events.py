@@ -21,7 +21,9 @@ GPU_KINDS = {"kernel": "kernel", "gpu_memcpy": "memcpy", "gpu_memset": "memset",
 LAUNCH_CATS = {"cuda_runtime", "cuda_driver", "runtime", "driver"}
 STEP_NAME = re.compile(r"ProfilerStep#(\d+)$")
 LIGHTNING_RANGE = "[pl][profile]"  # Lightning's profiler names its hook ranges so
-OP, RANGE, OPTIMIZER_RANGE = 1, 0, 2  # a CPU operator; a host range (record_function); an optimizer's range
+MODULE_PREFIX = "[pl][module]"  # a module's forward: "[pl][module]<module>.<Class>: <qualified name>"
+# a CPU operator; a host range (record_function); an optimizer's range; a module's forward range
+OP, RANGE, OPTIMIZER_RANGE, MODULE_RANGE = 1, 0, 2, 3
 
 
 class Collected:
@@ -36,10 +38,12 @@ class Collected:
         self.g_dev, self.g_name, self.g_corr = array("i"), array("i"), array("q")
         self.g_kind: list[str] = []  # interned strings: "kernel", "memcpy", "memset"
         self.launch_ts: dict[int, float] = {}  # correlation id -> host time of its launch
+        self.launch_thread: dict[int, Any] = {}  # correlation id -> (pid, tid) of the host thread that launched it
         self.host_steps: dict[int, tuple[float, float]] = {}  # step number -> (start, end)
         self.gpu_steps: dict[tuple[int, int], tuple[float, float]] = {}  # (device, step number) -> (start, end)
-        # CPU operators and host ranges per thread: (start, end, name, kind), kind one of OP, RANGE, OPTIMIZER_RANGE
-        self.cpu: dict[Any, tuple[array, array, array, array]] = {}
+        # CPU operators and host ranges per (pid, tid): (start, end, name, kind, autograd sequence number or -1)
+        self.cpu: dict[Any, tuple[array, array, array, array, array]] = {}
+        self.step_thread: Any = None  # (pid, tid) of the host thread that ran the ProfilerStep ranges
         self.lightning_training_steps = False  # Lightning's PyTorchProfiler stepped the trace at training_step's end
 
     def name_id(self, name: str) -> int:
@@ -80,6 +84,7 @@ class Collected:
             corr = args.get("correlation") if isinstance(args, dict) else None
             if isinstance(corr, int):
                 self.launch_ts[corr] = start
+                self.launch_thread[corr] = (e.get("pid"), e.get("tid"))
         elif name.startswith("ProfilerStep#"):
             step = STEP_NAME.match(name)
             if step is None:
@@ -89,16 +94,20 @@ class Collected:
                 self._widest(self.gpu_steps, (pid if isinstance(pid, int) else 0, int(step.group(1))), start, end)
             else:
                 self._widest(self.host_steps, int(step.group(1)), start, end)
+                self.step_thread = (e.get("pid"), e.get("tid"))
         elif cat == "cpu_op" or cat == "user_annotation":
             key = (e.get("pid"), e.get("tid"))
             arrays = self.cpu.get(key)
             if arrays is None:
-                arrays = self.cpu[key] = (array("d"), array("d"), array("i"), array("b"))
+                arrays = self.cpu[key] = (array("d"), array("d"), array("i"), array("b"), array("q"))
             arrays[0].append(start)
             arrays[1].append(end)
             arrays[2].append(self.name_id(name))
             arrays[3].append(OP if cat == "cpu_op" else OPTIMIZER_RANGE if name.startswith(OPTIMIZER_RANGES)
-                             else RANGE)
+                             else MODULE_RANGE if name.startswith(MODULE_PREFIX) else RANGE)
+            args = e.get("args")
+            seq = args.get("Sequence number") if cat == "cpu_op" and isinstance(args, dict) else None
+            arrays[4].append(seq if isinstance(seq, int) else -1)
             if cat == "user_annotation" and name.startswith(LIGHTNING_RANGE) and name.endswith("training_step"):
                 self.lightning_training_steps = True
 
