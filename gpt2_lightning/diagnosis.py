@@ -21,7 +21,17 @@ COMMUNICATION_PCT = 10.0  # communication kernels at least this share of kernel 
 COMM_OVERLAP_LOW_PCT = 50.0  # less than this share of communication hidden under compute: worth overlapping more
 MATMUL_DOMINANT_PCT = 50.0  # matmuls at least this share of kernel time ...
 MATMUL_BUSY_PCT = 85.0  # ... and the GPU busy at least this share of the step: it does the right work
+MODULE_LARGE_PCT = 15.0  # a part of the model with at least this share of the step's attributed time ...
+MODULE_BELOW_PEAK_PCT = 20.0  # ... running its matmul work below this share of the device's peak
 MAX_SENTENCES = 3
+_NOT_MODULES = ("optimizer", "outside any module")
+_PART_ADVICE = {
+    "attention kernel": "check that scaled_dot_product_attention runs a fused kernel (flash or cuDNN: bf16/fp16, "
+                        "head size up to 256) and try --compile",
+    "attention projections": "its matmuls are small: a larger --batch-size, or bf16-mixed if not in use",
+    "MLP": "its matmuls are small: a larger --batch-size, or bf16-mixed if not in use",
+    "output head": "a larger --batch-size, or bf16-mixed if not in use (the vocabulary is already padded to 64)",
+}
 
 
 @dataclass
@@ -158,8 +168,29 @@ def matmul_busy(e: Evidence) -> Finding | None:
     )
 
 
+def slow_part(e: Evidence) -> Finding | None:
+    """A large part of the model (``modules``, with FLOPs) whose matmul work runs far below the device's peak, or,
+    with no matmul work at all, memory-bound work that takes a large share."""
+    modules = e.analysis.get("modules") or {}
+    parts = [p for p in modules.get("parts", []) if p["part"] not in _NOT_MODULES and "flops_per_step" in p
+             and p["pct"] >= MODULE_LARGE_PCT]
+    of = "kernel time" if str(modules.get("basis", "")).startswith("kernel") else "host time"
+    for p in sorted(parts, key=lambda p: -p["total_ms"]):
+        plural = p["part"].endswith("s")
+        share = (f"The model's {p['part']} {'take' if plural else 'takes'} {p['pct']:.0f}% of its {of} "
+                 f"({_ms(p['total_ms'])} per step")
+        if p.get("matmul") and p.get("pct_of_peak") is not None and p["pct_of_peak"] < MODULE_BELOW_PEAK_PCT:
+            advice = _PART_ADVICE.get(p["part"], "look at its kernels in the trace")
+            return Finding(p["total_ms"], f"{share}) at {p['tflops']:.1f} TFLOP/s, {p['pct_of_peak']:.0f}% of the "
+                                          f"device's peak: {advice}.")
+        if not p.get("matmul"):
+            return Finding(p["total_ms"], f"{share}) and {'do' if plural else 'does'} no matmul work: "
+                                          f"memory-bound reads and writes; --compile fuses such kernels into fewer.")
+    return None
+
+
 RULES: tuple[Callable[[Evidence], Finding | None], ...] = (launch_bound, copy_cast, data_wait, communication,
-                                                           matmul_busy)
+                                                           slow_part, matmul_busy)
 
 
 def _nothing_fired(e: Evidence) -> str:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from gpt2_lightning import module_report
 from gpt2_lightning.trace_categories import CATEGORIES
 
 _NAME_CHARS = 70  # kernel names run to hundreds of characters of C++ templates
@@ -47,6 +48,8 @@ def format_text(d: dict[str, Any], top: int = 10) -> str:
         lines += ["", f"top {what}:", f"{'ms/step':>9} {'calls':>6} {'%':>5}  {'category':<16} name"]
         lines += [f"{r['ms_per_step']:>9.3f} {r['calls_per_step']:>6.1f} {r['pct']:>5.1f}  {r['category']:<16} "
                   f"{_short(r['name'])}" for r in rows[:top]]
+    if d.get("modules"):
+        lines += [""] + module_report.text_lines(d["modules"])
     if d.get("verdict"):
         lines += ["", "verdict:"] + [f"- {s}" for s in d["verdict"]]
     return "\n".join(lines)
@@ -61,6 +64,8 @@ def summary_lines(exp: str, d: dict[str, Any]) -> list[str]:
     what = "uncounted profiled" if d.get("extra_steps") else "profiled"
     lines = [f"{exp}: diagnosis over {d['steps']} {what} step(s): {busy_line(d)}; {cats_s}"]
     lines += [f"  ({d['note']})"] if d.get("note") else []
+    modules = module_report.console_line(d.get("modules") or {})
+    lines += [modules] if modules else []
     return lines + [f"  - {s}" for s in d.get("verdict", [])]
 
 
@@ -85,6 +90,8 @@ def markdown(d: dict[str, Any], top: int = 5) -> list[str]:
                 "|---|---|---:|---:|---:|"]
         out += [f"| `{_short(r['name'])}` | {r['category']} | {r['ms_per_step']:.3f} | {r['calls_per_step']:.1f} | "
                 f"{r['pct']:.1f} |" for r in rows[:top]]
+    if d.get("modules"):
+        out += [""] + module_report.markdown_lines(d["modules"])
     if d.get("trace_file"):
         out += ["", f"Trace of these steps: [`{d['trace_file']}`]({d['trace_file']})."]
     return out + [""]

@@ -19,6 +19,8 @@ import lightning as L
 
 from gpt2_lightning.diagnosis import diagnose
 from gpt2_lightning.experiments import make_datamodule, make_trainer, module_ranges, resolve_device
+from gpt2_lightning.flops import MATMUL_PARTS, part_train_flops_per_token
+from gpt2_lightning.module_parts import add_flops
 from gpt2_lightning.profile_config import ProfileConfig
 from gpt2_lightning.profilers import ProfilerStepCallback, kernel_profiler
 from gpt2_lightning.trace_analysis import TraceError, analyze_trace
@@ -78,6 +80,9 @@ def diagnose_experiment(cfg: ProfileConfig, run_dir: Path, experiment: str, stag
         message = str(e).splitlines()[0] if str(e) else type(e).__name__
         print(f"profile.py: {experiment}: diagnosis failed: {message}", file=sys.stderr, flush=True)
         return {"error": message}
+    add_flops(analysis["modules"], part_train_flops_per_token(cfg.gpt_config(), cfg.seq_len),
+              tokens_per_step=cfg.batch_size * cfg.seq_len, training=stage == "train",
+              peak_tflops=(result.get("throughput") or {}).get("peak_tflops"), matmul_parts=MATMUL_PARTS)
     profiled_run = cfg.profiler != "none"  # the counted steps themselves ran under a profiler: slowed on the host
     out = diagnose(analysis, step_ms=_step_ms(result, stage), phases=result.get("phases"), host=result.get("host"),
                    mfu_pct=(result.get("throughput") or {}).get("mfu_pct"), step_is_profiled=profiled_run,

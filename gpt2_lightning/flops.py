@@ -40,11 +40,14 @@ def inference_flops_per_token(config: GPTConfig, seq_len: int) -> float:
     return train_flops_per_token(config, seq_len) / 3.0
 
 
+MATMUL_PARTS = ("attention projections", "attention kernel", "MLP", "output head")  # whose FLOPs are matmul work
+
+
 def part_train_flops_per_token(config: GPTConfig, seq_len: int) -> dict[str, float]:
     """``train_flops_per_token`` split over the model's parts (``module_parts.GPT2_PARTS``): each 6N term goes to the
     part that holds those parameters, and 12·L·d·T to the attention kernel; they add up to the whole exactly.
     Embedding lookups, residual adds and the loss do no work counted in 6N (the tied token table's FLOPs are the output
-    head's matmul)."""
+    head's matmul); the layer norms' share is 6 per parameter by the formula, not matmul work (``MATMUL_PARTS``)."""
     d, L = config.n_embd, config.n_layer
     b = 1 if config.bias else 0
     ln = d * (1 + b)

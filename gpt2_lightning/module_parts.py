@@ -78,10 +78,11 @@ def summarize(c: Any, steps: list[tuple[int, float, float]]) -> dict[str, Any]:
         if block is not None:
             blocks.setdefault(block, [0.0, 0.0])[column] += us
     total = attr["total_us"]
+    has_backward = any(kind == BACKWARD for kind, _, _, _ in attr["rows"])  # none under inference_mode
 
     def row(name: str, fwd: float | None, bwd: float | None, us: float) -> dict[str, Any]:
         return {"part": name, "forward_ms": None if fwd is None else fwd / per,
-                "backward_ms": None if bwd is None else bwd / per, "total_ms": us / per,
+                "backward_ms": None if bwd is None or not has_backward else bwd / per, "total_ms": us / per,
                 "pct": 100.0 * us / total if total else 0.0}
 
     ranked = sorted(parts.items(), key=lambda kv: -sum(kv[1]))
@@ -91,7 +92,8 @@ def summarize(c: Any, steps: list[tuple[int, float, float]]) -> dict[str, Any]:
                                                                           sum(v[1] for _, v in rest)])]
     rows = [row(name, f, b, f + b) for name, (f, b) in ranked]
     rows += [row(OPTIMIZER_ROW, None, None, optimizer), row(OUTSIDE_ROW, None, None, outside)]
-    block_rows = [{"block": i, "forward_ms": f / per, "backward_ms": b / per, "total_ms": (f + b) / per}
+    block_rows = [{"block": i, "forward_ms": f / per, "backward_ms": b / per if has_backward else None,
+                   "total_ms": (f + b) / per}
                   for i, (f, b) in sorted(blocks.items())]
     return {
         "grouping": "gpt2" if gpt2 else "module name and class",
@@ -113,10 +115,10 @@ def _outliers(blocks: list[dict[str, Any]]) -> list[int]:
 
 
 def add_flops(modules: dict[str, Any], train_flops: dict[str, float], tokens_per_step: int, training: bool,
-              peak_tflops: float | None) -> dict[str, Any]:
-    """Each part's FLOPs per step (forward a third of training, backward two thirds), achieved TFLOP/s over its
-    time and share of the device's peak (null without a peak). ``train_flops``: training FLOPs per token per part
-    (``flops.part_train_flops_per_token``); parts it does not name did no matmul work counted in MFU."""
+              peak_tflops: float | None, matmul_parts: tuple[str, ...]) -> dict[str, Any]:
+    """Each part's FLOPs per step (forward a third of training, backward two thirds); for the parts whose FLOPs are
+    matmul work (``matmul_parts``), the achieved TFLOP/s over the part's time and its share of the device's peak (null
+    without a peak). ``train_flops``: training FLOPs per token per part (``flops.part_train_flops_per_token``)."""
     if "parts" not in modules:
         return modules
     for row in modules["parts"]:
@@ -125,8 +127,9 @@ def add_flops(modules: dict[str, Any], train_flops: dict[str, float], tokens_per
             continue
         flops = per_token * tokens_per_step * (1.0 if training else 1.0 / 3.0)
         seconds = row["total_ms"] / 1000.0
-        tflops = flops / seconds / 1e12 if seconds > 0 and flops > 0 else None
-        row.update(flops_per_step=flops, tflops=tflops,
+        matmul = row["part"] in matmul_parts
+        tflops = flops / seconds / 1e12 if matmul and seconds > 0 and flops > 0 else None
+        row.update(flops_per_step=flops, matmul=matmul, tflops=tflops,
                    pct_of_peak=None if tflops is None or not peak_tflops else 100.0 * tflops / peak_tflops)
     modules["peak_tflops"] = peak_tflops
     return modules

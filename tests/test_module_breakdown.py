@@ -156,7 +156,7 @@ def test_gpt2_parts_from_the_diagnosis_steps(tmp_path):
     """The GPU diagnosis's extra steps, run on the CPU: GPT-2's parts, FLOPs that add up to the model's."""
     from gpt2_lightning.diagnosis_run import profile_extra_steps
     from gpt2_lightning.experiments import make_module
-    from gpt2_lightning.flops import part_train_flops_per_token, train_flops_per_token
+    from gpt2_lightning.flops import MATMUL_PARTS, part_train_flops_per_token, train_flops_per_token
     from gpt2_lightning.profile_config import ProfileConfig
 
     cfg = ProfileConfig(accelerator="cpu", model="tiny", batch_size=2, seq_len=16, diagnose_steps=2)
@@ -172,9 +172,10 @@ def test_gpt2_parts_from_the_diagnosis_steps(tmp_path):
     assert m["backward_without_forward_ms"] == 0
     flops = part_train_flops_per_token(cfg.gpt_config(), 16)
     assert sum(flops.values()) == pytest.approx(train_flops_per_token(cfg.gpt_config(), 16), rel=1e-12)
-    add_flops(m, flops, tokens_per_step=32, training=True, peak_tflops=100.0)
+    add_flops(m, flops, tokens_per_step=32, training=True, peak_tflops=100.0, matmul_parts=MATMUL_PARTS)
     mlp = rows["MLP"]
     assert mlp["flops_per_step"] == flops["MLP"] * 32
     assert mlp["tflops"] == pytest.approx(mlp["flops_per_step"] / (mlp["total_ms"] / 1000) / 1e12)
     assert mlp["pct_of_peak"] == pytest.approx(mlp["tflops"])  # of a 100 TFLOP/s peak
     assert rows["embeddings"]["tflops"] is None  # no FLOPs counted in MFU: no rate
+    assert rows["layer norms"]["flops_per_step"] > 0 and rows["layer norms"]["tflops"] is None  # 6N's share only
