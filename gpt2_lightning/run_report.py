@@ -9,7 +9,7 @@ from gpt2_lightning.diagnosis_report import markdown_all as diagnosis_markdown
 from gpt2_lightning.noise import spread, timed_stats
 from gpt2_lightning.plots import plot_per_step, plot_phase_breakdown
 from gpt2_lightning.report import markdown_summary, render_report
-from gpt2_lightning.results import atomic_write_text
+from gpt2_lightning.atomic_files import atomic_write_text, write_failure
 
 REPORT_FILE = "report.md"
 PLOTS = {"phase breakdown": "phases.png", "per-step times": "per_step.png"}
@@ -19,20 +19,35 @@ PLOTS = {"phase breakdown": "phases.png", "per-step times": "per_step.png"}
 HEADLINE_GROUP = "whole_run"
 
 
-def write_plots(data: dict[str, Any], run_dir: Path) -> dict[str, str]:
+def write_plots(data: dict[str, Any], run_dir: Path, failures: list[str] | None = None) -> dict[str, str]:
+    """The PNGs made, by name; one that cannot be written (a full disk) is a line in ``failures``, not an error."""
     made = {}
     for (name, file), fn in zip(PLOTS.items(), (plot_phase_breakdown, plot_per_step)):
-        if fn(data, run_dir / file) is not None:
-            made[name] = file
+        try:
+            if fn(data, run_dir / file) is not None:
+                made[name] = file
+        except OSError as e:
+            if failures is None:
+                raise
+            failures.append(write_failure(run_dir / file, e))
     return made
 
 
-def write_report(data: dict[str, Any], run_dir: Path) -> Path:
-    plots = write_plots(data, run_dir)
+def write_report(data: dict[str, Any], run_dir: Path) -> list[str]:
+    """report.md, the PNGs and the TensorBoard summary, each written whole or not at all (atomic_files). What cannot
+    be written (a full disk) is one line each in the list returned; results.json, written first, holds every figure."""
+    failures: list[str] = []
+    plots = write_plots(data, run_dir, failures)
     path = run_dir / REPORT_FILE
-    atomic_write_text(path, render_report(data, plots))
-    write_tensorboard_summary(data, run_dir, plots)
-    return path
+    try:
+        atomic_write_text(path, render_report(data, plots))
+    except OSError as e:
+        failures.append(write_failure(path, e))
+    try:
+        write_tensorboard_summary(data, run_dir, plots)
+    except OSError as e:
+        failures.append(write_failure(e.filename or run_dir / "summary", e))
+    return failures
 
 
 def headline_metrics(exp: str, result: dict[str, Any]) -> dict[str, float]:

@@ -146,8 +146,11 @@ def main(argv=None) -> int:
 
     print(format_summary(results.to_dict()))
     print(training_lines(results.experiments["train"]))
+    from gpt2_lightning.next_steps import footer
+
     print(f"results: {run_dir / 'results.json'}\ncheckpoints: {run_dir / 'checkpoints'}")
-    return 0
+    print(footer(run_dir, tool="train.py"))
+    return 1 if results.not_written else 0  # a file a full disk refused: said above, results.json has the figures
 
 
 def training_lines(train: dict) -> str:
