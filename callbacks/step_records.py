@@ -192,9 +192,10 @@ METRIC_PREFIX = {"validate": "val_", "test": "test_"}  # time/val_forward_ms, th
 
 
 def logged_per_step(record: StepRecord, trainer: Any) -> bool:
-    """Is this counted record logged on its own step? Inside fit a validation run is one window on the step axis
-    (``time/validation_ms``), not a batch axis of its own."""
-    return record.counted and not (record.stage == "validate" and trainer.state.fn == "fit")
+    """Is this counted record logged on its own step? Validation batches never are: their index is no step of the
+    run's one global-step axis. Inside fit a validation is one window on that axis (``time/validation_ms``); every
+    validation's batches are in ``summary("validate")``."""
+    return record.counted and record.stage != "validate"
 
 
 def resolve(timer: DeviceTimer, pending: list[PendingStep], windows: list[tuple[str, int, Mark, Mark]],

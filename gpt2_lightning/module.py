@@ -165,6 +165,9 @@ class GPT2LightningModule(L.LightningModule):
         self.val_loss.reset()
         self.log("val/loss", loss, prog_bar=True, sync_dist=True)
         self.log("val/perplexity", torch.exp(loss), sync_dist=True)
+        # the x of these points: the optimizer steps done (0, 20, 40 ... as results.json and the console say, on after
+        # a resume), not Lightning's default for a validation inside fit, the last step's index (19, 39 ...)
+        self.log("step", float(self.trainer.global_step))
 
     def predict_step(self, batch: tuple[torch.Tensor, torch.Tensor] | torch.Tensor, batch_idx: int) -> torch.Tensor:
         idx = batch[0] if isinstance(batch, (tuple, list)) else batch

@@ -125,6 +125,24 @@ def test_resume_continues_like_an_uninterrupted_run(data_dir, tmp_path):
     assert second["phases"]["step"]["n"] == 8 - 2  # two warm-up steps after the resume
     data = json.loads((tmp_path / "second" / "results.json").read_text())
     assert data["config"]["steps"] == second["phases"]["step"]["n"]  # the header's "timed steps" is the real count
+    # TensorBoard: one global-step axis, the steps results.json and the console give (continuing after the resume)
+    for run, part in (("whole", whole), ("second", second)):
+        steps = _scalar_steps(tmp_path / run)
+        assert steps["val/loss"] == steps["val/perplexity"] == [v["step"] for v in part["val_loss"]]
+        assert steps["time/validation_ms"] == [v["step"] for v in part["val_loss"] if v["step"]]  # inside fit
+        assert steps["time/checkpoint_ms"] == [8, 16] if run == "whole" else [16]  # as step8.ckpt, step16.ckpt
+        assert not [t for t in steps if "/val_" in t]  # no chart on a validation-batch axis of its own
+    assert _scalar_steps(tmp_path / "whole")["val/loss"] == [0, 4, 8, 12, 16]
+
+
+def _scalar_steps(run_dir):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    from gpt2_lightning.tensorboard_logs import tensorboard_dir
+
+    acc = EventAccumulator(str(tensorboard_dir(run_dir, "train")), size_guidance={"scalars": 0})
+    acc.Reload()
+    return {tag: [e.step for e in acc.Scalars(tag)] for tag in acc.Tags()["scalars"]}
 
 
 def test_resume_refusals_are_one_line_and_leave_no_run_directory(data_dir, tmp_path, capsys):
