@@ -96,8 +96,8 @@ def peak_memory(device: torch.device) -> dict[str, float]:
 
 
 class ThroughputCallback(Callback):
-    """Logs ``throughput/tokens_per_sec`` (or ``throughput/samples_per_sec``), ``throughput/tflops``,
-    ``throughput/mfu_pct`` and ``memory/*`` per step.
+    """Logs ``throughput/tokens_per_sec`` (or ``throughput/samples_per_sec``), ``throughput/tflops`` and
+    ``throughput/mfu_pct`` per step, and with ``log_memory=True`` ``memory/*`` too.
 
     Works with any LightningModule. What a batch holds is read off its first tensor: a 2-D integer tensor is token
     ids, (B, T), and gives tokens/s; anything else (features, images) gives samples/s (its first dimension), and
@@ -107,13 +107,16 @@ class ThroughputCallback(Callback):
     a CUDA tensor waits for the GPU). FLOPs come from the module's ``flops_per_batch(batch_size, seq_len, training)``
     method if it has one, given the first tensor's first two dimensions (TFLOP/s and MFU are null otherwise). MFU
     uses ``peak_tflops``: "auto" looks the device and precision up in ``callbacks.devices``; an unknown device (any
-    CPU, laptop part or MIG slice included) gives null with the reason, never a guess.
+    CPU, laptop part or MIG slice included) gives null with the reason, never a guess. Peak memory is a high-water
+    mark, flat after the first steps: ``memory_summary()`` gives it once; per step only with ``log_memory`` (off by
+    default: as a chart group, ``memory/`` would sort before ``throughput/`` and ``time/`` in TensorBoard).
     """
 
     def __init__(self, timing: PhaseTimingCallback | None = None, peak_tflops: float | str | None = "auto",
                  precision: str | None = None, batch_size_fn: Callable[[Any], int] | None = None,
-                 length_fn: Callable[[Any], int] | None = None) -> None:
+                 length_fn: Callable[[Any], int] | None = None, log_memory: bool = False) -> None:
         self.timing = timing
+        self.log_memory = log_memory
         self.batch_size_fn, self.length_fn = batch_size_fn, length_fn
         self.peak_tflops_setting = peak_tflops
         self.precision = precision  # overrides the Trainer's precision for the peak lookup (e.g. "fp8", "tf32")
@@ -165,7 +168,7 @@ class ThroughputCallback(Callback):
     def _on_records(self, trainer: L.Trainer, records: list[StepRecord]) -> None:
         module: Any = trainer.lightning_module
         flops_fn = getattr(module, "flops_per_batch", None)
-        memory = peak_memory(self._device)  # host-side allocator statistics: no device synchronisation
+        memory = peak_memory(self._device) if self.log_memory else {}  # host-side allocator statistics: no sync
         for r in records:
             timed = r.phases.get("step" if r.stage == "train" else "forward")
             if not r.counted or not (r.tokens or r.samples) or timed is None:
@@ -182,6 +185,7 @@ class ThroughputCallback(Callback):
             if rates["tokens_per_sec"] is not None:
                 rates.pop("samples_per_sec")  # one rate per chart group: tokens/s where the batches hold tokens
             metrics = {f"throughput/{prefix}{k}": v for k, v in rates.items() if v is not None}
-            metrics.update({f"memory/{k}": v for k, v in memory.items()})
+            if self.log_memory:
+                metrics.update({f"memory/{k}": v for k, v in memory.items()})
             for logger in trainer.loggers:
                 logger.log_metrics(metrics, step=r.step)
