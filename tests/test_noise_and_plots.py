@@ -155,3 +155,25 @@ def test_sweep_drops_empty_panels_and_prints_units(tmp_path):
     md = (tmp_path / "sweep.md").read_text()
     assert "sweep over batch_size · tiny · AMD EPYC · 32-true" in md and "batch_size=2: train figures are unstable" in md
     assert (tmp_path / "sweep.png").read_bytes()[:8] == PNG_MAGIC
+
+
+def test_energy_unavailable_is_said_once_per_run():
+    from gpt2_lightning.report import format_summary
+
+    data = run_data(0, steps=[12.0, 12.5, 13.0, 12.4, 12.6])
+    why = "rapl: no powercap at /sys/class/powercap (not Linux, or a VM/container without RAPL)"
+    for exp in ("inference", "train"):
+        data["experiments"][exp]["energy"] = {"unavailable": why}
+    lines = [line for line in format_summary(data).splitlines() if "energy unavailable" in line]
+    assert lines == [f"energy unavailable (inference, train): {why}"]
+
+
+def test_report_shows_device_startup_only_on_a_gpu():
+    from gpt2_lightning.report import render_report
+
+    cpu = run_data(0, steps=[12.0, 12.5, 13.0, 12.4, 12.6])
+    cpu["env"]["device_startup_ms"] = 0.0
+    assert "device_startup_ms" not in render_report(cpu, {})
+    gpu = run_data(0, device="cuda", steps=[12.0, 12.5, 13.0, 12.4, 12.6])
+    gpu["env"]["device_startup_ms"] = 4000.0
+    assert "| device_startup_ms | 4000.0 |" in render_report(gpu, {})
