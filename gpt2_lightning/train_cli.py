@@ -112,9 +112,6 @@ def parse(argv):
 
         resume = inspect_checkpoint(args.resume)
         check_resume(resume, args, dataclasses.asdict(cfg.gpt_config()), decay_given)
-    warning = warn_schedule(args)
-    if warning:
-        print(f"{parser.prog}: {warning}", file=sys.stderr)
     return args, cfg, resume
 
 
@@ -126,6 +123,9 @@ def main(argv=None) -> int:
     except (UsageError, ConfigError, DataError) as e:
         print(f"{prog_name('scripts/train.py')}: error: {e}", file=sys.stderr)
         return EXIT_BAD_INPUT
+    warning = warn_schedule(args)  # only once the run is sure to start: a refusal is the one line it prints
+    if warning:
+        print(f"{prog_name('scripts/train.py')}: {warning}", file=sys.stderr)
     quiet_lightning(cfg.verbose)
     from gpt2_lightning.interrupts import RunInterrupted, interruptible
     from gpt2_lightning.training import train

@@ -38,6 +38,19 @@ def test_prepare_data_bytes(data_dir):
     assert 0.08 < len(val) / len(text) < 0.12
 
 
+def test_gpt2_tokenizer_without_tiktoken_gives_the_readmes_advice(monkeypatch, capsys):
+    """One advice, the README's: the project's data extra."""
+    monkeypatch.syspath_prepend(str(ROOT / "scripts"))
+    monkeypatch.setitem(sys.modules, "tiktoken", None)  # not installed: the import fails
+    import prepare_data
+
+    with pytest.raises(SystemExit) as exit_:
+        prepare_data.encode("some text", "gpt2")
+    err = capsys.readouterr().err
+    assert exit_.value.code == 2 and len(err.strip().splitlines()) == 1
+    assert 'pip install -e ".[data]"' in err and 'pip install -e ".[data]"' in (ROOT / "README.md").read_text()
+
+
 def test_prepare_data_refuses_to_overwrite(data_dir):
     proc = run("prepare_data.py", TOPICS, "--out", data_dir)
     assert proc.returncode == 2 and "already holds" in proc.stderr and "Traceback" not in proc.stderr
