@@ -3,6 +3,7 @@
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -40,7 +41,7 @@ def test_prepare_data_bytes(data_dir):
 
 def test_gpt2_tokenizer_without_tiktoken_gives_the_readmes_advice(monkeypatch, capsys):
     """One advice, the README's: the project's data extra."""
-    monkeypatch.syspath_prepend(str(ROOT / "scripts"))
+    monkeypatch.syspath_prepend(str(Path(ROOT) / "scripts"))
     monkeypatch.setitem(sys.modules, "tiktoken", None)  # not installed: the import fails
     import prepare_data
 
@@ -48,7 +49,7 @@ def test_gpt2_tokenizer_without_tiktoken_gives_the_readmes_advice(monkeypatch, c
         prepare_data.encode("some text", "gpt2")
     err = capsys.readouterr().err
     assert exit_.value.code == 2 and len(err.strip().splitlines()) == 1
-    assert 'pip install -e ".[data]"' in err and 'pip install -e ".[data]"' in (ROOT / "README.md").read_text()
+    assert 'pip install -e ".[data]"' in err and 'pip install -e ".[data]"' in (Path(ROOT) / "README.md").read_text()
 
 
 def test_prepare_data_refuses_to_overwrite(data_dir):
