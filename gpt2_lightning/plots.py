@@ -100,7 +100,7 @@ def plot_per_step(data: dict[str, Any], path: Path) -> Path | None:
     exps = [e for e in ("init", "inference", "train") if data.get("experiments", {}).get(e, {}).get("per_step")]
     if not exps:
         return None
-    fig, axes = plt.subplots(1, len(exps), figsize=(4.5 * len(exps), 3.6), squeeze=False)
+    fig, axes = plt.subplots(1, len(exps), figsize=(4.5 * len(exps), 3.9), squeeze=False)
     for ax, exp in zip(axes[0], exps):
         steps = data["experiments"][exp]["per_step"]
         keys = [k for k in steps[0] if k.endswith("_ms")]
@@ -116,7 +116,8 @@ def plot_per_step(data: dict[str, Any], path: Path) -> Path | None:
         ax.set_xlabel("build" if exp == "init" else "step")
         ax.set_ylabel("ms (log scale)")
         ax.set_title(f"{exp} (hollow: warm-up, not counted)", fontsize=9)
-        ax.legend(fontsize=7, frameon=False)
+        # below the panel, never over a line: inside, "best" still covered the train run's data line
+        ax.legend(fontsize=7, frameon=False, loc="upper center", bbox_to_anchor=(0.5, -0.2), ncol=3)
     fig.suptitle(_title(data), fontsize=9)
     fig.tight_layout()
     save_figure(fig, path)

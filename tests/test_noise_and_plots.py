@@ -177,3 +177,19 @@ def test_report_shows_device_startup_only_on_a_gpu():
     gpu = run_data(0, device="cuda", steps=[12.0, 12.5, 13.0, 12.4, 12.6])
     gpu["env"]["device_startup_ms"] = 4000.0
     assert "| device_startup_ms | 4000.0 |" in render_report(gpu, {})
+
+
+def test_per_step_legends_never_cover_a_line(tmp_path):
+    """Each panel's legend sits outside its plotting area: inside, it covered the train run's data line."""
+    from unittest import mock
+
+    from gpt2_lightning.plots import plot_per_step
+
+    figures = []
+    with mock.patch("gpt2_lightning.plots.plt.close", side_effect=figures.append):
+        plot_per_step(run_data(0, steps=[12.0, 12.5, 13.0, 12.4, 12.6]), tmp_path / "per_step.png")
+    fig = figures[0]
+    renderer = fig.canvas.get_renderer()
+    for ax in fig.axes:
+        legend = ax.get_legend().get_window_extent(renderer)
+        assert not legend.overlaps(ax.get_window_extent(renderer)), ax.get_title()
