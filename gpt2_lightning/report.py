@@ -10,6 +10,7 @@ from gpt2_lightning.diagnosis_report import markdown as diagnosis_markdown
 from gpt2_lightning.diagnosis_report import summary_lines as diagnosis_summary_lines
 from gpt2_lightning.noise import TIMED_PHASE, instability_lines
 from gpt2_lightning.timing_report import fit_line, host_line
+from gpt2_lightning.train_report import LOSS_PLOT, loss_section, title
 
 PHASE_ORDER = ("init", "init_model", "init_optimizer", "data", "forward", "backward", "optimizer", "step", "validation",
                "checkpoint")
@@ -183,7 +184,7 @@ def markdown_summary(data: dict[str, Any]) -> str:
 def render_report(data: dict[str, Any], plots: dict[str, str]) -> str:
     """report.md: environment, settings, every experiment's phases, rates and memory, and the plots."""
     experiments = data.get("experiments", {})
-    out = [f"# GPT-2 profile: {data.get('config', {}).get('run_dir', '')}", "", headline(data), ""]
+    out = [title(data), "", headline(data), ""]
     if data.get("status") != "complete":
         out += [f"**This run is {data.get('status')}: some experiments did not finish.**", ""]
     out += [f"**{line}**" for line in instability_lines(data)] + ([""] if instability_lines(data) else [])
@@ -195,6 +196,7 @@ def render_report(data: dict[str, Any], plots: dict[str, str]) -> str:
     env = dict(data.get("env", {}))
     if env.get("device_type") != "cuda":
         env.pop("device_startup_ms", None)  # a CPU has no start-up to time: 0.0 would read as a measurement
+    out += loss_section(data, plots)  # a training run: what it learned, before where its time went
     out += ["## Environment", ""] + _kv_table("key", env) + [""]
     config = {k: v for k, v in data.get("config", {}).items() if v is not None}
     out += ["## Settings", ""] + _kv_table("setting", config) + [""]
@@ -256,8 +258,9 @@ def render_report(data: dict[str, Any], plots: dict[str, str]) -> str:
         if result.get("diagnosis"):
             out += [""] + diagnosis_markdown(result["diagnosis"])
         out.append("")
-    if plots:
-        out += ["## Plots", ""] + [f"![{name}]({file})" for name, file in plots.items()] + [""]
+    shown = {name: file for name, file in plots.items() if file != LOSS_PLOT}  # the loss curve is in its section
+    if shown:
+        out += ["## Plots", ""] + [f"![{name}]({file})" for name, file in shown.items()] + [""]
     return "\n".join(out)
 
 

@@ -193,3 +193,36 @@ def test_per_step_legends_never_cover_a_line(tmp_path):
     for ax in fig.axes:
         legend = ax.get_legend().get_window_extent(renderer)
         assert not legend.overlaps(ax.get_window_extent(renderer)), ax.get_title()
+
+
+def _training_run():
+    data = run_data(0, steps=[12.0, 12.5, 13.0, 12.4, 12.6])
+    data["config"]["train"] = {"lr": 1e-3, "max_steps": 60}
+    data["experiments"] = {"train": data["experiments"]["train"]}
+    data["experiments"]["train"]["train_loss"] = [{"step": 9, "loss": 4.9153}, {"step": 59, "loss": 2.4871}]
+    data["experiments"]["train"]["val_loss"] = [{"step": 0, "loss": 5.5497, "perplexity": 257.17},
+                                                {"step": 60, "loss": 2.3837, "perplexity": 10.845}]
+    return data
+
+
+def test_training_report_is_titled_as_one_and_shows_the_loss(tmp_path):
+    from unittest import mock
+
+    from gpt2_lightning.report import render_report
+    from gpt2_lightning.run_report import write_report
+
+    data = _training_run()
+    figures = []
+    with mock.patch("gpt2_lightning.plots.plt.close", side_effect=figures.append):
+        assert write_report(data, tmp_path) == []
+    report = (tmp_path / "report.md").read_text()
+    assert report.startswith("# GPT-2 training run: ")
+    assert "| train loss (step 9 → 59) | 4.9153 | 2.4871 |" in report
+    assert "| validation loss (step 0 → 60) | 5.5497 | 2.3837 |" in report
+    assert "![loss curve](loss.png)" in report and (tmp_path / "loss.png").read_bytes()[:8] == PNG_MAGIC
+    assert report.index("## Training") < report.index("## train")  # what it learned, beside (before) the timing
+    lines = {line.get_label(): (list(line.get_xdata()), list(line.get_ydata())) for line in figures[-1].axes[0].lines}
+    assert lines == {"train": ([9, 59], [4.9153, 2.4871]), "validation": ([0, 60], [5.5497, 2.3837])}
+    # a profile keeps its title and has no loss curve
+    profile = run_data(0, steps=[12.0, 12.5, 13.0, 12.4, 12.6])
+    assert render_report(profile, {}).startswith("# GPT-2 profile: ") and "## Training" not in render_report(profile, {})
