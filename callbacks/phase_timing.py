@@ -38,10 +38,11 @@ from callbacks.step_records import (
     METRIC_PREFIX,
     OPENS_AUTOMATIC,
     OPENS_MANUAL,
+    BatchCount,
     PendingStep,
     StepRecord,
     WindowRecord,
-    first_tensor_shape,
+    count_batch,
     logged_per_step,
     optimizer_step_index,
     resolve,
@@ -77,6 +78,7 @@ class PhaseTimingCallback(PhaseSummaries, Callback):
         self.init_records: list[dict[str, float]] = []  # every init timed, warm-up included, in order
         self.fit_wall_ms: float | None = None
         self.rank_summaries: dict[str, list[dict[str, Any]]] = {}  # stage -> every rank's summary (multi-process)
+        self.count_batch: Callable[[Any], BatchCount] = count_batch  # samples and tokens of a batch (ThroughputCallback)
         self._ranges = PhaseRanges(nvtx)
         self._listeners: list[Callable[[L.Trainer, list[StepRecord]], None]] = []
         self._timer: DeviceTimer | None = None
@@ -162,7 +164,7 @@ class PhaseTimingCallback(PhaseSummaries, Callback):
                 self._current.caught_up = self._timer.done(self._last_end)  # a query, never a wait
         if self._data_start is not None:
             self._current.marks.append(("data_start", self._data_start, self._host()))
-        self._current.shapes.append(first_tensor_shape(batch))
+        self._current.counts.append(self.count_batch(batch))
         self._mark("batch_start")
 
     def on_before_backward(self, trainer: L.Trainer, pl_module: L.LightningModule, loss: torch.Tensor) -> None:
@@ -277,7 +279,7 @@ class PhaseTimingCallback(PhaseSummaries, Callback):
         index = self._batches.get(stage, 0)
         self._batches[stage] = index + 1
         self._current = self._pending_step(stage, index, index, _INFERENCE_OPENS)
-        self._current.shapes.append(first_tensor_shape(batch))
+        self._current.counts.append(self.count_batch(batch))
         self._mark("batch_start")
         self._current.naive_start = self._timer.host_now()
 
@@ -357,4 +359,5 @@ class PhaseTimingCallback(PhaseSummaries, Callback):
                 logger.log_metrics(metrics, step=r.step)
         for w in windows:
             for logger in trainer.loggers:
-                logger.log_metrics({f"time/{w.kind}_ms": w.ms}, step=max(0, w.step))
+                # at the optimizer steps done when it ran, as val/loss (a validation after 20 steps: x = 20)
+                logger.log_metrics({f"time/{w.kind}_ms": w.ms}, step=w.step + 1)

@@ -9,7 +9,7 @@ Nothing here knows about Lightning; ``callbacks.phase_timing`` sets the marks fr
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Callable
 
 import torch
 
@@ -42,12 +42,13 @@ class StepRecord:
     phases: dict[str, float]
     batch_shape: tuple[int, ...] | None = None  # shape of the first micro-batch's first tensor, e.g. (B, T)
     naive_ms: float | None = None  # host clock around the batch, not waiting for the device (inference only)
-    tokens: int | None = None  # summed over micro-batches, each from its own shape
+    tokens: int | None = None  # summed over micro-batches; None unless every one held tokens (see BatchCount)
     micro_batches: list[tuple[int, ...]] = field(default_factory=list)
     extra: bool = False  # run after the counted steps (energy windows, diagnosis): never counted
     index: int = 0  # position among this run's steps of the stage, warm-up included
     host: dict[str, float] = field(default_factory=dict)  # the same phases on the host clock (CUDA only)
     caught_up: bool | None = None  # CUDA: the device had finished the previous step when this one started
+    samples: int | None = None  # summed over micro-batches, each from its own size
 
     @property
     def counted(self) -> bool:
@@ -74,7 +75,7 @@ class PendingStep:
     extra: bool
     opens: dict[str, str | None]
     marks: list[tuple[str, Mark, float | None]] = field(default_factory=list)  # (label, device mark, host time)
-    shapes: list[tuple[int, ...] | None] = field(default_factory=list)
+    counts: list[BatchCount] = field(default_factory=list)  # what each micro-batch holds
     naive_start: float | None = None
     naive_ms: float | None = None
     caught_up: bool | None = None
@@ -99,20 +100,35 @@ class PendingStep:
             phases[phase] = phases.get(phase, 0.0) + ms
             if host_ms is not None:
                 host[phase] = host.get(phase, 0.0) + host_ms
-        shapes = [s for s in self.shapes if s is not None]
-        counts = [c for c in map(batch_tokens, shapes) if c is not None]
-        tokens = sum(b * t for b, t in counts) if counts else None
+        shapes = [c.shape for c in self.counts if c.shape is not None]
         return StepRecord(
             stage=self.stage, step=self.step, warmup=self.warmup, phases=phases,
-            batch_shape=shapes[0] if shapes else None, naive_ms=self.naive_ms, tokens=tokens, micro_batches=shapes,
+            batch_shape=shapes[0] if shapes else None, naive_ms=self.naive_ms,
+            tokens=_total(c.tokens for c in self.counts), micro_batches=shapes,
             extra=self.extra, index=self.index, host=host, caught_up=self.caught_up,
+            samples=_total(c.samples for c in self.counts),
         )
 
 
-def first_tensor_shape(batch: Any) -> tuple[int, ...] | None:
-    """Shape of the first tensor found in a batch (a tensor, or nested lists, tuples and dicts of them)."""
+def _total(values: Any) -> int | None:
+    """The sum, or None when any micro-batch's count is unknown (a partial count would understate the rate)."""
+    values = list(values)
+    return None if not values or any(v is None for v in values) else sum(values)
+
+
+@dataclass(frozen=True)
+class BatchCount:
+    """What one batch holds: samples, tokens (None when it holds no token ids) and its first tensor's shape."""
+
+    samples: int | None
+    tokens: int | None
+    shape: tuple[int, ...] | None
+
+
+def first_tensor(batch: Any) -> torch.Tensor | None:
+    """The first tensor found in a batch (a tensor, or nested lists, tuples and dicts of them)."""
     if isinstance(batch, torch.Tensor):
-        return tuple(batch.shape)
+        return batch
     if isinstance(batch, (list, tuple)):
         items = batch
     elif isinstance(batch, dict):
@@ -120,10 +136,41 @@ def first_tensor_shape(batch: Any) -> tuple[int, ...] | None:
     else:
         return None
     for item in items:
-        shape = first_tensor_shape(item)
-        if shape is not None:
-            return shape
+        found = first_tensor(item)
+        if found is not None:
+            return found
     return None
+
+
+def count_batch(batch: Any, batch_size_fn: Callable[[Any], int] | None = None,
+                length_fn: Callable[[Any], int] | None = None) -> BatchCount:
+    """Samples and tokens of a batch.
+
+    By default the first tensor decides: its first dimension is the number of samples, and it holds tokens only when
+    it is a 2-D tensor of integers, token ids of shape (B, T): then B x T tokens. Features (floats, images, a 1-D
+    tensor) hold samples, not tokens. ``batch_size_fn(batch)`` and ``length_fn(batch)`` say it instead, as in
+    Lightning's ThroughputMonitor: samples, and tokens (items) in the whole batch.
+    """
+    tensor = first_tensor(batch)
+    shape = None if tensor is None else tuple(tensor.shape)
+    if batch_size_fn is not None:
+        samples = int(batch_size_fn(batch))
+    else:
+        samples = shape[0] if shape else None
+    if length_fn is not None:
+        tokens = int(length_fn(batch))
+    elif tensor is not None and tensor.dim() == 2 and not tensor.is_floating_point() and not tensor.is_complex() \
+            and tensor.dtype != torch.bool:
+        tokens = shape[0] * shape[1]
+    else:
+        tokens = None
+    return BatchCount(samples, tokens, shape)
+
+
+def first_tensor_shape(batch: Any) -> tuple[int, ...] | None:
+    """Shape of the first tensor found in a batch (a tensor, or nested lists, tuples and dicts of them)."""
+    tensor = first_tensor(batch)
+    return None if tensor is None else tuple(tensor.shape)
 
 
 def batch_tokens(shape: tuple[int, ...] | None) -> tuple[int, int] | None:
@@ -145,9 +192,10 @@ METRIC_PREFIX = {"validate": "val_", "test": "test_"}  # time/val_forward_ms, th
 
 
 def logged_per_step(record: StepRecord, trainer: Any) -> bool:
-    """Is this counted record logged on its own step? Inside fit a validation run is one window on the step axis
-    (``time/validation_ms``), not a batch axis of its own."""
-    return record.counted and not (record.stage == "validate" and trainer.state.fn == "fit")
+    """Is this counted record logged on its own step? Validation batches never are: their index is no step of the
+    run's one global-step axis. Inside fit a validation is one window on that axis (``time/validation_ms``); every
+    validation's batches are in ``summary("validate")``."""
+    return record.counted and record.stage != "validate"
 
 
 def resolve(timer: DeviceTimer, pending: list[PendingStep], windows: list[tuple[str, int, Mark, Mark]],

@@ -215,7 +215,7 @@ def main(argv: list[str] | None = None) -> int:
 
     for device in {resolve_device(c.accelerator) for c in configs}:
         device_startup_ms(device)  # first, so that `--accelerator cpu,gpu` times the GPU's start-up too
-    runs = []
+    runs, not_written = [], []
     try:
         with interruptible():
             for cfg, d in zip(configs, run_dirs):
@@ -225,6 +225,7 @@ def main(argv: list[str] | None = None) -> int:
                     say(f"=== {d.name} ===", file=sys.stderr, flush=True)
                 results = run_profile(cfg, d, write=rank0)
                 runs.append(results.to_dict())
+                not_written += results.not_written
                 say(format_summary(runs[-1]))
                 say(f"\nresults: {d / 'results.json'}\n")
     except RunInterrupted as e:
@@ -236,23 +237,32 @@ def main(argv: list[str] | None = None) -> int:
                 if d.is_dir():
                     remove_failed_start(d)
         raise
-    if rank0 and sweep_key is not None:
-        from gpt2_lightning.sweep import write_sweep
+    try:
+        if rank0 and sweep_key is not None:
+            from gpt2_lightning.sweep import write_sweep
 
-        table, files = write_sweep(sweep_key, [(getattr(c, sweep_key), r) for c, r in zip(configs, runs)], run_dir)
-        say(table + "\n\n" + "\n".join(f"wrote {f}" for f in files))
-    elif rank0 and len(runs) > 1:
-        from gpt2_lightning.compare import labels_for, write_comparison
+            table, files = write_sweep(sweep_key, [(getattr(c, sweep_key), r) for c, r in zip(configs, runs)], run_dir)
+            say(table + "\n\n" + "\n".join(f"wrote {f}" for f in files))
+        elif rank0 and len(runs) > 1:
+            from gpt2_lightning.compare import labels_for, write_comparison
 
-        table, files = write_comparison(runs, labels_for(runs, [str(d) for d in run_dirs]), run_dir)
-        say(table + "\n\n" + "\n".join(f"wrote {f}" for f in files))
-    say(f"tensorboard --logdir {run_dir}")
+            table, files = write_comparison(runs, labels_for(runs, [str(d) for d in run_dirs]), run_dir)
+            say(table + "\n\n" + "\n".join(f"wrote {f}" for f in files))
+    except OSError as e:  # a full disk: each run's results.json is already written
+        from gpt2_lightning.atomic_files import write_failure
+
+        not_written.append(write_failure(e.filename or run_dir, e))
+        say(f"profile.py: {not_written[-1]}", file=sys.stderr)
+    if rank0:
+        from gpt2_lightning.next_steps import footer
+
+        say(footer(run_dir, sweep=sweep_key is not None, compared=len(runs) > 1))
     failed = [f"{d.name}/{name}" for d, r in zip(run_dirs, runs) for name, x in r["experiments"].items()
               if "error" in x]
     if failed:
         say(f"profile.py: failed experiments: {', '.join(failed)} (see results.json)", file=sys.stderr)
         return EXIT_FAILED
-    return 0
+    return EXIT_FAILED if not_written else 0
 
 
 if __name__ == "__main__":

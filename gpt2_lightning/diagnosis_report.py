@@ -19,6 +19,11 @@ def _top(d: dict[str, Any]) -> tuple[str, list[dict[str, Any]]]:
                                                                                    or [])
 
 
+def fmt_calls(per_step: float) -> str:
+    """Calls per step: a count (35), with one decimal only when the steps differ (35.5 over two steps of 35 and 36)."""
+    return str(round(per_step)) if abs(per_step - round(per_step)) < 1e-9 else f"{per_step:.1f}"
+
+
 def busy_line(d: dict[str, Any]) -> str:
     """GPU busy per step (and against the un-profiled step when known), or CPU operator time per step."""
     if d.get("kind") != "gpu":
@@ -46,7 +51,7 @@ def format_text(d: dict[str, Any], top: int = 10) -> str:
     what, rows = _top(d)
     if rows:
         lines += ["", f"top {what}:", f"{'ms/step':>9} {'calls':>6} {'%':>5}  {'category':<16} name"]
-        lines += [f"{r['ms_per_step']:>9.3f} {r['calls_per_step']:>6.1f} {r['pct']:>5.1f}  {r['category']:<16} "
+        lines += [f"{r['ms_per_step']:>9.3f} {fmt_calls(r['calls_per_step']):>6} {r['pct']:>5.1f}  {r['category']:<16} "
                   f"{_short(r['name'])}" for r in rows[:top]]
     if d.get("modules"):
         lines += [""] + module_report.text_lines(d["modules"])
@@ -88,7 +93,7 @@ def markdown(d: dict[str, Any], top: int = 5) -> list[str]:
     if rows:
         out += ["", f"Top {what}:", "", "| name | category | ms per step | calls per step | % |",
                 "|---|---|---:|---:|---:|"]
-        out += [f"| `{_short(r['name'])}` | {r['category']} | {r['ms_per_step']:.3f} | {r['calls_per_step']:.1f} | "
+        out += [f"| `{_short(r['name'])}` | {r['category']} | {r['ms_per_step']:.3f} | {fmt_calls(r['calls_per_step'])} | "
                 f"{r['pct']:.1f} |" for r in rows[:top]]
     if d.get("modules"):
         out += [""] + module_report.markdown_lines(d["modules"])

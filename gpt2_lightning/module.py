@@ -163,8 +163,15 @@ class GPT2LightningModule(L.LightningModule):
             return
         loss = self.val_loss.compute()
         self.val_loss.reset()
-        self.log("val/loss", loss, prog_bar=True, sync_dist=True)
-        self.log("val/perplexity", torch.exp(loss), sync_dist=True)
+        # for callbacks and the progress bar; the loggers get them below, at the step they belong to
+        self.log("val/loss", loss, prog_bar=True, sync_dist=True, logger=False)
+        self.log("val/perplexity", torch.exp(loss), sync_dist=True, logger=False)
+        # x: the optimizer steps done (0, 20, 40 ... as results.json and the console say, on after a resume), not
+        # Lightning's default for a validation inside fit, the last step's index (19, 39 ...). Not by logging a
+        # "step" metric: ModelCheckpoint would name its files after it. The loss is already every rank's (MeanMetric)
+        values = {"val/loss": float(loss), "val/perplexity": float(torch.exp(loss))}
+        for logger in self.loggers:
+            logger.log_metrics(values, step=self.trainer.global_step)
 
     def predict_step(self, batch: tuple[torch.Tensor, torch.Tensor] | torch.Tensor, batch_idx: int) -> torch.Tensor:
         idx = batch[0] if isinstance(batch, (tuple, list)) else batch

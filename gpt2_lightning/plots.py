@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 from pathlib import Path
 from typing import Any
 
@@ -11,6 +12,7 @@ matplotlib.use("Agg")  # files only: works on machines without a display
 import matplotlib.pyplot as plt  # noqa: E402
 import matplotlib.ticker  # noqa: E402
 
+from gpt2_lightning.atomic_files import atomic_write_bytes  # noqa: E402
 from gpt2_lightning.report import fmt_ms, fmt_rate, fmt_speedup  # noqa: E402
 
 PHASE_COLORS = {
@@ -30,41 +32,49 @@ def _median(result: dict[str, Any], phase: str) -> float | None:
     return stats.get("median_ms") if stats and stats.get("n") else None
 
 
-def residual_ms(result: dict[str, Any], parts: tuple[str, ...], whole: str) -> float | None:
-    """What the phases leave unexplained: each counted step's own whole minus its own parts, then the median.
+def median_step_split(result: dict[str, Any], parts: tuple[str, ...], whole: str) -> dict[str, float] | None:
+    """The median step split into its own phases, so that the parts add up to the median step exactly.
 
-    Not median(whole) - sum(median(part)): medians do not add up, and on a noisy machine that difference can read a
-    third of the step where each step's own residual is a fraction of a millisecond. None without per-step times.
+    Medians of the parts do not add up to the median step (on a noisy machine the gap can be a tenth of it), so the
+    bar is the step whose whole is the median (with an even count, the two middle steps, averaged phase by phase:
+    their mean is the median). ``other`` is that step's time outside the named phases. None without per-step times.
     """
-    residuals = []
-    for step in result.get("per_step") or []:
-        if step.get("warmup") or step.get(f"{whole}_ms") is None:
-            continue
-        residuals.append(step[f"{whole}_ms"] - sum(step.get(f"{p}_ms") or 0.0 for p in parts))
-    if not residuals:
+    steps = sorted((s for s in result.get("per_step") or [] if not s.get("warmup") and s.get(f"{whole}_ms") is not None),
+                   key=lambda s: s[f"{whole}_ms"])
+    if not steps:
         return None
-    residuals.sort()
-    mid = len(residuals) // 2
-    median = residuals[mid] if len(residuals) % 2 else (residuals[mid - 1] + residuals[mid]) / 2
-    return max(0.0, median)
+    mid = len(steps) // 2
+    middle = steps[mid:mid + 1] if len(steps) % 2 else steps[mid - 1:mid + 1]
+    split = {p: sum(s.get(f"{p}_ms") or 0.0 for s in middle) / len(middle) for p in parts}
+    split["other"] = sum(s[f"{whole}_ms"] for s in middle) / len(middle) - sum(split.values())
+    return split
 
 
-def plot_phase_breakdown(data: dict[str, Any], path: Path) -> Path | None:
-    """One horizontal stacked bar per experiment: the median of each phase, and the median of what each step's
-    phases leave unexplained ("other", see residual_ms)."""
+def phase_bars(data: dict[str, Any]) -> list[tuple[str, dict[str, float], float, bool]]:
+    """(experiment, the bar's segments, the median it is titled with, whether the bar is the median step's own split)
+    for each experiment with a median. Without per-step times the segments are the phase medians, which need not
+    add up to the title's median; the panel then says so."""
     rows = []
     for exp, (parts, whole) in BREAKDOWN.items():
         result = data.get("experiments", {}).get(exp)
         if not result or "error" in result or _median(result, whole) is None:
             continue
-        values = {p: _median(result, p) or 0.0 for p in parts}
-        values["other"] = residual_ms(result, parts, whole) or 0.0
-        rows.append((exp, values, _median(result, whole)))
+        split = median_step_split(result, parts, whole)
+        if split is None:
+            split = {p: _median(result, p) or 0.0 for p in parts}
+        rows.append((exp, split, _median(result, whole), "per_step" in result and bool(result["per_step"])))
+    return rows
+
+
+def plot_phase_breakdown(data: dict[str, Any], path: Path) -> Path | None:
+    """One horizontal stacked bar per experiment: the median step (build, forward pass) split into its own phases,
+    ending where the title's median is (see median_step_split)."""
+    rows = phase_bars(data)
     if not rows:
         return None
     fig, axes = plt.subplots(len(rows), 1, figsize=(9, 1.7 + 1.2 * len(rows)), squeeze=False)
-    for ax, (exp, values, whole_ms) in zip(axes[:, 0], rows):
-        left, total = 0.0, sum(values.values())
+    for ax, (exp, values, whole_ms, own_split) in zip(axes[:, 0], rows):
+        left, total = 0.0, sum(max(0.0, v) for v in values.values())
         for phase, ms in values.items():
             if ms <= 0:
                 continue
@@ -73,14 +83,15 @@ def plot_phase_breakdown(data: dict[str, Any], path: Path) -> Path | None:
                 ax.text(left + ms / 2, 0, f"{phase}\n{fmt_ms(ms)}", ha="center", va="center", fontsize=8)
             left += ms
         unit = "build" if exp == "init" else ("forward pass" if exp == "inference" else "step")
-        ax.set_xlabel(f"median time per {unit} (ms)")
-        ax.set_title(f"{exp}: median {unit} {fmt_ms(whole_ms)}", fontsize=9, loc="left")
+        ax.set_xlabel(f"ms of the median {unit}")
+        how = (f"the bar is that {unit}'s own phases" if own_split else
+               f"phase medians, which need not add up to it (no per-step times)")
+        ax.set_title(f"{exp}: median {unit} {fmt_ms(whole_ms)}; {how}", fontsize=9, loc="left")
         if left > 0:
             ax.legend(loc="upper left", bbox_to_anchor=(1.0, 1.0), fontsize=8, frameon=False)
-    fig.suptitle(_title(data, "phase medians; other = median of each step's unexplained time"), fontsize=9)
+    fig.suptitle(_title(data, "the median step split into its phases (phase medians: report.md)"), fontsize=9)
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    save_figure(fig, path)
     return path
 
 
@@ -89,7 +100,7 @@ def plot_per_step(data: dict[str, Any], path: Path) -> Path | None:
     exps = [e for e in ("init", "inference", "train") if data.get("experiments", {}).get(e, {}).get("per_step")]
     if not exps:
         return None
-    fig, axes = plt.subplots(1, len(exps), figsize=(4.5 * len(exps), 3.6), squeeze=False)
+    fig, axes = plt.subplots(1, len(exps), figsize=(4.5 * len(exps), 3.9), squeeze=False)
     for ax, exp in zip(axes[0], exps):
         steps = data["experiments"][exp]["per_step"]
         keys = [k for k in steps[0] if k.endswith("_ms")]
@@ -105,11 +116,11 @@ def plot_per_step(data: dict[str, Any], path: Path) -> Path | None:
         ax.set_xlabel("build" if exp == "init" else "step")
         ax.set_ylabel("ms (log scale)")
         ax.set_title(f"{exp} (hollow: warm-up, not counted)", fontsize=9)
-        ax.legend(fontsize=7, frameon=False)
+        # below the panel, never over a line: inside, "best" still covered the train run's data line
+        ax.legend(fontsize=7, frameon=False, loc="upper center", bbox_to_anchor=(0.5, -0.2), ncol=3)
     fig.suptitle(_title(data), fontsize=9)
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    save_figure(fig, path)
     return path
 
 
@@ -145,9 +156,19 @@ def plot_comparison(labels: list[str], rows: list[dict[str, Any]], path: Path, t
     fig.text(0.01, 0.01, "label: speed-up over the first run; ≈: within noise (p10-p90 ranges overlap)",
              fontsize=7, color="#555555")
     fig.tight_layout(rect=(0, 0.03, 1, 1))
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    save_figure(fig, path)
     return path
+
+
+def save_figure(fig: Any, path: Path) -> None:
+    """Render to memory, then write the PNG whole (temp file + rename): a full disk never leaves half a PNG under
+    its final name. The figure is closed either way."""
+    buffer = io.BytesIO()
+    try:
+        fig.savefig(buffer, format="png", dpi=110)
+    finally:
+        plt.close(fig)
+    atomic_write_bytes(path, buffer.getvalue())
 
 
 def _log_y(ax: Any) -> None:
@@ -212,6 +233,5 @@ def plot_sweep(key: str, rows: list[dict[str, Any]], path: Path, title: str = ""
             ax.set_yticks([])
     fig.suptitle(title or f"sweep over {key}", fontsize=9)
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    save_figure(fig, path)
     return path

@@ -23,6 +23,7 @@ from gpt2_lightning.experiments import (
 from gpt2_lightning.flops import num_params
 from gpt2_lightning.interrupts import RunInterrupted, check
 from gpt2_lightning.profile_config import ProfileConfig
+from gpt2_lightning.atomic_files import write_failure
 from gpt2_lightning.results import RunResults
 from gpt2_lightning.run_report import write_report
 
@@ -67,8 +68,8 @@ def run_profile(cfg: ProfileConfig, run_dir: Path, write: bool = True) -> RunRes
         "num_params": num_params(gpt, non_embedding=False),
     }
     results = RunResults(env=env, config=config)
-    save = (lambda: results.save(run_dir / RESULTS_FILE)) if write else (lambda: None)
-    save()
+    save_now = (lambda: save(results, run_dir)) if write else (lambda: None)
+    save_now()
     current = None
     try:
         for current in cfg.experiment_list:
@@ -78,7 +79,7 @@ def run_profile(cfg: ProfileConfig, run_dir: Path, write: bool = True) -> RunRes
             add_costs(results.experiments[current], current, config)  # $ per million tokens, time to train
             if current == "init" and "error" not in results.experiments[current]:
                 results.experiments[current]["device_startup_ms"] = env["device_startup_ms"]
-            save()
+            save_now()
             check()
         current = None
     except RunInterrupted as e:
@@ -112,7 +113,25 @@ def _run_one(cfg: ProfileConfig, name: str, run_dir: Path) -> dict:
     return {"error": message, "error_type": "out_of_memory"}
 
 
+def save(results: RunResults, run_dir: Path) -> None:
+    """Save results.json; a file that cannot be written (a full disk) is one line on stderr, once, and the run goes
+    on: its figures are still printed at the end."""
+    try:
+        results.save(run_dir / RESULTS_FILE)
+    except OSError as e:
+        report_not_written(results, [write_failure(run_dir / RESULTS_FILE, e)])
+
+
+def report_not_written(results: RunResults, lines: list[str]) -> None:
+    tool = "train.py" if "train" in results.config else "profile.py"
+    for line in lines:
+        if line not in results.not_written:
+            print(f"{tool}: {line}", file=sys.stderr, flush=True)
+            results.not_written.append(line)
+
+
 def finish(results: RunResults, run_dir: Path) -> None:
-    """Save results.json, then the report, plots and TensorBoard summary made from it."""
-    results.save(run_dir / RESULTS_FILE)
-    write_report(results.to_dict(), run_dir)
+    """Save results.json, then the report, plots and TensorBoard summary made from it; what cannot be written is
+    one line each on stderr and in ``results.not_written`` (the CLI then exits 1)."""
+    save(results, run_dir)
+    report_not_written(results, write_report(results.to_dict(), run_dir))

@@ -10,6 +10,7 @@ from gpt2_lightning.diagnosis_report import markdown as diagnosis_markdown
 from gpt2_lightning.diagnosis_report import summary_lines as diagnosis_summary_lines
 from gpt2_lightning.noise import TIMED_PHASE, instability_lines
 from gpt2_lightning.timing_report import fit_line, host_line
+from gpt2_lightning.train_report import LOSS_PLOT, loss_section, title
 
 PHASE_ORDER = ("init", "init_model", "init_optimizer", "data", "forward", "backward", "optimizer", "step", "validation",
                "checkpoint")
@@ -82,8 +83,13 @@ def format_summary(data: dict[str, Any]) -> str:
             f"inference: synchronised {fmt_ms(inf['phases']['forward']['median_ms'])} per pass; an unsynchronised "
             f"host timer reads {fmt_ms(inf['naive_ms'])} for the same pass"
         )
+    no_energy: dict[str, list[str]] = {}  # why energy is unavailable -> the experiments it was unavailable to
     for exp in ("inference", "train"):
         result = experiments.get(exp, {})
+        why = (result.get("energy") or {}).get("unavailable")
+        if why:
+            no_energy.setdefault(why, []).append(exp)
+            result = {**result, "energy": None}  # said once for the run, below
         if result.get("world_size", 1) > 1:
             medians = [r["phases"][TIMED_PHASE[exp]]["median_ms"] for r in result["ranks"]]
             lines.append(f"{exp}: world size {result['world_size']}, per-rank medians "
@@ -97,6 +103,7 @@ def format_summary(data: dict[str, Any]) -> str:
                          f"MFU {fmt_mfu(thr.get('mfu_pct'), data, thr.get('mfu_note'))}; {mem_s}")
         lines += [x for x in (host_line(exp, result),) if x]
         lines += summary_lines(exp, result)  # energy, cost, time to train
+    lines += [f"energy unavailable ({', '.join(exps)}): {why}" for why, exps in no_energy.items()]
     for exp, result in experiments.items():
         if result.get("diagnosis"):
             lines += diagnosis_summary_lines(exp, result["diagnosis"])
@@ -177,7 +184,7 @@ def markdown_summary(data: dict[str, Any]) -> str:
 def render_report(data: dict[str, Any], plots: dict[str, str]) -> str:
     """report.md: environment, settings, every experiment's phases, rates and memory, and the plots."""
     experiments = data.get("experiments", {})
-    out = [f"# GPT-2 profile: {data.get('config', {}).get('run_dir', '')}", "", headline(data), ""]
+    out = [title(data), "", headline(data), ""]
     if data.get("status") != "complete":
         out += [f"**This run is {data.get('status')}: some experiments did not finish.**", ""]
     out += [f"**{line}**" for line in instability_lines(data)] + ([""] if instability_lines(data) else [])
@@ -186,7 +193,11 @@ def render_report(data: dict[str, Any], plots: dict[str, str]) -> str:
         out += [f"Profiled with Lightning's `{profiler}` profiler: its overhead is inside these timings (the step "
                 "that saves a trace most of all). Use them to see where time goes; quote a run without a profiler.",
                 ""]
-    out += ["## Environment", ""] + _kv_table("key", data.get("env", {})) + [""]
+    env = dict(data.get("env", {}))
+    if env.get("device_type") != "cuda":
+        env.pop("device_startup_ms", None)  # a CPU has no start-up to time: 0.0 would read as a measurement
+    out += loss_section(data, plots)  # a training run: what it learned, before where its time went
+    out += ["## Environment", ""] + _kv_table("key", env) + [""]
     config = {k: v for k, v in data.get("config", {}).items() if v is not None}
     out += ["## Settings", ""] + _kv_table("setting", config) + [""]
     for exp in ("init", "inference", "train"):
@@ -247,8 +258,9 @@ def render_report(data: dict[str, Any], plots: dict[str, str]) -> str:
         if result.get("diagnosis"):
             out += [""] + diagnosis_markdown(result["diagnosis"])
         out.append("")
-    if plots:
-        out += ["## Plots", ""] + [f"![{name}]({file})" for name, file in plots.items()] + [""]
+    shown = {name: file for name, file in plots.items() if file != LOSS_PLOT}  # the loss curve is in its section
+    if shown:
+        out += ["## Plots", ""] + [f"![{name}]({file})" for name, file in shown.items()] + [""]
     return "\n".join(out)
 
 

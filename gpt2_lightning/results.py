@@ -17,13 +17,13 @@ import datetime as _dt
 import json
 import os
 import platform
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import torch
 
+from gpt2_lightning.atomic_files import atomic_write_text  # noqa: F401 - imported from here too
 from gpt2_lightning.noise import TIMED_PHASE, judge, speedup_range, spread
 
 SCHEMA_VERSION = 1
@@ -31,44 +31,6 @@ SCHEMA_VERSION = 1
 
 class ResultsError(ValueError):
     """A results file that cannot be read as ours; the message is one line naming the file."""
-
-
-FILE_MODE = 0o644  # what a results file would get from the usual umask 022: everyone may read the run
-
-
-def atomic_write_text(path: str | os.PathLike, text: str) -> None:
-    """Write ``text`` to ``path`` so that a reader sees the old file or the new one, never half of it.
-
-    A temporary file in the same directory is written, flushed and fsynced, then renamed over the target, and the
-    directory is fsynced so that the rename itself survives a crash. The mode is set on the open file (``fchmod``):
-    reading the umask would mean changing it, process-wide, while other threads (TensorBoard's writers) create files.
-    """
-    path = Path(path)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        os.fchmod(fd, FILE_MODE)  # mkstemp makes it private
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    _fsync_dir(path.parent)
-
-
-def _fsync_dir(directory: Path) -> None:
-    try:
-        dir_fd = os.open(directory, os.O_RDONLY)
-    except OSError:
-        return  # some platforms cannot open a directory; the file itself is already on disk
-    try:
-        os.fsync(dir_fd)
-    except OSError:
-        pass
-    finally:
-        os.close(dir_fd)
 
 
 def collect_env(device: torch.device) -> dict[str, Any]:
@@ -123,6 +85,7 @@ class RunResults:
     interrupted_by: str | None = None  # the signal that stopped the run, if one did
     created: str = field(default_factory=lambda: _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"))
     schema_version: int = SCHEMA_VERSION
+    not_written: list[str] = field(default_factory=list, repr=False)  # files a full disk refused (never saved)
 
     def to_dict(self) -> dict[str, Any]:
         return {

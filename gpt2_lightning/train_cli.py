@@ -112,9 +112,6 @@ def parse(argv):
 
         resume = inspect_checkpoint(args.resume)
         check_resume(resume, args, dataclasses.asdict(cfg.gpt_config()), decay_given)
-    warning = warn_schedule(args)
-    if warning:
-        print(f"{parser.prog}: {warning}", file=sys.stderr)
     return args, cfg, resume
 
 
@@ -126,6 +123,9 @@ def main(argv=None) -> int:
     except (UsageError, ConfigError, DataError) as e:
         print(f"{prog_name('scripts/train.py')}: error: {e}", file=sys.stderr)
         return EXIT_BAD_INPUT
+    warning = warn_schedule(args)  # only once the run is sure to start: a refusal is the one line it prints
+    if warning:
+        print(f"{prog_name('scripts/train.py')}: {warning}", file=sys.stderr)
     quiet_lightning(cfg.verbose)
     from gpt2_lightning.interrupts import RunInterrupted, interruptible
     from gpt2_lightning.training import train
@@ -146,8 +146,11 @@ def main(argv=None) -> int:
 
     print(format_summary(results.to_dict()))
     print(training_lines(results.experiments["train"]))
+    from gpt2_lightning.next_steps import footer
+
     print(f"results: {run_dir / 'results.json'}\ncheckpoints: {run_dir / 'checkpoints'}")
-    return 0
+    print(footer(run_dir, tool="train.py"))
+    return 1 if results.not_written else 0  # a file a full disk refused: said above, results.json has the figures
 
 
 def training_lines(train: dict) -> str:

@@ -6,7 +6,7 @@ Writes DIR/train.bin and DIR/val.bin (flat uint16, or uint32 for vocabularies ov
 
 Tokenizers:
   bytes  UTF-8 bytes, vocabulary 256. Needs nothing, always works.
-  gpt2   GPT-2's BPE through tiktoken (pip install tiktoken), vocabulary 50257. tiktoken downloads its BPE files on
+  gpt2   GPT-2's BPE through tiktoken (pip install -e ".[data]"), vocabulary 50257. tiktoken downloads its BPE files on
          first use and caches them; on a machine without internet, copy a cache made elsewhere and point
          TIKTOKEN_CACHE_DIR at it (the files are named by a hash of their URL; copy the whole folder).
 """
@@ -30,7 +30,9 @@ def encode(text: str, tokenizer: str) -> tuple[list[int] | np.ndarray, int]:
     try:
         import tiktoken
     except ImportError:
-        raise SystemExit("prepare_data.py: error: --tokenizer gpt2 needs tiktoken: pip install tiktoken") from None
+        print('prepare_data.py: error: --tokenizer gpt2 needs tiktoken: pip install -e ".[data]" (the project\'s data '
+              "extra, as the README says), or --tokenizer bytes", file=sys.stderr)
+        raise SystemExit(2) from None
     try:
         enc = tiktoken.get_encoding("gpt2")
     except Exception as e:  # noqa: BLE001 - no network, no cache: say what to do in one line

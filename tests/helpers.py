@@ -58,7 +58,7 @@ class CostlyDataset(Dataset):
 
     def __getitem__(self, i: int):
         self.spend(self.data_ms)
-        return torch.ones(2, 4), torch.zeros(2, 4)  # (B=2, T=4) "tokens"
+        return torch.ones(2, 4, dtype=torch.long), torch.zeros(2, 4)  # (B=2, T=4) token ids
 
 
 class CostlyOptimizer(torch.optim.SGD):
@@ -95,7 +95,7 @@ class CostlyModule(L.LightningModule):
     def training_step(self, batch, batch_idx):
         self.spend(self._cost("forward"))
         x, _ = batch
-        return self.layer(x).pow(2).mean()
+        return self.layer(x.float()).pow(2).mean()
 
     def backward(self, loss, *args, **kwargs):
         super().backward(loss, *args, **kwargs)

@@ -91,15 +91,24 @@ def test_train_typo_is_one_line_with_a_hint(capsys):
     (50, 50, "reaches --lr only at the last step and never decays"),
     (10, 50, None),
 ])
-def test_train_warns_when_warm_up_is_as_long_as_the_run(capsys, warmup, max_steps, expected):
-    from gpt2_lightning.train_cli import parse
+def test_train_warns_when_warm_up_is_as_long_as_the_run(warmup, max_steps, expected):
+    from gpt2_lightning.train_cli import parse, warn_schedule
 
-    parse(["--data", "d", "--lr-warmup-steps", str(warmup), "--max-steps", str(max_steps)])
-    err = capsys.readouterr().err
+    warning = warn_schedule(parse(["--data", "d", "--lr-warmup-steps", str(warmup), "--max-steps", str(max_steps)])[0])
     if expected is None:
-        assert err == ""
+        assert warning is None
     else:
-        assert f"warning: --lr-warmup-steps {warmup} >= --max-steps {max_steps}" in err and expected in err
+        assert f"warning: --lr-warmup-steps {warmup} >= --max-steps {max_steps}" in warning and expected in warning
+
+
+def test_train_refusal_is_the_only_line_before_any_warning(tmp_path, capsys):
+    """`--data /nope` with a warm-up as long as the run: the refusal alone, not a warning about a run that never
+    starts."""
+    from gpt2_lightning.train_cli import main
+
+    code = main(["--data", str(tmp_path / "nope"), "--max-steps", "60", "--out", str(tmp_path / "runs")])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and len(err) == 1 and "error:" in err[0] and "warning" not in err[0], err
 
 
 def test_train_progress_bar_counts_steps():

@@ -46,7 +46,7 @@ class Planted(L.LightningModule):
 
     def training_step(self, batch, batch_idx):
         self._spend()
-        return self.layer(batch[0]).pow(2).mean()
+        return self.layer(batch[0].float()).pow(2).mean()
 
     def backward(self, loss, *args, **kwargs):
         super().backward(loss, *args, **kwargs)

@@ -87,20 +87,43 @@ def test_gpu_summary_keeps_startup_and_naive_lines():
     assert "n/a (no peak known for NVIDIA H100)" in text
 
 
-def test_other_is_each_steps_own_residual():
-    """A noisy run: medians of the parts do not add up to the median step, each step's own residual is small."""
-    from gpt2_lightning.plots import residual_ms
+def _drawn_bars(data, tmp_path):
+    """The phases.png figure as drawn: {experiment: (title, right end of its stacked bar)}."""
+    from unittest import mock
 
-    per_step = [{"step": i, "warmup": False, "step_ms": s, "forward_ms": f, "backward_ms": b}
-                for i, (s, f, b) in enumerate([(100.0, 40.0, 59.9), (300.0, 250.0, 49.8), (120.0, 20.0, 99.9),
-                                               (310.0, 60.0, 249.6), (105.0, 45.0, 59.8)])]
+    from gpt2_lightning.plots import plot_phase_breakdown
+
+    figures = []
+    with mock.patch("gpt2_lightning.plots.plt.close", side_effect=figures.append):
+        plot_phase_breakdown(data, tmp_path / "phases.png")
+    out = {}
+    for ax in figures[0].axes:
+        bars = [p for p in ax.patches if p.get_width() > 0]
+        if bars:
+            out[ax.get_ylabel() or ax.get_yticklabels()[0].get_text()] = (
+                ax.get_title(loc="left"), max(b.get_x() + b.get_width() for b in bars))
+    return out
+
+
+@pytest.mark.parametrize("n", [5, 4])
+def test_phases_bar_ends_at_the_median_step_it_is_titled_with(tmp_path, n):
+    """A noisy run: medians of the parts add up to 104.9 ms while the median step is 120 ms (the old bar stopped
+    15 ms short of its own title). The bar is now the median step's own phases and ends at the median step."""
+    rows = [(100.0, 40.0, 59.9), (300.0, 250.0, 49.8), (120.0, 20.0, 99.9), (310.0, 60.0, 249.6), (105.0, 45.0, 59.8)]
+    rows = rows[:n]
+    per_step = [{"step": i, "warmup": False, "step_ms": st, "data_ms": 0.0, "forward_ms": f, "backward_ms": b,
+                 "optimizer_ms": 0.0} for i, (st, f, b) in enumerate(rows)]
     per_step.append({"step": 9, "warmup": True, "step_ms": 5000.0, "forward_ms": 1.0, "backward_ms": 1.0})
-    result = {"per_step": per_step}
-    assert residual_ms(result, ("forward", "backward"), "step") == pytest.approx(0.2)
-    # what the old plot drew: median(step) - sum of medians = 120 - (45 + 59.9), fifteen milliseconds
+    data = run_data(0, steps=[r[0] for r in rows])
+    data["experiments"]["train"]["per_step"] = per_step
+    median_step = 120.0 if n == 5 else (120.0 + 300.0) / 2  # by hand: the middle one, or the middle two's mean
+    assert data["experiments"]["train"]["phases"]["step"]["median_ms"] == pytest.approx(median_step)
+    title, end = _drawn_bars(data, tmp_path)["train"]
+    assert end == pytest.approx(median_step)
+    assert f"median step {median_step:.1f} ms" in title
+    # what the old bar drew: the sum of the phase medians, 15 ms short of the median step
     medians = {k: sorted(s[f"{k}_ms"] for s in per_step[:5])[2] for k in ("step", "forward", "backward")}
-    assert medians["step"] - medians["forward"] - medians["backward"] == pytest.approx(15.1)
-    assert residual_ms({}, ("forward",), "step") is None
+    assert n == 4 or medians["step"] - medians["forward"] - medians["backward"] == pytest.approx(15.1)
 
 
 def test_phase_and_step_plots_are_titled(tmp_path):
@@ -132,3 +155,74 @@ def test_sweep_drops_empty_panels_and_prints_units(tmp_path):
     md = (tmp_path / "sweep.md").read_text()
     assert "sweep over batch_size · tiny · AMD EPYC · 32-true" in md and "batch_size=2: train figures are unstable" in md
     assert (tmp_path / "sweep.png").read_bytes()[:8] == PNG_MAGIC
+
+
+def test_energy_unavailable_is_said_once_per_run():
+    from gpt2_lightning.report import format_summary
+
+    data = run_data(0, steps=[12.0, 12.5, 13.0, 12.4, 12.6])
+    why = "rapl: no powercap at /sys/class/powercap (not Linux, or a VM/container without RAPL)"
+    for exp in ("inference", "train"):
+        data["experiments"][exp]["energy"] = {"unavailable": why}
+    lines = [line for line in format_summary(data).splitlines() if "energy unavailable" in line]
+    assert lines == [f"energy unavailable (inference, train): {why}"]
+
+
+def test_report_shows_device_startup_only_on_a_gpu():
+    from gpt2_lightning.report import render_report
+
+    cpu = run_data(0, steps=[12.0, 12.5, 13.0, 12.4, 12.6])
+    cpu["env"]["device_startup_ms"] = 0.0
+    assert "device_startup_ms" not in render_report(cpu, {})
+    gpu = run_data(0, device="cuda", steps=[12.0, 12.5, 13.0, 12.4, 12.6])
+    gpu["env"]["device_startup_ms"] = 4000.0
+    assert "| device_startup_ms | 4000.0 |" in render_report(gpu, {})
+
+
+def test_per_step_legends_never_cover_a_line(tmp_path):
+    """Each panel's legend sits outside its plotting area: inside, it covered the train run's data line."""
+    from unittest import mock
+
+    from gpt2_lightning.plots import plot_per_step
+
+    figures = []
+    with mock.patch("gpt2_lightning.plots.plt.close", side_effect=figures.append):
+        plot_per_step(run_data(0, steps=[12.0, 12.5, 13.0, 12.4, 12.6]), tmp_path / "per_step.png")
+    fig = figures[0]
+    renderer = fig.canvas.get_renderer()
+    for ax in fig.axes:
+        legend = ax.get_legend().get_window_extent(renderer)
+        assert not legend.overlaps(ax.get_window_extent(renderer)), ax.get_title()
+
+
+def _training_run():
+    data = run_data(0, steps=[12.0, 12.5, 13.0, 12.4, 12.6])
+    data["config"]["train"] = {"lr": 1e-3, "max_steps": 60}
+    data["experiments"] = {"train": data["experiments"]["train"]}
+    data["experiments"]["train"]["train_loss"] = [{"step": 9, "loss": 4.9153}, {"step": 59, "loss": 2.4871}]
+    data["experiments"]["train"]["val_loss"] = [{"step": 0, "loss": 5.5497, "perplexity": 257.17},
+                                                {"step": 60, "loss": 2.3837, "perplexity": 10.845}]
+    return data
+
+
+def test_training_report_is_titled_as_one_and_shows_the_loss(tmp_path):
+    from unittest import mock
+
+    from gpt2_lightning.report import render_report
+    from gpt2_lightning.run_report import write_report
+
+    data = _training_run()
+    figures = []
+    with mock.patch("gpt2_lightning.plots.plt.close", side_effect=figures.append):
+        assert write_report(data, tmp_path) == []
+    report = (tmp_path / "report.md").read_text()
+    assert report.startswith("# GPT-2 training run: ")
+    assert "| train loss (step 9 → 59) | 4.9153 | 2.4871 |" in report
+    assert "| validation loss (step 0 → 60) | 5.5497 | 2.3837 |" in report
+    assert "![loss curve](loss.png)" in report and (tmp_path / "loss.png").read_bytes()[:8] == PNG_MAGIC
+    assert report.index("## Training") < report.index("## train")  # what it learned, beside (before) the timing
+    lines = {line.get_label(): (list(line.get_xdata()), list(line.get_ydata())) for line in figures[-1].axes[0].lines}
+    assert lines == {"train": ([9, 59], [4.9153, 2.4871]), "validation": ([0, 60], [5.5497, 2.3837])}
+    # a profile keeps its title and has no loss curve
+    profile = run_data(0, steps=[12.0, 12.5, 13.0, 12.4, 12.6])
+    assert render_report(profile, {}).startswith("# GPT-2 profile: ") and "## Training" not in render_report(profile, {})

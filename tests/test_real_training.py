@@ -28,7 +28,7 @@ class Steady(L.LightningModule):
 
     def training_step(self, batch, batch_idx):
         self.spend(self.forward_ms)
-        return self.layer(batch[0]).pow(2).mean()
+        return self.layer(batch[0].float()).pow(2).mean()
 
     def backward(self, loss, *args, **kwargs):
         super().backward(loss, *args, **kwargs)
@@ -128,7 +128,7 @@ class ManualTwoOptimizers(L.LightningModule):
         opts = opts if isinstance(opts, list) else [opts]
         for i, (layer, opt) in enumerate(zip((self.a, self.b), opts)):
             self.spend(17.0 if i == 0 else 7.0)  # forward
-            loss = layer(batch[0]).pow(2).mean()
+            loss = layer(batch[0].float()).pow(2).mean()
             self.manual_backward(loss)
             opt.step()  # 10 ms, planted in the optimizer
             opt.zero_grad()
@@ -157,7 +157,7 @@ def test_manual_optimisation(two):
     assert [r.step for r in timing.records] == [0, 1, 2, 3, 4]  # one step per batch, whatever the optimizers
 
 
-def test_short_last_batch_counts_its_own_tokens():
+def test_short_last_batch_counts_its_own_samples():
     clock = ScriptedClock()
     timing = PhaseTimingCallback(warmup_steps=0)
     throughput = ThroughputCallback(timing)
@@ -165,9 +165,10 @@ def test_short_last_batch_counts_its_own_tokens():
     module = Steady(clock.advance)
     with mock.patch("time.perf_counter", clock):
         trainer([timing, throughput], max_epochs=1).fit(module, data)
-    assert [r.tokens for r in timing.records] == [16, 16, 8]
+    assert [r.samples for r in timing.records] == [4, 4, 2]  # rows of features: samples, not tokens
+    assert [r.tokens for r in timing.records] == [None, None, None]
     rates = throughput.throughput["train"]
-    assert rates.tokens == [16, 16, 8]
+    assert rates.samples == [4, 4, 2]
 
 
 def test_loss_is_logged_on_the_steps_the_logger_writes_and_undivided(tmp_path):

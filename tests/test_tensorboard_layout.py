@@ -23,50 +23,70 @@ def test_logger_writes_to_run_slash_experiment_and_drops_epoch(tmp_path):
     assert _scalars(tmp_path / "my-run" / "train") == {"train/loss": [(3, 2.5)]}
 
 
-def test_headline_metrics_sort_after_the_per_step_groups():
-    from gpt2_lightning.run_report import HEADLINE_GROUP, headline_metrics
+def test_headline_metrics_sort_after_the_per_step_groups_and_each_column_holds_one_kind():
+    from gpt2_lightning.tensorboard_summary import HEADLINE_GROUP, headline_metrics
 
     result = {"phases": {"step": summarize([10.0, 11.0, 12.0, 10.5, 11.5])},
-              "throughput": {"tokens_per_sec": 100.0, "tflops": 0.5, "mfu_pct": None}}
+              "throughput": {"tokens_per_sec": 100.0, "samples_per_sec": 2.0, "tflops": 0.5, "mfu_pct": None},
+              "memory": {"max_rss_gib": 0.4}, "val_loss": [{"step": 0, "loss": 5.5}, {"step": 20, "loss": 4.25}]}
     metrics = headline_metrics("train", result)
-    assert set(metrics) == {f"{HEADLINE_GROUP}/{k}" for k in ("median_ms", "p90_over_p10", "tokens_per_sec", "tflops")}
-    assert metrics[f"{HEADLINE_GROUP}/median_ms"] == 11.0
+    assert set(metrics) == {f"{HEADLINE_GROUP}/{k}" for k in ("step_ms", "p90_over_p10", "tokens_per_sec", "tflops",
+                                                              "max_rss_gib", "val_loss")}
+    assert metrics[f"{HEADLINE_GROUP}/step_ms"] == 11.0 and metrics[f"{HEADLINE_GROUP}/val_loss"] == 4.25
     # TensorBoard orders chart groups by name and opens the first two: the per-step groups must come first
-    assert sorted(["memory", "throughput", "time", HEADLINE_GROUP])[-1] == HEADLINE_GROUP
+    assert sorted(["throughput", "time", HEADLINE_GROUP])[-1] == HEADLINE_GROUP
+    # a build, a forward pass and a step are never one column
     init = headline_metrics("init", {"phases": {"init": summarize([5.0, 6.0, 7.0])}})
-    assert set(init) == {f"{HEADLINE_GROUP}/median_ms", f"{HEADLINE_GROUP}/p90_over_p10"}  # same column, every row
+    assert set(init) == {f"{HEADLINE_GROUP}/build_ms", f"{HEADLINE_GROUP}/p90_over_p10"}
+    inference = headline_metrics("inference", {"phases": {"forward": summarize([5.0, 6.0, 7.0])}})
+    assert f"{HEADLINE_GROUP}/forward_ms" in inference and f"{HEADLINE_GROUP}/build_ms" not in inference
 
 
 def test_hparams_are_the_same_settings_for_every_run_with_the_key_ones_first():
-    from gpt2_lightning.run_report import hparams
+    from gpt2_lightning.tensorboard_summary import hparams
 
-    profile = {"config": {"run_dir": "/runs/x", "model": "tiny", "precision": "32-true", "batch_size": 4, "seq_len": 64,
-                          "compile": False, "data": None, "profiler": "none", "strategy": "auto", "devices": "1",
-                          "num_nodes": 1, "steps": 5, "init_on": "device",
+    profile = {"config": {"run_dir": "/runs/x", "out": "/runs", "model": "tiny", "precision": "32-true",
+                          "batch_size": 4, "seq_len": 64, "compile": False, "data": None, "profiler": "none",
+                          "strategy": "auto", "devices": "1", "num_nodes": 1, "steps": 5, "init_on": "device",
                           "gpt": {"n_layer": 2, "n_head": 2, "n_embd": 64, "bias": True}},
                "env": {"device_name": "AMD EPYC", "torch": "2.13.0", "lightning": "2.6.6", "hostname": "h"}}
-    params = hparams(profile)
+    params = hparams(profile, "train")
     assert params["shape"] == "2L 2H 64d" and params["tokens"] == "synthetic" and params["tool"] == "profile.py"
-    assert "run_dir" not in params and "/runs/x" not in params.values()
+    assert params["experiment"] == "train" and params["batch"] == "B4×T64" and params["run"] == "x"
+    assert "/runs/x" not in params.values()
     trained = {"config": {**profile["config"], "train": {"lr": 1e-3}, "data": "data/x"}, "env": profile["env"]}
     assert set(hparams(trained)) == set(params) and hparams(trained)["tool"] == "train.py"
     assert set(hparams({})) == set(params)  # even a run missing everything declares the same columns
-    # TensorBoard shows the first five by name: the ones that matter most
-    assert sorted(params)[:5] == ["batch_size", "device", "model", "precision", "seq_len"]
+    # TensorBoard ticks the first five by name: the ones that matter most, the experiment among them
+    assert sorted(params)[:5] == ["batch", "device", "experiment", "model", "precision"]
 
 
-def test_every_session_declares_the_same_metrics(tmp_path):
+def _hparams_session(log_dir):
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
     from tensorboard.plugins.hparams import metadata
 
-    from gpt2_lightning.run_report import HEADLINE_METRICS, write_tensorboard_summary
-
-    data = {"config": {"model": "tiny"}, "env": {},
-            "experiments": {"init": {"phases": {"init": summarize([5.0, 6.0, 7.0])}}}}
-    write_tensorboard_summary(data, tmp_path, {})
-    acc = EventAccumulator(str(tmp_path / "init"), size_guidance={"tensors": 0})
+    acc = EventAccumulator(str(log_dir), size_guidance={"tensors": 0})
     acc.Reload()
     content = acc.SummaryMetadata(metadata.EXPERIMENT_TAG).plugin_data.content
     experiment = metadata.parse_experiment_plugin_data(content)
+    start = metadata.parse_session_start_info_plugin_data(
+        acc.SummaryMetadata(metadata.SESSION_START_INFO_TAG).plugin_data.content)
+    return acc, experiment, start
+
+
+def test_every_session_declares_the_same_metrics_and_a_trial_name_that_fits(tmp_path):
+    from gpt2_lightning.tensorboard_summary import HEADLINE_METRICS, write_tensorboard_summary
+
+    run_dir = tmp_path / "20261130-095812"
+    data = {"config": {"model": "tiny", "run_dir": str(run_dir), "out": str(tmp_path)}, "env": {},
+            "experiments": {"init": {"phases": {"init": summarize([5.0, 6.0, 7.0])}}}}
+    write_tensorboard_summary(data, run_dir, {})
+    acc, experiment, start = _hparams_session(run_dir / "init")
     assert [m.name.tag for m in experiment.metric_infos] == [f"whole_run/{m}" for m in HEADLINE_METRICS]
-    assert set(acc.Tags()["scalars"]) == {"whole_run/median_ms", "whole_run/p90_over_p10"}
+    assert set(acc.Tags()["scalars"]) == {"whole_run/build_ms", "whole_run/p90_over_p10"}
+    # the Trial ID column shows ~13 characters: what tells rows apart comes first, not the date all rows share
+    assert start.group_name == "09:58:12 init 2026-11-30"
+    assert start.hparams["experiment"].string_value == "init"
+    named = {**data, "config": {**data["config"], "run_dir": str(tmp_path / "bs8")}}
+    write_tensorboard_summary(named, tmp_path / "bs8", {})
+    assert _hparams_session(tmp_path / "bs8" / "init")[2].group_name == "bs8 init"

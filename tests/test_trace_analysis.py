@@ -304,3 +304,17 @@ def test_cpu_optimizer_work_at_any_depth_and_a_cut_off_closure(tmp_path):
     cats = {k: v["ms_per_step"] * 2 * 1000 for k, v in r["categories"].items()}  # us over both steps
     assert cats["optimizer"] == pytest.approx(50.0)
     assert cats["matmul"] == pytest.approx(37.0 + 58.0 + 60.0)  # forward, AddmmBackward0, the cut-off forward
+
+
+def test_call_counts_print_as_counts():
+    from gpt2_lightning.diagnosis_report import format_text, markdown
+
+    d = {"trace": "t.json", "steps": 2, "step_source": "ProfilerStep", "kind": "cpu", "cpu_self_ms_per_step": 1.0,
+         "categories": {c: {"ms_per_step": 0.5, "pct": 10.0} for c in CATEGORIES},
+         "top_ops": [{"name": "aten::addmm", "category": "matmul", "ms_per_step": 0.4, "calls_per_step": 35.0,
+                      "pct": 40.0},
+                     {"name": "aten::mul", "category": "elementwise_norm", "ms_per_step": 0.1, "calls_per_step": 35.5,
+                      "pct": 10.0}]}
+    rows = [line for line in format_text(d).splitlines() if "aten::" in line]
+    assert rows[0].split()[1] == "35" and rows[1].split()[1] == "35.5"  # not 35.0
+    assert "| 0.400 | 35 | 40.0 |" in "\n".join(markdown(d))

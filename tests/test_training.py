@@ -3,6 +3,7 @@
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -36,6 +37,19 @@ def test_prepare_data_bytes(data_dir):
     assert len(train) + len(val) == len(text)
     assert bytes(train[:200].astype(np.uint8)) == text[:200]
     assert 0.08 < len(val) / len(text) < 0.12
+
+
+def test_gpt2_tokenizer_without_tiktoken_gives_the_readmes_advice(monkeypatch, capsys):
+    """One advice, the README's: the project's data extra."""
+    monkeypatch.syspath_prepend(str(Path(ROOT) / "scripts"))
+    monkeypatch.setitem(sys.modules, "tiktoken", None)  # not installed: the import fails
+    import prepare_data
+
+    with pytest.raises(SystemExit) as exit_:
+        prepare_data.encode("some text", "gpt2")
+    err = capsys.readouterr().err
+    assert exit_.value.code == 2 and len(err.strip().splitlines()) == 1
+    assert 'pip install -e ".[data]"' in err and 'pip install -e ".[data]"' in (Path(ROOT) / "README.md").read_text()
 
 
 def test_prepare_data_refuses_to_overwrite(data_dir):
@@ -125,6 +139,24 @@ def test_resume_continues_like_an_uninterrupted_run(data_dir, tmp_path):
     assert second["phases"]["step"]["n"] == 8 - 2  # two warm-up steps after the resume
     data = json.loads((tmp_path / "second" / "results.json").read_text())
     assert data["config"]["steps"] == second["phases"]["step"]["n"]  # the header's "timed steps" is the real count
+    # TensorBoard: one global-step axis, the steps results.json and the console give (continuing after the resume)
+    for run, part in (("whole", whole), ("second", second)):
+        steps = _scalar_steps(tmp_path / run)
+        assert steps["val/loss"] == steps["val/perplexity"] == [v["step"] for v in part["val_loss"]]
+        assert steps["time/validation_ms"] == [v["step"] for v in part["val_loss"] if v["step"]]  # inside fit
+        assert steps["time/checkpoint_ms"] == [8, 16] if run == "whole" else [16]  # as step8.ckpt, step16.ckpt
+        assert not [t for t in steps if t.startswith(("time/val_", "throughput/val_"))]  # no validation-batch axis
+    assert _scalar_steps(tmp_path / "whole")["val/loss"] == [0, 4, 8, 12, 16]
+
+
+def _scalar_steps(run_dir):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    from gpt2_lightning.tensorboard_logs import tensorboard_dir
+
+    acc = EventAccumulator(str(tensorboard_dir(run_dir, "train")), size_guidance={"scalars": 0})
+    acc.Reload()
+    return {tag: [e.step for e in acc.Scalars(tag)] for tag in acc.Tags()["scalars"]}
 
 
 def test_resume_refusals_are_one_line_and_leave_no_run_directory(data_dir, tmp_path, capsys):
