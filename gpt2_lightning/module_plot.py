@@ -10,6 +10,8 @@ import matplotlib
 matplotlib.use("Agg")  # files only: works on machines without a display
 import matplotlib.pyplot as plt  # noqa: E402
 
+from gpt2_lightning.plots import save_figure  # noqa: E402
+
 # phases.png's colours: forward, backward, optimizer; grey: outside any module
 FORWARD, BACKWARD, OPTIMIZER, OUTSIDE = "#1f77b4", "#ff7f0e", "#2ca02c", "#9e9e9e"
 
@@ -56,6 +58,5 @@ def plot_modules(data: dict[str, Any], path: Path, title: str = "") -> Path | No
         ax.grid(axis="x", alpha=0.3)
     fig.suptitle(title or "Where each step's time goes, by part of the model", fontsize=11)
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    save_figure(fig, path)
     return path

@@ -7,19 +7,21 @@ from pathlib import Path
 from typing import Any
 
 from gpt2_lightning.atomic_files import atomic_write_text, write_failure
+from gpt2_lightning.module_plot import plot_modules
 from gpt2_lightning.plots import plot_per_step, plot_phase_breakdown
 from gpt2_lightning.report import render_report
 from gpt2_lightning.tensorboard_summary import write_tensorboard_summary
 from gpt2_lightning.train_report import LOSS_PLOT, plot_loss
 
 REPORT_FILE = "report.md"
-PLOTS = {"phase breakdown": "phases.png", "per-step times": "per_step.png", "loss curve": LOSS_PLOT}
+PLOTS = {"phase breakdown": "phases.png", "per-step times": "per_step.png", "loss curve": LOSS_PLOT,
+         "module breakdown": "modules.png"}
 
 
 def write_plots(data: dict[str, Any], run_dir: Path, failures: list[str] | None = None) -> dict[str, str]:
     """The PNGs made, by name; one that cannot be written (a full disk) is a line in ``failures``, not an error."""
     made = {}
-    for (name, file), fn in zip(PLOTS.items(), (plot_phase_breakdown, plot_per_step, plot_loss)):
+    for (name, file), fn in zip(PLOTS.items(), (plot_phase_breakdown, plot_per_step, plot_loss, plot_modules)):
         try:
             if fn(data, run_dir / file) is not None:
                 made[name] = file

@@ -133,6 +133,14 @@ def test_cpu_profiled_run_carries_its_diagnosis_everywhere(profiled_cpu_run):
         assert f"{exp}: diagnosis over {steps} profiled step(s)" in proc.stdout
     report = (run_dir / "report.md").read_text()
     assert report.count("### Diagnosis") == 2 and "Memory split: parameters" in report
+    # the per-module breakdown, everywhere the diagnosis is (issue 22)
+    modules = data["experiments"]["train"]["diagnosis"]["modules"]
+    assert modules["grouping"] == "gpt2" and {r["part"] for r in modules["parts"]} >= {"MLP", "optimizer"}
+    mlp = next(r for r in modules["parts"] if r["part"] == "MLP")
+    assert mlp["backward_ms"] > 0 and mlp["tflops"] > 0 and mlp["pct_of_peak"] is None  # no peak for a CPU
+    assert report.count("Per-module breakdown, by part of the model") == 2 and "![module breakdown](modules.png)" in report
+    assert (run_dir / "modules.png").exists()
+    assert proc.stdout.count("  modules (% of host time): ") == 2
     assert "--memory-snapshot records CUDA allocations: nothing is recorded on the CPU" in proc.stderr
     assert not list(run_dir.glob("memory-*.pickle"))
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
