@@ -26,7 +26,7 @@ from array import array
 from typing import Any
 
 from gpt2_lightning.trace_events import MODULE_PREFIX, MODULE_RANGE, OP, OPTIMIZER_RANGE, Collected
-from gpt2_lightning.trace_steps import BACKWARD_OP, locate, updates_start
+from gpt2_lightning.trace_steps import BACKWARD_OP, locate, update_starts
 
 OUTSIDE, FORWARD, BACKWARD, OPTIMIZER = 0, 1, 2, 3
 UNAVAILABLE = ("the trace holds no module ranges ([pl][module]...): profile with this tool's module ranges "
@@ -57,12 +57,12 @@ class _Owners:
 
 
 def _thread_segments(arrays: tuple, names: list[str], owners: _Owners, pid: int,
-                     seq_owner: dict[tuple[int, int], tuple[int, int]]) -> tuple[array, array, array]:
+                     seq_owner: dict[tuple[int, int], tuple[int, int]],
+                     update_from: dict[int, float]) -> tuple[array, array, array]:
     """The thread's timeline as consecutive segments (start, end, owner id), and, into ``seq_owner``, the module and
     operator of every forward operator that carries an autograd sequence number."""
     start_a, end_a, name_a, kind_a, seq_a = arrays
     order = sorted(range(len(start_a)), key=lambda i: (start_a[i], -end_a[i], -kind_a[i]))
-    update_from = updates_start(order, start_a, end_a, name_a, kind_a, names)
     seg_start, seg_end, seg_owner = array("d"), array("d"), array("i")
     # stack entries: (end, kind, module, op, seq, update start); context is inherited from the entry below
     stack: list[tuple[float, int, int, int, int, float | None]] = []
@@ -74,9 +74,9 @@ def _thread_segments(arrays: tuple, names: list[str], owners: _Owners, pid: int,
         _, kind, module, op, seq, update = stack[-1]
         if kind == BACKWARD:
             return owners.id((BACKWARD, -1, -1, seq, pid))
-        if update is not None and t >= update:
-            return owners.id((OPTIMIZER, -1, -1, -1, -1))
-        return owners.id((FORWARD, module, op, -1, -1)) if module >= 0 else outside
+        if module >= 0:  # a module's forward, also inside optimizer.step(closure)
+            return owners.id((FORWARD, module, op, -1, -1))
+        return owners.id((OPTIMIZER, -1, -1, -1, -1)) if update is not None and t >= update else outside
 
     def emit(a: float, b: float) -> None:  # [a, b) belongs to the owner of the stack as it is now
         while a < b:
@@ -138,7 +138,9 @@ def attribute(c: Collected, steps: list[tuple[int, float, float]]) -> dict[str, 
     owners = _Owners()
     seq_owner: dict[tuple[int, int], tuple[int, int]] = {}
     pids = {pid: i for i, pid in enumerate(dict.fromkeys(key[0] for key in c.cpu))}
-    segments = {key: _thread_segments(arrays, names, owners, pids[key[0]], seq_owner)
+    updates = update_starts(c)
+    segments = {key: _thread_segments(arrays, names, owners, pids[key[0]], seq_owner,
+                                      {i: t for (thread, i), t in updates.items() if thread == key})
                 for key, arrays in c.cpu.items()}
     n_steps = len(steps)
     per_owner: dict[int, list[float]] = {}

@@ -27,7 +27,7 @@ from gpt2_lightning.module_parts import summarize as module_summary
 from gpt2_lightning.trace_categories import CATEGORIES, GPU_EVENT_CATEGORY, cpu_op_category, kernel_category
 from gpt2_lightning.trace_events import OP, OPTIMIZER_RANGE, Collected, collect
 from gpt2_lightning.trace_reader import TraceError
-from gpt2_lightning.trace_steps import BACKWARD_OP, locate, profiled_steps, updates_start
+from gpt2_lightning.trace_steps import BACKWARD_OP, locate, profiled_steps, update_starts
 
 TOP_N = 10  # kernels (or CPU operators) listed by time
 
@@ -179,9 +179,10 @@ def _analyze_cpu(c: Collected, steps: list[tuple[int, float, float]], source: st
         total[0] += self_time
         total[1] += 1
 
-    for start_a, end_a, name_a, kind_a, _ in c.cpu.values():
+    updates = update_starts(c)
+    for thread, (start_a, end_a, name_a, kind_a, _) in c.cpu.items():
         order = sorted(range(len(start_a)), key=lambda i: (start_a[i], -end_a[i], -kind_a[i]))
-        update_from = updates_start(order, start_a, end_a, name_a, kind_a, names)
+        update_from = {i: t for (key, i), t in updates.items() if key == thread}
         ops: list[list] = []
         ranges: list[tuple[float, float | None]] = []  # (end, where its update starts or None) of enclosing ranges
         for i in order:

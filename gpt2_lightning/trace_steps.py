@@ -8,10 +8,9 @@ optimizer's update starts inside ``optimizer.step(closure)``. Plain Python, no t
 from __future__ import annotations
 
 import bisect
-from array import array
 from typing import Any
 
-from gpt2_lightning.trace_events import LIGHTNING_RANGE, OP, OPTIMIZER_RANGE, RANGE, Collected
+from gpt2_lightning.trace_events import LIGHTNING_RANGE, MODULE_RANGE, OP, OPTIMIZER_RANGE, RANGE, Collected
 
 BACKWARD_OP = "autograd::engine::evaluate_function"  # backward work, even when run inside optimizer.step(closure)
 CLOSURE_RANGES = ("phase/forward", "phase/backward")  # PhaseTimingCallback's ranges of the closure's parts
@@ -46,26 +45,41 @@ def locate(starts: list[float], ranges: list[tuple[Any, float, float]], t: float
 
 
 def closure_part(name: str, kind: int) -> bool:
-    """An event of the closure that ``optimizer.step(closure)`` runs before its update: a backward operator, or the
-    range of a forward or backward (Lightning's hook ranges, this tool's phase ranges)."""
+    """An event of the closure that ``optimizer.step(closure)`` runs before its update: a backward operator, a module's
+    forward range, or the range of a forward or backward (Lightning's hook ranges, this tool's phase ranges)."""
     if kind == OP:
         return name.startswith(BACKWARD_OP)
+    if kind == MODULE_RANGE:
+        return True
     return kind == RANGE and (name in CLOSURE_RANGES or (name.startswith(LIGHTNING_RANGE)
                                                           and name.endswith(("training_step", "backward"))))
 
 
-def updates_start(order: list[int], start_a: array, end_a: array, name_a: array, kind_a: array,
-                  names: list[str]) -> dict[int, float]:
-    """For each optimizer range run as ``optimizer.step(closure)``, when its update starts: after the closure's
-    forward and backward inside it. A range cut off by the trace's end in the middle of the closure (Lightning stops
-    recording when a ``training_step`` ends) then holds no update at all."""
-    open_ranges: list[int] = []
-    last: dict[int, float] = {}
-    for i in order:
-        while open_ranges and end_a[open_ranges[-1]] <= start_a[i]:
-            open_ranges.pop()
-        if kind_a[i] == OPTIMIZER_RANGE:
-            open_ranges.append(i)
-        elif open_ranges and closure_part(names[name_a[i]], kind_a[i]):
-            last[open_ranges[-1]] = max(last.get(open_ranges[-1], start_a[i]), end_a[i])
-    return last
+def update_starts(c: Collected) -> dict[tuple[Any, int], float]:
+    """For each optimizer range ((pid, tid) of its thread, its index there), when its update starts: after the
+    closure's forward and backward that ran inside its span, on any thread of the process (on a GPU, autograd runs
+    the backward on a thread of its own). A range cut off by the trace's end in the middle of the closure (Lightning
+    stops recording when a ``training_step`` ends) then holds no update at all; a range with no closure (a plain
+    ``optimizer.step()``) is update from its start."""
+    names = list(c.names)
+    parts: dict[Any, list[tuple[float, float]]] = {}
+    ranges: list[tuple[Any, int, float, float]] = []
+    for key, (start_a, end_a, name_a, kind_a, _) in c.cpu.items():
+        for i, kind in enumerate(kind_a):
+            if kind == OPTIMIZER_RANGE:
+                ranges.append((key, i, start_a[i], end_a[i]))
+            elif closure_part(names[name_a[i]], kind):
+                parts.setdefault(key[0], []).append((start_a[i], end_a[i]))
+    for spans in parts.values():
+        spans.sort()
+    out: dict[tuple[Any, int], float] = {}
+    for key, i, start, end in ranges:
+        spans = parts.get(key[0], [])
+        j = bisect.bisect_left(spans, (start, float("-inf")))
+        last = start
+        while j < len(spans) and spans[j][0] < end:
+            last = max(last, min(spans[j][1], end))
+            j += 1
+        out[(key, i)] = last
+    return out
+

@@ -179,3 +179,24 @@ def test_gpt2_parts_from_the_diagnosis_steps(tmp_path):
     assert mlp["pct_of_peak"] == pytest.approx(mlp["tflops"])  # of a 100 TFLOP/s peak
     assert rows["embeddings"]["tflops"] is None  # no FLOPs counted in MFU: no rate
     assert rows["layer norms"]["flops_per_step"] > 0 and rows["layer norms"]["tflops"] is None  # 6N's share only
+
+
+def test_a_closure_inside_optimizer_step_on_a_gpu(tmp_path):
+    """Lightning's automatic optimisation on a GPU: optimizer.step(closure) holds the forward (main thread) and waits
+    while autograd's own thread runs the backward; only what follows the backward is the optimizer's update (us)."""
+    b = TraceBuilder().host_step(1, 0, 1000)
+    b.cpu_op("Optimizer.step#AdamW.step", 5, 900, cat="user_annotation")
+    b.cpu_op("[pl][module]torch.nn.modules.linear.Linear: model.a", 10, 100, cat="user_annotation")
+    b.cpu_op("aten::addmm", 15, 90)
+    b.events[-1]["args"]["Sequence number"] = 3
+    b.cpu_op("autograd::engine::evaluate_function: AddmmBackward0", 300, 400, tid=2)  # while main thread waits
+    b.events[-1]["args"]["Sequence number"] = 3
+    for name, start, dur, launch, tid in (("k_fwd_gemm", 30, 40, 20, 1), ("k_bwd_gemm", 320, 80, 310, 2),
+                                          ("k_adam", 600, 50, 500, 1)):
+        b.gpu(name, start, dur, launch=launch)
+        b.events[-2]["tid"] = tid
+    m = analyze_trace(b.write(tmp_path / "c.json"))["modules"]
+    rows = {r["part"]: r for r in m["parts"]}
+    assert rows["model.a (Linear)"]["forward_ms"] == pytest.approx(0.040)
+    assert rows["model.a (Linear)"]["backward_ms"] == pytest.approx(0.080)
+    assert rows[OPTIMIZER_ROW]["total_ms"] == pytest.approx(0.050)  # not the forward before it
