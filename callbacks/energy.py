@@ -37,7 +37,13 @@ from lightning.pytorch.callbacks import Callback
 
 from callbacks import step_records
 from callbacks.energy_meters import EnergyMeter, EnergyUnavailable, meter_for
-from callbacks.energy_window import MIN_WINDOW_S, EnergyWindow, energy_figures, unavailable
+from callbacks.energy_window import (
+    MIN_WINDOW_S,
+    EnergyWindow,
+    energy_figures,
+    unavailable,
+)
+from callbacks.failures import one_line
 from callbacks.timing import DeviceTimer, Mark
 
 __all__ = ["MIN_WINDOW_S", "EnergyCallback", "EnergyWindow", "batch_tokens", "energy_figures", "unavailable"]
@@ -175,8 +181,7 @@ class EnergyCallback(Callback):
         except Exception as e:  # noqa: BLE001 - a measuring add-on must never cost the run its timed steps
             self._failed = True
             self._window, self._close_next, self._evaluate_next = None, False, False
-            first = str(e).splitlines()[0] if str(e) else ""
-            self.result = {"error": f"{type(e).__name__}: {first}" if first else type(e).__name__}
+            self.result = {"error": one_line(e)}
 
     def _batch_start(self, trainer: L.Trainer, batch: Any) -> None:
         if self._evaluate_next:

@@ -11,12 +11,14 @@ import lightning as L
 import torch
 from lightning.pytorch.callbacks import ProgressBar
 
-from callbacks import DeviceTimer, PhaseTimingCallback, StepRecord, ThroughputCallback
+from callbacks import PhaseTimingCallback, StepRecord, ThroughputCallback
 from callbacks.loss_history import LossHistory
 from callbacks.progress import ProgressCallback, StepProgressBar
 from gpt2_lightning.data import SyntheticTokenDataModule, TokenFileDataModule
+from gpt2_lightning.device_startup import device_startup_ms, run_device  # noqa: F401 - re-exported
 from gpt2_lightning.energy_run import energy_callback, energy_result, train_max_steps, until_window_done
-from gpt2_lightning.interrupts import RaiseOnSignal
+from gpt2_lightning import addons
+from gpt2_lightning.interrupts import RaiseOnSignal, RunInterrupted
 from gpt2_lightning.interrupts import check as check_interrupted
 from gpt2_lightning.memory import MemorySnapshotCallback, memory_breakdown
 from gpt2_lightning.module import GPT2LightningModule
@@ -138,26 +140,9 @@ def _per_step(records: list[StepRecord], stage: str) -> list[dict[str, Any]]:
 
 
 # ------------------------------------------------------------------------------------------------ experiments
-_STARTUP_MS: dict[str, float] = {}  # device -> its start-up, measured once per process
-
-
-def device_startup_ms(device: torch.device) -> float | None:
-    """Bring the device up and time it, once per process (None when something else brought it up first: then it
-    cannot be measured any more).
-
-    Run it before anything else touches CUDA (collecting the environment does; so can a CPU run before a GPU run):
-    the first CUDA call of a process pays for the context, and that cost belongs to no experiment.
-    """
-    key = str(device)
-    if key not in _STARTUP_MS:
-        if device.type == "cuda" and torch.cuda.is_initialized():
-            return None
-        _STARTUP_MS[key] = DeviceTimer(device).startup_ms()
-    return _STARTUP_MS[key]
-
-
 def measured_env(device: torch.device) -> dict[str, Any]:
-    """The run's environment, with device start-up timed first: collecting the environment itself touches CUDA."""
+    """The run's environment on this process's own device (``run_device``), with its start-up timed first:
+    collecting the environment itself touches CUDA."""
     startup_ms = device_startup_ms(device)
     return collect_env(device) | {"device_startup_ms": startup_ms}
 
@@ -171,17 +156,25 @@ def run_init(cfg: ProfileConfig, run_dir: Path) -> dict[str, Any]:
     """
     timing = PhaseTimingCallback(warmup_steps=0, warmup_inits=cfg.warmup_steps)
     progress = make_progress(cfg, "init", per="fit")
-    for _ in range(cfg.warmup_steps + cfg.steps):
-        module = make_module(cfg)
-        trainer = make_trainer(cfg, [timing, *progress], limit_train_batches=0, max_epochs=1)
-        trainer.fit(module, datamodule=make_datamodule(cfg, 1))  # no batch runs: setup, build, optimizer, stop
-        del module, trainer
-        free_device_memory()
-        check_interrupted()
+    try:
+        for _ in range(cfg.warmup_steps + cfg.steps):
+            module = make_module(cfg)
+            trainer = make_trainer(cfg, [timing, *progress], limit_train_batches=0, max_epochs=1)
+            trainer.fit(module, datamodule=make_datamodule(cfg, 1))  # no batch runs: setup, build, optimizer, stop
+            del module, trainer
+            free_device_memory()
+            check_interrupted()
+    except RunInterrupted as e:  # the builds timed before the signal are kept
+        e.partial = _init_result(cfg, timing) | {"interrupted": True}
+        raise
     logger = make_logger(run_dir, "init")
     for i, rec in enumerate(timing.init_records):
         logger.log_metrics({f"time/{k}_ms": v for k, v in rec.items()}, step=i)
     logger.finalize("success")
+    return _init_result(cfg, timing)
+
+
+def _init_result(cfg: ProfileConfig, timing: PhaseTimingCallback) -> dict[str, Any]:
     return {
         "phases": timing.summary("init"),
         "cold_init_ms": timing.init_records[0]["init"] if timing.init_records else None,
@@ -233,33 +226,48 @@ def _timed_run(
     run: Callable[[L.Trainer, L.LightningModule, L.LightningDataModule], Any], extra_callbacks: tuple = (),
     **trainer_kwargs: Any,
 ) -> tuple[dict[str, Any], PhaseTimingCallback]:
-    """A fresh module and Trainer with the timing callbacks, logger and profiler; ``run`` drives them."""
+    """A fresh module and Trainer with the timing callbacks, logger and profiler; ``run`` drives them.
+
+    Interrupted (Ctrl-C, SIGTERM), the steps measured before the signal are summarised all the same, marked
+    ``interrupted``, and travel up on the exception (``partial``) to be saved. An add-on (energy window, memory
+    snapshot, diagnosis) that fails is recorded as ``{"error": ...}`` with one console line; the figures stand.
+    """
     energy = energy_callback(cfg)  # before the timing callback: its reads then fall in uncounted steps
     timing = PhaseTimingCallback(warmup_steps=cfg.warmup_steps, counted_steps=cfg.steps, nvtx=cfg.nvtx)
     throughput = ThroughputCallback(timing, precision=cfg.precision)
     module = make_module(cfg)
     n = cfg.warmup_steps + cfg.steps
     profiler = _profiler(cfg, run_dir, experiment)
+    # recorded through the warm-up steps and dumped at the last one's end, before the timing callback's mark
     snapshot = MemorySnapshotCallback(run_dir / f"memory-{experiment}.pickle", cfg.warmup_steps)
     # torch.profiler's C++ lines (this run's --profiler pytorch, the diagnosis's steps on a GPU) reach the console
     # only with --verbose (gpt2_lightning.quiet); progress goes to the real console meanwhile
     with profiler_messages_hidden(not cfg.verbose and (cfg.profiler == "pytorch" or (
             resolve_device(cfg.accelerator).type == "cuda" and not cfg.no_diagnose))) as console:
-        callbacks = [c for c in (energy, timing, throughput, snapshot if cfg.memory_snapshot else None,
+        callbacks = [c for c in (snapshot if cfg.memory_snapshot else None, energy, timing, throughput,
                                  *extra_callbacks, *make_progress(cfg, experiment, stream=console)) if c is not None]
         trainer = make_trainer(cfg, callbacks, logger=make_logger(run_dir, experiment), profiler=profiler,
                                **trainer_kwargs)
         data = make_datamodule(cfg, n)
         until_window_done(data, energy)  # predict batches go round until the energy window is long enough
-        run(trainer, module, data)
+        interrupted = None
+        try:
+            run(trainer, module, data)
+        except RunInterrupted as e:
+            interrupted = e
         result = {
             **experiment_summary(timing, throughput, stage, timed_phase),
-            **_profiler_results(profiler, run_dir, experiment),
-            **energy_result(energy),
+            **({} if interrupted else _profiler_results(profiler, run_dir, experiment)),
+            **energy_result(energy, experiment, interrupted is not None),
         }
         result["memory_breakdown"] = memory_breakdown(module, trainer.optimizers, result["memory"])
-        if snapshot.written is not None:
+        if snapshot.error is not None:
+            result["memory_snapshot"] = addons.failed(experiment, "memory snapshot", snapshot.error)
+        elif snapshot.written is not None:
             result["memory_snapshot"] = snapshot.written.name
+        if interrupted is not None:  # what was measured before the signal, kept: the run saves it and stops
+            interrupted.partial = result | {"interrupted": True}
+            raise interrupted
         module.trainer = None  # frees the Trainer and its optimizer state before the diagnosis's Trainer makes its own
         del trainer
         free_device_memory()

@@ -74,3 +74,35 @@ def test_inference_energy_window_is_planned_from_device_time():
     assert 50 <= r["window_steps"] <= 57  # 2 s of 40 ms passes, and the few the host had queued ahead
     assert r["joules"] == pytest.approx(250.0 * r["window_s"], abs=250.0 * 0.1)  # the counter moves every 100 ms
     assert timing.summary("predict")["forward"]["median_ms"] == pytest.approx(40.0)
+
+
+class TickingClock(ScriptedClock):
+    """Moves 0.1 ms at every read, so that every phase of a real (tiny) run takes some time."""
+
+    def __call__(self) -> float:
+        self.t += 1e-4
+        return self.t
+
+
+def test_memory_snapshot_stays_out_of_the_counted_steps(tmp_path, monkeypatch):
+    """A profile run with --memory-snapshot on a (stand-in) GPU: recording and a 500 ms dump fall in warm-up steps;
+    every counted step is as fast as without them."""
+    from unittest import mock
+
+    from gpt2_lightning.memory import MemorySnapshotCallback
+    from gpt2_lightning.profile_config import ProfileConfig
+    from gpt2_lightning.profile_run import run_profile
+    from tests.cuda_standins import MemoryHistory
+
+    clock = TickingClock()
+    history = MemoryHistory(clock, dump_ms=500)
+    monkeypatch.setattr(MemorySnapshotCallback, "records", staticmethod(lambda trainer: True))
+    cfg = ProfileConfig(accelerator="cpu", model="tiny", batch_size=1, seq_len=8, warmup_steps=2, steps=4,
+                        experiments="train", memory_snapshot=True, no_energy=True)
+    with history.installed(), mock.patch("time.perf_counter", clock):
+        train = run_profile(cfg, tmp_path, write=False).experiments["train"]
+    assert [c[0] for c in history.calls] == ["record", "dump", "record"]
+    assert train["memory_snapshot"] == "memory-train.pickle"
+    counted = [s for s in train["per_step"] if not s["warmup"]]
+    assert len(counted) == 4 and max(s["step_ms"] for s in counted) < 100
+    assert [s["step_ms"] >= 500 for s in train["per_step"]] == [False, True, False, False, False, False]
