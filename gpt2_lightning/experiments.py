@@ -11,11 +11,12 @@ import lightning as L
 import torch
 from lightning.pytorch.callbacks import ProgressBar
 
-from callbacks import PhaseTimingCallback, StepRecord, ThroughputCallback
+from callbacks import PhaseTimingCallback, ThroughputCallback
 from callbacks.loss_history import LossHistory
 from callbacks.progress import ProgressCallback, StepProgressBar
 from gpt2_lightning.data import SyntheticTokenDataModule, TokenFileDataModule
 from gpt2_lightning.device_startup import device_startup_ms, run_device  # noqa: F401 - re-exported
+from gpt2_lightning.experiment_summary import experiment_summary
 from gpt2_lightning.energy_run import energy_callback, energy_result, train_max_steps, until_window_done
 from gpt2_lightning import addons
 from gpt2_lightning.interrupts import RaiseOnSignal, RunInterrupted
@@ -102,44 +103,6 @@ def free_device_memory() -> None:
         torch.cuda.empty_cache()
 
 
-def _first_step(timing: PhaseTimingCallback, stage: str, phase: str) -> dict[str, float | None]:
-    """The first (warm-up) step, and what it cost beyond a steady one: compilation with --compile, allocator and
-    autotuning warm-up otherwise. Never part of the counted figures."""
-    warm = timing.warmup_records(stage)
-    first = warm[0].phases.get(phase) if warm else None
-    median = timing.summary(stage)[phase]["median_ms"]
-    return {
-        "first_step_ms": first,
-        "first_step_overhead_ms": first - median if first is not None and median is not None else None,
-    }
-
-
-def _ranks(timing: PhaseTimingCallback, stage: str, timed_phase: str) -> dict[str, Any]:
-    """Per-rank medians and the global rate when several processes ran; nothing for one."""
-    ranks = timing.rank_summaries.get(stage)
-    if not ranks:
-        return {"world_size": 1}
-    rates = []
-    for r in ranks:  # a step's tokens (every micro-batch of it) over the rank's median step
-        median, tokens = r["phases"][timed_phase]["median_ms"], r.get("tokens")
-        if median and tokens:
-            rates.append(tokens / (median / 1000.0))
-    return {
-        "world_size": len(ranks),
-        "ranks": ranks,
-        # every rank's own tokens per second, added up: the whole job's rate
-        "global_tokens_per_sec": sum(rates) if len(rates) == len(ranks) else None,
-    }
-
-
-def _per_step(records: list[StepRecord], stage: str) -> list[dict[str, Any]]:
-    """Every warm-up and counted step (the uncounted extra steps of an energy window are only counted: a tiny model's
-    2 s window can hold thousands)."""
-    return [{"step": r.step, "warmup": r.warmup, "tokens": r.tokens, **{f"{k}_ms": v for k, v in r.phases.items()}}
-            for r in records if r.stage == stage and not r.extra]
-
-
-# ------------------------------------------------------------------------------------------------ experiments
 def measured_env(device: torch.device) -> dict[str, Any]:
     """The run's environment on this process's own device (``run_device``), with its start-up timed first:
     collecting the environment itself touches CUDA."""
@@ -182,30 +145,6 @@ def _init_result(cfg: ProfileConfig, timing: PhaseTimingCallback) -> dict[str, A
                      for i, rec in enumerate(timing.init_records)],
         "load_avg": load_average(),
     }
-
-
-def experiment_summary(
-    timing: PhaseTimingCallback, throughput: ThroughputCallback, stage: str, timed_phase: str
-) -> dict[str, Any]:
-    """Phases, rates, memory, first step, per-step times and per-rank figures of one timed stage; on CUDA the host
-    clock's view beside the device's (``host``); for training, fit's wall time against its parts (``fit``)."""
-    out = {
-        "phases": timing.summary(stage),
-        "throughput": throughput.summary(stage),
-        "memory": throughput.memory_summary(),
-        **_first_step(timing, stage, timed_phase),
-        "per_step": _per_step(timing.records, stage),
-        "extra_steps": sum(r.extra for r in timing.records if r.stage == stage),
-        **_ranks(timing, stage, timed_phase),
-        "load_avg": load_average(),  # how busy the machine was, for the noise warning (gpt2_lightning.noise)
-    }
-    host = timing.host_summary(stage)
-    if host:
-        out["host"] = host
-    fit = timing.fit_summary() if stage == "train" else None
-    if fit is not None:
-        out["fit"] = fit
-    return out
 
 
 def _profiler(cfg: ProfileConfig, run_dir: Path, experiment: str) -> Any:
