@@ -3,10 +3,14 @@
 The rule (the project's timing rule 6): read the energy counters (``callbacks.energy_meters``) at the two ends of a
 window of steady steps, after warm-up, the device synchronised at both ends by the project's one timer
 (``DeviceTimer.wait``), and never once per step. A counter moves about every 100 ms, so a window lasts at least
-``MIN_WINDOW_S``: when the counted steps are shorter, extra steps run until it is long enough. How many is decided from
-step counts and the host clock only (no device wait) at a few checkpoints; with several processes rank 0's clock is
-broadcast, so that every process stops at the same step. The host clock never reads ahead of the device, so the window
-that ends at the closing wait is at least as long as the host measured.
+``MIN_WINDOW_S``: when the counted steps are shorter, extra steps run until it is long enough. How many is planned
+at a few looks from the *device's* clock, never by a wait: each window step ends with a device mark, and the marks the
+device has already passed (a non-blocking query) give its rate; the host may be many steps ahead of the GPU, so its
+clock would plan far too many. A plan never more than doubles the window's steps before the next look, which plans
+again. The window closes only once a length it is sure of (the host clock since the opening wait, or the device's time
+through a step it has finished: neither reads ahead of the device) reaches the minimum, so the window that ends at the
+closing wait is never too short. With several processes rank 0's plan is broadcast, so that every process stops at
+the same step.
 
 Where the waits and reads land matters to the timings beside them. Put this callback *before* the timing callback:
 the window opens at the end of the last warm-up step, before the timing callback marks that step's end (so the
@@ -16,12 +20,13 @@ step's end (the stage's end, or the next step's start, which then absorbs it and
 batches until the window is done (Lightning fetches one batch ahead: that one batch runs past the window, uncounted).
 With several processes the look at the window's length is a collective, so it waits for the next step's start.
 
-``EnergyWindow`` holds the arithmetic and no Trainer; ``EnergyCallback`` is the thin Lightning side.
+``EnergyWindow`` (``callbacks.energy_window``) holds the arithmetic and no Trainer; ``EnergyCallback`` is the thin Lightning side. A failure of the
+measurement itself (anything but a counter that cannot be read, which is ``unavailable``) never stops the stage: the
+result is ``{"error": ...}`` and the stage runs its counted steps as without energy.
 """
 
 from __future__ import annotations
 
-import math
 import time
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any
@@ -32,69 +37,16 @@ from lightning.pytorch.callbacks import Callback
 
 from callbacks import step_records
 from callbacks.energy_meters import EnergyMeter, EnergyUnavailable, meter_for
-from callbacks.timing import DeviceTimer
+from callbacks.energy_window import (
+    MIN_WINDOW_S,
+    EnergyWindow,
+    energy_figures,
+    unavailable,
+)
+from callbacks.failures import one_line
+from callbacks.timing import DeviceTimer, Mark
 
-MIN_WINDOW_S = 2.0  # NVML's counter moves about every 100 ms: over 2 s that read-out step is at most ~5 %
-J_PER_KWH = 3.6e6
-
-
-def energy_figures(joules: float, window_s: float, steps: int, tokens: int, idle_watts: float | None, source: str,
-                   devices: int) -> dict[str, Any]:
-    """The ``energy`` record of results.json from one window's measured totals (every rate from elapsed time)."""
-    return {
-        "joules": joules,
-        # what the work added to an idle board; the board draws idle power anyway (may dip below 0 when noisy)
-        "joules_above_idle": joules - idle_watts * window_s if idle_watts is not None else None,
-        "avg_watts": joules / window_s,
-        "idle_watts": idle_watts,
-        "window_s": window_s,
-        "window_steps": steps,
-        "window_tokens": tokens,
-        "joules_per_token": joules / tokens if tokens > 0 else None,
-        "tokens_per_kwh": tokens / (joules / J_PER_KWH) if joules > 0 else None,
-        "source": source,
-        "devices": devices,
-    }
-
-
-def unavailable(why: str) -> dict[str, str]:
-    return {"unavailable": why}
-
-
-class EnergyWindow:
-    """One window: the counters at its start, the steps and tokens inside it, the counters at its end."""
-
-    def __init__(self, meter: EnergyMeter, min_seconds: float = MIN_WINDOW_S, idle_watts: float | None = None) -> None:
-        self.meter, self.min_seconds, self.idle_watts = meter, min_seconds, idle_watts
-        self.start: tuple[int, ...] | None = None
-        self.t0 = 0.0
-        self.steps = 0
-        self.tokens = 0
-
-    def open(self, now: float) -> None:
-        """Read the counters (raises EnergyUnavailable); ``now`` is the clock right after the device wait."""
-        self.start, self.t0 = self.meter.read(), now
-        self.steps = self.tokens = 0
-
-    def add_step(self, tokens: int) -> None:
-        self.steps += 1
-        self.tokens += tokens
-
-    def more_steps(self, elapsed_s: float) -> int:
-        """Steps still needed for ``min_seconds`` at the rate so far; 0 when the window is long enough."""
-        if elapsed_s >= self.min_seconds:
-            return 0
-        if elapsed_s <= 0 or self.steps == 0:
-            return max(1, self.steps)
-        return max(1, math.ceil(self.steps * (self.min_seconds - elapsed_s) / elapsed_s))
-
-    def close(self, now: float) -> dict[str, Any]:
-        """Read the counters again (raises EnergyUnavailable): the ``energy`` record of this window alone."""
-        end = self.meter.read()
-        window_s = now - self.t0
-        joules = self.meter.joules(self.start, end)
-        return energy_figures(joules, window_s, self.steps, self.tokens, self.idle_watts, self.meter.source,
-                              self.meter.devices)
+__all__ = ["MIN_WINDOW_S", "EnergyCallback", "EnergyWindow", "batch_tokens", "energy_figures", "unavailable"]
 
 
 def batch_tokens(batch: Any) -> int:
@@ -115,7 +67,8 @@ class EnergyCallback(Callback):
         stop: end the stage once the window has closed (a profile); False to measure one window inside a longer run.
         clock: the host clock (tests pass a scripted one).
 
-    After the stage, ``result`` is the ``energy`` record: figures, or ``{"unavailable": why}``.
+    After the stage, ``result`` is the ``energy`` record: figures, ``{"unavailable": why}``, or ``{"error": what}``
+    when the measurement itself failed (the stage then ran its counted steps and stopped, as without energy).
     """
 
     def __init__(self, warmup_steps: int = 2, counted_steps: int = 5, min_window_s: float = MIN_WINDOW_S,
@@ -139,6 +92,10 @@ class EnergyCallback(Callback):
         self._evaluate_next = False  # several processes: look at the next hook, where a collective costs no timing
         self._close_next = False  # the window is long enough: close it at the next hook (after the timer's marks)
         self._stop_requested = False
+        self._failed = False
+        self._window_start: Mark | None = None  # a device mark right after the opening wait
+        self._device_done: tuple[int, Mark] | None = None  # the latest window step the device is known to have done
+        self._marks: list[tuple[int, Mark]] = []  # window steps' end marks the device had not reached when last seen
 
     # ------------------------------------------------------------------ public
     @property
@@ -149,7 +106,7 @@ class EnergyCallback(Callback):
     def batches(self, loader: Iterable[Any]) -> Iterator[Any]:
         """``loader``'s batches, round and round, until the window is done: the predict data of a profile.
 
-        Without a window to fill (energy unavailable) exactly warm-up + counted batches are yielded."""
+        Without a window to fill (energy unavailable, or failed) exactly warm-up + counted batches are yielded."""
         needed = self.warmup_steps + self.counted_steps
         yielded = 0
         while True:
@@ -171,6 +128,9 @@ class EnergyCallback(Callback):
             raise ValueError("EnergyCallback must come before PhaseTimingCallback in the Trainer's callbacks, so that "
                              "its device waits and counter reads fall in uncounted steps")
         self._reset()
+        self._guarded(trainer, self._setup, trainer)
+
+    def _setup(self, trainer: L.Trainer) -> None:
         self._timer = DeviceTimer(trainer.strategy.root_device)
         if self.meter is None:
             self.meter = meter_for(trainer.strategy.root_device)
@@ -182,34 +142,47 @@ class EnergyCallback(Callback):
 
     def on_train_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         if self.warmup_steps == 0 and self._steps == 0 and self.result is None and self._window is None:
-            self._open(trainer)
+            self._guarded(trainer, self._open, trainer)
 
     def on_train_batch_start(self, trainer: L.Trainer, pl_module: L.LightningModule, batch: Any, batch_idx: int) -> None:
-        self._batch_start(trainer, batch)
+        self._guarded(trainer, self._batch_start, trainer, batch)
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
         step = step_records.optimizer_step_index(trainer, not pl_module.automatic_optimization)
         if step != self._last_global_step:  # an optimizer step ended (not a micro-batch)
             self._last_global_step = step
-            self._step_end(trainer, step - self._first_global_step)
+            self._guarded(trainer, self._step_end, trainer, step - self._first_global_step)
+            if self._failed and step - self._first_global_step >= self.warmup_steps + self.counted_steps:
+                self._request_stop(trainer)  # a failed measurement: stop with the counted steps, as without energy
 
     def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        self._stage_end(trainer)
+        self._guarded(trainer, self._stage_end, trainer)
 
     def on_predict_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         if self.warmup_steps == 0 and self._steps == 0 and self.result is None and self._window is None:
-            self._open(trainer)
+            self._guarded(trainer, self._open, trainer)
 
     def on_predict_batch_start(self, trainer, pl_module, batch, batch_idx, dataloader_idx=0) -> None:
-        self._batch_start(trainer, batch)
+        self._guarded(trainer, self._batch_start, trainer, batch)
 
     def on_predict_batch_end(self, trainer, pl_module, outputs, batch, batch_idx, dataloader_idx=0) -> None:
-        self._step_end(trainer, self._steps + 1)
+        self._guarded(trainer, self._step_end, trainer, self._steps + 1)
 
     def on_predict_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        self._stage_end(trainer)
+        self._guarded(trainer, self._stage_end, trainer)
 
     # ------------------------------------------------------------------ the window
+    def _guarded(self, trainer: L.Trainer, fn: Callable[..., None], *args: Any) -> None:
+        """Run one part of the measurement; if it fails, the failure is the result and the stage goes on."""
+        if self._failed:
+            return
+        try:
+            fn(*args)
+        except Exception as e:  # noqa: BLE001 - a measuring add-on must never cost the run its timed steps
+            self._failed = True
+            self._window, self._close_next, self._evaluate_next = None, False, False
+            self.result = {"error": one_line(e)}
+
     def _batch_start(self, trainer: L.Trainer, batch: Any) -> None:
         if self._evaluate_next:
             self._evaluate(trainer)
@@ -222,6 +195,9 @@ class EnergyCallback(Callback):
         tokens, self._pending_tokens = self._pending_tokens, 0
         if self._window is not None:
             self._window.add_step(tokens)
+            self._marks.append((self._window.steps, self._timer.mark()))  # an event: never blocks
+            while self._marks and self._timer.done(self._marks[0][1]):  # queries, never a wait
+                self._device_done = self._marks.pop(0)
         elif self.result is None and steps >= self.warmup_steps:
             self._open(trainer)
         if steps < self.warmup_steps + self.counted_steps:
@@ -229,7 +205,7 @@ class EnergyCallback(Callback):
         if self._window is not None:
             if steps >= self._checkpoint and not self._close_next:
                 if trainer.world_size == 1:
-                    self._evaluate(trainer)  # the host clock only: nothing here delays the step being timed
+                    self._evaluate(trainer)  # queries and the host clock only: nothing delays the step being timed
                 else:
                     self._evaluate_next = True  # the broadcast waits for the device: not before the timer's mark
         elif not self._stop_requested:  # no window to fill: stop with the counted steps
@@ -243,13 +219,23 @@ class EnergyCallback(Callback):
         except EnergyUnavailable as e:
             self.result = unavailable(str(e))
             return
+        self._window_start = self._timer.mark()
+        self._device_done, self._marks = (0, self._window_start), []
         self._window = window
+
+    def _device_rate(self) -> tuple[int, float] | None:
+        """(window steps the device has finished, the device seconds they took), from marks it has passed."""
+        steps, mark = self._device_done or (0, None)
+        if steps == 0:
+            return None
+        (ms,) = self._timer.resolve([(self._window_start, mark)], wait=False)
+        return steps, ms / 1000.0
 
     def _evaluate(self, trainer: L.Trainer) -> None:
         """Decide whether the window is long enough, else plan the step of the next look; the same on every rank."""
         self._evaluate_next = False
-        elapsed = trainer.strategy.broadcast(self.clock() - self._window.t0, src=0)
-        more = self._window.more_steps(elapsed)
+        plan = self._window.more_steps(self.clock() - self._window.t0, self._device_rate())
+        more = trainer.strategy.broadcast(plan, src=0)  # rank 0's plan, so that every rank stops at the same step
         if more:
             self._checkpoint = self._steps + more
             return
@@ -308,6 +294,7 @@ def _across_ranks(mine: dict[str, Any]) -> dict[str, Any]:
     for rank, r in enumerate(gathered):
         if "unavailable" in r:
             return unavailable(f"rank {rank}: {r['unavailable']}")
+
     idle = [r["idle_watts"] for r in gathered]
     return energy_figures(
         joules=sum(r["joules"] for r in gathered), window_s=max(r["window_s"] for r in gathered),

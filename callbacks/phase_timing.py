@@ -93,6 +93,8 @@ class PhaseTimingCallback(PhaseSummaries, Callback):
 
     def _reset_fit_state(self) -> None:
         self._data_start: Mark | None = None
+        self._data_start_host: float | None = None  # the host clock at that same point (CUDA only)
+        self._tool_waits_at_step_start = DeviceTimer.tool_waits
         self._last_end: Mark | None = None  # the end of the last closed train step
         self._batch_end: Mark | None = None  # our mark at the end of the latest train batch
         self._outside.reset()
@@ -152,7 +154,7 @@ class PhaseTimingCallback(PhaseSummaries, Callback):
             self._hooks.append(optimizer.register_step_post_hook(lambda *_: self._mark("optimizer_end")))
 
     def on_train_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        self._data_start = self._timer.mark()
+        self._set_data_start(self._timer.mark())
 
     def on_train_batch_start(self, trainer: L.Trainer, pl_module: L.LightningModule, batch: Any, batch_idx: int) -> None:
         if self._current is None:
@@ -160,10 +162,10 @@ class PhaseTimingCallback(PhaseSummaries, Callback):
             self._current = self._pending_step("train", self._base_step + index, index,
                                                OPENS_MANUAL if self._manual else OPENS_AUTOMATIC)
             self._current.global_step_at_start = trainer.global_step
-            if self._timer.uses_cuda and self._last_end is not None and self._data_start is self._last_end:
-                self._current.caught_up = self._timer.done(self._last_end)  # a query, never a wait
+            self._current.caught_up = self._caught_up()
         if self._data_start is not None:
-            self._current.marks.append(("data_start", self._data_start, self._host()))
+            # the device mark and the host time of the same point: the previous batch's end (or a window's)
+            self._current.marks.append(("data_start", self._data_start, self._data_start_host))
         self._current.counts.append(self.count_batch(batch))
         self._mark("batch_start")
 
@@ -189,7 +191,8 @@ class PhaseTimingCallback(PhaseSummaries, Callback):
             self._train_steps += 1
         else:  # a micro-batch of an optimizer step still accumulating
             end = self._close_with("micro_end")
-        self._data_start = self._batch_end = end
+        self._batch_end = end
+        self._set_data_start(end, cur.marks[-1][2])
         self._flush(trainer, wait=False)
 
     def on_save_checkpoint(self, trainer: L.Trainer, pl_module: L.LightningModule, checkpoint: dict) -> None:
@@ -203,12 +206,12 @@ class PhaseTimingCallback(PhaseSummaries, Callback):
     def _after_train_batch_end(self, trainer: L.Trainer) -> None:
         end = self._outside.after_batch_end(self._timer, self._batch_end, self._last_step)
         if end is not None:
-            self._data_start = end
+            self._set_data_start(end)
 
     def _after_validation_end(self, trainer: L.Trainer) -> None:
         end = self._outside.after_validation_end(self._timer, self._last_step)
         if end is not None:
-            self._data_start = end  # validation inside an epoch is not the next batch's data time
+            self._set_data_start(end)  # validation inside an epoch is not the next batch's data time
 
     def _after_train_epoch_end(self, trainer: L.Trainer) -> None:
         self._outside.after_epoch_end(self._timer, self._last_step)
@@ -285,6 +288,21 @@ class PhaseTimingCallback(PhaseSummaries, Callback):
 
     def _host(self) -> float | None:
         return self._timer.host_now() if self._timer.uses_cuda else None
+
+    def _set_data_start(self, mark: Mark, host: float | None = None) -> None:
+        """Where the next batch's ``data`` begins, on both clocks (host: now, unless the mark's own time is given)."""
+        self._data_start, self._data_start_host = mark, self._host() if host is None else host
+
+    def _caught_up(self) -> bool | None:
+        """Had the device finished the previous step when this one began (a query, never a wait)? None when unknown:
+        not CUDA, no previous step right before, or the tool itself waited for the device (or held the host up)
+        since the previous step began: then the device was drained by the tool, not by a slow host."""
+        waits, self._tool_waits_at_step_start = self._tool_waits_at_step_start, DeviceTimer.tool_waits
+        if not self._timer.uses_cuda or self._last_end is None or self._data_start is not self._last_end:
+            return None
+        if DeviceTimer.tool_waits != waits:
+            return None
+        return self._timer.done(self._last_end)
 
     def _mark(self, label: str) -> None:
         cur = self._current

@@ -24,6 +24,11 @@ Mark = Union[float, "torch.cuda.Event"]
 class DeviceTimer:
     """Marks points in time on a device's own clock and turns pairs of marks into milliseconds."""
 
+    # how often this process's measuring tools made the host wait for a device, or stopped the host for work of their
+    # own (an energy window's ends, a memory snapshot's dump): a device that has caught up after one of these was
+    # drained by the tool, not by a slow host (PhaseTimingCallback then leaves that step's caught-up flag unknown)
+    tool_waits = 0
+
     def __init__(self, device: torch.device | str) -> None:
         self.device = torch.device(device)
         self.uses_cuda = self.device.type == "cuda"
@@ -51,7 +56,13 @@ class DeviceTimer:
         Callers use it only where a measurement window ends (a stage's end, an energy window's ends), never per step.
         """
         if self.uses_cuda:
+            DeviceTimer.note_tool_wait()
             torch.cuda.synchronize(self.device)
+
+    @staticmethod
+    def note_tool_wait() -> None:
+        """Say that the tool held the host up for its own work (``tool_waits``): the device may catch up meanwhile."""
+        DeviceTimer.tool_waits += 1
 
     def resolve(self, intervals: Iterable[tuple[Mark, Mark]], wait: bool = True) -> list[float]:
         """Milliseconds between each (start, end) pair.

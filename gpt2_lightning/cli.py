@@ -83,10 +83,14 @@ def check_float8(cfg: ProfileConfig) -> None:
     if cfg.accelerator == "cpu" or not torch.cuda.is_available():
         raise ConfigError("precision", "fp8", "needs a CUDA GPU of compute capability 8.9 or newer (L4, L40S, "
                                               "RTX 4090, H100, H200); this run has none")
-    capability = torch.cuda.get_device_capability(0)
+    from gpt2_lightning.device_startup import device_startup_ms, run_device
+
+    device = run_device(cfg)
+    device_startup_ms(device)  # asking for the capability brings CUDA up: time that start-up first, as every run does
+    capability = torch.cuda.get_device_capability(device)
     if capability < FLOAT8_MIN_CAPABILITY:
-        raise ConfigError("precision", "fp8", f"needs compute capability 8.9 or newer; {torch.cuda.get_device_name(0)}"
-                                              f" is {capability[0]}.{capability[1]}")
+        raise ConfigError("precision", "fp8", f"needs compute capability 8.9 or newer; "
+                                              f"{torch.cuda.get_device_name(device)} is {capability[0]}.{capability[1]}")
     if importlib.util.find_spec("torchao") is None:
         raise ConfigError("precision", "fp8", "needs torchao (pip install -e \".[fp8]\")")
 
@@ -211,9 +215,9 @@ def main(argv: list[str] | None = None) -> int:
     from gpt2_lightning.report import format_summary
 
     say = print if rank0 else (lambda *a, **k: None)  # one console, not one per process
-    from gpt2_lightning.experiments import device_startup_ms, resolve_device
+    from gpt2_lightning.device_startup import device_startup_ms, run_device
 
-    for device in {resolve_device(c.accelerator) for c in configs}:
+    for device in {run_device(c) for c in configs}:  # this process's own device (each rank its own)
         device_startup_ms(device)  # first, so that `--accelerator cpu,gpu` times the GPU's start-up too
     runs, not_written = [], []
     try:

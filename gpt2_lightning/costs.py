@@ -143,6 +143,8 @@ def summary_lines(experiment: str, result: dict[str, Any]) -> list[str]:
     energy = result.get("energy")
     if energy and "unavailable" in energy:
         lines.append(f"{experiment}: energy unavailable: {energy['unavailable']}")
+    elif energy and "error" in energy:
+        lines.append(f"{experiment}: energy measurement failed: {energy['error']}")
     elif energy:
         idle = "" if energy.get("idle_watts") is None else f" (idle {energy['idle_watts']:.0f} W)"
         kwh = "-" if energy.get("tokens_per_kwh") is None else fmt_tokens(energy["tokens_per_kwh"])

@@ -108,6 +108,10 @@ def copy_cast(e: Evidence) -> Finding | None:
         advice = (f"under mixed precision autocast re-casts the fp32 weights every step (keep them in bf16: "
                   f"--precision bf16-true); layout copies (.contiguous() after a transpose) and casts alike go with "
                   f"{fused}")
+    elif e.precision == "fp8":
+        advice = ("fp8 runs under bf16 autocast, which re-casts the fp32 weights every step, and each float8 Linear "
+                  "casts its input, weight and gradient to float8 (dynamic scaling) at every matmul; "
+                  f"use {fused}")
     elif "mixed" in e.precision:
         advice = (f"autocast ({e.precision}) re-casts the fp32 weights every step; keep the weights in bf16 "
                   f"(--precision bf16-true) or use {fused}")

@@ -64,6 +64,8 @@ def summary_lines(exp: str, d: dict[str, Any]) -> list[str]:
     """Two or more lines for the console summary of a run."""
     if "error" in d:
         return [f"{exp}: diagnosis failed: {d['error']}"]
+    if "skipped" in d:
+        return [f"{exp}: diagnosis skipped: {d['skipped']}"]
     cats = sorted(d.get("categories", {}).items(), key=lambda kv: kv[1]["pct"], reverse=True)
     cats_s = ", ".join(f"{k} {v['pct']:.0f}%" for k, v in cats[:3] if v["pct"] > 0)
     what = "uncounted profiled" if d.get("extra_steps") else "profiled"
@@ -78,6 +80,8 @@ def markdown(d: dict[str, Any], top: int = 5) -> list[str]:
     """The diagnosis section of an experiment in report.md (and TensorBoard's Text tab)."""
     if "error" in d:
         return [f"**Diagnosis failed:** {d['error']}", ""]
+    if "skipped" in d:
+        return [f"**Diagnosis skipped:** {d['skipped']}.", ""]
     out = ["### Diagnosis", ""]
     out += [f"- **{s}**" for s in d.get("verdict", [])]
     if d.get("extra_steps"):

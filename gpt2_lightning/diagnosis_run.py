@@ -17,6 +17,7 @@ from typing import Any
 
 import lightning as L
 
+from gpt2_lightning import addons
 from gpt2_lightning.diagnosis import diagnose
 from gpt2_lightning.experiments import make_datamodule, make_trainer, module_ranges, resolve_device
 from gpt2_lightning.flops import MATMUL_PARTS, part_train_flops_per_token
@@ -57,36 +58,49 @@ def _step_ms(result: dict[str, Any], stage: str) -> float | None:
     return (result.get("phases", {}).get("step" if stage == "train" else "forward") or {}).get("median_ms")
 
 
+# strategies that wrap or shard the module inside fit: a second Trainer cannot fit the same module again
+REFIT_UNSAFE_STRATEGIES = ("fsdp", "deepspeed")
+
+
+def refit_unsafe(strategy: str) -> bool:
+    return any(name in str(strategy).lower() for name in REFIT_UNSAFE_STRATEGIES)
+
+
 def diagnose_experiment(cfg: ProfileConfig, run_dir: Path, experiment: str, stage: str, module: L.LightningModule,
                         result: dict[str, Any]) -> dict[str, Any] | None:
     """The ``diagnosis`` block of one experiment, or None when this run gets none (see the module's docstring).
 
-    A failure here never costs the experiment its measured figures: it is reported as ``{"error": ...}``.
+    A failure here, whatever it is, never costs the experiment its measured figures: it is reported as
+    ``{"error": ...}`` with one console line. Under FSDP (or DeepSpeed) the extra steps would re-fit a module that
+    the strategy has already sharded: the diagnosis is skipped, and ``{"skipped": why}`` says so.
     """
     cuda = resolve_device(cfg.accelerator).type == "cuda"
     lightning_traces = [run_dir / t for t in result.get("traces", [])]
     if cfg.no_diagnose or (not cuda and not lightning_traces):
         return None
+    if cuda and refit_unsafe(cfg.strategy):
+        why = (f"--strategy {cfg.strategy} has sharded the module, and the diagnosis's extra steps would fit it again "
+               f"in a second Trainer; diagnose with --strategy ddp, or on one device")
+        print(f"profile.py: {experiment}: diagnosis skipped: {why}", file=sys.stderr, flush=True)
+        return {"skipped": why}
     start = time.perf_counter()
-    extra_steps = 0
     try:
         if cuda:
             path = profile_extra_steps(cfg, module, stage, run_dir, experiment)
             keep, extra_steps = cfg.keep_trace or cfg.profiler == "pytorch", cfg.diagnose_steps
         else:
-            path, keep = lightning_traces[0], True
+            path, keep, extra_steps = lightning_traces[0], True, 0
         analysis = analyze_trace(path)
-    except (TraceError, RuntimeError, OSError) as e:  # a profiler or trace problem: the measured figures still stand
-        message = str(e).splitlines()[0] if str(e) else type(e).__name__
-        print(f"profile.py: {experiment}: diagnosis failed: {message}", file=sys.stderr, flush=True)
-        return {"error": message}
-    add_flops(analysis["modules"], part_train_flops_per_token(cfg.gpt_config(), cfg.seq_len),
-              tokens_per_step=cfg.batch_size * cfg.seq_len, training=stage == "train",
-              peak_tflops=(result.get("throughput") or {}).get("peak_tflops"), matmul_parts=MATMUL_PARTS)
-    profiled_run = cfg.profiler != "none"  # the counted steps themselves ran under a profiler: slowed on the host
-    out = diagnose(analysis, step_ms=_step_ms(result, stage), phases=result.get("phases"), host=result.get("host"),
-                   mfu_pct=(result.get("throughput") or {}).get("mfu_pct"), step_is_profiled=profiled_run,
-                   precision=cfg.precision)
+        add_flops(analysis["modules"], part_train_flops_per_token(cfg.gpt_config(), cfg.seq_len),
+                  tokens_per_step=cfg.batch_size * cfg.seq_len, training=stage == "train",
+                  peak_tflops=(result.get("throughput") or {}).get("peak_tflops"), matmul_parts=MATMUL_PARTS)
+        profiled_run = cfg.profiler != "none"  # the counted steps themselves ran under a profiler: slow on the host
+        out = diagnose(analysis, step_ms=_step_ms(result, stage), phases=result.get("phases"),
+                       host=result.get("host"), mfu_pct=(result.get("throughput") or {}).get("mfu_pct"),
+                       step_is_profiled=profiled_run, precision=cfg.precision)
+    except Exception as e:  # noqa: BLE001 - any failure: the measured figures still stand
+        return addons.failed(experiment, "diagnosis", str(e).splitlines()[0] if isinstance(e, TraceError)
+                             else addons.one_line(e))
     out.update(trace=path.name, trace_file=path.name if keep else None, extra_steps=extra_steps,
                extra_wall_s=time.perf_counter() - start)
     if not keep:

@@ -6,32 +6,20 @@ The callback (``callbacks.energy``) holds the measuring rule; this module only w
 
 from __future__ import annotations
 
-import os
 import time
 from typing import Any
 
 import lightning as L
-import torch
 
 from callbacks.energy import EnergyCallback, unavailable
 from callbacks.energy_meters import EnergyUnavailable, measure_watts, meter_for
+from gpt2_lightning import addons
+from gpt2_lightning.device_startup import run_device
 
 IDLE_S = 1.0  # long enough for ~10 updates of NVML's counter, short enough not to matter beside an experiment
 # fit runs until the energy callback stops it; this only bounds a run whose counters never fill the window
 MAX_EXTRA_STEPS = 1_000_000
 _idle_cache: dict[str, dict[str, Any]] = {}
-
-
-def run_device(cfg: Any) -> torch.device:
-    """The device this process drives: CUDA device LOCAL_RANK of --devices (the first alone), or the CPU."""
-    if cfg.accelerator == "cpu" or (cfg.accelerator == "auto" and not torch.cuda.is_available()):
-        return torch.device("cpu")
-    local_rank = int(os.environ.get("LOCAL_RANK", 0))
-    devices = cfg.trainer_devices
-    if isinstance(devices, str) and devices != "auto":
-        indices = [int(d) for d in devices.split(",") if d.strip()]
-        return torch.device("cuda", indices[min(local_rank, len(indices) - 1)])
-    return torch.device("cuda", local_rank)
 
 
 def idle_power(cfg: Any) -> dict[str, Any]:
@@ -47,6 +35,8 @@ def idle_power(cfg: Any) -> dict[str, Any]:
             _idle_cache[key] = {"watts": watts, "seconds": time.perf_counter() - start, "source": meter.source}
         except EnergyUnavailable as e:
             _idle_cache[key] = unavailable(str(e))
+        except Exception as e:  # noqa: BLE001 - energy is an add-on: the run goes on without the idle figure
+            _idle_cache[key] = addons.failed("idle power", "measurement", addons.one_line(e))
     return _idle_cache[key]
 
 
@@ -72,8 +62,14 @@ def train_max_steps(cfg: Any) -> int:
     return steps if cfg.no_energy else steps + MAX_EXTRA_STEPS
 
 
-def energy_result(energy: EnergyCallback | None) -> dict[str, Any]:
-    """``{"energy": ...}`` for an experiment's results (nothing with --no-energy)."""
+def energy_result(energy: EnergyCallback | None, experiment: str = "", interrupted: bool = False) -> dict[str, Any]:
+    """``{"energy": ...}`` for an experiment's results (nothing with --no-energy); a failed measurement is said on
+    the console in one line."""
     if energy is None:
         return {}
-    return {"energy": energy.result if energy.result is not None else unavailable("the stage did not run")}
+    if energy.result is None:
+        why = "interrupted before the window closed" if interrupted else "the stage did not run"
+        return {"energy": unavailable(why)}
+    if "error" in energy.result:
+        return {"energy": addons.failed(experiment, "energy measurement", energy.result["error"])}
+    return {"energy": energy.result}

@@ -11,13 +11,16 @@ import lightning as L
 import torch
 from lightning.pytorch.callbacks import ProgressBar
 
-from callbacks import DeviceTimer, PhaseTimingCallback, StepRecord, ThroughputCallback
+from callbacks import PhaseTimingCallback, ThroughputCallback
 from callbacks.loss_history import LossHistory
 from callbacks.module_ranges import ModuleRangesCallback
 from callbacks.progress import ProgressCallback, StepProgressBar
 from gpt2_lightning.data import SyntheticTokenDataModule, TokenFileDataModule
+from gpt2_lightning.device_startup import device_startup_ms, run_device  # noqa: F401 - re-exported
+from gpt2_lightning.experiment_summary import experiment_summary
 from gpt2_lightning.energy_run import energy_callback, energy_result, train_max_steps, until_window_done
-from gpt2_lightning.interrupts import RaiseOnSignal
+from gpt2_lightning import addons
+from gpt2_lightning.interrupts import RaiseOnSignal, RunInterrupted
 from gpt2_lightning.interrupts import check as check_interrupted
 from gpt2_lightning.memory import MemorySnapshotCallback, memory_breakdown
 from gpt2_lightning.module import GPT2LightningModule
@@ -106,64 +109,9 @@ def free_device_memory() -> None:
         torch.cuda.empty_cache()
 
 
-def _first_step(timing: PhaseTimingCallback, stage: str, phase: str) -> dict[str, float | None]:
-    """The first (warm-up) step, and what it cost beyond a steady one: compilation with --compile, allocator and
-    autotuning warm-up otherwise. Never part of the counted figures."""
-    warm = timing.warmup_records(stage)
-    first = warm[0].phases.get(phase) if warm else None
-    median = timing.summary(stage)[phase]["median_ms"]
-    return {
-        "first_step_ms": first,
-        "first_step_overhead_ms": first - median if first is not None and median is not None else None,
-    }
-
-
-def _ranks(timing: PhaseTimingCallback, stage: str, timed_phase: str) -> dict[str, Any]:
-    """Per-rank medians and the global rate when several processes ran; nothing for one."""
-    ranks = timing.rank_summaries.get(stage)
-    if not ranks:
-        return {"world_size": 1}
-    rates = []
-    for r in ranks:  # a step's tokens (every micro-batch of it) over the rank's median step
-        median, tokens = r["phases"][timed_phase]["median_ms"], r.get("tokens")
-        if median and tokens:
-            rates.append(tokens / (median / 1000.0))
-    return {
-        "world_size": len(ranks),
-        "ranks": ranks,
-        # every rank's own tokens per second, added up: the whole job's rate
-        "global_tokens_per_sec": sum(rates) if len(rates) == len(ranks) else None,
-    }
-
-
-def _per_step(records: list[StepRecord], stage: str) -> list[dict[str, Any]]:
-    """Every warm-up and counted step (the uncounted extra steps of an energy window are only counted: a tiny model's
-    2 s window can hold thousands)."""
-    return [{"step": r.step, "warmup": r.warmup, "tokens": r.tokens, **{f"{k}_ms": v for k, v in r.phases.items()}}
-            for r in records if r.stage == stage and not r.extra]
-
-
-# ------------------------------------------------------------------------------------------------ experiments
-_STARTUP_MS: dict[str, float] = {}  # device -> its start-up, measured once per process
-
-
-def device_startup_ms(device: torch.device) -> float | None:
-    """Bring the device up and time it, once per process (None when something else brought it up first: then it
-    cannot be measured any more).
-
-    Run it before anything else touches CUDA (collecting the environment does; so can a CPU run before a GPU run):
-    the first CUDA call of a process pays for the context, and that cost belongs to no experiment.
-    """
-    key = str(device)
-    if key not in _STARTUP_MS:
-        if device.type == "cuda" and torch.cuda.is_initialized():
-            return None
-        _STARTUP_MS[key] = DeviceTimer(device).startup_ms()
-    return _STARTUP_MS[key]
-
-
 def measured_env(device: torch.device) -> dict[str, Any]:
-    """The run's environment, with device start-up timed first: collecting the environment itself touches CUDA."""
+    """The run's environment on this process's own device (``run_device``), with its start-up timed first:
+    collecting the environment itself touches CUDA."""
     startup_ms = device_startup_ms(device)
     return collect_env(device) | {"device_startup_ms": startup_ms}
 
@@ -177,17 +125,25 @@ def run_init(cfg: ProfileConfig, run_dir: Path) -> dict[str, Any]:
     """
     timing = PhaseTimingCallback(warmup_steps=0, warmup_inits=cfg.warmup_steps)
     progress = make_progress(cfg, "init", per="fit")
-    for _ in range(cfg.warmup_steps + cfg.steps):
-        module = make_module(cfg)
-        trainer = make_trainer(cfg, [timing, *progress], limit_train_batches=0, max_epochs=1)
-        trainer.fit(module, datamodule=make_datamodule(cfg, 1))  # no batch runs: setup, build, optimizer, stop
-        del module, trainer
-        free_device_memory()
-        check_interrupted()
+    try:
+        for _ in range(cfg.warmup_steps + cfg.steps):
+            module = make_module(cfg)
+            trainer = make_trainer(cfg, [timing, *progress], limit_train_batches=0, max_epochs=1)
+            trainer.fit(module, datamodule=make_datamodule(cfg, 1))  # no batch runs: setup, build, optimizer, stop
+            del module, trainer
+            free_device_memory()
+            check_interrupted()
+    except RunInterrupted as e:  # the builds timed before the signal are kept
+        e.partial = _init_result(cfg, timing) | {"interrupted": True}
+        raise
     logger = make_logger(run_dir, "init")
     for i, rec in enumerate(timing.init_records):
         logger.log_metrics({f"time/{k}_ms": v for k, v in rec.items()}, step=i)
     logger.finalize("success")
+    return _init_result(cfg, timing)
+
+
+def _init_result(cfg: ProfileConfig, timing: PhaseTimingCallback) -> dict[str, Any]:
     return {
         "phases": timing.summary("init"),
         "cold_init_ms": timing.init_records[0]["init"] if timing.init_records else None,
@@ -195,30 +151,6 @@ def run_init(cfg: ProfileConfig, run_dir: Path) -> dict[str, Any]:
                      for i, rec in enumerate(timing.init_records)],
         "load_avg": load_average(),
     }
-
-
-def experiment_summary(
-    timing: PhaseTimingCallback, throughput: ThroughputCallback, stage: str, timed_phase: str
-) -> dict[str, Any]:
-    """Phases, rates, memory, first step, per-step times and per-rank figures of one timed stage; on CUDA the host
-    clock's view beside the device's (``host``); for training, fit's wall time against its parts (``fit``)."""
-    out = {
-        "phases": timing.summary(stage),
-        "throughput": throughput.summary(stage),
-        "memory": throughput.memory_summary(),
-        **_first_step(timing, stage, timed_phase),
-        "per_step": _per_step(timing.records, stage),
-        "extra_steps": sum(r.extra for r in timing.records if r.stage == stage),
-        **_ranks(timing, stage, timed_phase),
-        "load_avg": load_average(),  # how busy the machine was, for the noise warning (gpt2_lightning.noise)
-    }
-    host = timing.host_summary(stage)
-    if host:
-        out["host"] = host
-    fit = timing.fit_summary() if stage == "train" else None
-    if fit is not None:
-        out["fit"] = fit
-    return out
 
 
 def _profiler(cfg: ProfileConfig, run_dir: Path, experiment: str) -> Any:
@@ -239,34 +171,49 @@ def _timed_run(
     run: Callable[[L.Trainer, L.LightningModule, L.LightningDataModule], Any], extra_callbacks: tuple = (),
     **trainer_kwargs: Any,
 ) -> tuple[dict[str, Any], PhaseTimingCallback]:
-    """A fresh module and Trainer with the timing callbacks, logger and profiler; ``run`` drives them."""
+    """A fresh module and Trainer with the timing callbacks, logger and profiler; ``run`` drives them.
+
+    Interrupted (Ctrl-C, SIGTERM), the steps measured before the signal are summarised all the same, marked
+    ``interrupted``, and travel up on the exception (``partial``) to be saved. An add-on (energy window, memory
+    snapshot, diagnosis) that fails is recorded as ``{"error": ...}`` with one console line; the figures stand.
+    """
     energy = energy_callback(cfg)  # before the timing callback: its reads then fall in uncounted steps
     timing = PhaseTimingCallback(warmup_steps=cfg.warmup_steps, counted_steps=cfg.steps, nvtx=cfg.nvtx)
     throughput = ThroughputCallback(timing, precision=cfg.precision)
     module = make_module(cfg)
     n = cfg.warmup_steps + cfg.steps
     profiler = _profiler(cfg, run_dir, experiment)
+    # recorded through the warm-up steps and dumped at the last one's end, before the timing callback's mark
     snapshot = MemorySnapshotCallback(run_dir / f"memory-{experiment}.pickle", cfg.warmup_steps)
     # torch.profiler's C++ lines (this run's --profiler pytorch, the diagnosis's steps on a GPU) reach the console
     # only with --verbose (gpt2_lightning.quiet); progress goes to the real console meanwhile
     with profiler_messages_hidden(not cfg.verbose and (cfg.profiler == "pytorch" or (
             resolve_device(cfg.accelerator).type == "cuda" and not cfg.no_diagnose))) as console:
-        callbacks = [c for c in (energy, timing, throughput, snapshot if cfg.memory_snapshot else None,
+        callbacks = [c for c in (snapshot if cfg.memory_snapshot else None, energy, timing, throughput,
                                  module_ranges(cfg) if cfg.profiler == "pytorch" else None,
                                  *extra_callbacks, *make_progress(cfg, experiment, stream=console)) if c is not None]
         trainer = make_trainer(cfg, callbacks, logger=make_logger(run_dir, experiment), profiler=profiler,
                                **trainer_kwargs)
         data = make_datamodule(cfg, n)
         until_window_done(data, energy)  # predict batches go round until the energy window is long enough
-        run(trainer, module, data)
+        interrupted = None
+        try:
+            run(trainer, module, data)
+        except RunInterrupted as e:
+            interrupted = e
         result = {
             **experiment_summary(timing, throughput, stage, timed_phase),
-            **_profiler_results(profiler, run_dir, experiment),
-            **energy_result(energy),
+            **({} if interrupted else _profiler_results(profiler, run_dir, experiment)),
+            **energy_result(energy, experiment, interrupted is not None),
         }
         result["memory_breakdown"] = memory_breakdown(module, trainer.optimizers, result["memory"])
-        if snapshot.written is not None:
+        if snapshot.error is not None:
+            result["memory_snapshot"] = addons.failed(experiment, "memory snapshot", snapshot.error)
+        elif snapshot.written is not None:
             result["memory_snapshot"] = snapshot.written.name
+        if interrupted is not None:  # what was measured before the signal, kept: the run saves it and stops
+            interrupted.partial = result | {"interrupted": True}
+            raise interrupted
         module.trainer = None  # frees the Trainer and its optimizer state before the diagnosis's Trainer makes its own
         del trainer
         free_device_memory()

@@ -4,8 +4,9 @@ The split needs no recording: parameters, gradients and optimizer state are tens
 run; whatever else the allocator's peak held (activations kept for backward, matmul workspaces, fragmentation) is
 "other". ``--memory-snapshot`` additionally records every CUDA allocation with its stack
 (``torch.cuda.memory._record_memory_history``) from the start of the experiment (so an out-of-memory in a warm-up
-step is caught too) through its first MEMORY_SNAPSHOT_STEPS counted steps, and writes ``memory-<experiment>.pickle``
-for pytorch.org/memory_viz. Recording slows the host (a stack per allocation): those steps' times include it.
+step is caught too) through its warm-up steps, and writes ``memory-<experiment>.pickle`` for pytorch.org/memory_viz.
+Recording slows the host (a stack per allocation) and the dump takes seconds: both stay inside the warm-up steps,
+which are never counted.
 """
 
 from __future__ import annotations
@@ -16,8 +17,10 @@ from typing import Any
 import torch
 from lightning.pytorch.callbacks import Callback
 
+from callbacks.failures import one_line
+from callbacks.timing import DeviceTimer
+
 GIB = 1024**3
-MEMORY_SNAPSHOT_STEPS = 2  # counted steps recorded after the warm-up ones: a steady step's allocations, twice
 MAX_ENTRIES = 200_000  # allocation events kept (a gpt2 train step makes a few thousand)
 
 
@@ -51,22 +54,42 @@ def memory_breakdown(module: torch.nn.Module, optimizers: Any, memory: dict[str,
 
 
 class MemorySnapshotCallback(Callback):
-    """Records CUDA allocation history from ``setup`` (before the model is built) to the end of the first
-    ``steps`` counted batches, then writes the snapshot; on an out-of-memory error it writes what was recorded."""
+    """Records CUDA allocation history from ``setup`` (before the model is built) through the warm-up steps, then
+    writes the snapshot at the end of the last warm-up step (with no warm-up step, when the stage starts: the build
+    alone). Put it *before* the timing callback: the dump then falls inside that warm-up step, so neither the
+    recording nor the dump is inside a counted step. On an out-of-memory error it writes what was recorded.
 
-    def __init__(self, path: Path, warmup_steps: int, steps: int = MEMORY_SNAPSHOT_STEPS) -> None:
-        self.path, self.last_batch = Path(path), warmup_steps + steps
+    A failure of its own (recording refused, a dump that cannot be written) is kept in ``error`` and never stops the
+    run; ``written`` is the snapshot's path once written."""
+
+    def __init__(self, path: Path, warmup_steps: int) -> None:
+        self.path, self.last_batch = Path(path), warmup_steps
         self.recording = False
         self.written: Path | None = None
+        self.error: str | None = None
+
+    @staticmethod
+    def records(trainer: Any) -> bool:
+        """Only a CUDA device has an allocation history, and one process records it."""
+        return trainer.strategy.root_device.type == "cuda" and trainer.global_rank == 0
 
     def setup(self, trainer: Any, pl_module: Any, stage: str) -> None:
-        if trainer.strategy.root_device.type == "cuda" and trainer.global_rank == 0:
-            torch.cuda.memory._record_memory_history(max_entries=MAX_ENTRIES)
-            self.recording = True
+        if self.records(trainer):
+            self._guarded(self._start)
+
+    def _start(self) -> None:
+        torch.cuda.memory._record_memory_history(max_entries=MAX_ENTRIES)
+        self.recording = True
+
+    def on_train_start(self, trainer: Any, pl_module: Any) -> None:
+        self._batch_end(-1)
+
+    def on_predict_start(self, trainer: Any, pl_module: Any) -> None:
+        self._batch_end(-1)
 
     def _batch_end(self, batch_idx: int) -> None:
         if self.recording and batch_idx + 1 >= self.last_batch:
-            self._write()
+            self._guarded(self._write)
 
     def on_train_batch_end(self, trainer: Any, pl_module: Any, outputs: Any, batch: Any, batch_idx: int) -> None:
         self._batch_end(batch_idx)
@@ -77,20 +100,32 @@ class MemorySnapshotCallback(Callback):
 
     def teardown(self, trainer: Any, pl_module: Any, stage: str) -> None:
         if self.recording:  # fewer batches than asked for: what was recorded
-            self._write()
+            self._guarded(self._write)
 
     def on_exception(self, trainer: Any, pl_module: Any, exception: BaseException) -> None:
         if self.recording:
-            if isinstance(exception, torch.cuda.OutOfMemoryError):
-                self._write()
-            else:
-                self._stop()
+            self._guarded(self._write if isinstance(exception, torch.cuda.OutOfMemoryError) else self._stop)
 
     def _write(self) -> None:
-        torch.cuda.memory._dump_snapshot(str(self.path))
+        DeviceTimer.note_tool_wait()  # the host is held up while the GPU drains: not the GPU catching up by itself
+        try:
+            torch.cuda.memory._dump_snapshot(str(self.path))
+        finally:
+            self._stop()
         self.written = self.path
-        self._stop()
 
     def _stop(self) -> None:
-        torch.cuda.memory._record_memory_history(enabled=None)
         self.recording = False
+        torch.cuda.memory._record_memory_history(enabled=None)
+
+    def _guarded(self, fn: Any) -> None:
+        try:
+            fn()
+        except Exception as e:  # noqa: BLE001 - an add-on: its failure is reported, the measured figures stand
+            self.error = one_line(e)
+            if self.recording:
+                self.recording = False
+                try:
+                    torch.cuda.memory._record_memory_history(enabled=None)
+                except Exception:  # noqa: BLE001 - already failing; the first error is the one to report
+                    pass

@@ -1,8 +1,9 @@
 """One profile run: every experiment asked for, results saved after each, so nothing measured is lost.
 
 An experiment that runs out of memory is recorded as failed and the others still run. A SIGINT or SIGTERM ends the
-run between or inside experiments: what was measured is written, marked incomplete, and ``RunInterrupted`` carries
-the signal up so the CLI exits 128 + signal number (130 for Ctrl-C, 143 for SIGTERM).
+run between or inside experiments: what was measured is written, marked incomplete (the experiment under way keeps
+the steps it timed before the signal, summarised and marked ``interrupted``), and ``RunInterrupted`` carries the signal
+up so the CLI exits 128 + signal number (130 for Ctrl-C, 143 for SIGTERM).
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from gpt2_lightning.experiments import (
     apply_matmul_precision,
     free_device_memory,
     measured_env,
-    resolve_device,
+    run_device,
 )
 from gpt2_lightning.flops import num_params
 from gpt2_lightning.interrupts import RunInterrupted, check
@@ -54,7 +55,7 @@ def run_profile(cfg: ProfileConfig, run_dir: Path, write: bool = True) -> RunRes
     need them) and rank 0 alone writes.
     """
     apply_matmul_precision(cfg)
-    device = resolve_device(cfg.accelerator)
+    device = run_device(cfg)  # this process's own device: cuda:2 for rank 1 of --devices 1,2
     if cfg.memory_snapshot and device.type != "cuda" and write:
         print("profile.py: --memory-snapshot records CUDA allocations: nothing is recorded on the CPU",
               file=sys.stderr, flush=True)
@@ -83,8 +84,10 @@ def run_profile(cfg: ProfileConfig, run_dir: Path, write: bool = True) -> RunRes
             check()
         current = None
     except RunInterrupted as e:
-        if current is not None:
-            results.experiments[current] = {"error": f"interrupted by {e} before it finished", "interrupted": True}
+        if current is not None:  # the steps it measured before the signal, summarised, or why there are none
+            partial = getattr(e, "partial", None)
+            results.experiments[current] = partial if partial is not None else {
+                "error": f"interrupted by {e} before it finished", "interrupted": True}
         results.status = "incomplete"
         results.interrupted_by = str(e)
         if write:

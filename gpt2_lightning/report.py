@@ -71,6 +71,8 @@ def format_summary(data: dict[str, Any]) -> str:
     for exp, result in experiments.items():
         if "error" in result:
             lines.append(f"{exp}: FAILED: {result['error']}")
+        elif result.get("interrupted"):
+            lines.append(f"{exp}: {interrupted_text(result)}")
     on_gpu = data.get("env", {}).get("device_type") == "cuda"  # start-up and the naive timer mean nothing on a CPU
     init = experiments.get("init", {})
     if init.get("cold_init_ms") is not None:
@@ -155,7 +157,14 @@ def _kv_table(title: str, values: dict[str, Any]) -> list[str]:
     return lines
 
 
-def memory_split_line(split: dict[str, Any], snapshot: str | None = None) -> str:
+def interrupted_text(result: dict[str, Any]) -> str:
+    """What an experiment stopped by a signal still holds: figures over the steps it timed before the signal."""
+    counted = max((s.get("n") or 0 for s in result.get("phases", {}).values()), default=0)
+    return (f"interrupted; its figures are over the {counted} counted step(s) measured before the signal"
+            if counted else "interrupted before any counted step was measured")
+
+
+def memory_split_line(split: dict[str, Any], snapshot: str | dict[str, str] | None = None) -> str:
     """Parameters, gradients, optimizer state and the rest of the peak, from tensor sizes (gpt2_lightning.memory)."""
     parts = [f"{label} {split[key]:.3f} GiB" for key, label in (
         ("parameters_gib", "parameters"), ("gradients_gib", "gradients"), ("optimizer_state_gib", "optimizer state"))]
@@ -163,7 +172,9 @@ def memory_split_line(split: dict[str, Any], snapshot: str | None = None) -> str
         parts.append(f"other (activations, workspace) {split['other_gib']:.3f} GiB of the "
                      f"{split['peak_gib']:.3f} GiB peak")
     line = "- Memory split: " + ", ".join(parts) + "."
-    if snapshot:
+    if isinstance(snapshot, dict) and snapshot.get("error"):
+        line += f" Allocation history: failed ({snapshot['error']})."
+    elif snapshot:
         line += f" Allocation history: [`{snapshot}`]({snapshot}) (open it at https://pytorch.org/memory_viz)."
     return line
 
@@ -208,6 +219,8 @@ def render_report(data: dict[str, Any], plots: dict[str, str]) -> str:
         if "error" in result:
             out += [f"**Failed:** {result['error']}", ""]
             continue
+        if result.get("interrupted"):
+            out += [f"**Interrupted:** {interrupted_text(result)}.", ""]
         out += _stats_table(result.get("phases", {})) + [""]
         on_gpu = data.get("env", {}).get("device_type") == "cuda"
         if exp == "init" and on_gpu:

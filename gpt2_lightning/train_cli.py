@@ -59,7 +59,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--devices", default="1", help="devices per node: a count, 'auto' or a comma list of indices")
     p.add_argument("--strategy", default="auto", help="Lightning strategy: auto, ddp, fsdp, ...")
     p.add_argument("--precision", default="32-true",
-                   help="Lightning precision (32-true, 16-mixed, bf16-mixed, bf16-true, ...) or tf32")
+                   help="Lightning precision (32-true, 16-mixed, bf16-mixed, bf16-true, ...), tf32, or fp8 (torchao "
+                        "float8 Linear layers under bf16 autocast; a GPU of compute capability 8.9+)")
     p.add_argument("--out", default="runs", help="parent directory of run directories")
     p.add_argument("--run-name", default=None, help="run directory name under --out (default: a timestamp)")
     p.add_argument("--if-exists", default="error",
@@ -137,7 +138,7 @@ def main(argv=None) -> int:
         with interruptible():
             results = train(cfg, args, run_dir, resume)
     except RunInterrupted as e:
-        print(f"train.py: interrupted by {e}; last checkpoint and results are in {run_dir}", file=sys.stderr)
+        print(f"train.py: {interrupted_message(e, run_dir)}", file=sys.stderr)
         return e.exit_code
     except BaseException:
         remove_failed_start(run_dir)  # nothing measured, nothing saved: leave no empty run directory behind
@@ -151,6 +152,22 @@ def main(argv=None) -> int:
     print(f"results: {run_dir / 'results.json'}\ncheckpoints: {run_dir / 'checkpoints'}")
     print(footer(run_dir, tool="train.py"))
     return 1 if results.not_written else 0  # a file a full disk refused: said above, results.json has the figures
+
+
+def interrupted_message(e, run_dir) -> str:
+    """Where the run stopped, what results.json keeps, and which step ``last.ckpt`` holds (to resume from)."""
+    results = getattr(e, "results", None)
+    train = results.experiments.get("train", {}) if results is not None else {}
+    at = f" at step {train['global_step']}" if train.get("global_step") is not None else ""
+    counted = (train.get("phases", {}).get("step") or {}).get("n") or 0
+    text = f"interrupted by {e}{at}; {run_dir / 'results.json'} holds the {counted} timed step(s) before it (marked " \
+           "interrupted)"
+    if train.get("last_checkpoint"):
+        text += (f"; {train['last_checkpoint']} holds step {train['last_checkpoint_step']}: resume with --resume "
+                 f"{train['last_checkpoint']}")
+    else:
+        text += "; no checkpoint was written before it"
+    return text
 
 
 def training_lines(train: dict) -> str:

@@ -17,7 +17,7 @@ from gpt2_lightning.experiments import (
     make_logger,
     make_trainer,
     measured_env,
-    resolve_device,
+    run_device,
 )
 from gpt2_lightning.data import TokenFileDataModule
 from gpt2_lightning.interrupts import RunInterrupted
@@ -25,6 +25,16 @@ from gpt2_lightning.module import GPT2LightningModule
 from gpt2_lightning.profile_config import ProfileConfig
 from gpt2_lightning.profile_run import RESULTS_FILE, finish
 from gpt2_lightning.results import RunResults
+
+
+class SavedStep(Callback):
+    """The global step of the latest checkpoint written (``last.ckpt`` is rewritten at every save)."""
+
+    def __init__(self) -> None:
+        self.step: int | None = None
+
+    def on_save_checkpoint(self, trainer: L.Trainer, pl_module: L.LightningModule, checkpoint: dict) -> None:
+        self.step = trainer.global_step
 
 
 class ValHistory(Callback):
@@ -47,21 +57,22 @@ def train(cfg: ProfileConfig, args: argparse.Namespace, run_dir: Path, resume: d
     ``resume``: what ``checkpoints.inspect_checkpoint`` read from --resume (its step), when resuming.
     """
     apply_matmul_precision(cfg)
-    device = resolve_device(cfg.accelerator)
-    env = measured_env(device)
+    env = measured_env(run_device(cfg))  # this process's own device
     data = TokenFileDataModule(args.data, cfg.seq_len, cfg.batch_size, seed=cfg.seed, val_batches=args.val_batches)
     L.seed_everything(cfg.seed, verbose=False)
     module = GPT2LightningModule(
         cfg.gpt_config(), learning_rate=args.lr, weight_decay=args.weight_decay, compile=cfg.compile,
         lr_warmup_steps=args.lr_warmup_steps, lr_decay_steps=args.lr_decay_steps, min_lr=args.min_lr,
+        float8=cfg.precision == "fp8",  # float8 Linear layers under bf16 autocast, as profile.py trains fp8
     )
     timing = PhaseTimingCallback(warmup_steps=cfg.warmup_steps)
-    throughput = ThroughputCallback(timing)
+    throughput = ThroughputCallback(timing, precision=cfg.precision)  # MFU against this precision's peak (fp8, tf32)
     losses, vals = LossHistory(args.log_every, write=True, module_logs=True), ValHistory()
     checkpoints = ModelCheckpoint(dirpath=run_dir / "checkpoints", filename="step{step}", auto_insert_metric_name=False,
                                   every_n_train_steps=args.checkpoint_every, save_top_k=-1, save_last=True)
+    saved = SavedStep()
     trainer = make_trainer(
-        cfg, [timing, throughput, losses, vals, checkpoints, LearningRateMonitor(logging_interval="step")],
+        cfg, [timing, throughput, losses, vals, checkpoints, saved, LearningRateMonitor(logging_interval="step")],
         logger=make_logger(run_dir, "train"),
         max_steps=args.max_steps,
         accumulate_grad_batches=args.accumulate,
@@ -88,12 +99,16 @@ def train(cfg: ProfileConfig, args: argparse.Namespace, run_dir: Path, resume: d
         results.status = "complete"
     except RunInterrupted as e:
         results.status, results.interrupted_by = "incomplete", str(e)
+        e.results = results  # the summary below is filled in before the exception leaves: train.py's message reads it
         raise
     finally:
         summary = experiment_summary(timing, throughput, "train", "step")
         losses.collect()
         summary.update(train_loss=losses.values, val_loss=vals.values,
-                       global_step=trainer.global_step, last_checkpoint=checkpoints.last_model_path or None)
+                       global_step=trainer.global_step, last_checkpoint=checkpoints.last_model_path or None,
+                       last_checkpoint_step=saved.step if checkpoints.last_model_path else None)
+        if results.interrupted_by is not None:
+            summary["interrupted"] = True  # its figures are over the steps timed before the signal
         if timing.fit_summary() is not None:
             summary["fit"] = timing.fit_summary()
         if resume is not None:

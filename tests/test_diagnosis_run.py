@@ -76,6 +76,31 @@ def test_gpu_branch_inference_judges_against_the_forward_pass(gpu_branch, tmp_pa
     assert gpu_branch == ["predict"] and d["step_ms"] == 9.0
 
 
+def test_fp8_casts_are_blamed_on_bf16_autocast_and_float8_casts_not_on_no_autocast(gpu_branch, tmp_path):
+    d = diagnose_experiment(ProfileConfig(accelerator="gpu", precision="fp8"), tmp_path, "train", "train", None,
+                            _result())
+    assert d["verdict"][0].startswith("Casts and copies take 19%")
+    assert "no autocast" not in d["verdict"][0] and "bf16 autocast" in d["verdict"][0]
+    assert "float8" in d["verdict"][0]
+
+
+@pytest.mark.parametrize("strategy", ["fsdp", "fsdp_cpu_offload", "deepspeed_stage_3"])
+def test_fsdp_skips_the_diagnosis_and_says_why(gpu_branch, tmp_path, capsys, strategy):
+    from gpt2_lightning.diagnosis_report import markdown, summary_lines
+
+    d = diagnose_experiment(ProfileConfig(accelerator="gpu", strategy=strategy), tmp_path, "train", "train", None,
+                            _result())
+    assert gpu_branch == []  # the sharded module is never fitted again
+    assert set(d) == {"skipped"} and f"--strategy {strategy} has sharded the module" in d["skipped"]
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == [f"profile.py: train: diagnosis skipped: {d['skipped']}"]
+    assert summary_lines("train", d) == [f"train: diagnosis skipped: {d['skipped']}"]
+    assert markdown(d)[0].startswith("**Diagnosis skipped:**")
+    ddp = diagnose_experiment(ProfileConfig(accelerator="gpu", strategy="ddp"), tmp_path, "train", "train", None,
+                              _result())
+    assert gpu_branch == ["train"] and "verdict" in ddp
+
+
 def test_no_diagnose_and_plain_cpu_runs_get_none(gpu_branch, tmp_path):
     assert diagnose_experiment(ProfileConfig(accelerator="gpu", no_diagnose=True), tmp_path, "train", "train", None,
                                _result()) is None

@@ -198,9 +198,13 @@ def test_window_plans_the_steps_still_needed():
     w = EnergyWindow(ScriptedMeter(ScriptedClock(), 1.0), min_seconds=2.0)
     w.steps = 5
     assert w.more_steps(2.0) == 0 and w.more_steps(3.0) == 0
-    assert w.more_steps(0.625) == 11  # 5 steps per 0.625 s: 11 more reach 2 s
-    assert w.more_steps(1.999) == 1
-    assert w.more_steps(0.0) == 5  # a clock that did not move: double, then look again
+    assert w.more_steps(0.01, device=(5, 2.0)) == 0  # the device's time is long enough, whatever the host read
+    assert w.more_steps(0.625, device=(5, 0.625)) == 5  # 11 more would reach 2 s: at most double, then look again
+    w.steps = 10
+    assert w.more_steps(1.25, device=(10, 1.25)) == 6  # 16 steps make 2 s
+    assert w.more_steps(0.01, device=(2, 0.08)) == 10  # planned from the device's 40 ms per step, not the host's 1 ms
+    assert w.more_steps(1.999, device=(10, 1.999)) == 1
+    assert w.more_steps(0.01) == 1 and w.more_steps(0.0, device=(0, 0.0)) == 1  # no device rate yet: next step
 
 
 def test_energy_figures():

@@ -58,19 +58,26 @@ def _trainer(device="cuda", rank=0):
     return SimpleNamespace(strategy=SimpleNamespace(root_device=torch.device(device)), global_rank=rank)
 
 
-def test_snapshot_records_from_setup_through_the_first_counted_steps(cuda_calls, tmp_path):
-    cb = MemorySnapshotCallback(tmp_path / "memory-train.pickle", warmup_steps=2, steps=2)
+def test_snapshot_records_from_setup_through_the_warmup_steps(cuda_calls, tmp_path):
+    cb = MemorySnapshotCallback(tmp_path / "memory-train.pickle", warmup_steps=2)
     cb.setup(_trainer(), None, "fit")
+    cb.on_train_start(None, None)
     assert cuda_calls == [("record", "all")] and cb.recording
-    for batch in range(3):  # two warm-up steps, the first counted one
-        cb.on_train_batch_end(None, None, None, None, batch)
+    cb.on_train_batch_end(None, None, None, None, 0)  # the first warm-up step
     assert len(cuda_calls) == 1
-    cb.on_train_batch_end(None, None, None, None, 3)  # the second counted step: written, recording stopped
+    cb.on_train_batch_end(None, None, None, None, 1)  # the last warm-up step: written, recording stopped
     assert cuda_calls[1:] == [("dump", str(tmp_path / "memory-train.pickle")), ("record", None)]
     assert cb.written == tmp_path / "memory-train.pickle" and not cb.recording
-    cb.on_train_batch_end(None, None, None, None, 4)
+    cb.on_train_batch_end(None, None, None, None, 2)  # counted steps: nothing recorded, nothing written
     cb.teardown(None, None, "fit")
     assert len(cuda_calls) == 3
+
+
+def test_without_warmup_steps_the_snapshot_holds_the_build_and_is_written_before_the_first_step(cuda_calls, tmp_path):
+    cb = MemorySnapshotCallback(tmp_path / "m.pickle", warmup_steps=0)
+    cb.setup(_trainer(), None, "predict")
+    cb.on_predict_start(None, None)
+    assert [c[0] for c in cuda_calls] == ["record", "dump", "record"] and cb.written is not None
 
 
 def test_snapshot_on_out_of_memory_and_not_on_other_errors(cuda_calls, tmp_path):
