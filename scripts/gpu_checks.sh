@@ -40,7 +40,7 @@ if $PY -c "import torchao" 2>/dev/null; then
 else
   SKIPS+=(--skip "fp8-b32:torchao not importable here")
 fi
-step verdicts 15 $PY scripts/gpu_verdicts.py --out "$OUT" ${SKIPS[@]+"${SKIPS[@]}"}
+step verdicts 15 $PY scripts/gpu_verdicts.py --out "$OUT" --runs "$RUNS" ${SKIPS[@]+"${SKIPS[@]}"}
 grep -E "^(PASS|FAIL|SKIP) |^[0-9]+ passed, [0-9]+ failed" "$LOG"
 rc=$(awk -F'\t' '$1 == "verdicts" {print $2}' "$OUT/steps.tsv")
 exit "${rc:-1}"

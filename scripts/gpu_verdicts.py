@@ -149,11 +149,12 @@ def check_compiled(c: Checks, runs: dict[str, dict | None], skips: dict[str, str
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--out", required=True, help="the OUT folder of scripts/gpu_checks.sh")
+    parser.add_argument("--runs", default=None, help="its RUNS folder (default: OUT/runs)")
     parser.add_argument("--skip", action="append", default=[], metavar="RUN:WHY",
                         help="a run that could not be made here, and why (e.g. fp8-b32:torchao not importable)")
     args = parser.parse_args(argv)
     out = Path(args.out)
-    run_dir = out / "runs"
+    run_dir = Path(args.runs) if args.runs else out / "runs"
     names = ("gpt2-fp32", "gpt2-bf16", "gpt2-bf16-bare", "snapshot", "compiled-bf16-b32", "fp8-b32")
     runs = {name: _load(run_dir / name / "results.json") for name in names}
     steps = _steps(out)

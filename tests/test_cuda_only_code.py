@@ -77,10 +77,10 @@ def test_diagnosis_gpu_branch_runs_its_extra_steps_end_to_end(tmp_path, monkeypa
     from gpt2_lightning.profile_config import ProfileConfig
 
     monkeypatch.setattr(diagnosis_run, "resolve_device", lambda accelerator: torch.device("cuda", 0))
-    cfg = ProfileConfig(accelerator="cpu", model="tiny", batch_size=1, seq_len=8, diagnose_steps=2)
+    cfg = ProfileConfig(accelerator="cpu", model="tiny", batch_size=1, seq_len=8, diagnose_steps=1)
     d = diagnosis_run.diagnose_experiment(cfg, tmp_path, "train", "train", make_module(cfg),
                                           {"phases": {"step": {"median_ms": 5.0}}})
-    assert d["steps"] == 2 and d["extra_steps"] == 2 and d["trace_file"] is None and d["verdict"]
+    assert d["steps"] == 1 and d["extra_steps"] == 1 and d["trace_file"] is None and d["verdict"]
     assert not list(tmp_path.iterdir())  # the trace was read, then deleted
 
 
