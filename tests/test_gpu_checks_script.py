@@ -27,7 +27,7 @@ def test_step_limits_fit_one_call():
     suite = (SCRIPTS / "_suite.sh").read_text()
     limits = [int(n) for n in re.findall(r"^\s*step \S+ (\d+) ", text, flags=re.M)]
     env_s = int(re.search(r"^ENV_TIMEOUT_S=(\d+)", suite, flags=re.M).group(1))
-    budget = int(re.search(r"^BUDGET_S=(\d+)", text, flags=re.M).group(1))
+    budget = int(re.search(r"^BUDGET_S=\$\{BUDGET_S:-(\d+)\}", text, flags=re.M).group(1))
     assert len(limits) == 9 and budget <= ONE_CALL_S
     assert sum(limits) + env_s <= budget - 10, (limits, env_s)  # 10 s left for packing the results between steps
     assert "BUDGET_S" in suite and "DEADLINE_S" in suite  # and the script itself never runs past the budget
