@@ -113,3 +113,22 @@ def test_timing_summaries_of_every_rank_are_gathered_once_the_stage_ends(monkeyp
     timing._gather_ranks(SimpleNamespace(world_size=2, global_rank=0), "train")
     ranks = timing.rank_summaries["train"]
     assert [r["rank"] for r in ranks] == [0, 1] and ranks[0]["phases"]["step"]["median_ms"] == pytest.approx(36.0)
+
+
+def test_nvml_failures_past_the_foreseen_ones_are_unavailable_with_the_reason():
+    import pynvml
+
+    from callbacks.energy_meters import EnergyUnavailable, NvmlMeter
+
+    def failing(**overrides):
+        nvml = fake_nvml(ScriptedClock())
+        for name, error in overrides.items():
+            setattr(nvml, name, lambda *a, error=error: (_ for _ in ()).throw(error))
+        return NvmlMeter([0], nvml=nvml)
+
+    with pytest.raises(EnergyUnavailable, match="cannot open GPU 0"):
+        failing(nvmlDeviceGetHandleByIndex=pynvml.NVMLError_GpuIsLost()).read()
+    with pytest.raises(EnergyUnavailable, match="cannot read the energy counter"):
+        failing(nvmlDeviceGetTotalEnergyConsumption=pynvml.NVMLError_GpuIsLost()).read()
+    # a driver too old to know MIG: not a MIG slice, the counter is read
+    assert failing(nvmlDeviceIsMigDeviceHandle=pynvml.NVMLError_FunctionNotFound()).read() == (300_000_000,)
