@@ -60,9 +60,6 @@ class NvmlMeter:
         self._nvml = nvml
         self._handles: list[Any] | None = None
 
-    def _errors(self) -> tuple[type[BaseException], ...]:
-        return (self._nvml.NVMLError,)
-
     def _open(self) -> list[Any]:
         if self._handles is not None:
             return self._handles

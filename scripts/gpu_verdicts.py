@@ -83,16 +83,16 @@ def check_default_runs(c: Checks, runs: dict[str, dict | None], steps: dict[str,
             for exp, e in energy.items())
         c.add(f"{name} energy", figure, "NVML source, J/token for inference and train",
               all(e.get("source") == "nvml" and (e.get("joules_per_token") or 0) > 0 for e in energy.values()))
-    with_addons, bare = steps.get("gpt2-bf16"), steps.get("gpt2-bf16-bare")
+    with_addons, bare = steps.get("gpt2-fp32"), steps.get("gpt2-fp32-bare")
     if with_addons and bare:
         extra = with_addons[1] - bare[1]
         c.add("diagnosis + energy wall time", f"+{extra:.1f} s ({with_addons[1]:.1f} s against {bare[1]:.1f} s)",
               f"at most +{ADDON_WALL_S:g} s", with_addons[0] == 0 and bare[0] == 0 and extra <= ADDON_WALL_S)
     else:
         c.add("diagnosis + energy wall time", "a run is missing", f"at most +{ADDON_WALL_S:g} s", False)
-    a, b = _median(runs.get("gpt2-bf16"), "train", "step"), _median(runs.get("gpt2-bf16-bare"), "train", "step")
+    a, b = _median(runs.get("gpt2-fp32"), "train", "step"), _median(runs.get("gpt2-fp32-bare"), "train", "step")
     pct = 100.0 * (a / b - 1.0) if a and b else None
-    c.add("train step with energy measured", "missing" if pct is None else f"{a:.2f} ms against {b:.2f} ms without "
+    c.add("fp32 train step with energy measured", "missing" if pct is None else f"{a:.2f} ms against {b:.2f} ms without "
           f"({pct:+.2f}%)", f"within {ENERGY_STEP_PCT:g}%", pct is not None and abs(pct) <= ENERGY_STEP_PCT)
     host = _get(runs.get("gpt2-fp32"), "experiments", "train", "host") or {}
     caught = host.get("gpu_caught_up_steps")
@@ -122,7 +122,7 @@ def check_snapshot(c: Checks, runs: dict[str, dict | None], run_dir: Path) -> No
     written = _get(run, "experiments", "train", "memory_snapshot")
     path = run_dir / "snapshot" / written if isinstance(written, str) else None
     size = f"{path.stat().st_size / 1e6:.1f} MB" if path is not None and path.exists() else f"not written ({written})"
-    a, b = _median(run, "train", "step"), _median(runs.get("gpt2-bf16-bare"), "train", "step")
+    a, b = _median(run, "train", "step"), _median(runs.get("gpt2-fp32-bare"), "train", "step")
     pct = 100.0 * (a / b - 1.0) if a and b else None
     c.add("memory snapshot", f"{size}; counted step {a and f'{a:.2f}'} ms against {b and f'{b:.2f}'} ms without"
           + ("" if pct is None else f" ({pct:+.1f}%)"), f"written, counted steps within {SNAPSHOT_STEP_PCT:g}%",
@@ -149,12 +149,13 @@ def check_compiled(c: Checks, runs: dict[str, dict | None], skips: dict[str, str
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--out", required=True, help="the OUT folder of scripts/gpu_checks.sh")
+    parser.add_argument("--runs", default=None, help="its RUNS folder (default: OUT/runs)")
     parser.add_argument("--skip", action="append", default=[], metavar="RUN:WHY",
                         help="a run that could not be made here, and why (e.g. fp8-b32:torchao not importable)")
     args = parser.parse_args(argv)
     out = Path(args.out)
-    run_dir = out / "runs"
-    names = ("gpt2-fp32", "gpt2-bf16", "gpt2-bf16-bare", "snapshot", "compiled-bf16-b32", "fp8-b32")
+    run_dir = Path(args.runs) if args.runs else out / "runs"
+    names = ("gpt2-fp32", "gpt2-bf16", "gpt2-fp32-bare", "snapshot", "compiled-bf16-b32", "fp8-b32")
     runs = {name: _load(run_dir / name / "results.json") for name in names}
     steps = _steps(out)
     skips = dict(s.split(":", 1) for s in args.skip if ":" in s)

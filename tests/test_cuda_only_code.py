@@ -77,10 +77,10 @@ def test_diagnosis_gpu_branch_runs_its_extra_steps_end_to_end(tmp_path, monkeypa
     from gpt2_lightning.profile_config import ProfileConfig
 
     monkeypatch.setattr(diagnosis_run, "resolve_device", lambda accelerator: torch.device("cuda", 0))
-    cfg = ProfileConfig(accelerator="cpu", model="tiny", batch_size=1, seq_len=8, diagnose_steps=2)
+    cfg = ProfileConfig(accelerator="cpu", model="tiny", batch_size=1, seq_len=8, diagnose_steps=1)
     d = diagnosis_run.diagnose_experiment(cfg, tmp_path, "train", "train", make_module(cfg),
                                           {"phases": {"step": {"median_ms": 5.0}}})
-    assert d["steps"] == 2 and d["extra_steps"] == 2 and d["trace_file"] is None and d["verdict"]
+    assert d["steps"] == 1 and d["extra_steps"] == 1 and d["trace_file"] is None and d["verdict"]
     assert not list(tmp_path.iterdir())  # the trace was read, then deleted
 
 
@@ -113,3 +113,22 @@ def test_timing_summaries_of_every_rank_are_gathered_once_the_stage_ends(monkeyp
     timing._gather_ranks(SimpleNamespace(world_size=2, global_rank=0), "train")
     ranks = timing.rank_summaries["train"]
     assert [r["rank"] for r in ranks] == [0, 1] and ranks[0]["phases"]["step"]["median_ms"] == pytest.approx(36.0)
+
+
+def test_nvml_failures_past_the_foreseen_ones_are_unavailable_with_the_reason():
+    import pynvml
+
+    from callbacks.energy_meters import EnergyUnavailable, NvmlMeter
+
+    def failing(**overrides):
+        nvml = fake_nvml(ScriptedClock())
+        for name, error in overrides.items():
+            setattr(nvml, name, lambda *a, error=error: (_ for _ in ()).throw(error))
+        return NvmlMeter([0], nvml=nvml)
+
+    with pytest.raises(EnergyUnavailable, match="cannot open GPU 0"):
+        failing(nvmlDeviceGetHandleByIndex=pynvml.NVMLError_GpuIsLost()).read()
+    with pytest.raises(EnergyUnavailable, match="cannot read the energy counter"):
+        failing(nvmlDeviceGetTotalEnergyConsumption=pynvml.NVMLError_GpuIsLost()).read()
+    # a driver too old to know MIG: not a MIG slice, the counter is read
+    assert failing(nvmlDeviceIsMigDeviceHandle=pynvml.NVMLError_FunctionNotFound()).read() == (300_000_000,)

@@ -59,6 +59,8 @@ def test_each_rank_times_and_records_its_own_device(fake_cuda, tmp_path, monkeyp
     results = run_profile(cfg, tmp_path, write=False)
     assert results.env["device_startup_ms"] == 480.0 and results.env["device_name"] == "NVIDIA H100 80GB HBM3"
     assert fake_cuda["calls"] and {device for _, device in fake_cuda["calls"]} == {"cuda:2"}, fake_cuda["calls"]
+    # a device first reached once CUDA is up can no longer have its start-up measured: None, never a guess
+    assert device_startup.device_startup_ms(torch.device("cuda", 3)) is None
 
 
 def test_train_py_fp8_trains_float8_layers_and_takes_the_fp8_peak(tmp_path, monkeypatch):

@@ -27,7 +27,7 @@ def test_step_limits_fit_one_call():
     suite = (SCRIPTS / "_suite.sh").read_text()
     limits = [int(n) for n in re.findall(r"^\s*step \S+ (\d+) ", text, flags=re.M)]
     env_s = int(re.search(r"^ENV_TIMEOUT_S=(\d+)", suite, flags=re.M).group(1))
-    budget = int(re.search(r"^BUDGET_S=(\d+)", text, flags=re.M).group(1))
+    budget = int(re.search(r"^BUDGET_S=\$\{BUDGET_S:-(\d+)\}", text, flags=re.M).group(1))
     assert len(limits) == 9 and budget <= ONE_CALL_S
     assert sum(limits) + env_s <= budget - 10, (limits, env_s)  # 10 s left for packing the results between steps
     assert "BUDGET_S" in suite and "DEADLINE_S" in suite  # and the script itself never runs past the budget
@@ -86,17 +86,17 @@ def _good_out(tmp_path):
                 "train": _train(step, energy=energy, diagnosis=diag,
                                 host={"gpu_caught_up_steps": 0, "counted_steps": 4})}
         _write(out / "runs" / name / "results.json", {"experiments": exps})
-    _write(out / "runs" / "gpt2-bf16-bare" / "results.json", {"experiments": {"train": _train(26.95)}})
+    _write(out / "runs" / "gpt2-fp32-bare" / "results.json", {"experiments": {"train": _train(160.5)}})
     _write(out / "runs" / "snapshot" / "results.json",
-           {"experiments": {"train": _train(27.1, memory_snapshot="memory-train.pickle")}})
+           {"experiments": {"train": _train(161.2, memory_snapshot="memory-train.pickle")}})
     (out / "runs" / "snapshot" / "memory-train.pickle").write_bytes(b"x" * 1000)
     _write(out / "runs" / "compiled-bf16-b32" / "results.json", {"experiments": {"train": _train(67.9, 482.4e3)}})
     fp8 = _train(60.0, 540e3, diagnosis={"verdict": ["Casts and copies take 20%: fp8 runs under bf16 autocast ..."]})
     fp8["throughput"] |= {"peak_tflops": 1978.9, "mfu_pct": 23.0}
     _write(out / "runs" / "fp8-b32" / "results.json", {"experiments": {"train": fp8}})
     _write(out / "data-check.json", {"loader_ms": 30.0, "host_data_ms": 30.4, "device_data_ms": 30.3})
-    (out / "steps.tsv").write_text("no-sync\t0\t20000\ngpt2-fp32\t0\t35000\ngpt2-bf16\t0\t31000\n"
-                                   "gpt2-bf16-bare\t0\t24500\n")
+    (out / "steps.tsv").write_text("no-sync\t0\t20000\ngpt2-fp32\t0\t45000\ngpt2-bf16\t0\t34000\n"
+                                   "gpt2-fp32-bare\t0\t38500\n")
     return out
 
 
@@ -105,14 +105,14 @@ def test_every_check_passes_on_good_figures(verdicts, tmp_path, capsys):
     lines = capsys.readouterr().out.strip().splitlines()
     assert lines[-1] == "12 passed, 0 failed, 0 skipped"
     assert all(line.startswith("PASS  ") and "(target: " in line for line in lines[:-1]), lines
-    assert any("diagnosis + energy wall time: +6.5 s" in line for line in lines)
+    assert any("diagnosis + energy wall time: +6.5 s (45.0 s against 38.5 s)" in line for line in lines)
     assert any("host vs device data, 30 ms loader: host 30.40 ms, device 30.30 ms" in line for line in lines)
 
 
 @pytest.mark.parametrize("spoil, failing", [
     (lambda out: _write(out / "data-check.json", {"loader_ms": 30.0, "host_data_ms": 0.0, "device_data_ms": 31.2}),
      "host vs device data"),
-    (lambda out: (out / "steps.tsv").write_text("no-sync\t1\t1\ngpt2-bf16\t0\t40000\ngpt2-bf16-bare\t0\t24500\n"),
+    (lambda out: (out / "steps.tsv").write_text("no-sync\t1\t1\ngpt2-fp32\t0\t50000\ngpt2-fp32-bare\t0\t38500\n"),
      "diagnosis + energy wall time"),
     (lambda out: (out / "runs" / "snapshot" / "memory-train.pickle").unlink(), "memory snapshot"),
 ])
