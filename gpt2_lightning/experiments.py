@@ -12,6 +12,7 @@ import torch
 from lightning.pytorch.callbacks import ProgressBar
 
 from callbacks import DeviceTimer, PhaseTimingCallback, StepRecord, ThroughputCallback
+from callbacks.delay import PlantedDelay
 from callbacks.loss_history import LossHistory
 from callbacks.progress import ProgressCallback, StepProgressBar
 from gpt2_lightning.data import SyntheticTokenDataModule, TokenFileDataModule
@@ -241,11 +242,12 @@ def _timed_run(
     n = cfg.warmup_steps + cfg.steps
     profiler = _profiler(cfg, run_dir, experiment)
     snapshot = MemorySnapshotCallback(run_dir / f"memory-{experiment}.pickle", cfg.warmup_steps)
+    delay = PlantedDelay(cfg.add_delay_ms) if cfg.add_delay_ms else None  # --add-delay-ms: a known slowdown
     # torch.profiler's C++ lines (this run's --profiler pytorch, the diagnosis's steps on a GPU) reach the console
     # only with --verbose (gpt2_lightning.quiet); progress goes to the real console meanwhile
     with profiler_messages_hidden(not cfg.verbose and (cfg.profiler == "pytorch" or (
             resolve_device(cfg.accelerator).type == "cuda" and not cfg.no_diagnose))) as console:
-        callbacks = [c for c in (energy, timing, throughput, snapshot if cfg.memory_snapshot else None,
+        callbacks = [c for c in (energy, timing, throughput, snapshot if cfg.memory_snapshot else None, delay,
                                  *extra_callbacks, *make_progress(cfg, experiment, stream=console)) if c is not None]
         trainer = make_trainer(cfg, callbacks, logger=make_logger(run_dir, experiment), profiler=profiler,
                                **trainer_kwargs)
@@ -258,6 +260,8 @@ def _timed_run(
             **energy_result(energy),
         }
         result["memory_breakdown"] = memory_breakdown(module, trainer.optimizers, result["memory"])
+        if delay is not None:
+            result["planted_delay"] = delay.summary()
         if snapshot.written is not None:
             result["memory_snapshot"] = snapshot.written.name
         module.trainer = None  # frees the Trainer and its optimizer state before the diagnosis's Trainer makes its own

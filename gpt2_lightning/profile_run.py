@@ -22,6 +22,7 @@ from gpt2_lightning.experiments import (
 )
 from gpt2_lightning.flops import num_params
 from gpt2_lightning.interrupts import RunInterrupted, check
+from gpt2_lightning.machine import Contention
 from gpt2_lightning.profile_config import ProfileConfig
 from gpt2_lightning.results import RunResults
 from gpt2_lightning.run_report import write_report
@@ -53,6 +54,10 @@ def run_profile(cfg: ProfileConfig, run_dir: Path, write: bool = True) -> RunRes
     need them) and rank 0 alone writes.
     """
     apply_matmul_precision(cfg)
+    if cfg.threads is not None:
+        import torch
+
+        torch.set_num_threads(cfg.threads)  # before anything runs, so that env records it
     device = resolve_device(cfg.accelerator)
     if cfg.memory_snapshot and device.type != "cuda" and write:
         print("profile.py: --memory-snapshot records CUDA allocations: nothing is recorded on the CPU",
@@ -97,8 +102,11 @@ def run_profile(cfg: ProfileConfig, run_dir: Path, write: bool = True) -> RunRes
 
 
 def _run_one(cfg: ProfileConfig, name: str, run_dir: Path) -> dict:
+    contention = Contention().start()  # what kept the process waiting, for the noise warnings
     try:
-        return EXPERIMENT_RUNNERS[name](cfg, run_dir)
+        result = EXPERIMENT_RUNNERS[name](cfg, run_dir)
+        result["machine"] = contention.result()
+        return result
     except Exception as e:  # noqa: BLE001 - only out-of-memory is handled; everything else propagates
         if not is_out_of_memory(e):
             raise
