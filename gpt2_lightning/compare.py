@@ -242,14 +242,11 @@ def shapes_differ(runs: list[dict[str, Any]]) -> bool:
 def plotted_rows(runs: list[dict[str, Any]], rows: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], str]:
     """The rows comparison.png draws and its y label: each experiment's headline time, or, when the batch shapes
     differ (a step then does a different amount of work in each run), tokens/s."""
-    repeated = any(b == REPEATS for r in rows for b in r.get("basis", []))
-    whiskers = "whiskers: lowest-highest repeat" if repeated else "whiskers p10-p90"
     if shapes_differ(runs):
         rates = [r for r in rows if r["label"].endswith(": tokens/s")]
         if rates:
-            return rates, f"tokens/s (log scale; shapes differ, so rates, not times), {whiskers}"
-    return ([r for r in rows if not r["label"].startswith(" ") and r["unit"] == "ms"],
-            f"median ms (log scale), {whiskers}")
+            return rates, "tokens/s (log scale); batch shapes differ: rates, not times"
+    return [r for r in rows if not r["label"].startswith(" ") and r["unit"] == "ms"], "median ms (log scale)"
 
 
 def comparison_title(runs: list[dict[str, Any]], labels: list[str]) -> str:

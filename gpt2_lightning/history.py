@@ -72,7 +72,7 @@ def _change(cell: dict[str, Any] | None) -> str:
     text = fmt_speedup(cell["ratio"]) + (f" [{fmt_range(fmt_speedup(rng[0]), fmt_speedup(rng[1]))}]" if rng else "")
     if cell["noise"] == BEYOND_NOISE:
         return f"{text} {'FASTER' if cell['ratio'] > 1 else 'SLOWER'}, beyond noise"
-    return text + (" ≈" if cell["noise"] else f" (not judged: {cell['note'] or 'no spread'})")
+    return text + (" ≈ within noise" if cell["noise"] else f" (not judged: {cell['note'] or 'no spread'})")
 
 
 def format_history(rows: list[dict[str, Any]], markdown: bool = False) -> str:
@@ -123,9 +123,9 @@ def plot_history(rows: list[dict[str, Any]], path: Path, title: str) -> Path:
         ax.set_ylabel(figure.replace(": ", "\n"), fontsize=8)
         ax.margins(x=0.08, y=0.25)
     fig.suptitle(title, fontsize=9)
-    fig.text(0.01, 0.005, "whiskers: lowest-highest repeat (p10-p90 of steps for single runs); triangles: a change "
-             "beyond noise against the run before", fontsize=7, color="#555555")
-    fig.tight_layout(rect=(0, 0.03, 1, 1))
+    fig.text(0.01, 0.005, "whiskers: lowest-highest repeat (single runs: p10-p90 of the steps)\ntriangles: a change "
+             "beyond noise against the run before", fontsize=6.5, color="#555555")
+    fig.tight_layout(rect=(0, 0.06, 1, 1))
     fig.savefig(path, dpi=110)
     plt.close(fig)
     return path

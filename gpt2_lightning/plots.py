@@ -120,7 +120,7 @@ def plot_comparison(labels: list[str], rows: list[dict[str, Any]], ylabel: str, 
     over the first, "≈" when within noise."""
     import numpy as np
 
-    fig, ax = plt.subplots(figsize=(2.8 + 1.8 * len(rows), 4.4))
+    fig, ax = plt.subplots(figsize=(max(6.0, 2.8 + 1.8 * len(rows)), 4.4))
     x = np.arange(len(rows))
     width = 0.8 / max(1, len(labels))
     for i, label in enumerate(labels):
@@ -140,13 +140,15 @@ def plot_comparison(labels: list[str], rows: list[dict[str, Any]], ylabel: str, 
     ax.set_xticks(x, [r["label"] for r in rows], fontsize=8)
     _log_y(ax)
     low, high = ax.get_ylim()
-    ax.set_ylim(low, high * 2.5)  # room above the tallest bar for its label (log scale)
+    smallest = min((v for r in rows for v in r["values"] if v), default=low)
+    # room above the tallest bar for its label, and below the shortest so that every bar shows (log scale)
+    ax.set_ylim(min(low, smallest / 3), high * 2.5)
     ax.set_ylabel(ylabel, fontsize=8)
     ax.legend(fontsize=8, frameon=False, loc="upper left")
     ax.set_title(title or "comparison", fontsize=9)
-    fig.text(0.01, 0.01, "label: speed-up over the first run (above 1: faster); ≈: within noise (see comparison.md)",
-             fontsize=7, color="#555555")
-    fig.tight_layout(rect=(0, 0.03, 1, 1))
+    fig.text(0.01, 0.01, "label: speed-up over the first run (above 1: faster); ≈: within noise\nwhiskers: p10-p90 "
+             "of the steps, or lowest-highest repeat (comparison.md)", fontsize=6.5, color="#555555")
+    fig.tight_layout(rect=(0, 0.05, 1, 1))
     fig.savefig(path, dpi=110)
     plt.close(fig)
     return path
