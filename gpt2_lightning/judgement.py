@@ -22,9 +22,13 @@ reason, and ``MIN_EFFECT_REPEATS`` keeps a small drift from being called a chang
 processes (placement, other load, allocator and cache state, clocks): the comparison says that the between-run noise
 is unknown, judges on the p10-p90 overlap (under ``MIN_STEPS_TO_JUDGE`` steps: not judged), and never says "beyond
 noise" for a speed-up within ``MIN_EFFECT_SINGLE`` of 1, the largest difference seen between single runs of
-identical settings on each machine class (see that table). A single run whose threads waited for a core
-``BUSY_WAITING_SHARE`` of the time they were ready to run (gpt2_lightning.machine) measured the machine's other work
-as much as itself: it is not judged at all. Plain Python: no torch.
+identical settings on each machine class (see that table).
+
+**A busy machine** (CPU runs): a run whose threads waited for a core ``BUSY_WAITING_SHARE`` of the time they were
+ready to run (the scheduler's count, gpt2_lightning.machine), or most of whose repeats did, measured the machine's
+other work as much as itself: its step time grows as 1 / (1 - that share). On the project's loaded 2-core machine,
+whole runs of 5 repeats read 1.5x apart for that reason alone, every repeat of one slower than every repeat of the
+other. Such a pair is not judged, whatever the statistic would say. Plain Python: no torch.
 """
 
 from __future__ import annotations
@@ -32,7 +36,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from gpt2_lightning.noise import BEYOND_NOISE, MIN_STEPS_TO_JUDGE, WITHIN_NOISE, kept_waiting, repeat_count, spread
+from gpt2_lightning.noise import BEYOND_NOISE, MIN_STEPS_TO_JUDGE, WITHIN_NOISE, busy_share, repeat_count, spread
 
 MAX_FALSE_ALARM = 0.02  # the most a judgement with repeats may call identical settings different, by chance
 MIN_EFFECT_REPEATS = 0.01  # with repeats: no figure here is measured to better than 1% between commands
@@ -102,11 +106,10 @@ def judge(speedup: float | None, base: dict[str, Any] | None, this: dict[str, An
         if any(not k and (s.get("n") or 0) < MIN_STEPS_TO_JUDGE for s, k in ((base, m), (this, n))):
             out["note"] = f"under {MIN_STEPS_TO_JUDGE} steps"
             return out
-        busy = [w for r, k in ((base_result, m), (this_result, n)) if not k
-                for w in [kept_waiting((r or {}).get("machine"))] if w is not None]
-        if busy:  # its times measure the other work on the machine as much as the run itself
-            out["note"] = f"the machine was busy: a run's threads waited for a core {max(busy):.0%} of the time"
-            return out
+    busy = [w for w in map(busy_share, (base_result, this_result)) if w is not None] if "cpu" in devices else []
+    if busy:  # its times measure the other work on the machine as much as the run itself
+        out["note"] = f"the machine was busy: a run's threads waited for a core {max(busy):.0%} of the time"
+        return out
     ranges = (figure_range(base, m), figure_range(this, n))  # between repeats where repeated, else p10-p90
     if None in ranges:
         out["note"] = "no spread"

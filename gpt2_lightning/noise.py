@@ -137,6 +137,18 @@ def kept_waiting(machine: dict[str, Any] | None) -> float | None:
     return share if share is not None and share >= BUSY_WAITING_SHARE else None
 
 
+def busy_share(result: dict[str, Any] | None) -> float | None:
+    """How much of the time an experiment's threads waited for a core, when that marks the run as measured on a busy
+    machine: a single run's own share, or the median of its repeats' (most repeats disturbed); else None."""
+    block = (result or {}).get("repeats")
+    if isinstance(block, dict):
+        shares = sorted(w for w in block.get("waiting_shares") or [] if w is not None)
+        share = shares[len(shares) // 2] if shares else None
+    else:
+        share = ((result or {}).get("machine") or {}).get("waiting_share")
+    return share if share is not None and share >= BUSY_WAITING_SHARE else None
+
+
 def contention_lines(data: dict[str, Any]) -> list[str]:
     """What moves a CPU run's figures from one process to the next, as far as the process could see it: more
     intra-op threads than the machine had free cores, and threads that other work kept off the cores. Both make

@@ -7,7 +7,7 @@ repeat. Its ``median_ms`` is the median of the repeats' medians, ``p10_ms``-``p9
 spread *between* repeats, ``n`` the number of repeats that measured it. Each such experiment also carries::
 
     "repeats": {"n": 5, "medians_ms": [the timed phase's, per repeat], "numbers": [1, 2, 3, 4, 5],
-                "representative": 3}
+                "representative": 3, "waiting_shares": [per repeat, gpt2_lightning.machine]}
 
 Rates (tokens/s, TFLOP/s, MFU) are over the run's median step, as in any run. Figures measured once per repeat that
 have no meaningful median across repeats (energy window, diagnosis, host clock, naive timer, first step) are the
@@ -60,7 +60,9 @@ def merge_experiment(exp: str, numbered: list[tuple[int, dict[str, Any]]], confi
     loads = [r.get("load_avg") for r in results if r.get("load_avg")]
     merged["load_avg"] = max(loads, key=lambda x: x[0]) if loads else None
     merged["repeats"] = {"n": len(results), "medians_ms": medians, "numbers": [n for n, _ in numbered],
-                         "representative": numbered[index][0]}
+                         "representative": numbered[index][0],
+                         # how much of the time each repeat's threads waited for a core (noise.busy_share)
+                         "waiting_shares": [(r.get("machine") or {}).get("waiting_share") for r in results]}
     if "cost" in representative or "projection" in representative:
         add_costs(merged, exp, config)  # $ per million tokens and time to train, at the run's own rate
     return merged

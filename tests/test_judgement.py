@@ -110,6 +110,21 @@ def test_a_single_run_whose_threads_waited_for_cores_is_not_judged():
     assert verdict is None and "waited for a core 50% of the time" in note
 
 
+def test_repeats_made_while_the_machine_was_busy_are_not_judged():
+    """Observed on the loaded 2-core machine (scripts/noise_check.py, identical settings): every repeat of the first
+    run waited for a core about 60% of the time and read ~1.5x slower than the second run's, whose repeats waited
+    less: completely separated, and not a difference of the code."""
+    a = repeated([49.7, 51.9, 44.5, 49.4, 49.0])
+    b = repeated([42.6, 25.6, 33.7, 32.0, 21.2])
+    a["experiments"]["train"]["repeats"]["waiting_shares"] = [0.603, 0.633, 0.565, 0.607, 0.617]
+    b["experiments"]["train"]["repeats"]["waiting_shares"] = [0.594, 0.347, 0.52, 0.509, 0.341]
+    verdict, note, *_ = judged(a, b)
+    assert verdict is None and note == "the machine was busy: a run's threads waited for a core 61% of the time"
+    for run in (a, b):  # the same figures from a quiet machine are judged
+        run["experiments"]["train"]["repeats"]["waiting_shares"] = [0.01] * 5
+    assert judged(a, b)[0] == "beyond noise"
+
+
 def test_a_repeated_run_against_a_single_one_uses_each_runs_own_range():
     verdict, note, rng, basis, _ = judged(repeated(BASE), single([300.0, 301.0, 302.0, 303.0, 304.0]))
     assert basis == "steps" and verdict == "beyond noise"  # 3x: past the floor

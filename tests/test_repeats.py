@@ -24,7 +24,8 @@ def test_merge_takes_the_median_of_the_repeats_medians_and_keeps_every_repeat():
     train = data["experiments"]["train"]
     step = train["phases"]["step"]
     assert (step["n"], step["median_ms"], step["min_ms"], step["max_ms"]) == (5, 12.0, 10.0, 30.0)
-    assert train["repeats"] == {"n": 5, "medians_ms": medians, "numbers": [1, 2, 3, 4, 5], "representative": 1}
+    assert train["repeats"] == {"n": 5, "medians_ms": medians, "numbers": [1, 2, 3, 4, 5], "representative": 1,
+                                "waiting_shares": [None] * 5}
     assert train["throughput"]["tokens_per_sec"] == pytest.approx(128 / 0.012)  # over the run's median step
     assert train["memory"] == {"max_rss_gib": 0.45}  # the highest peak of any repeat
     assert "per_step" not in train
