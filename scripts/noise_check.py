@@ -25,6 +25,7 @@ import time
 from pathlib import Path
 
 import _bootstrap  # noqa: F401  (first: repository on sys.path, this folder off it)
+from gpt2_lightning.noise import BUSY_WAITING_SHARE
 
 ROOT = Path(__file__).resolve().parents[1]
 # a small run whose steps are short enough that the between-process noise dominates: the hard case. --threads 1:
@@ -44,6 +45,8 @@ def parse(argv):
                    "10,20,30,50)")
     p.add_argument("--profile-args", default=DEFAULT_PROFILE, help=f"the profile.py settings (default: "
                    f"{DEFAULT_PROFILE})")
+    p.add_argument("--rejudge", action="store_true", help="measure nothing: judge the runs already in --out again "
+                   "with today's code")
     return p.parse_args(argv)
 
 
@@ -74,8 +77,8 @@ def verdicts(a: dict, b: dict) -> dict:
     from gpt2_lightning.results import compare
 
     rows = {r["label"]: r for r in compare([a, b])}
-    return {f: (rows[f]["speedups"][1], rows[f]["speedup_ranges"][1], rows[f]["noise"][1]) for f in FIGURES
-            if f in rows}
+    return {f: (rows[f]["speedups"][1], rows[f]["speedup_ranges"][1], rows[f]["noise"][1], rows[f]["notes"][1])
+            for f in FIGURES if f in rows}
 
 
 def first_repeat(data: dict, exp: str) -> float | None:
@@ -87,59 +90,116 @@ def first_repeat(data: dict, exp: str) -> float | None:
     return (phases.get(TIMED_PHASE[exp]) or {}).get("median_ms")
 
 
-def main(argv=None) -> int:
-    args = parse(argv)
-    out = Path(args.out)
-    if out.exists():
-        print(f"noise_check.py: error: --out {out} exists; give a new directory", file=sys.stderr)
-        return 2
-    out.mkdir(parents=True)
-    slowdowns = [float(s) for s in args.slowdowns.split(",") if s.strip()]
+def load(out: Path, name: str) -> dict:
+    """A run's results, its repeats summarised again by today's code (gpt2_lightning.repeat_summary)."""
+    from gpt2_lightning.repeat_summary import merge_repeats
+    from gpt2_lightning.results import RunResults
+
+    run = out / "runs" / name
+    repeats = sorted(run.glob("repeat-*/results.json"), key=lambda p: int(p.parent.name.split("-")[1]))
+    if not repeats:
+        return RunResults.load(run / "results.json").to_dict()
+    return merge_repeats([RunResults.load(p).to_dict() for p in repeats], run, len(repeats))
+
+
+def measure(out: Path, args, slowdowns: list[float]) -> None:
+    """Every run: the identical pairs, then for each slowdown its pairs (a baseline, then the delayed run)."""
     total = (2 * args.pairs + 2 * args.planted * len(slowdowns)) * args.repeat
     print(f"{total} profile processes: {args.pairs} identical pairs and {args.planted} pairs for each of "
           f"{', '.join(f'{s:g}%' for s in slowdowns)}, --repeat {args.repeat}", flush=True)
     runner = Runner(out, args.profile_args.split(), args.repeat, total)
-    report: dict = {"profile_args": args.profile_args, "repeat": args.repeat, "identical": [], "planted": {}}
-
-    steps = []  # every repeat's train step median: the planted delays are fractions of their median
+    steps, quiet = [], []  # every repeat's train step median, and those of repeats no other work disturbed
     for i in range(1, args.pairs + 1):
-        a, b = runner.run(f"same-{i}-a"), runner.run(f"same-{i}-b")
-        steps += [m for x in (a, b) for m in x["experiments"]["train"]["repeats"]["medians_ms"] if m]
-        single = {exp: (first_repeat(a, exp), first_repeat(b, exp)) for exp in ("train", "inference")}
-        report["identical"].append({"pair": i, "verdicts": verdicts(a, b), "first_repeats_ms": single})
-    called = [p for p in report["identical"] if any(v[2] == "beyond noise" for v in p["verdicts"].values())]
-    ratios = [max(x, y) / min(x, y) for p in report["identical"] for x, y in p["first_repeats_ms"].values() if x and y]
+        for side in "ab":
+            block = runner.run(f"same-{i}-{side}")["experiments"]["train"]["repeats"]
+            for m, w in zip(block["medians_ms"], block.get("waiting_shares") or [None] * len(block["medians_ms"])):
+                steps.append(m)
+                if w is not None and w < BUSY_WAITING_SHARE:
+                    quiet.append(m)
+    # a planted slowdown is a fraction of the machine's own step, not of one inflated by other work
+    step_ms = statistics.median(quiet if len(quiet) >= 3 else steps)
+    print(f"train step: median {step_ms:.2f} ms over {len(quiet) if len(quiet) >= 3 else len(steps)} "
+          f"{'undisturbed ' if len(quiet) >= 3 else ''}repeats", flush=True)
+    for s in slowdowns:
+        for j in range(1, args.planted + 1):
+            runner.run(f"slow{s:g}-{j}-a")
+            runner.run(f"slow{s:g}-{j}-b", "--add-delay-ms", f"{step_ms * s / 100:.3f}")
+
+
+def judge_runs(out: Path) -> dict:
+    """Judge every pair under out/runs with today's code (so a changed statistic can be tried on the same reruns)."""
+    names = sorted(p.name for p in (out / "runs").iterdir() if (p / "results.json").exists())
+    report: dict = {"identical": [], "planted": {}}
+    for name in (n for n in names if n.startswith("same-") and n.endswith("-a")):
+        other = name[:-1] + "b"
+        if other not in names:
+            continue
+        a, b = load(out, name), load(out, other)
+        report["identical"].append({"pair": name[:-2], "verdicts": verdicts(a, b),
+                                    "first_repeats_ms": {exp: (first_repeat(a, exp), first_repeat(b, exp))
+                                                         for exp in ("train", "inference")}})
+    for name in (n for n in names if n.startswith("slow") and n.endswith("-b")):
+        base = name[:-1] + "a"
+        if base not in names:
+            continue
+        a, b = load(out, base), load(out, name)
+        level = name[len("slow"):].split("-")[0]
+        planted = report["planted"].setdefault(level, {"delay_ms": b["config"].get("add_delay_ms"), "pairs": []})
+        v = verdicts(a, b)["train: tokens/s"]
+        planted["pairs"].append({"pair": name[:-2], "ratio": v[0], "range": v[1], "verdict": v[2], "note": v[3]})
+    for planted in report["planted"].values():
+        planted["told_apart"] = sum(p["verdict"] == "beyond noise" and p["ratio"] < 1 for p in planted["pairs"])
+    return report
+
+
+def summary(report: dict) -> list[str]:
+    identical = report["identical"]
+    called = [p["pair"] for p in identical if any(v[2] == "beyond noise" for v in p["verdicts"].values())]
+    unjudged = [p["pair"] for p in identical if all(v[2] is None for v in p["verdicts"].values())]
+    ratios = [max(x, y) / min(x, y) for p in identical for x, y in p["first_repeats_ms"].values() if x and y]
+    lines = [f"identical settings called beyond noise: {len(called)} of {len(identical)} pairs"
+             + (f" ({', '.join(called)})" if called else "")
+             + (f"; not judged: {len(unjudged)} ({', '.join(unjudged)})" if unjudged else "")]
+    if ratios:
+        lines.append(f"single runs (each pair's first repeats) differ by up to {max(ratios):.2f}x")
+    levels = sorted(report["planted"], key=float)
+    for level in levels:
+        r = report["planted"][level]
+        notes = sorted({p["note"] for p in r["pairs"] if p["verdict"] is None and p["note"]})
+        lines.append(f"planted {level}% slowdown ({r['delay_ms']:.2f} ms per forward pass): called slower beyond noise "
+                     f"in {r['told_apart']} of {len(r['pairs'])}" + (f" (not judged: {'; '.join(notes)})" if notes
+                                                                      else ""))
+    told = {lv: report["planted"][lv]["told_apart"] >= math.ceil(0.9 * len(report["planted"][lv]["pairs"]))
+            for lv in levels}
+    # the smallest slowdown told apart 9 times in 10, with every larger one tried told apart as well
+    smallest = min((float(lv) for lv in levels if all(told[t] for t in levels if float(t) >= float(lv))),
+                   default=None)
     report["identical_called_different"] = len(called)
     report["single_runs_largest_ratio"] = max(ratios, default=None)
-
-    step_ms = statistics.median(steps)
-    for s in slowdowns:
-        delay = step_ms * s / 100
-        pairs = []
-        for j in range(1, args.planted + 1):
-            a = runner.run(f"slow{s:g}-{j}-a")
-            b = runner.run(f"slow{s:g}-{j}-b", "--add-delay-ms", f"{delay:.3f}")
-            v = verdicts(a, b)["train: tokens/s"]
-            pairs.append({"pair": j, "ratio": v[0], "range": v[1], "verdict": v[2]})
-        told = sum(p["verdict"] == "beyond noise" and p["ratio"] < 1 for p in pairs)
-        report["planted"][f"{s:g}"] = {"delay_ms": delay, "told_apart": told, "pairs": pairs}
-    need = math.ceil(0.9 * args.planted)
-    told_by = {s: report["planted"][f"{s:g}"]["told_apart"] for s in slowdowns}
-    # the smallest slowdown told apart 9 times in 10, with every larger one tried told apart as well
-    smallest = min((s for s in slowdowns if all(told_by[t] >= need for t in slowdowns if t >= s)), default=None)
     report["smallest_told_apart_pct"] = smallest
-    (out / "noise_check.json").write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
+    lines.append(f"smallest slowdown told apart in 9 of 10: {f'{smallest:g}%' if smallest else 'none of those tried'}")
+    return lines
 
-    print(f"\nsettings: {args.profile_args} --repeat {args.repeat}; train step median {step_ms:.2f} ms")
-    print(f"identical settings called beyond noise: {len(called)} of {args.pairs} pairs"
-          + (f" ({', '.join(str(p['pair']) for p in called)})" if called else ""))
-    if ratios:
-        print(f"single runs (each pair's first repeats) differ by up to {max(ratios):.2f}x")
-    for s, r in report["planted"].items():
-        print(f"planted {s}% slowdown ({r['delay_ms']:.2f} ms per forward pass): called slower beyond noise in "
-              f"{r['told_apart']} of {args.planted}")
-    print(f"smallest slowdown told apart in 9 of 10: {f'{smallest:g}%' if smallest else 'none of those tried'}")
-    print(f"wrote {out / 'noise_check.json'}")
+
+def main(argv=None) -> int:
+    args = parse(argv)
+    out = Path(args.out)
+    if args.rejudge:
+        if not (out / "runs").is_dir():
+            print(f"noise_check.py: error: --rejudge: {out / 'runs'} holds no runs", file=sys.stderr)
+            return 2
+    else:
+        if out.exists():
+            print(f"noise_check.py: error: --out {out} exists; give a new directory (or --rejudge it)",
+                  file=sys.stderr)
+            return 2
+        out.mkdir(parents=True)
+        measure(out, args, [float(s) for s in args.slowdowns.split(",") if s.strip()])
+    report = judge_runs(out)
+    lines = summary(report)
+    report |= {"profile_args": args.profile_args, "repeat": args.repeat}
+    (out / "noise_check.json").write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
+    print("\n" + "\n".join(lines) + f"\nwrote {out / 'noise_check.json'}")
     return 0
 
 
