@@ -95,7 +95,7 @@ def format_history(rows: list[dict[str, Any]], markdown: bool = False) -> str:
 
 def plot_history(rows: list[dict[str, Any]], path: Path, title: str) -> Path:
     """tokens/s per run in order, its range as whiskers; a triangle marks each change beyond noise (down: slower)."""
-    from gpt2_lightning.plots import plt
+    from gpt2_lightning.plots import plt, save_with_footnote
 
     figures = [f for f in FIGURES if any(r[f] and r[f]["value"] for r in rows)] or list(FIGURES[:1])
     fig, axes = plt.subplots(len(figures), 1, figsize=(max(6.0, 0.9 * len(rows) + 2), 2.9 * len(figures)),
@@ -123,12 +123,8 @@ def plot_history(rows: list[dict[str, Any]], path: Path, title: str) -> Path:
         ax.set_ylabel(figure.replace(": ", "\n"), fontsize=8)
         ax.margins(x=0.08, y=0.25)
     fig.suptitle(title, fontsize=9)
-    fig.text(0.01, 0.005, "whiskers: lowest-highest repeat (single runs: p10-p90 of the steps)\ntriangles: a change "
-             "beyond noise against the run before", fontsize=6.5, color="#555555")
-    fig.tight_layout(rect=(0, 0.06, 1, 1))
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return save_with_footnote(fig, path, "whiskers: lowest-highest repeat (single runs: p10-p90 of the steps)\n"
+                              "triangles: a change beyond noise against the run before")
 
 
 def write_history(folder: Path, out: Path) -> tuple[str, list[Path]]:
