@@ -53,8 +53,14 @@ def run_child(cfg: ProfileConfig, run_dir: Path) -> int:
     except BaseException as e:
         from gpt2_lightning.interrupts import RunInterrupted
 
-        proc.send_signal(e.signum if isinstance(e, RunInterrupted) else signal.SIGINT)
+        # a child that has written results.json has its handlers up: it saves what it measured and stops. One still
+        # starting has nothing to save, and Python's default SIGINT would print a traceback there: SIGTERM ends it
+        # quietly
+        started = (run_dir / RESULTS_FILE).exists()
+        proc.send_signal(e.signum if isinstance(e, RunInterrupted) and started else signal.SIGTERM)
         proc.wait()
+        if not started and run_dir.is_dir() and not any(run_dir.iterdir()):
+            run_dir.rmdir()
         raise
 
 
