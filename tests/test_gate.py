@@ -4,7 +4,11 @@ import json
 
 import pytest
 
+from gpt2_lightning.gate import GATE_FLOOR_PCT
 from tests.test_judgement import BASE, repeated, single
+
+PCT = f"{GATE_FLOOR_PCT['cpu']:g}"  # the smallest threshold the gate takes on a CPU without --allow-below-floor
+SLOWER = [m * 1.5 for m in BASE]  # a planted 50% slowdown
 
 
 def write(path, data):
@@ -29,60 +33,60 @@ def gate(tmp_path, base, candidate, *flags):
 
 
 def test_a_planted_slowdown_fails_the_gate_with_one_line_per_regression(tmp_path, capsys):
-    code = gate(tmp_path, repeated(BASE), repeated([m * 1.25 for m in BASE]), "--fail-if-slower", "20")
+    code = gate(tmp_path, repeated(BASE), repeated(SLOWER), "--fail-if-slower", PCT)
     out = capsys.readouterr().out
     assert code == 3
     lines = [x for x in out.splitlines() if x.startswith("REGRESSION")]
     assert len(lines) == 2  # time per token and tokens/s of the one experiment measured
     tps = next(x for x in lines if "train: tokens/s" in x)
-    assert tps.startswith("REGRESSION train: tokens/s 1.28k -> 1.02k (change): 0.80x [0.76-0.84x] beyond noise")
-    assert "25.0% slower (> 20%)" in tps
-    assert out.splitlines()[-1] == "gate: 2 regression(s) over 20% beyond noise (exit 3)"
+    # 128 tokens in 100 ms against 150 ms; range: 98 / (103 x 1.5) = 0.63 to 103 / (98 x 1.5) = 0.70
+    assert tps.startswith("REGRESSION train: tokens/s 1.28k -> 853.3 (change): 0.67x [0.63-0.70x] beyond noise")
+    assert f"50.0% slower (> {PCT}%)" in tps
+    assert out.splitlines()[-1] == f"gate: 2 regression(s) over {PCT}% beyond noise (exit 3)"
 
 
 def test_the_gate_passes_identical_runs_and_slowdowns_under_the_threshold(tmp_path, capsys):
-    assert gate(tmp_path, repeated(BASE), repeated(list(reversed(BASE))), "--fail-if-slower", "20") == 0
-    assert capsys.readouterr().out.splitlines()[-1] == "gate: no regression over 20% beyond noise (exit 0)"
-    # 12% slower and beyond noise, but under the 20% asked for
-    assert gate(tmp_path / "b", repeated(BASE), repeated([m * 1.12 for m in BASE]), "--fail-if-slower", "20") == 0
+    assert gate(tmp_path, repeated(BASE), repeated(list(reversed(BASE))), "--fail-if-slower", PCT) == 0
+    assert capsys.readouterr().out.splitlines()[-1] == f"gate: no regression over {PCT}% beyond noise (exit 0)"
+    # 12% slower and beyond noise, but under the threshold asked for
+    assert gate(tmp_path / "b", repeated(BASE), repeated([m * 1.12 for m in BASE]), "--fail-if-slower", PCT) == 0
 
 
 def test_a_slowdown_within_noise_passes(tmp_path):
-    noisy = [100.0, 140.0, 98.0, 130.0, 99.0]
-    assert gate(tmp_path, repeated(noisy), repeated([m * 1.3 for m in noisy]), "--fail-if-slower", "20") == 0
+    noisy = [100.0, 160.0, 98.0, 150.0, 99.0]
+    assert gate(tmp_path, repeated(noisy), repeated([m * 1.5 for m in noisy]), "--fail-if-slower", PCT) == 0
 
 
 def test_different_settings_are_refused_unless_meant(tmp_path, capsys):
-    code = gate(tmp_path, repeated(BASE), repeated(BASE, batch_size=4), "--fail-if-slower", "20")
+    code = gate(tmp_path, repeated(BASE), repeated(BASE, batch_size=4), "--fail-if-slower", PCT)
     err = capsys.readouterr().err
     assert code == 2 and "batch size (2 vs 4)" in err and "--allow-different-settings" in err
     assert len(err.strip().splitlines()) == 1
-    assert gate(tmp_path / "b", repeated(BASE), repeated(BASE, batch_size=4), "--fail-if-slower", "20",
+    assert gate(tmp_path / "b", repeated(BASE), repeated(BASE, batch_size=4), "--fail-if-slower", PCT,
                 "--allow-different-settings") == 0
 
 
 def test_a_threshold_below_the_machines_floor_is_refused_unless_told(tmp_path, capsys):
-    code = gate(tmp_path, repeated(BASE), repeated([m * 1.25 for m in BASE]), "--fail-if-slower", "5")
+    code = gate(tmp_path, repeated(BASE), repeated(SLOWER), "--fail-if-slower", "5")
     err = capsys.readouterr().err
-    assert code == 2 and "--fail-if-slower 5: below 20%" in err and "--allow-below-floor" in err
-    assert gate(tmp_path / "b", repeated(BASE), repeated([m * 1.25 for m in BASE]), "--fail-if-slower", "5",
-                "--allow-below-floor") == 3
+    assert code == 2 and f"--fail-if-slower 5: below {PCT}%" in err and "--allow-below-floor" in err
+    assert gate(tmp_path / "b", repeated(BASE), repeated(SLOWER), "--fail-if-slower", "5", "--allow-below-floor") == 3
 
 
 def test_json_output_for_other_tools(tmp_path, capsys):
-    code = gate(tmp_path, repeated(BASE), repeated([m * 1.25 for m in BASE]), "--fail-if-slower", "20", "--json")
+    code = gate(tmp_path, repeated(BASE), repeated(SLOWER), "--fail-if-slower", PCT, "--json")
     captured = capsys.readouterr()
     data = json.loads(captured.out)
     assert code == 3 and data["gate"]["exit_code"] == 3 and len(data["gate"]["regressions"]) == 2
     reg = next(r for r in data["gate"]["regressions"] if r["figure"] == "train: tokens/s")
-    assert reg["ratio"] == pytest.approx(0.8) and reg["basis"] == "repeats" and reg["candidate"] == "change"
+    assert reg["ratio"] == pytest.approx(1 / 1.5) and reg["basis"] == "repeats" and reg["candidate"] == "change"
     assert [r["label"] for r in data["runs"]] == ["main", "change"]
     assert "wrote" in captured.err and "wrote" not in captured.out
 
 
 def test_without_repeats_the_gate_says_the_noise_is_unknown(tmp_path, capsys):
     steady = [10.0, 10.1, 10.2, 10.3, 10.4]
-    assert gate(tmp_path, single(steady), single([1.3 * x for x in steady]), "--fail-if-slower", "20") == 0
+    assert gate(tmp_path, single(steady), single([1.5 * x for x in steady]), "--fail-if-slower", PCT) == 0
     assert "judged without repeats, so the between-run noise is unknown" in capsys.readouterr().out
 
 
