@@ -85,8 +85,8 @@ def measure_in_processes(configs: list[ProfileConfig], run_dirs: list[Path], say
             say(f"=== {name} ({k}/{total}, a fresh process) ===", file=sys.stderr, flush=True)
             try:
                 code = run_child(cfg, target)
-            except RunInterrupted:
-                _keep(measured[i], target, d, repeat)  # what the child saved before it stopped
+            except RunInterrupted as e:
+                _keep(measured[i], target, d, repeat, str(e))  # what the child saved before it stopped
                 raise
             data = _keep(measured[i], target, d, repeat)
             if data is None:
@@ -98,23 +98,25 @@ def measure_in_processes(configs: list[ProfileConfig], run_dirs: list[Path], say
     return [merge_repeats(m, d, repeat) if repeat > 1 else m[0] for m, d in zip(measured, run_dirs)]
 
 
-def _keep(measured: list[dict[str, Any] | None], target: Path, run_dir: Path, repeat: int) -> dict[str, Any] | None:
+def _keep(measured: list[dict[str, Any] | None], target: Path, run_dir: Path, repeat: int,
+          interrupted_by: str | None = None) -> dict[str, Any] | None:
     """Read what a child wrote, add it to its config's repeats and, with several, rewrite their summary."""
     data = _read(target)
     measured.append(data)
     if repeat > 1 and any(measured):
-        _write_summary(measured, run_dir, repeat)
+        _write_summary(measured, run_dir, repeat, interrupted_by)
     return data
 
 
-def _write_summary(repeats: list[dict[str, Any] | None], run_dir: Path, asked: int) -> None:
+def _write_summary(repeats: list[dict[str, Any] | None], run_dir: Path, asked: int,
+                   interrupted_by: str | None = None) -> None:
     from gpt2_lightning.results import RunResults
     from gpt2_lightning.run_report import write_report
 
     data = merge_repeats(repeats, run_dir, asked)
     results = RunResults(env=data["env"], config=data["config"], experiments=data["experiments"],
-                         status=data["status"], interrupted_by=data["interrupted_by"], created=data["created"],
-                         repeats=data["repeats"])
+                         status=data["status"], interrupted_by=interrupted_by or data["interrupted_by"],
+                         created=data["created"], repeats=data["repeats"])
     results.save(run_dir / RESULTS_FILE)
     write_report(results.to_dict(), run_dir)
 
