@@ -130,6 +130,12 @@ def _model(c: dict[str, Any], e: dict[str, Any]) -> Any:
     return f"{c.get('model')} ({', '.join(overrides)})" if overrides else c.get("model")
 
 
+def commit_text(e: dict[str, Any]) -> str:
+    """The measured code: the git commit of the directory the run was made from, +dirty with uncommitted changes."""
+    git = e.get("git") or {}
+    return (git["commit"][:10] + ("+dirty" if git.get("dirty") else "")) if git.get("commit") else "-"
+
+
 # (setting, how to read it from (config, env)); the issue's list first, then what else can change a figure
 SETTINGS: tuple[tuple[str, Callable[[dict[str, Any], dict[str, Any]], Any]], ...] = (
     ("made by", lambda c, e: "train.py" if "train" in c else "profile.py"),
@@ -149,6 +155,7 @@ SETTINGS: tuple[tuple[str, Callable[[dict[str, Any], dict[str, Any]], Any]], ...
     ("init on", lambda c, e: c.get("init_on")),
     ("torch threads", lambda c, e: e.get("torch_threads")),
     ("host", lambda c, e: e.get("hostname")),
+    ("commit", lambda c, e: commit_text(e)),
 )
 
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from gpt2_lightning.compare import settings_table
+from gpt2_lightning.compare import commit_text, settings_table
 from gpt2_lightning.noise import BEYOND_NOISE, repeat_count
 from gpt2_lightning.report import fmt_range, fmt_rate, fmt_speedup, render_table
 from gpt2_lightning.results import ResultsError, RunResults, compare
@@ -38,20 +38,13 @@ def load_history(folder: Path) -> tuple[list[tuple[str, dict[str, Any]]], list[s
                   ), skipped
 
 
-def commit_label(data: dict[str, Any]) -> str:
-    git = data.get("env", {}).get("git") or {}
-    if not git.get("commit"):
-        return "-"
-    return git["commit"][:8] + ("+dirty" if git.get("dirty") else "")
-
-
 def history_rows(runs: list[tuple[str, dict[str, Any]]]) -> list[dict[str, Any]]:
     """Per run: its figures with their ranges and, against the run before, each figure's ratio and judgement."""
     rows = []
     for i, (name, data) in enumerate(runs):
         pair = compare([runs[i - 1][1], data]) if i else compare([data])
         by_label = {r["label"]: r for r in pair}
-        row: dict[str, Any] = {"run": name, "commit": commit_label(data), "created": data.get("created"),
+        row: dict[str, Any] = {"run": name, "commit": commit_text(data.get("env", {})), "created": data.get("created"),
                                "repeats": max((repeat_count(x) for x in data.get("experiments", {}).values()
                                                if isinstance(x, dict)), default=0)}
         for figure in FIGURES:

@@ -136,4 +136,4 @@ def test_history_orders_by_commit_and_marks_changes_beyond_noise(tmp_path):
     assert [x.split()[0] for x in lines] == ["a", "b", "c"]
     assert "SLOWER, beyond noise" in lines[1] and "0.77x" in lines[1]
     assert "FASTER, beyond noise" in lines[2] and "1.30x" in lines[2]
-    assert files[1].read_bytes()[:4] == b"\x89PNG" and "| a | aaaaaaaa |" in files[0].read_text()
+    assert files[1].read_bytes()[:4] == b"\x89PNG" and "| a | aaaaaaaaaa |" in files[0].read_text()
