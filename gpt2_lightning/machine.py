@@ -4,10 +4,11 @@ how much the process was kept waiting during each experiment (CPU time against w
 switches, the hypervisor's steal time).
 
 These are what moves a small run's figures from one process to the next on a shared machine: measured on this
-project's 2-core machine under load, `torch` running 2 intra-op threads read train steps of 44-141 ms where 1 thread
-read 16-24 ms, with 10-20x more involuntary context switches (each parallel operator waits for its slowest thread,
-and a thread that another process pushed off its core is slow). Plain Python, no torch; a figure the system does not
-expose is None, never a guess.
+project's 2-core machine under load, tiny runs with torch's 2 intra-op threads read train steps of 44-141 ms where 1
+thread read 16-24 ms (each parallel operator waits for its slowest thread, and a thread that another process pushed
+off its core is slow), and with 1 thread a repeat's step grew as 1 / (1 - the share of time its threads waited for a
+core) (docs/performance.md, "Telling runs apart"). The VM shows a fixed clock and no cpufreq, and no steal. Plain
+Python, no torch; a figure the system does not expose is None, never a guess.
 """
 
 from __future__ import annotations

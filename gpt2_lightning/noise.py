@@ -119,8 +119,9 @@ def instability_lines(data: dict[str, Any]) -> list[str]:
 
 
 # a run whose threads waited for a core this share of the time they were ready to run, or more, measured the other
-# work on the machine as much as itself (gpt2_lightning.machine; in the noise checks, processes that read 2-3x slow
-# waited about half the time, undisturbed ones under 2%)
+# work on the machine as much as itself (gpt2_lightning.machine). In the pilot of scripts/noise_check.py on the shared
+# 2-core machine, tiny repeats that waited under 5% of the time read train steps of 14.6-18.9 ms, those that waited
+# 25% or more 16.8-51.9 ms (median 33.0): a step's time grows as 1 / (1 - share) (docs/performance.md)
 BUSY_WAITING_SHARE = 0.25
 
 
