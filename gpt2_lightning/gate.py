@@ -1,7 +1,8 @@
 """The regression gate: ``compare.py BASELINE CANDIDATE --fail-if-slower PCT``, for CI.
 
 A candidate regresses when it is slower than the baseline by more than PCT *and* the difference is beyond noise
-(gpt2_lightning.judgement), on time per token or on tokens/s of inference or training. "Slower by PCT" is time: a
+(gpt2_lightning.judgement), on time per token or on tokens/s of inference or training, or when it lacks a gated
+figure the baseline has (the experiment failed or was not run). "Slower by PCT" is time: a
 token takes PCT% longer, so tokens/s falls to 1/(1 + PCT/100) of the baseline's (a 20% slowdown is tokens/s x 0.83).
 Model builds (init) are not gated: they process no tokens.
 
@@ -52,6 +53,11 @@ def regressions(rows: list[dict[str, Any]], labels: list[str], pct: float) -> li
             continue
         for i in range(1, len(labels)):
             s = row["speedups"][i]
+            if row["values"][0] is not None and row["values"][i] is None:  # failed or not measured: not a pass
+                found.append({"candidate": labels[i], "experiment": row["experiment"], "figure": row["label"],
+                              "baseline": row["values"][0], "value": None, "ratio": None, "ratio_range": None,
+                              "slower_pct": None, "basis": None})
+                continue
             if s is None or row["noise"][i] != BEYOND_NOISE or slower_pct(s) <= pct:
                 continue
             found.append({"candidate": labels[i], "experiment": row["experiment"], "figure": row["label"],
@@ -65,6 +71,9 @@ def regression_line(reg: dict[str, Any], value: Any, pct: float) -> str:
     """REGRESSION train: tokens/s 3.27k -> 2.61k (change): 0.80x [0.76-0.84x] beyond noise, 25.0% slower (> 5%)."""
     from gpt2_lightning.report import fmt_range, fmt_speedup
 
+    if reg["value"] is None:
+        return (f"REGRESSION {reg['figure']} {value(reg['baseline'])} -> not measured ({reg['candidate']}): the "
+                "candidate failed or skipped it")
     rng = reg["ratio_range"]
     span = f" [{fmt_range(fmt_speedup(rng[0]), fmt_speedup(rng[1]))}]" if rng else ""
     return (f"REGRESSION {reg['figure']} {value(reg['baseline'])} -> {value(reg['value'])} ({reg['candidate']}): "

@@ -73,6 +73,13 @@ def test_a_threshold_below_the_machines_floor_is_refused_unless_told(tmp_path, c
     assert gate(tmp_path / "b", repeated(BASE), repeated(SLOWER), "--fail-if-slower", "5", "--allow-below-floor") == 3
 
 
+def test_a_candidate_that_failed_an_experiment_does_not_pass(tmp_path, capsys):
+    failed = repeated(BASE)
+    failed["experiments"]["train"] = {"error": "train: out of memory", "error_type": "out_of_memory"}
+    assert gate(tmp_path, repeated(BASE), failed, "--fail-if-slower", PCT) == 3
+    assert "REGRESSION train: tokens/s 1.28k -> not measured (change)" in capsys.readouterr().out
+
+
 def test_json_output_for_other_tools(tmp_path, capsys):
     code = gate(tmp_path, repeated(BASE), repeated(SLOWER), "--fail-if-slower", PCT, "--json")
     captured = capsys.readouterr()
