@@ -110,10 +110,12 @@ def instability_lines(data: dict[str, Any]) -> list[str]:
         cause = f"Something else was probably using the machine; rerun with {more} when it is quiet"
     lines = []
     for exp, s, load in unstable_experiments(data):
-        between = " between repeats" if repeat_count(data["experiments"][exp]) else ""
-        what = "of the repeats' medians " if between else ""
+        repeated = repeat_count(data["experiments"][exp])
+        between, what = (" between repeats", "of the repeats' medians ") if repeated else ("", "")
+        why = ("Something else was probably using the machine while some repeats ran (each is a fresh process); "
+               "rerun when it is quiet") if repeated and profiler == "none" else cause
         lines.append(f"WARNING: {exp} figures are unstable{between}: p90/p10 {what}= {s:.2f} (above "
-                     f"{UNSTABLE_SPREAD.get(exp, DEFAULT_UNSTABLE_SPREAD)}), {_fmt_load(load, cores)}. {cause} before "
+                     f"{UNSTABLE_SPREAD.get(exp, DEFAULT_UNSTABLE_SPREAD)}), {_fmt_load(load, cores)}. {why} before "
                      "trusting or comparing them.")
     return lines + contention_lines(data)
 
@@ -172,8 +174,9 @@ def contention_lines(data: dict[str, Any]) -> list[str]:
                          "steadier figures on a shared machine.")
         waited = [w for w in map(kept_waiting, machines) if w is not None]
         if waited:
-            which = f"{len(waited)} of {len(machines)} repeats: " if data.get("repeats") else ""
-            lines.append(f"WARNING: {exp}: {which}its threads waited for a core {max(waited):.0%} of the time they "
-                         f"were ready to run ({switches} involuntary context switches): other work held the cores, so "
-                         "these times are slower than this machine's own. Measure on a quiet machine.")
+            who = (f"in {len(waited)} of {len(machines)} repeats the threads waited for a core up to"
+                   if data.get("repeats") else "its threads waited for a core")
+            lines.append(f"WARNING: {exp}: {who} {max(waited):.0%} of the time they were ready to run ({switches} "
+                         "involuntary context switches): other work held the cores, so these times are slower than "
+                         "this machine's own. Measure on a quiet machine.")
     return lines

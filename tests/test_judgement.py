@@ -146,3 +146,16 @@ def test_contention_lines_name_threads_and_waits():
     assert contention_lines(quiet) == []
     gpu = single(BASE, "cuda", machine={"waiting_share": 0.9})
     assert contention_lines(gpu) == []  # a GPU run's host threads wait on the device: not this signal
+
+
+def test_a_repeated_run_warns_about_its_repeats_not_its_steps():
+    from gpt2_lightning.noise import instability_lines
+    from gpt2_lightning.repeat_summary import merge_repeats
+
+    repeats = [single([m] * 5, machine={"waiting_share": w, "involuntary_switches": 9})
+               for m, w in ((15.4, 0.14), (15.9, 0.0), (15.8, 0.128), (14.6, 0.009), (32.3, 0.523))]  # observed
+    lines = instability_lines(merge_repeats(repeats, Path("/runs/r"), 5))
+    assert len(lines) == 2
+    assert lines[0].startswith("WARNING: train figures are unstable between repeats: p90/p10 of the repeats' medians")
+    assert "while some repeats ran" in lines[0] and "--steps" not in lines[0]
+    assert "in 1 of 5 repeats the threads waited for a core up to 52%" in lines[1]
