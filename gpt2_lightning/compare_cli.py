@@ -33,7 +33,7 @@ differ)."""
 def build_parser(prog: str) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog=prog, description=DESCRIPTION, formatter_class=HelpFormatter,
                                      epilog="examples:\n  %(prog)s runs/main runs/change\n"
-                                            "  %(prog)s runs/main runs/change --fail-if-slower 10 --json")
+                                            "  %(prog)s runs/main runs/change --fail-if-slower 30 --json")
     parser.add_argument("results", nargs="+", help="results.json files or run directories; the first is the baseline")
     parser.add_argument("--out", default=None, help="directory for comparison.md and comparison.png (default: "
                         "comparisons/<timestamp> in the current directory)")
