@@ -177,6 +177,9 @@ def plan(argv: list[str] | None) -> tuple[list[ProfileConfig], list[Path], Path,
         configs = configs[0].sweep_configs()
     for cfg in configs:
         check_environment(cfg)
+    if configs[0].repeat > 1 and configs[0].world_size > 1:
+        raise ConfigError("repeat", configs[0].repeat, "repeats run one process each; with several devices or nodes, "
+                                                       "run the command again instead")
     rank0 = global_rank(configs[0]) == 0
     launched_outside = RUN_DIR_ENV not in os.environ and any(
         k in os.environ for k in ("RANK", "LOCAL_RANK", "SLURM_PROCID", "NODE_RANK")
@@ -212,29 +215,45 @@ def main(argv: list[str] | None = None) -> int:
     quiet_lightning(configs[0].verbose)
     from gpt2_lightning.interrupts import RunInterrupted, interruptible
     from gpt2_lightning.profile_run import run_profile
+    from gpt2_lightning.repeats import ChildFailed
     from gpt2_lightning.report import format_summary
 
     say = print if rank0 else (lambda *a, **k: None)  # one console, not one per process
-    from gpt2_lightning.device_startup import device_startup_ms, run_device
+    # repeats, sweep points and accelerators each in a fresh process (gpt2_lightning.repeats), on one device
+    fresh = rank0 and (configs[0].repeat > 1 or len(configs) > 1) and configs[0].world_size == 1
+    if not fresh:
+        from gpt2_lightning.device_startup import device_startup_ms, run_device
 
-    for device in {run_device(c) for c in configs}:  # this process's own device (each rank its own)
-        device_startup_ms(device)  # first, so that `--accelerator cpu,gpu` times the GPU's start-up too
+        for device in {run_device(c) for c in configs}:  # this process's own device (each rank its own)
+            device_startup_ms(device)  # first, so that `--accelerator cpu,gpu` times the GPU's start-up too
     runs, not_written = [], []
     try:
         with interruptible():
-            for cfg, d in zip(configs, run_dirs):
-                if rank0:
-                    d.mkdir(exist_ok=True)
-                if len(configs) > 1:
-                    say(f"=== {d.name} ===", file=sys.stderr, flush=True)
-                results = run_profile(cfg, d, write=rank0)
-                runs.append(results.to_dict())
-                not_written += results.not_written
-                say(format_summary(runs[-1]))
+            if fresh:
+                from gpt2_lightning.repeats import measure_in_processes
+
+                runs = measure_in_processes(configs, run_dirs, say)
+            for i, (cfg, d) in enumerate(zip(configs, run_dirs)):
+                if not fresh:
+                    if rank0:
+                        d.mkdir(exist_ok=True)
+                    if len(configs) > 1:
+                        say(f"=== {d.name} ===", file=sys.stderr, flush=True)
+                    results = run_profile(cfg, d, write=rank0)
+                    runs.append(results.to_dict())
+                    not_written += results.not_written
+                say(format_summary(runs[i]))
                 say(f"\nresults: {d / 'results.json'}\n")
     except RunInterrupted as e:
         say(f"profile.py: interrupted by {e}; what was measured is in {run_dir} (marked incomplete)", file=sys.stderr)
         return e.exit_code
+    except ChildFailed as e:  # the child printed its own error above
+        say(f"profile.py: {e}; what was measured is in {run_dir}", file=sys.stderr)
+        if rank0:
+            for d in [*run_dirs, run_dir]:
+                if d.is_dir():
+                    remove_failed_start(d)
+        return EXIT_FAILED
     except BaseException:
         if rank0:  # a failed start leaves no empty run directory behind; anything measured stays
             for d in [*run_dirs, run_dir]:

@@ -13,7 +13,8 @@ from pathlib import Path
 from typing import Any
 
 from gpt2_lightning.costs import fmt_energy_per_token, fmt_usd, projection_line
-from gpt2_lightning.noise import MIN_STEPS_TO_JUDGE, instability_lines
+from gpt2_lightning.judgement import MIN_EFFECT_REPEATS, REPEATS, STEPS, false_alarm, min_effect_single
+from gpt2_lightning.noise import WITHIN_NOISE, instability_lines, repeat_count
 from gpt2_lightning.plots import plot_comparison
 from gpt2_lightning.report import fmt_ms, fmt_range, fmt_rate, fmt_speedup, render_table
 from gpt2_lightning.results import RunResults, atomic_write_text, compare, run_label
@@ -41,20 +42,23 @@ def labels_for(runs: list[dict[str, Any]], paths: list[str]) -> list[str]:
 
 
 # ---------------------------------------------------------------------------------------------------- the table
-def _value(row: dict[str, Any], v: float | None) -> str:
+def value_text(row: dict[str, Any], v: float | None) -> str:
+    """A figure of a comparison row, in its own unit."""
     if row["unit"] == "J":
         return fmt_energy_per_token(v)
     if row["unit"] == "$":
         return fmt_usd(v)
+    if row["unit"] == "us":  # time per token
+        return "-" if v is None else (fmt_ms(v / 1000) if v >= 1000 else f"{v:.3g} µs")
     return fmt_ms(v) if row["unit"] == "ms" else (fmt_rate(v) if v is not None else "-")
 
 
 def _cell(row: dict[str, Any], i: int) -> str:
     """A run's figure with its p10-p90 range: 12.5 ms [11.9-13.4 ms]."""
-    text = _value(row, row["values"][i])
+    text = value_text(row, row["values"][i])
     rng = row.get("ranges", [None] * len(row["values"]))[i]
     if rng is not None:
-        text += f" [{fmt_range(_value(row, rng[0]), _value(row, rng[1]))}]"
+        text += f" [{fmt_range(value_text(row, rng[0]), value_text(row, rng[1]))}]"
     return text
 
 
@@ -65,19 +69,47 @@ def _ratio_cell(row: dict[str, Any], i: int) -> str:
         return "-"
     rng = row.get("speedup_ranges", [None] * len(row["values"]))[i]
     noise = row.get("noise", [None] * len(row["values"]))[i]
+    note = row.get("notes", [None] * len(row["values"]))[i]
     text = fmt_speedup(s)
     if rng is not None:
         text += f" [{fmt_range(fmt_speedup(rng[0]), fmt_speedup(rng[1]))}]"
-    if noise == "within noise":
-        return text + " ≈ within noise"
+    if noise == WITHIN_NOISE:
+        return text + " ≈ within noise" + (f" ({note})" if note else "")
     if noise:
         return f"{text} {noise}"
     if not row.get("has_spread", True):
         return text  # measured once per run (energy over one window, cost): no spread to judge by
-    return f"{text} (not judged: under {MIN_STEPS_TO_JUDGE} steps)"
+    return f"{text} (not judged: {note or 'no spread'})"
 
 
-def format_comparison(labels: list[str], rows: list[dict[str, Any]], markdown: bool = False) -> str:
+def judgement_note(rows: list[dict[str, Any]], runs: list[dict[str, Any]], labels: list[str]) -> str:
+    """What the ranges and "beyond noise" mean in this table: between repeats, or within runs (noise unknown)."""
+    bases = {b for r in rows for b in r.get("basis", []) if b}
+    repeats = [max((repeat_count(x) for x in run.get("experiments", {}).values() if isinstance(x, dict)), default=0)
+               for run in runs]
+    lines = ["Times are medians, rates are over the median time. Nx: speed-up over the first run (above 1 is faster; "
+             "energy and $ rows: uses less), [its range when each run is anywhere in its own range]."]
+    if REPEATS in bases:
+        counts = [k for k in repeats if k]
+        m, n = min(counts), min(counts[1:] or counts)
+        lines.append(f"Repeated runs ({', '.join(f'{lab}: {k}' for lab, k in zip(labels, repeats) if k)} repeats, "
+                     "each a fresh process): a figure is the median of the repeats' medians, [range] the lowest to "
+                     "highest repeat. Beyond noise: every repeat of one run beats every repeat of the other (by "
+                     f"chance, for identical settings: {false_alarm(m, n):.1%} at {m} against {n}), by at least "
+                     f"{MIN_EFFECT_REPEATS:.0%}.")
+    if STEPS in bases:
+        single = [lab for lab, k in zip(labels, repeats) if not k] or labels
+        floors = sorted({min_effect_single([run.get("env", {}).get("device_type")], "*") for run in runs})
+        lines.append(f"Between-run noise unknown ({', '.join(single)}: no repeats): [range] is the p10-p90 of one "
+                     "run's steps, which misses what moves between processes. Beyond noise: the ranges apart and the "
+                     f"speed-up past the minimum effect for single runs ({' / '.join(f'{f:.0%}' for f in floors)} "
+                     "here; README: what beyond noise means). Run both with --repeat 5 to judge on between-run "
+                     "noise.")
+    return "\n".join(lines)
+
+
+def format_comparison(labels: list[str], rows: list[dict[str, Any]], runs: list[dict[str, Any]],
+                      markdown: bool = False) -> str:
     """The comparison table: one row per figure; each run's figure [p10-p90], then each later run's speed-up over
     the first [its range] and whether it is beyond the runs' noise (gpt2_lightning.noise)."""
     header = ["figure", labels[0]]
@@ -89,17 +121,19 @@ def format_comparison(labels: list[str], rows: list[dict[str, Any]], markdown: b
         for i in range(1, len(labels)):
             line += [_cell(r, i), _ratio_cell(r, i)]
         body.append(line)
-    note = ("Times are medians of the counted steps, [p10-p90] their spread; rates are over the median step. "
-            "Nx: speed-up over the first run (above 1 is faster; energy and $ rows: uses less), [its range when "
-            "each run's step is anywhere in its p10-p90]; '≈ within noise' when that range holds 1, i.e. the runs' "
-            "p10-p90 ranges overlap.")
-    return render_table(header, body, markdown) + "\n\n" + note
+    return render_table(header, body, markdown) + "\n\n" + judgement_note(rows, runs, labels)
 
 
 # ------------------------------------------------------------------------------------------- settings that differ
 def _model(c: dict[str, Any], e: dict[str, Any]) -> Any:
     overrides = [f"{k}={c[k]}" for k in ("n_layer", "n_head", "n_embd", "vocab_size") if c.get(k) is not None]
     return f"{c.get('model')} ({', '.join(overrides)})" if overrides else c.get("model")
+
+
+def commit_text(e: dict[str, Any]) -> str:
+    """The measured code: the git commit of the directory the run was made from, +dirty with uncommitted changes."""
+    git = e.get("git") or {}
+    return (git["commit"][:10] + ("+dirty" if git.get("dirty") else "")) if git.get("commit") else "-"
 
 
 # (setting, how to read it from (config, env)); the issue's list first, then what else can change a figure
@@ -121,6 +155,7 @@ SETTINGS: tuple[tuple[str, Callable[[dict[str, Any], dict[str, Any]], Any]], ...
     ("init on", lambda c, e: c.get("init_on")),
     ("torch threads", lambda c, e: e.get("torch_threads")),
     ("host", lambda c, e: e.get("hostname")),
+    ("commit", lambda c, e: commit_text(e)),
 )
 
 
@@ -157,8 +192,7 @@ def warnings_for(runs: list[dict[str, Any]], labels: list[str]) -> list[str]:
     if len(tools) > 1:
         out.append("WARNING: train.py and profile.py runs are mixed: train.py's steps run on real data with "
                    "validation and checkpoints between them, profile.py's on synthetic tokens alone.")
-    shapes = {(r.get("config", {}).get("batch_size"), r.get("config", {}).get("seq_len")) for r in runs}
-    if len(shapes) > 1:
+    if shapes_differ(runs):
         out.append("WARNING: batch size or sequence length differ: a step or forward pass does a different amount "
                    "of work in each run, so compare tokens/s rather than times.")
     for lab, r in zip(labels, runs):
@@ -188,7 +222,7 @@ def format_full(runs: list[dict[str, Any]], labels: list[str], rows: list[dict[s
     warnings = warnings_for(runs, labels)
     if warnings:
         parts.append("\n".join(f"- {w}" if markdown else w for w in warnings))
-    parts.append(("## Figures\n\n" if markdown else "") + format_comparison(labels, rows, markdown))
+    parts.append(("## Figures\n\n" if markdown else "") + format_comparison(labels, rows, runs, markdown))
     return "\n\n".join(parts)
 
 
@@ -198,8 +232,7 @@ def write_comparison(runs: list[dict[str, Any]], labels: list[str], out_dir: Pat
     out_dir.mkdir(parents=True, exist_ok=True)
     md = out_dir / "comparison.md"
     png = out_dir / "comparison.png"
-    headline_rows = [r for r in rows if not r["label"].startswith(" ") and r["unit"] == "ms"]
-    plot_comparison(labels, headline_rows, png, title=comparison_title(runs, labels))
+    plot_comparison(labels, *plotted_rows(runs, rows), png, title=comparison_title(runs, labels))
     # each run's time to train its token budget, by run directory name ("cpu 127 days, gpu 9.1 h")
     projection = projection_line([Path(r.get("config", {}).get("run_dir") or label).name
                                   for r, label in zip(runs, labels)], runs)
@@ -207,6 +240,20 @@ def write_comparison(runs: list[dict[str, Any]], labels: list[str], out_dir: Pat
     atomic_write_text(md, "# Comparison\n\n" + format_full(runs, labels, rows, markdown=True) + extra
                       + f"\n\n![comparison]({png.name})\n")
     return format_full(runs, labels, rows) + extra, [md, png]
+
+
+def shapes_differ(runs: list[dict[str, Any]]) -> bool:
+    return len({(r.get("config", {}).get("batch_size"), r.get("config", {}).get("seq_len")) for r in runs}) > 1
+
+
+def plotted_rows(runs: list[dict[str, Any]], rows: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], str]:
+    """The rows comparison.png draws and its y label: each experiment's headline time, or, when the batch shapes
+    differ (a step then does a different amount of work in each run), tokens/s."""
+    if shapes_differ(runs):
+        rates = [r for r in rows if r["label"].endswith(": tokens/s")]
+        if rates:
+            return rates, "tokens/s (log scale); batch shapes differ: rates, not times"
+    return [r for r in rows if not r["label"].startswith(" ") and r["unit"] == "ms"], "median ms (log scale)"
 
 
 def comparison_title(runs: list[dict[str, Any]], labels: list[str]) -> str:

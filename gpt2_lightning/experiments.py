@@ -12,6 +12,7 @@ import torch
 from lightning.pytorch.callbacks import ProgressBar
 
 from callbacks import PhaseTimingCallback, ThroughputCallback
+from callbacks.delay import PlantedDelay
 from callbacks.loss_history import LossHistory
 from callbacks.module_ranges import ModuleRangesCallback
 from callbacks.progress import ProgressCallback, StepProgressBar
@@ -185,11 +186,12 @@ def _timed_run(
     profiler = _profiler(cfg, run_dir, experiment)
     # recorded through the warm-up steps and dumped at the last one's end, before the timing callback's mark
     snapshot = MemorySnapshotCallback(run_dir / f"memory-{experiment}.pickle", cfg.warmup_steps)
+    delay = PlantedDelay(cfg.add_delay_ms) if cfg.add_delay_ms else None  # --add-delay-ms: a known slowdown
     # torch.profiler's C++ lines (this run's --profiler pytorch, the diagnosis's steps on a GPU) reach the console
     # only with --verbose (gpt2_lightning.quiet); progress goes to the real console meanwhile
     with profiler_messages_hidden(not cfg.verbose and (cfg.profiler == "pytorch" or (
             resolve_device(cfg.accelerator).type == "cuda" and not cfg.no_diagnose))) as console:
-        callbacks = [c for c in (snapshot if cfg.memory_snapshot else None, energy, timing, throughput,
+        callbacks = [c for c in (snapshot if cfg.memory_snapshot else None, energy, timing, throughput, delay,
                                  module_ranges(cfg) if cfg.profiler == "pytorch" else None,
                                  *extra_callbacks, *make_progress(cfg, experiment, stream=console)) if c is not None]
         trainer = make_trainer(cfg, callbacks, logger=make_logger(run_dir, experiment), profiler=profiler,
@@ -207,6 +209,8 @@ def _timed_run(
             **energy_result(energy, experiment, interrupted is not None),
         }
         result["memory_breakdown"] = memory_breakdown(module, trainer.optimizers, result["memory"])
+        if delay is not None:
+            result["planted_delay"] = delay.summary()
         if snapshot.error is not None:
             result["memory_snapshot"] = addons.failed(experiment, "memory snapshot", snapshot.error)
         elif snapshot.written is not None:

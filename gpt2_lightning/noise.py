@@ -86,8 +86,15 @@ def _fmt_load(load: list[float] | None, cores: int | None) -> str:
     return f"load average {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}{on}"
 
 
+def repeat_count(result: dict[str, Any] | None) -> int:
+    """How many repeats an experiment's figures summarise (``--repeat``; 0: one run's, over its steps)."""
+    block = (result or {}).get("repeats")
+    return int(block.get("n") or 0) if isinstance(block, dict) else 0
+
+
 def instability_lines(data: dict[str, Any]) -> list[str]:
-    """One warning per unstable experiment: the spread, the load average, the likely cause and what to do."""
+    """One warning per unstable experiment (the spread, the load average, the likely cause and what to do), then
+    what the process could see of other work on the machine (contention_lines)."""
     config = data.get("config", {})
     cores = data.get("env", {}).get("cpu_count")
     steps = config.get("steps")
@@ -101,35 +108,75 @@ def instability_lines(data: dict[str, Any]) -> list[str]:
                  f"rerun without it and with {more}")
     else:
         cause = f"Something else was probably using the machine; rerun with {more} when it is quiet"
-    return [
-        f"WARNING: {exp} figures are unstable: p90/p10 = {s:.2f} (above "
-        f"{UNSTABLE_SPREAD.get(exp, DEFAULT_UNSTABLE_SPREAD)}), {_fmt_load(load, cores)}. {cause} before trusting "
-        "or comparing them."
-        for exp, s, load in unstable_experiments(data)
-    ]
+    lines = []
+    for exp, s, load in unstable_experiments(data):
+        repeated = repeat_count(data["experiments"][exp])
+        between, what = (" between repeats", "of the repeats' medians ") if repeated else ("", "")
+        why = ("Something else was probably using the machine while some repeats ran (each is a fresh process); "
+               "rerun when it is quiet") if repeated and profiler == "none" else cause
+        lines.append(f"WARNING: {exp} figures are unstable{between}: p90/p10 {what}= {s:.2f} (above "
+                     f"{UNSTABLE_SPREAD.get(exp, DEFAULT_UNSTABLE_SPREAD)}), {_fmt_load(load, cores)}. {why} before "
+                     "trusting or comparing them.")
+    return lines + contention_lines(data)
 
 
-def speedup_range(speedup: float | None, base: dict[str, Any] | None, this: dict[str, Any] | None
-                  ) -> tuple[float, float] | None:
-    """Where a speed-up over ``base`` lies when each run's step could be anywhere in its p10-p90 range.
-
-    ``speedup`` is already oriented (above 1 is faster); ``base`` and ``this`` are the STATS of the times it rests
-    on. For a time, speedup = base/this and the range is [base.p10/this.p90, base.p90/this.p10]; a rate over the
-    median step (tokens/s, TFLOP/s, MFU) scales the same way.
-    """
-    if speedup is None or any(spread(s, MIN_STEPS_TO_JUDGE) is None for s in (base, this)):
-        return None
-    if not base.get("median_ms") or not this.get("median_ms"):
-        return None
-    low = speedup * (base["p10_ms"] / base["median_ms"]) * (this["median_ms"] / this["p90_ms"])
-    high = speedup * (base["p90_ms"] / base["median_ms"]) * (this["median_ms"] / this["p10_ms"])
-    return low, high
+# a run whose threads waited for a core this share of the time they were ready to run, or more, measured the other
+# work on the machine as much as itself (gpt2_lightning.machine). In the pilot of scripts/noise_check.py on the shared
+# 2-core machine, tiny repeats that waited under 5% of the time read train steps of 14.6-18.9 ms, those that waited
+# 25% or more 16.8-51.9 ms (median 33.0): a step's time grows as 1 / (1 - share) (docs/performance.md)
+BUSY_WAITING_SHARE = 0.25
 
 
-def judge(speedup_range_: tuple[float, float] | None) -> str | None:
-    """WITHIN_NOISE when the speed-up's range holds 1 (the p10-p90 ranges overlap), BEYOND_NOISE when it does
-    not, None when there is no spread to judge by."""
-    if speedup_range_ is None:
-        return None
-    low, high = speedup_range_
-    return WITHIN_NOISE if low <= 1.0 <= high else BEYOND_NOISE
+def _machines(data: dict[str, Any], exp: str) -> list[dict[str, Any]]:
+    """The ``machine`` records of an experiment: every repeat's, or its own."""
+    own = [r["experiments"][exp].get("machine") for r in data.get("repeats") or [] if exp in r.get("experiments", {})]
+    own = own or [data["experiments"][exp].get("machine")]
+    return [m for m in own if isinstance(m, dict)]
+
+
+def kept_waiting(machine: dict[str, Any] | None) -> float | None:
+    """The share of its runnable time a process waited for a core, when that marks it as disturbed, else None."""
+    share = (machine or {}).get("waiting_share")
+    return share if share is not None and share >= BUSY_WAITING_SHARE else None
+
+
+def busy_share(result: dict[str, Any] | None) -> float | None:
+    """How much of the time an experiment's threads waited for a core, when that marks the run as measured on a busy
+    machine: a single run's own share, or the median of its repeats' (most repeats disturbed); else None."""
+    block = (result or {}).get("repeats")
+    if isinstance(block, dict):
+        shares = sorted(w for w in block.get("waiting_shares") or [] if w is not None)
+        share = shares[len(shares) // 2] if shares else None
+    else:
+        share = ((result or {}).get("machine") or {}).get("waiting_share")
+    return share if share is not None and share >= BUSY_WAITING_SHARE else None
+
+
+def contention_lines(data: dict[str, Any]) -> list[str]:
+    """What moves a CPU run's figures from one process to the next, as far as the process could see it: more
+    intra-op threads than the machine had free cores, and threads that other work kept off the cores. Both make
+    steps slower as a whole, so a run can look steady and still read far slower than the machine's own speed."""
+    env = data.get("env", {})
+    if env.get("device_type") != "cpu":
+        return []
+    threads, cpus = env.get("torch_threads") or 1, env.get("usable_cpus") or env.get("cpu_count") or 1
+    lines = []
+    for exp, result in data.get("experiments", {}).items():
+        if not isinstance(result, dict) or "error" in result:
+            continue
+        machines = _machines(data, exp)
+        switches = max((m.get("involuntary_switches") or 0 for m in machines), default=0)
+        load = result.get("load_avg")
+        if threads > 1 and load and load[0] > cpus:
+            lines.append(f"WARNING: {exp}: torch ran {threads} threads on {cpus} usable CPUs with a load average of "
+                         f"{load[0]:.2f}: more runnable work than cores, so each parallel operator waited for threads "
+                         f"pushed off their cores ({switches} involuntary context switches). --threads 1 gives "
+                         "steadier figures on a shared machine.")
+        waited = [w for w in map(kept_waiting, machines) if w is not None]
+        if waited:
+            who = (f"in {len(waited)} of {len(machines)} repeats the threads waited for a core up to"
+                   if data.get("repeats") else "its threads waited for a core")
+            lines.append(f"WARNING: {exp}: {who} {max(waited):.0%} of the time they were ready to run ({switches} "
+                         "involuntary context switches): other work held the cores, so these times are slower than "
+                         "this machine's own. Measure on a quiet machine.")
+    return lines

@@ -85,7 +85,7 @@ def plot_phase_breakdown(data: dict[str, Any], path: Path) -> Path | None:
         unit = "build" if exp == "init" else ("forward pass" if exp == "inference" else "step")
         ax.set_xlabel(f"ms of the median {unit}")
         how = (f"the bar is that {unit}'s own phases" if own_split else
-               f"phase medians, which need not add up to it (no per-step times)")
+               "phase medians, which need not add up to it (no per-step times)")
         ax.set_title(f"{exp}: median {unit} {fmt_ms(whole_ms)}; {how}", fontsize=9, loc="left")
         if left > 0:
             ax.legend(loc="upper left", bbox_to_anchor=(1.0, 1.0), fontsize=8, frameon=False)
@@ -124,12 +124,14 @@ def plot_per_step(data: dict[str, Any], path: Path) -> Path | None:
     return path
 
 
-def plot_comparison(labels: list[str], rows: list[dict[str, Any]], path: Path, title: str = "") -> Path:
-    """Grouped bars: each experiment's headline time, one bar per run, p10-p90 as whiskers, log scale (CPU and GPU
-    differ by 100x). Each later bar is labelled with its speed-up over the first, "≈" when within noise."""
+def plot_comparison(labels: list[str], rows: list[dict[str, Any]], ylabel: str, path: Path, title: str = ""
+                    ) -> Path:
+    """Grouped bars: each experiment's headline figure (a time, or tokens/s when the runs' shapes differ), one bar per
+    run, its range as whiskers, log scale (CPU and GPU differ by 100x). Each later bar is labelled with its speed-up
+    over the first, "≈" when within noise."""
     import numpy as np
 
-    fig, ax = plt.subplots(figsize=(2.8 + 1.8 * len(rows), 4.4))
+    fig, ax = plt.subplots(figsize=(max(6.0, 2.8 + 1.8 * len(rows)), 4.4))
     x = np.arange(len(rows))
     width = 0.8 / max(1, len(labels))
     for i, label in enumerate(labels):
@@ -144,18 +146,25 @@ def plot_comparison(labels: list[str], rows: list[dict[str, Any]], path: Path, t
                 continue
             within = r.get("noise", [None] * len(labels))[i] == "within noise"
             text = ("≈ " if within else "") + fmt_speedup(speedup)
-            ax.annotate(text, (bar.get_x() + bar.get_width() / 2, rg[1] if rg else y), xytext=(0, 2),
+            ax.annotate(text, (bar.get_x() + bar.get_width() / 2, max(rg[1], y) if rg else y), xytext=(0, 2),
                         textcoords="offset points", ha="center", va="bottom", fontsize=7, annotation_clip=False)
     ax.set_xticks(x, [r["label"] for r in rows], fontsize=8)
     _log_y(ax)
     low, high = ax.get_ylim()
-    ax.set_ylim(low, high * 2.5)  # room above the tallest bar for its label (log scale)
-    ax.set_ylabel("median ms (log scale), whiskers p10-p90")
+    smallest = min((v for r in rows for v in r["values"] if v), default=low)
+    # room above the tallest bar for its label, and below the shortest so that every bar shows (log scale)
+    ax.set_ylim(min(low, smallest / 3), high * 2.5)
+    ax.set_ylabel(ylabel, fontsize=8)
     ax.legend(fontsize=8, frameon=False, loc="upper left")
     ax.set_title(title or "comparison", fontsize=9)
-    fig.text(0.01, 0.01, "label: speed-up over the first run; ≈: within noise (p10-p90 ranges overlap)",
-             fontsize=7, color="#555555")
-    fig.tight_layout(rect=(0, 0.03, 1, 1))
+    return save_with_footnote(fig, path, "label: speed-up over the first run (above 1: faster); ≈: within noise\n"
+                              "whiskers: p10-p90 of the steps, or lowest-highest repeat (comparison.md)")
+
+
+def save_with_footnote(fig: Any, path: Path, footnote: str) -> Path:
+    """Two lines of small grey text under the plot, kept clear of it; the PNG written whole and the figure closed."""
+    fig.text(0.01, 0.005, footnote, fontsize=6.5, color="#555555")
+    fig.tight_layout(rect=(0, 0.06, 1, 1))
     save_figure(fig, path)
     return path
 
@@ -213,17 +222,19 @@ def plot_sweep(key: str, rows: list[dict[str, Any]], path: Path, title: str = ""
         xs = [i for i, r in enumerate(rows) if r.get(column) is not None]
         ys = [rows[i][column] for i in xs]
         ax.plot(xs, ys, "o-")
+        tops = list(ys)  # where each value's label goes: above its whisker, never across it
         if column == "train step ms":
             spans = [rows[i].get("train step p10-p90 ms") for i in xs]
             if all(spans):
                 ax.errorbar(xs, ys, yerr=[[y - s[0] for y, s in zip(ys, spans)], [s[1] - y for y, s in zip(ys, spans)]],
                             fmt="none", ecolor="#444444", capsize=3, elinewidth=0.8)
-        for i, v in zip(xs, ys):
+                tops = [max(y, s[1]) for y, s in zip(ys, spans)]
+        for i, v, top in zip(xs, ys, tops):
             text = fmt_rate(v) if column.endswith("tokens/s") else fmt_ms(v) if column.endswith(" ms") else f"{v:.3g}"
-            if rows[i].get("unstable") and column == "train step ms":
+            if column == "train step ms" and rows[i].get("noise", {}).get("train", {}).get("unstable"):
                 text += " (unstable)"
-            ax.annotate(text, (i, v), textcoords="offset points", xytext=(0, 6), ha="center", fontsize=7,
-                        annotation_clip=False)
+            ax.annotate(text, (i, top), textcoords="offset points", xytext=(0, 5), ha="center", va="bottom",
+                        fontsize=7, annotation_clip=False)
         ax.margins(x=0.15, y=0.2)  # room for the first and last labels and the one above the highest point
         ax.set_xticks(range(len(rows)), labels, fontsize=8, rotation=20)
         ax.set_xlabel(key)

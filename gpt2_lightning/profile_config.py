@@ -56,6 +56,16 @@ class ProfileConfig:
     warmup_steps: int = _help("steps (and init repeats) run first and never counted", default=2)
     steps: int = _help("timed steps per experiment, after warm-up (the study's: 5)", default=5)
     experiments: str = _help(f"comma list of {', '.join(EXPERIMENTS)}", default="init,inference,train")
+    repeat: int = _help("measure everything N times, each time in a fresh process: results.json keeps every repeat "
+                        "and the median of their medians, and compare.py judges on how the repeats vary (between "
+                        "runs). With --accelerator cpu,gpu or --sweep the settings take turns (A B A B ...)", default=1)
+    threads: int | None = _help("torch's intra-op threads (torch.set_num_threads) (default: torch's own, one per "
+                                "core). On a machine shared with other work, 1 gives far steadier CPU figures",
+                                default=None)
+    add_delay_ms: float = _help("sleep this long at the start of every forward pass of the model (train and "
+                                "inference), inside the timed work: a known, planted slowdown, to check that a "
+                                "comparison tells it apart (scripts/noise_check.py); never for figures you quote",
+                                default=0.0)
     init_on: str = _help("build the model on the target 'device' directly, or on the 'cpu' then move it "
                          "(the study's way, slow for big models)", default="device")
     compile: bool = _help("run the model through torch.compile; compile time is reported apart", default=False)
@@ -102,12 +112,12 @@ class ProfileConfig:
             raise ConfigError("accelerator", self.accelerator, f"valid: {', '.join(ACCELERATORS)}")
         if self.model not in MODEL_NAMES:
             raise ConfigError("model", self.model, f"unknown model; valid: {', '.join(MODEL_NAMES)}")
-        for name in ("batch_size", "seq_len", "steps", "num_nodes", "diagnose_steps"):
+        for name in ("batch_size", "seq_len", "steps", "num_nodes", "diagnose_steps", "repeat"):
             if getattr(self, name) <= 0:
                 raise ConfigError(name, getattr(self, name), "must be a positive integer")
         if self.warmup_steps < 0:
             raise ConfigError("warmup_steps", self.warmup_steps, "must be 0 or more")
-        for name in ("n_layer", "n_head", "n_embd", "vocab_size"):
+        for name in ("n_layer", "n_head", "n_embd", "vocab_size", "threads"):
             value = getattr(self, name)
             if value is not None and value <= 0:
                 raise ConfigError(name, value, "must be a positive integer")
@@ -149,6 +159,8 @@ class ProfileConfig:
             value = getattr(self, name)
             if value is not None and not is_finite_positive(value):
                 raise ConfigError(name, value, "must be a positive number")
+        if self.add_delay_ms != 0 and not is_finite_positive(self.add_delay_ms):
+            raise ConfigError("add_delay_ms", self.add_delay_ms, "must be 0 or a positive number of milliseconds")
         if self.energy_window_s is None or not is_finite_positive(self.energy_window_s) or self.energy_window_s < 1:
             raise ConfigError("energy_window_s", self.energy_window_s, "must be at least 1 second")
         if self.target_tokens is not None:

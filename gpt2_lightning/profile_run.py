@@ -23,6 +23,7 @@ from gpt2_lightning.experiments import (
 )
 from gpt2_lightning.flops import num_params
 from gpt2_lightning.interrupts import RunInterrupted, check
+from gpt2_lightning.machine import Contention
 from gpt2_lightning.profile_config import ProfileConfig
 from gpt2_lightning.atomic_files import write_failure
 from gpt2_lightning.results import RunResults
@@ -55,6 +56,10 @@ def run_profile(cfg: ProfileConfig, run_dir: Path, write: bool = True) -> RunRes
     need them) and rank 0 alone writes.
     """
     apply_matmul_precision(cfg)
+    if cfg.threads is not None:
+        import torch
+
+        torch.set_num_threads(cfg.threads)  # before anything runs, so that env records it
     device = run_device(cfg)  # this process's own device: cuda:2 for rank 1 of --devices 1,2
     if cfg.memory_snapshot and device.type != "cuda" and write:
         print("profile.py: --memory-snapshot records CUDA allocations: nothing is recorded on the CPU",
@@ -101,8 +106,11 @@ def run_profile(cfg: ProfileConfig, run_dir: Path, write: bool = True) -> RunRes
 
 
 def _run_one(cfg: ProfileConfig, name: str, run_dir: Path) -> dict:
+    contention = Contention().start()  # what kept the process waiting, for the noise warnings
     try:
-        return EXPERIMENT_RUNNERS[name](cfg, run_dir)
+        result = EXPERIMENT_RUNNERS[name](cfg, run_dir)
+        result["machine"] = contention.result()
+        return result
     except Exception as e:  # noqa: BLE001 - only out-of-memory is handled; everything else propagates
         if not is_out_of_memory(e):
             raise

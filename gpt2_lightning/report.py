@@ -9,6 +9,7 @@ from gpt2_lightning.costs import summary_lines
 from gpt2_lightning.diagnosis_report import markdown as diagnosis_markdown
 from gpt2_lightning.diagnosis_report import summary_lines as diagnosis_summary_lines
 from gpt2_lightning.noise import TIMED_PHASE, instability_lines
+from gpt2_lightning.repeat_summary import repeat_lines
 from gpt2_lightning.timing_report import fit_line, host_line
 from gpt2_lightning.train_report import LOSS_PLOT, loss_section, title
 
@@ -58,7 +59,7 @@ def phase_rows(data: dict[str, Any]) -> list[tuple[str, str, dict[str, Any]]]:
 
 def format_summary(data: dict[str, Any]) -> str:
     """The table printed at the end of a run: median and spread of every phase, then rates and memory."""
-    lines = [headline(data), ""]
+    lines = [headline(data), *repeat_lines(data), ""]
     header = f"{'experiment':<11} {'phase':<15} {'median':>10} {'p10':>10} {'p90':>10} {'n':>4}"
     lines += [header, "-" * len(header)]
     for exp, phase, s in phase_rows(data):
@@ -196,6 +197,7 @@ def render_report(data: dict[str, Any], plots: dict[str, str]) -> str:
     """report.md: environment, settings, every experiment's phases, rates and memory, and the plots."""
     experiments = data.get("experiments", {})
     out = [title(data), "", headline(data), ""]
+    out += [f"- {line}" for line in repeat_lines(data)] + ([""] if data.get("repeats") else [])
     if data.get("status") != "complete":
         out += [f"**This run is {data.get('status')}: some experiments did not finish.**", ""]
     out += [f"**{line}**" for line in instability_lines(data)] + ([""] if instability_lines(data) else [])
@@ -291,7 +293,7 @@ def fmt_speedup(s: float | None) -> str:
 
 def fmt_range(low: str, high: str) -> str:
     """"11.9-13.4 ms" rather than "11.9 ms-13.4 ms": a unit the two ends share is written once."""
-    for unit in (" ms", " s", "x"):
+    for unit in (" ms", " s", " µs", "x"):
         if low.endswith(unit) and high.endswith(unit):
             return f"{low[: -len(unit)]}-{high}"
     return f"{low}-{high}"

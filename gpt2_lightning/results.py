@@ -24,7 +24,9 @@ from typing import Any
 import torch
 
 from gpt2_lightning.atomic_files import atomic_write_text  # noqa: F401 - imported from here too
-from gpt2_lightning.noise import TIMED_PHASE, judge, speedup_range, spread
+from gpt2_lightning.judgement import figure_range, judge
+from gpt2_lightning.machine import cpu_clock, git_state, usable_cpus
+from gpt2_lightning.noise import TIMED_PHASE, repeat_count
 
 SCHEMA_VERSION = 1
 
@@ -39,16 +41,20 @@ def collect_env(device: torch.device) -> dict[str, Any]:
 
     env: dict[str, Any] = {
         "hostname": platform.node(),
+        "pid": os.getpid(),  # one process per measurement with --repeat, sweeps and cpu,gpu: each its own
         "platform": platform.platform(),
         "python": platform.python_version(),
         "torch": torch.__version__,
         "lightning": lightning.__version__,
         "cpu": _cpu_name(),
         "cpu_count": os.cpu_count(),
+        "usable_cpus": usable_cpus(),  # the process's affinity: what its threads can run on
         "torch_threads": torch.get_num_threads(),
         "device_type": device.type,
         "device_name": "cpu",
         "float32_matmul_precision": torch.get_float32_matmul_precision(),
+        **cpu_clock(),
+        "git": git_state(),  # the current directory's repository: which code was measured
     }
     if device.type == "cuda":
         props = torch.cuda.get_device_properties(device)
@@ -86,6 +92,7 @@ class RunResults:
     created: str = field(default_factory=lambda: _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"))
     schema_version: int = SCHEMA_VERSION
     not_written: list[str] = field(default_factory=list, repr=False)  # files a full disk refused (never saved)
+    repeats: list[dict[str, Any]] | None = None  # --repeat N: every repeat's own figures (repeat_summary.py)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -96,7 +103,7 @@ class RunResults:
             "env": self.env,
             "config": self.config,
             "experiments": self.experiments,
-        }
+        } | ({"repeats": self.repeats} if self.repeats is not None else {})
 
     def save(self, path: str | os.PathLike) -> None:
         atomic_write_text(path, json.dumps(self.to_dict(), indent=2, allow_nan=False) + "\n")
@@ -126,6 +133,7 @@ class RunResults:
             status=data.get("status", "incomplete"),
             interrupted_by=data.get("interrupted_by"),
             created=data.get("created", ""),
+            repeats=data.get("repeats"),
         )
 
 
@@ -141,6 +149,8 @@ COMPARED: tuple[tuple[str, str, tuple[str, ...], bool], ...] = (
     ("  train: optimizer", "train", ("phases", "optimizer", "median_ms"), True),
     ("inference: tokens/s", "inference", ("throughput", "tokens_per_sec"), False),
     ("train: tokens/s", "train", ("throughput", "tokens_per_sec"), False),
+    ("inference: time per token", "inference", ("throughput", "tokens_per_sec"), True),
+    ("train: time per token", "train", ("throughput", "tokens_per_sec"), True),
     ("train: MFU %", "train", ("throughput", "mfu_pct"), False),
     ("inference: J/token", "inference", ("energy", "joules_per_token"), True),
     ("train: J/token", "train", ("energy", "joules_per_token"), True),
@@ -151,8 +161,10 @@ COMPARED: tuple[tuple[str, str, tuple[str, ...], bool], ...] = (
     ("train: $/M tokens (energy)", "train", ("cost", "usd_per_million_tokens_energy"), True),
 )
 # rows whose figures are not milliseconds (the rest: ms when lower is better, a plain rate otherwise)
-UNITS = {"inference: J/token": "J", "train: J/token": "J", "inference: $/M tokens": "$", "train: $/M tokens": "$",
+UNITS = {"inference: time per token": "us", "train: time per token": "us", "inference: J/token": "J",
+         "train: J/token": "J", "inference: $/M tokens": "$", "train: $/M tokens": "$",
          "train: $/M tokens (energy)": "$"}
+PER_TOKEN = ("inference: time per token", "train: time per token")  # microseconds: 1e6 / tokens per second
 
 
 def dig(data: dict[str, Any], path: tuple[str, ...]) -> Any:
@@ -181,14 +193,15 @@ def _stats_path(exp: str, path: tuple[str, ...]) -> tuple[str, ...] | None:
     return None
 
 
-def _value_range(value: float | None, stats: dict[str, Any] | None, lower_is_better: bool
+def _value_range(value: float | None, stats: dict[str, Any] | None, lower_is_better: bool, repeats: int
                  ) -> tuple[float, float] | None:
-    """The p10-p90 range of a figure: a time's own, or a rate's over its step's p90 and p10."""
-    if value is None or spread(stats) is None or not stats.get("median_ms"):
+    """The range of a figure: a time's own (between repeats, or its steps' p10-p90), a rate's over that time's."""
+    rng = figure_range(stats, repeats) if value is not None else None
+    if rng is None or not stats.get("median_ms"):
         return None
-    if lower_is_better:
-        return stats["p10_ms"], stats["p90_ms"]
-    return value * stats["median_ms"] / stats["p90_ms"], value * stats["median_ms"] / stats["p10_ms"]
+    if lower_is_better:  # a time, or a time per token: it scales with the time
+        return value * rng[0] / stats["median_ms"], value * rng[1] / stats["median_ms"]
+    return value * stats["median_ms"] / rng[1], value * stats["median_ms"] / rng[0]
 
 
 def compare(runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -196,18 +209,24 @@ def compare(runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
     Speed-up is first/this for times (and joules, dollars) and this/first for rates, so above 1 always means faster
     (or less energy, or cheaper) than the first run. A figure missing from either run gives a None speed-up, never a
-    guess. Each row also holds every figure's p10-p90 range (``ranges``), the range of each speed-up
-    (``speedup_ranges``) and a noise judgement per run (``noise``: "within noise", "beyond noise" or None when there
-    is no spread), as gpt2_lightning.noise defines; ``has_spread`` is False for figures measured once per run (energy
-    over one window, cost), which have no per-step spread at all.
+    guess. Each row also holds every figure's range (``ranges``: between repeats for a repeated run, else p10-p90 of
+    its steps), and for each later run the judgement of gpt2_lightning.judgement: the speed-up's range
+    (``speedup_ranges``), ``noise`` ("within noise", "beyond noise" or None: not judged), ``basis`` ("repeats" or
+    "steps": between-run noise unknown) and ``notes`` (why not judged, or a minimum effect that held a verdict
+    back); ``has_spread`` is False for figures measured once per run (energy over one window, cost), which have no
+    spread at all.
     """
+    devices = [r.get("env", {}).get("device_type") for r in runs]
     rows = []
     for label, exp, path, lower_is_better in COMPARED:
-        values = [dig(r.get("experiments", {}).get(exp, {}), path) for r in runs]
+        results = [r.get("experiments", {}).get(exp, {}) for r in runs]
+        values = [dig(x, path) for x in results]
+        if label in PER_TOKEN:  # time per token: the inverse of the rate over the median step
+            values = [1e6 / v if v else None for v in values]
         if all(v is None for v in values):
             continue
         stats_path = _stats_path(exp, path)
-        stats = [dig(r.get("experiments", {}).get(exp, {}), stats_path) if stats_path else None for r in runs]
+        stats = [dig(x, stats_path) if stats_path else None for x in results]
         base = values[0]
         speedups = []
         for v in values:
@@ -215,11 +234,14 @@ def compare(runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
                 speedups.append(None)
             else:
                 speedups.append(base / v if lower_is_better else v / base)
-        speedup_ranges = [speedup_range(s, stats[0], st) if i else None
-                          for i, (s, st) in enumerate(zip(speedups, stats))]
+        judged = [judge(s, stats[0], st, results[0], x, exp, [devices[0], d]) if i and stats_path else None
+                  for i, (s, st, x, d) in enumerate(zip(speedups, stats, results, devices))]
         rows.append({"label": label, "experiment": exp, "values": values, "speedups": speedups,
                      "unit": UNITS.get(label, "ms" if lower_is_better else ""), "lower_is_better": lower_is_better,
-                     "ranges": [_value_range(v, st, lower_is_better) for v, st in zip(values, stats)],
-                     "speedup_ranges": speedup_ranges, "noise": [judge(r) for r in speedup_ranges],
+                     "ranges": [_value_range(v, st, lower_is_better, repeat_count(x))
+                                for v, st, x in zip(values, stats, results)],
+                     "speedup_ranges": [j and j["range"] for j in judged],
+                     "noise": [j and j["verdict"] for j in judged],
+                     "basis": [j and j["basis"] for j in judged], "notes": [j and j["note"] for j in judged],
                      "has_spread": stats_path is not None})
     return rows

@@ -63,7 +63,8 @@ def test_clearly_different_runs_give_a_ratio_beyond_noise():
     from gpt2_lightning.compare import format_comparison
     from gpt2_lightning.results import compare
 
-    rows = compare([run(draws(1, mean=130.0, sd=2.0)), run(draws(2, mean=100.0, sd=2.0))])
+    runs = [run(draws(1, mean=130.0, sd=2.0)), run(draws(2, mean=100.0, sd=2.0))]
+    rows = compare(runs)
     row = step_row(rows)
     assert row["noise"][1] == "beyond noise"
     assert row["speedups"][1] == pytest.approx(1.3, rel=0.05)
@@ -71,7 +72,7 @@ def test_clearly_different_runs_give_a_ratio_beyond_noise():
     assert 1.0 < low <= row["speedups"][1] <= high
     tps = next(r for r in rows if r["label"] == "train: tokens/s")
     assert tps["noise"][1] == "beyond noise" and tps["speedups"][1] == pytest.approx(row["speedups"][1])
-    text = format_comparison(["slow", "fast"], rows)
+    text = format_comparison(["slow", "fast"], rows, runs)
     line = next(x for x in text.splitlines() if x.startswith("train: step"))
     assert f"{row['speedups'][1]:.2f}x [{low:.2f}-{high:.2f}x] beyond noise" in line and "≈" not in line
 
@@ -80,7 +81,8 @@ def test_within_noise_is_marked_in_the_table():
     from gpt2_lightning.compare import format_comparison
     from gpt2_lightning.results import compare
 
-    text = format_comparison(["a", "b"], compare([run(draws(1)), run(draws(2))]))
+    runs = [run(draws(1)), run(draws(2))]
+    text = format_comparison(["a", "b"], compare(runs), runs)
     line = next(x for x in text.splitlines() if x.startswith("train: step"))
     assert "≈ within noise" in line
 

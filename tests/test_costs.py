@@ -164,11 +164,12 @@ def test_compare_shows_the_energy_ratio_beside_the_speed_ratio():
     from gpt2_lightning.compare import format_comparison
     from gpt2_lightning.results import compare
 
-    rows = {r["label"].strip(): r for r in compare([_run(4000.0, 0.2, 1.8e7, "cpu"), _run(100.0, 0.004, 9e8, "gpu")])}
+    runs = [_run(4000.0, 0.2, 1.8e7, "cpu"), _run(100.0, 0.004, 9e8, "gpu")]
+    rows = {r["label"].strip(): r for r in compare(runs)}
     assert rows["train: step"]["speedups"] == [1.0, 40.0]
     assert rows["train: J/token"]["values"] == [0.2, 0.004] and rows["train: J/token"]["speedups"][1] == 50.0
     assert rows["train: tokens/kWh"]["speedups"][1] == 50.0
-    table = format_comparison(["cpu", "gpu"], list(rows.values()))
+    table = format_comparison(["cpu", "gpu"], list(rows.values()), runs)
     line = next(x for x in table.splitlines() if x.startswith("train: J/token"))
     assert line.split()[2:] == ["200", "mJ", "4", "mJ", "50.0x"]  # one reading per run: no spread, no judgement
 

@@ -150,7 +150,7 @@ def test_sweep_drops_empty_panels_and_prints_units(tmp_path):
     header, _, first, second = table.splitlines()
     assert "train step " in header and "train step ms" not in header
     assert "12.5 ms" in first and "ok" in first
-    assert "70.0 ms" in second and "UNSTABLE p90/p10" in second and "load 3.50" in second
+    assert "70.0 ms" in second and "UNSTABLE train p90/p10" in second and "load 3.50" in second
     _, files = write_sweep("batch_size", runs, tmp_path)
     md = (tmp_path / "sweep.md").read_text()
     assert "sweep over batch_size · tiny · AMD EPYC · 32-true" in md and "batch_size=2: train figures are unstable" in md
@@ -226,3 +226,54 @@ def test_training_report_is_titled_as_one_and_shows_the_loss(tmp_path):
     # a profile keeps its title and has no loss curve
     profile = run_data(0, steps=[12.0, 12.5, 13.0, 12.4, 12.6])
     assert render_report(profile, {}).startswith("# GPT-2 profile: ") and "## Training" not in render_report(profile, {})
+
+
+def test_sweep_judges_every_experiment_and_says_not_judged_for_few_steps():
+    from gpt2_lightning.sweep import noise_cell, sweep_rows
+
+    point = run_data(0, steps=[12.0, 12.5, 13.0, 12.4, 12.6])
+    point["experiments"]["inference"]["phases"]["forward"] = summarize([5.0, 5.1, 7.7, 5.2, 9.0])  # p90/p10 > 1.5
+    few = run_data(0, steps=[12.0, 12.5])
+    cells = [noise_cell(r) for r in sweep_rows("batch_size", [(1, point), (2, few)])]
+    # p10 = 5.0 + 0.4 x 0.1 = 5.04, p90 = 7.7 + 0.6 x 1.3 = 8.48: 1.68
+    assert cells[0].startswith("UNSTABLE inference p90/p10 1.68, load 3.50") and "ok: train" in cells[0]
+    assert "not judged (under 5): init (3)" in cells[0]
+    assert "ok" not in cells[1] and "not judged (under 5): init (3), inference (3), train (2)" in cells[1]
+
+
+def test_sweep_rows_in_value_order_with_one_number_format_per_column(tmp_path):
+    from gpt2_lightning.sweep import format_sweep, sweep_rows
+
+    runs = []
+    for b, tflops in ((4, 0.0703), (1, 0.029), (2, 0.05)):
+        data = run_data(0, steps=[12.0 * b] * 5)
+        data["experiments"]["train"]["throughput"]["tflops"] = tflops
+        runs.append((b, data))
+    rows = sweep_rows("batch_size", runs)
+    assert [r["batch_size"] for r in rows] == [1, 2, 4]  # given as 4,1,2
+    table = format_sweep("batch_size", rows).splitlines()
+    header = table[0].split("  ")
+    assert "train GFLOP/s" in table[0] and "train peak RSS GiB (process)" in table[0]
+    column = [h.strip() for h in header if h.strip()].index("train GFLOP/s")
+    cells = [[c for c in line.split("  ") if c.strip()][column].strip() for line in table[2:]]
+    assert cells == ["29.0", "50.0", "70.3"]
+    models = sweep_rows("model", [("gpt2-medium", runs[0][1]), ("tiny", runs[1][1]), ("gpt2", runs[2][1])])
+    assert [r["model"] for r in models] == ["tiny", "gpt2", "gpt2-medium"]
+
+
+def test_sweep_plot_labels_sit_above_the_whiskers(tmp_path):
+    from unittest import mock
+
+    from gpt2_lightning.plots import plot_sweep
+    from gpt2_lightning.sweep import sweep_rows
+
+    runs = [(1, run_data(0, steps=[10.0, 10.0, 10.0, 30.0, 30.0])),
+            (2, run_data(0, steps=[20.0, 20.0, 20.0, 20.0, 21.0]))]
+    rows = sweep_rows("batch_size", runs)
+    with mock.patch("gpt2_lightning.plots.plt.close") as close:
+        plot_sweep("batch_size", rows, tmp_path / "s.png")
+    fig = close.call_args.args[0]
+    ax = next(a for a in fig.axes if a.get_ylabel().startswith("step ms"))
+    anchors = {round(t.xy[0]): t.xy[1] for t in ax.texts}
+    assert anchors[0] >= rows[0]["train step p10-p90 ms"][1] > rows[0]["train step ms"]  # above the whisker's top
+    assert anchors[1] >= rows[1]["train step p10-p90 ms"][1]
