@@ -9,17 +9,15 @@ from __future__ import annotations
 
 import argparse
 import datetime as _dt
-import logging
 import os
 import sys
-import warnings
 from pathlib import Path
 
-from gpt2_lightning.cli_args import HelpFormatter, UsageError, prog_name, raise_usage_errors
+from gpt2_lightning.cli_args import (EXIT_BAD_INPUT, EXIT_FAILED, HelpFormatter, UsageError, prog_name,
+                                     raise_usage_errors)
+from gpt2_lightning.quiet import quiet_lightning
 from gpt2_lightning.profile_config import ConfigError, ProfileConfig
 
-EXIT_FAILED = 1  # an experiment failed (the others ran and were saved) or an unexpected error
-EXIT_BAD_INPUT = 2
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -139,16 +137,6 @@ def remove_failed_start(run_dir: Path) -> None:
     if any(p.suffix == ".ckpt" or (p.name == "results.json" and measured(p)) for p in files):
         return
     shutil.rmtree(run_dir, ignore_errors=True)
-
-
-def quiet_lightning(verbose: bool) -> None:
-    """Lightning's banners, tips and advice are noise in a profiler's output unless --verbose."""
-    if verbose:
-        return
-    for name in ("lightning", "lightning.pytorch", "lightning.fabric"):
-        logging.getLogger(name).setLevel(logging.WARNING)
-    warnings.filterwarnings("ignore", module=r"lightning(\.|$)")
-    warnings.filterwarnings("ignore", module=r"torch\.utils\.data")
 
 
 RUN_DIR_ENV = "GPT2_PROFILE_RUN_DIR"  # rank 0 hands its run directory to the processes Lightning launches

@@ -9,6 +9,8 @@ import os
 import sys
 
 
+EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT = 0, 1, 2  # success; a failed experiment or unexpected error; bad input
+
 class UsageError(Exception):
     """Bad input found before any work: printed as one line, exit code 2."""
 

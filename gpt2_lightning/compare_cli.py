@@ -15,9 +15,9 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from gpt2_lightning.cli_args import HelpFormatter, prog_name, with_suggestion
-from gpt2_lightning.gate import (EXIT_BAD_INPUT, EXIT_OK, EXIT_REGRESSION, GATE_FLOOR_PCT, GATED, gate_floor,
-                                 mismatched, regression_line, regressions)
+from gpt2_lightning.cli_args import EXIT_BAD_INPUT, EXIT_OK, HelpFormatter, prog_name, with_suggestion
+from gpt2_lightning.gate import (EXIT_REGRESSION, GATE_FLOOR_PCT, GATED, gate_floor, mismatched, regression_line,
+                                 regressions)
 
 DESCRIPTION = """Compare two or more runs side by side: the settings that differ, warnings (a profiled run against an
 unprofiled one, different experiments, an unstable run), then one table: each figure with its range, each later run's

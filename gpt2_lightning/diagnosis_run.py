@@ -19,7 +19,7 @@ import lightning as L
 
 from gpt2_lightning import addons
 from gpt2_lightning.diagnosis import diagnose
-from gpt2_lightning.experiments import make_datamodule, make_trainer, module_ranges, resolve_device
+from gpt2_lightning.trainers import make_datamodule, make_trainer, module_ranges, resolve_device
 from gpt2_lightning.flops import MATMUL_PARTS, part_train_flops_per_token
 from gpt2_lightning.module_parts import add_flops
 from gpt2_lightning.profile_config import ProfileConfig

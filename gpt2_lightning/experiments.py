@@ -2,119 +2,28 @@
 
 from __future__ import annotations
 
-import gc
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import lightning as L
-import torch
-from lightning.pytorch.callbacks import ProgressBar
 
 from callbacks import PhaseTimingCallback, ThroughputCallback
 from callbacks.delay import PlantedDelay
 from callbacks.loss_history import LossHistory
-from callbacks.module_ranges import ModuleRangesCallback
-from callbacks.progress import ProgressCallback, StepProgressBar
-from gpt2_lightning.data import SyntheticTokenDataModule, TokenFileDataModule
-from gpt2_lightning.device_startup import device_startup_ms, run_device  # noqa: F401 - re-exported
-from gpt2_lightning.experiment_summary import experiment_summary
-from gpt2_lightning.energy_run import energy_callback, energy_result, train_max_steps, until_window_done
 from gpt2_lightning import addons
-from gpt2_lightning.interrupts import RaiseOnSignal, RunInterrupted
+from gpt2_lightning.energy_run import energy_callback, energy_result, train_max_steps, until_window_done
+from gpt2_lightning.experiment_summary import experiment_summary
+from gpt2_lightning.interrupts import RunInterrupted
 from gpt2_lightning.interrupts import check as check_interrupted
 from gpt2_lightning.memory import MemorySnapshotCallback, memory_breakdown
-from gpt2_lightning.module import GPT2LightningModule
 from gpt2_lightning.noise import load_average
 from gpt2_lightning.profile_config import ProfileConfig
 from gpt2_lightning.profilers import make_profiler, name_traces, top_operators
 from gpt2_lightning.quiet import profiler_messages_hidden
-from gpt2_lightning.results import collect_env
 from gpt2_lightning.tensorboard_logs import make_logger
-
-
-def resolve_device(accelerator: str) -> torch.device:
-    """The root device a Trainer with this accelerator runs on (device 0 of several)."""
-    if accelerator in ("gpu", "cuda") or (accelerator == "auto" and torch.cuda.is_available()):
-        return torch.device("cuda", 0)
-    return torch.device("cpu")
-
-
-def apply_matmul_precision(cfg: ProfileConfig) -> None:
-    """fp32 runs use exact FP32 matmuls unless tf32 was asked for: the figures and MFU's peak depend on it."""
-    torch.set_float32_matmul_precision("high" if cfg.precision == "tf32" else "highest")
-
-
-def make_module(cfg: ProfileConfig) -> GPT2LightningModule:
-    L.seed_everything(cfg.seed, verbose=False)  # same seed, same weights
-    return GPT2LightningModule(cfg.gpt_config(), init_on=cfg.init_on, compile=cfg.compile, float8=cfg.precision == "fp8")
-
-
-def make_datamodule(cfg: ProfileConfig, num_batches: int) -> L.LightningDataModule:
-    """``num_batches`` batches for every process: with several, Lightning's sampler deals them out in turn.
-
-    With --data, real tokens: training batches from train.bin, inference batches from val.bin."""
-    if cfg.data is not None:
-        return TokenFileDataModule(cfg.data, cfg.seq_len, cfg.batch_size, seed=cfg.seed, val_batches=num_batches)
-    vocab = cfg.gpt_config().vocab_size
-    return SyntheticTokenDataModule(
-        vocab, cfg.seq_len, cfg.batch_size, seed=cfg.seed, num_batches=num_batches * cfg.world_size
-    )
-
-
-def module_ranges(cfg: ProfileConfig) -> ModuleRangesCallback | None:
-    """Module ranges for a profiled trace's per-module breakdown; none on a compiled model (hooks break its graph)."""
-    return None if cfg.compile else ModuleRangesCallback()
-
-
-def make_trainer(cfg: ProfileConfig, callbacks: list[Any], logger: Any = False, **overrides: Any) -> L.Trainer:
-    kwargs: dict[str, Any] = dict(
-        accelerator=cfg.accelerator,
-        devices=cfg.trainer_devices,
-        strategy=cfg.strategy,
-        num_nodes=cfg.num_nodes,
-        precision=cfg.trainer_precision,
-        callbacks=[*callbacks, RaiseOnSignal()],
-        logger=logger,
-        enable_checkpointing=False,
-        enable_model_summary=cfg.verbose,
-        enable_progress_bar=cfg.verbose,
-        num_sanity_val_steps=0,
-        limit_val_batches=0,
-        # the module's self.log("train/loss") off: writing it reads the loss back from the device, a wait inside the
-        # timed steps (a profile keeps every step's loss with LossHistory instead; train.py sets its own interval)
-        log_every_n_steps=0,
-        enable_autolog_hparams=False,  # the run's own settings and headline metrics are logged when it ends
-    )
-    kwargs.update(overrides)
-    if kwargs["enable_progress_bar"] and not any(isinstance(c, ProgressBar) for c in kwargs["callbacks"]):
-        # counted in optimizer steps: the stock bar reads "Epoch 0/-2 ... v_num: rain" on a step-based run
-        kwargs["callbacks"] = [*kwargs["callbacks"], StepProgressBar()]
-    return L.Trainer(**kwargs)
-
-
-def make_progress(cfg: ProfileConfig, experiment: str, per: str = "batch", stream: Any = None) -> list[Any]:
-    """Progress with an ETA for an experiment that turns out to take more than ~10 s (nothing for a short one).
-
-    With --verbose Lightning's own progress bar shows instead. Host clock only: never a device wait in a step."""
-    if cfg.verbose:
-        return []
-    unit = {"init": "build", "inference": "pass"}.get(experiment, "step")
-    return [ProgressCallback(cfg.warmup_steps + cfg.steps, warmup=cfg.warmup_steps, label=experiment, unit=unit,
-                             per=per, stream=stream)]
-
-
-def free_device_memory() -> None:
-    gc.collect()
-    if torch.cuda.is_available() and torch.cuda.is_initialized():
-        torch.cuda.empty_cache()
-
-
-def measured_env(device: torch.device) -> dict[str, Any]:
-    """The run's environment on this process's own device (``run_device``), with its start-up timed first:
-    collecting the environment itself touches CUDA."""
-    startup_ms = device_startup_ms(device)
-    return collect_env(device) | {"device_startup_ms": startup_ms}
+from gpt2_lightning.trainers import (free_device_memory, make_datamodule, make_module,
+                                     make_progress, make_trainer, module_ranges, resolve_device)
 
 
 def run_init(cfg: ProfileConfig, run_dir: Path) -> dict[str, Any]:

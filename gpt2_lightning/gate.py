@@ -18,7 +18,7 @@ from typing import Any
 
 from gpt2_lightning.noise import BEYOND_NOISE
 
-EXIT_OK, EXIT_BAD_INPUT, EXIT_REGRESSION = 0, 2, 3
+EXIT_REGRESSION = 3  # compare.py --fail-if-slower: a regression beyond noise and the threshold
 GATED = ("inference: time per token", "inference: tokens/s", "train: time per token", "train: tokens/s")
 MUST_MATCH = ("model", "precision", "batch size", "sequence length", "device")
 # The smallest slowdown (%) that runs with --repeat 5 tell apart in 9 pairs of 10 on each machine class

@@ -14,13 +14,10 @@ from pathlib import Path
 
 from gpt2_lightning.costs import add_costs
 from gpt2_lightning.energy_run import idle_power
-from gpt2_lightning.experiments import (
-    EXPERIMENT_RUNNERS,
-    apply_matmul_precision,
-    free_device_memory,
-    measured_env,
-    run_device,
-)
+from gpt2_lightning.device_startup import run_device
+from gpt2_lightning.environment import measured_env
+from gpt2_lightning.experiments import EXPERIMENT_RUNNERS
+from gpt2_lightning.trainers import apply_matmul_precision, free_device_memory
 from gpt2_lightning.flops import num_params
 from gpt2_lightning.interrupts import RunInterrupted, check
 from gpt2_lightning.machine import Contention

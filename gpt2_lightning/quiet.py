@@ -1,4 +1,5 @@
-"""Keep torch.profiler's C++ messages off the console unless --verbose.
+"""Keep torch.profiler's C++ messages, and Lightning's banners and tips (``quiet_lightning``), off the console unless
+--verbose.
 
 Kineto prints ``USDT:... SyncActivityProfilerHandler.cpp:52] profiler_start`` (and ``profiler_stop``) and the
 profiler's event collection warns ``[W... collection.cpp:664] Warning: Optimizer.step#AdamW.step ...``. Both are
@@ -12,10 +13,12 @@ only delayed to the end of the stage; progress lines go to the real console thro
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import re
 import sys
 import tempfile
+import warnings
 from collections.abc import Iterator
 from typing import TextIO
 
@@ -57,3 +60,13 @@ def profiler_messages_hidden(enabled: bool) -> Iterator[TextIO]:
         if kept:
             sys.stderr.write("".join(kept))
             sys.stderr.flush()
+
+
+def quiet_lightning(verbose: bool) -> None:
+    """Lightning's banners, tips and advice are noise in a profiler's output unless --verbose."""
+    if verbose:
+        return
+    for name in ("lightning", "lightning.pytorch", "lightning.fabric"):
+        logging.getLogger(name).setLevel(logging.WARNING)
+    warnings.filterwarnings("ignore", module=r"lightning(\.|$)")
+    warnings.filterwarnings("ignore", module=r"torch\.utils\.data")

@@ -138,9 +138,10 @@ def repeat_line(data: dict[str, Any]) -> str:
 
 def child_main(argv: list[str]) -> int:
     """``python -m gpt2_lightning.repeats CONFIG_JSON RUN_DIR``: one measurement, as profile.py would make it."""
-    from gpt2_lightning.cli import EXIT_FAILED, quiet_lightning
+    from gpt2_lightning.cli_args import EXIT_FAILED
     from gpt2_lightning.interrupts import RunInterrupted, interruptible
     from gpt2_lightning.profile_run import run_profile
+    from gpt2_lightning.quiet import quiet_lightning
 
     cfg = ProfileConfig(**json.loads(argv[0]))
     quiet_lightning(cfg.verbose)

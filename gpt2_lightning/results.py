@@ -16,16 +16,12 @@ from __future__ import annotations
 import datetime as _dt
 import json
 import os
-import platform
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import torch
-
 from gpt2_lightning.atomic_files import atomic_write_text  # noqa: F401 - imported from here too
 from gpt2_lightning.judgement import figure_range, judge
-from gpt2_lightning.machine import cpu_clock, git_state, usable_cpus
 from gpt2_lightning.noise import TIMED_PHASE, repeat_count
 
 SCHEMA_VERSION = 1
@@ -33,53 +29,6 @@ SCHEMA_VERSION = 1
 
 class ResultsError(ValueError):
     """A results file that cannot be read as ours; the message is one line naming the file."""
-
-
-def collect_env(device: torch.device) -> dict[str, Any]:
-    """Versions, processor, threads and accelerator: what a reader needs to trust or compare the figures."""
-    import lightning
-
-    env: dict[str, Any] = {
-        "hostname": platform.node(),
-        "pid": os.getpid(),  # one process per measurement with --repeat, sweeps and cpu,gpu: each its own
-        "platform": platform.platform(),
-        "python": platform.python_version(),
-        "torch": torch.__version__,
-        "lightning": lightning.__version__,
-        "cpu": _cpu_name(),
-        "cpu_count": os.cpu_count(),
-        "usable_cpus": usable_cpus(),  # the process's affinity: what its threads can run on
-        "torch_threads": torch.get_num_threads(),
-        "device_type": device.type,
-        "device_name": "cpu",
-        "float32_matmul_precision": torch.get_float32_matmul_precision(),
-        **cpu_clock(),
-        "git": git_state(),  # the current directory's repository: which code was measured
-    }
-    if device.type == "cuda":
-        props = torch.cuda.get_device_properties(device)
-        env.update(
-            device_name=torch.cuda.get_device_name(device),
-            device_count=torch.cuda.device_count(),
-            cuda=torch.version.cuda,
-            cudnn=torch.backends.cudnn.version(),
-            device_memory_gib=props.total_memory / 1024**3,
-            multiprocessors=props.multi_processor_count,
-        )
-    else:
-        env["device_name"] = env["cpu"]
-    return env
-
-
-def _cpu_name() -> str:
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 @dataclass

@@ -15,10 +15,11 @@ import argparse
 import dataclasses
 import sys
 
-from gpt2_lightning.cli import EXIT_BAD_INPUT, check_environment, make_run_dir, quiet_lightning, remove_failed_start
-from gpt2_lightning.cli_args import HelpFormatter, UsageError, prog_name, raise_usage_errors
+from gpt2_lightning.cli import check_environment, make_run_dir, remove_failed_start
+from gpt2_lightning.cli_args import EXIT_BAD_INPUT, HelpFormatter, UsageError, prog_name, raise_usage_errors
 from gpt2_lightning.config import MODEL_NAMES
 from gpt2_lightning.profile_config import ConfigError, ProfileConfig
+from gpt2_lightning.quiet import quiet_lightning
 from gpt2_lightning.data import DataError
 
 

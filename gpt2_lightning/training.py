@@ -11,14 +11,10 @@ from lightning.pytorch.callbacks import Callback, LearningRateMonitor, ModelChec
 
 from callbacks import PhaseTimingCallback, ThroughputCallback
 from callbacks.loss_history import LossHistory
-from gpt2_lightning.experiments import (
-    apply_matmul_precision,
-    experiment_summary,
-    make_logger,
-    make_trainer,
-    measured_env,
-    run_device,
-)
+from gpt2_lightning.device_startup import run_device
+from gpt2_lightning.environment import measured_env
+from gpt2_lightning.experiments import experiment_summary, make_logger
+from gpt2_lightning.trainers import apply_matmul_precision, make_trainer
 from gpt2_lightning.data import TokenFileDataModule
 from gpt2_lightning.interrupts import RunInterrupted
 from gpt2_lightning.module import GPT2LightningModule

@@ -21,15 +21,10 @@ import torch
 
 from callbacks import DeviceTimer, PhaseTimingCallback, ThroughputCallback
 from callbacks.timing import percentile, summarize
-from gpt2_lightning.cli import check_environment, quiet_lightning
-from gpt2_lightning.experiments import (
-    apply_matmul_precision,
-    make_datamodule,
-    make_logger,
-    make_module,
-    make_trainer,
-    resolve_device,
-)
+from gpt2_lightning.cli import check_environment
+from gpt2_lightning.quiet import quiet_lightning
+from gpt2_lightning.experiments import make_logger
+from gpt2_lightning.trainers import apply_matmul_precision, make_datamodule, make_module, make_trainer, resolve_device
 from gpt2_lightning.model import GPT
 from gpt2_lightning.profile_config import ConfigError, ProfileConfig
 

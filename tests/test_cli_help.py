@@ -113,7 +113,7 @@ def test_train_refusal_is_the_only_line_before_any_warning(tmp_path, capsys):
 
 def test_train_progress_bar_counts_steps():
     from callbacks.progress import StepProgressBar
-    from gpt2_lightning.experiments import make_trainer
+    from gpt2_lightning.trainers import make_trainer
     from gpt2_lightning.profile_config import ProfileConfig
 
     cfg = ProfileConfig(accelerator="cpu", model="tiny")

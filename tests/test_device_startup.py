@@ -41,7 +41,7 @@ def fake_cuda(monkeypatch):
 
 def test_fp8_check_times_the_device_startup_before_asking_for_the_capability(fake_cuda, tmp_path):
     from gpt2_lightning.cli import plan
-    from gpt2_lightning.experiments import device_startup_ms
+    from gpt2_lightning.device_startup import device_startup_ms
 
     pytest.importorskip("torchao")
     plan(["--accelerator", "gpu", "--precision", "fp8", "--model", "tiny", "--out", str(tmp_path), "--run-name", "r"])

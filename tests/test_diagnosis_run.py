@@ -11,7 +11,7 @@ import torch
 
 from gpt2_lightning import diagnosis_run
 from gpt2_lightning.diagnosis_run import diagnose_experiment, diagnosis_trace_path, profile_extra_steps
-from gpt2_lightning.experiments import make_module
+from gpt2_lightning.trainers import make_module
 from gpt2_lightning.profile_config import ConfigError, ProfileConfig
 from gpt2_lightning.trace_analysis import analyze_trace
 from tests.conftest import ROOT, requires_cuda

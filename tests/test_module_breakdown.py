@@ -155,7 +155,7 @@ def test_a_trace_without_module_ranges_says_so():
 def test_gpt2_parts_from_the_diagnosis_steps(tmp_path):
     """The GPU diagnosis's extra steps, run on the CPU: GPT-2's parts, FLOPs that add up to the model's."""
     from gpt2_lightning.diagnosis_run import profile_extra_steps
-    from gpt2_lightning.experiments import make_module
+    from gpt2_lightning.trainers import make_module
     from gpt2_lightning.flops import MATMUL_PARTS, part_train_flops_per_token, train_flops_per_token
     from gpt2_lightning.profile_config import ProfileConfig
 

@@ -189,7 +189,7 @@ def test_results_written_atomically(tmp_path):
 def test_same_seed_same_tokens_and_losses():
     import lightning as L
 
-    from gpt2_lightning.experiments import make_datamodule, make_module, make_trainer
+    from gpt2_lightning.trainers import make_datamodule, make_module, make_trainer
 
     class Losses(L.Callback):
         def __init__(self):

@@ -39,7 +39,7 @@ def test_precisions_on_cpu(tmp_path, precision):
 def test_bf16_true_builds_bf16_weights(tmp_path):
     import lightning as L
 
-    from gpt2_lightning.experiments import make_module
+    from gpt2_lightning.trainers import make_module
 
     from gpt2_lightning.profile_config import ProfileConfig
 
