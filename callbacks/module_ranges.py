@@ -8,7 +8,7 @@ there (as this project's is): such a model gets no module ranges from Lightning.
 starts, after ``configure_model``, and come off when it ends.
 
 Backward work needs no range of its own: autograd gives each backward operator the sequence number of the forward
-operator that created it, and a trace reader links the two (``gpt2_lightning.module_breakdown``). A range costs a
+operator that created it, and a trace reader links the two (``gpt2_lightning.analysis.module_breakdown``). A range costs a
 dispatcher call only while a profiler records; otherwise each hook returns at once. Do not use it on a model run
 through ``torch.compile``: the hooks would break its graph.
 """

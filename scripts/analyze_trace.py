@@ -42,9 +42,9 @@ def main(argv=None) -> int:
     if args.step_ms is not None and args.step_ms <= 0:
         error(f"--step-ms {args.step_ms}: must be a positive number of milliseconds")
     _load_without_torch()
-    from gpt2_lightning.diagnosis import diagnose
-    from gpt2_lightning.diagnosis_report import format_text
-    from gpt2_lightning.trace_analysis import TraceError, analyze_trace
+    from gpt2_lightning.analysis.verdict import diagnose
+    from gpt2_lightning.report.diagnosis import format_text
+    from gpt2_lightning.analysis.trace_analysis import TraceError, analyze_trace
 
     try:
         result = diagnose(analyze_trace(args.trace), step_ms=args.step_ms)

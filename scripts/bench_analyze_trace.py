@@ -102,7 +102,7 @@ def main(argv=None) -> int:
         package = types.ModuleType("gpt2_lightning")  # so their start-up time and memory stay out of the figures
         package.__path__ = [str(Path(__file__).resolve().parent.parent / "gpt2_lightning")]
         sys.modules["gpt2_lightning"] = package
-    from gpt2_lightning.trace_analysis import analyze_trace
+    from gpt2_lightning.analysis.trace_analysis import analyze_trace
 
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(args.keep or Path(tmp) / ("bench.pt.trace.json" + (".gz" if args.gz else "")))

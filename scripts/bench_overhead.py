@@ -21,12 +21,12 @@ import torch
 
 from callbacks import DeviceTimer, PhaseTimingCallback, ThroughputCallback
 from callbacks.timing import percentile, summarize
-from gpt2_lightning.cli import check_environment
-from gpt2_lightning.quiet import quiet_lightning
-from gpt2_lightning.experiments import make_logger
-from gpt2_lightning.trainers import apply_matmul_precision, make_datamodule, make_module, make_trainer, resolve_device
+from gpt2_lightning.profile.cli import check_environment
+from gpt2_lightning.profile.quiet import quiet_lightning
+from gpt2_lightning.profile.experiments import make_logger
+from gpt2_lightning.profile.trainers import apply_matmul_precision, make_datamodule, make_module, make_trainer, resolve_device
 from gpt2_lightning.model import GPT
-from gpt2_lightning.profile_config import ConfigError, ProfileConfig
+from gpt2_lightning.profile.settings import ConfigError, ProfileConfig
 
 AUTOCAST = {"bf16-mixed": torch.bfloat16, "16-mixed": torch.float16}
 WEIGHT_DTYPE = {"bf16-true": torch.bfloat16, "16-true": torch.float16, "64-true": torch.float64}

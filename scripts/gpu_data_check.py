@@ -43,7 +43,7 @@ def main(argv=None) -> int:
 
     from callbacks import PhaseTimingCallback
     from gpt2_lightning import GPT2LightningModule, GPTConfig
-    from gpt2_lightning.quiet import quiet_lightning
+    from gpt2_lightning.profile.quiet import quiet_lightning
 
     quiet_lightning(False)
     config = GPTConfig.from_name("tiny")

@@ -30,7 +30,7 @@ def main(argv=None) -> int:
     folder = Path(args.folder)
     if not folder.is_dir():
         error(f"{folder}: no such folder")
-    from gpt2_lightning.history import write_history
+    from gpt2_lightning.report.history import write_history
 
     try:
         text, files = write_history(folder, Path(args.out) if args.out else folder)

@@ -8,7 +8,7 @@
 2. Planted slowdowns: a baseline run, then the same with --add-delay-ms D (a sleep in every forward pass: a known
    delay inside the timed work), where D is the slowdown times the identical runs' median train step; --planted
    pairs per slowdown. Counts the pairs whose train tokens/s is called slower, beyond noise.
-3. The smallest slowdown told apart in at least 9 of 10 pairs: the gate's floor (gpt2_lightning/gate.py).
+3. The smallest slowdown told apart in at least 9 of 10 pairs: the gate's floor (gpt2_lightning/report/gate.py).
 
 Every run is a real profile.py process; each pair's runs follow each other, so the machine's drift is in the figures.
 On a machine others are using, the figures are an upper bound on the noise. Writes noise_check.json and every run
@@ -25,7 +25,7 @@ import time
 from pathlib import Path
 
 import _bootstrap  # noqa: F401  (first: repository on sys.path, this folder off it)
-from gpt2_lightning.noise import BUSY_WAITING_SHARE
+from gpt2_lightning.report.noise import BUSY_WAITING_SHARE
 
 ROOT = Path(__file__).resolve().parents[1]
 # a small run whose steps are short enough that the between-process noise dominates: the hard case. --threads 1:
@@ -58,7 +58,7 @@ class Runner:
 
     def run(self, name: str, *extra: str) -> dict:
         """One profile.py run with --repeat; its results."""
-        from gpt2_lightning.results import RunResults
+        from gpt2_lightning.report.results import RunResults
 
         cmd = [sys.executable, str(ROOT / "scripts" / "profile.py"), *self.args, "--repeat", str(self.repeat),
                "--out", str(self.out / "runs"), "--run-name", name, *extra]
@@ -74,7 +74,7 @@ class Runner:
 
 def verdicts(a: dict, b: dict) -> dict:
     """compare.py's judgement of b against a, per figure: (ratio, its range, verdict)."""
-    from gpt2_lightning.results import compare
+    from gpt2_lightning.report.results import compare
 
     rows = {r["label"]: r for r in compare([a, b])}
     return {f: (rows[f]["speedups"][1], rows[f]["speedup_ranges"][1], rows[f]["noise"][1], rows[f]["notes"][1])
@@ -83,7 +83,7 @@ def verdicts(a: dict, b: dict) -> dict:
 
 def first_repeat(data: dict, exp: str) -> float | None:
     """The train step (or forward pass) median of a run's first repeat: what a single run would have read."""
-    from gpt2_lightning.noise import TIMED_PHASE
+    from gpt2_lightning.report.noise import TIMED_PHASE
 
     reps = data.get("repeats") or []
     phases = (reps[0]["experiments"].get(exp) or {}).get("phases", {}) if reps else {}
@@ -91,9 +91,9 @@ def first_repeat(data: dict, exp: str) -> float | None:
 
 
 def load(out: Path, name: str) -> dict:
-    """A run's results, its repeats summarised again by today's code (gpt2_lightning.repeat_summary)."""
-    from gpt2_lightning.repeat_summary import merge_repeats
-    from gpt2_lightning.results import RunResults
+    """A run's results, its repeats summarised again by today's code (gpt2_lightning.report.repeat_summary)."""
+    from gpt2_lightning.report.repeat_summary import merge_repeats
+    from gpt2_lightning.report.results import RunResults
 
     run = out / "runs" / name
     repeats = sorted(run.glob("repeat-*/results.json"), key=lambda p: int(p.parent.name.split("-")[1]))

@@ -20,7 +20,7 @@ from pathlib import Path
 import _bootstrap  # noqa: F401  (first: repository on sys.path, this folder off it)
 import numpy as np
 
-from gpt2_lightning.results import atomic_write_text
+from gpt2_lightning.report.results import atomic_write_text
 from gpt2_lightning.data import META_FILE, token_dtype
 
 

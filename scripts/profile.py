@@ -7,7 +7,7 @@ Same as the ``gpt2-profile`` command; ``--help`` lists every setting.
 import sys
 
 import _bootstrap  # noqa: F401  (first: repository on sys.path, this folder off it)
-from gpt2_lightning.cli import main
+from gpt2_lightning.profile.cli import main
 
 if __name__ == "__main__":
     sys.exit(main())

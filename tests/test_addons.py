@@ -6,11 +6,11 @@ import json
 import torch
 
 import callbacks.energy
-import gpt2_lightning.energy_run as energy_run
-from gpt2_lightning import diagnosis_run
-from gpt2_lightning.memory import MemorySnapshotCallback
-from gpt2_lightning.profile_config import ProfileConfig
-from gpt2_lightning.profile_run import run_profile
+import gpt2_lightning.profile.energy as energy_run
+from gpt2_lightning.profile import diagnosis as diagnosis_run
+from gpt2_lightning.profile.memory import MemorySnapshotCallback
+from gpt2_lightning.profile.settings import ProfileConfig
+from gpt2_lightning.profile.run import run_profile
 from tests.cuda_standins import MemoryHistory
 
 

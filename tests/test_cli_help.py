@@ -16,7 +16,7 @@ import pytest
     ("", "DEFAULT"),
 ])
 def test_usage_names_the_command_as_called(monkeypatch, argv0, expected):
-    from gpt2_lightning.cli import build_parser
+    from gpt2_lightning.profile.cli import build_parser
     from gpt2_lightning.cli_args import prog_name
 
     monkeypatch.setattr(sys, "argv", [argv0])
@@ -31,7 +31,8 @@ def _option_helps(parser):
 
 @pytest.mark.parametrize("which", ["profile", "train"])
 def test_every_flag_has_help_and_shows_its_default(which):
-    from gpt2_lightning import cli, train_cli
+    from gpt2_lightning.profile import cli
+    from gpt2_lightning.train import cli as train_cli
 
     parser = (cli if which == "profile" else train_cli).build_parser()
     helps = _option_helps(parser)
@@ -47,7 +48,7 @@ def test_every_flag_has_help_and_shows_its_default(which):
 
 
 def test_train_help_shows_the_defaults_that_were_missing():
-    from gpt2_lightning.train_cli import build_parser
+    from gpt2_lightning.train.cli import build_parser
 
     text = " ".join(build_parser().format_help().split())
     for expected in ("--batch-size N sequences per batch (default: 8)", "(default: 256)", "(default: 1337)",
@@ -61,7 +62,7 @@ def test_train_help_shows_the_defaults_that_were_missing():
     (["--batchsize", "2"], "did you mean --batch-size for --batchsize?"),
 ])
 def test_a_typo_gets_the_nearest_flag(capsys, argv, hint):
-    from gpt2_lightning.cli import main
+    from gpt2_lightning.profile.cli import main
 
     assert main(argv) == 2
     err = capsys.readouterr().err.strip().splitlines()
@@ -79,7 +80,7 @@ def test_nothing_near_gets_no_guess():
 
 
 def test_train_typo_is_one_line_with_a_hint(capsys):
-    from gpt2_lightning.train_cli import main
+    from gpt2_lightning.train.cli import main
 
     assert main(["--data", "d", "--max-stpes", "5"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
@@ -92,7 +93,7 @@ def test_train_typo_is_one_line_with_a_hint(capsys):
     (10, 50, None),
 ])
 def test_train_warns_when_warm_up_is_as_long_as_the_run(warmup, max_steps, expected):
-    from gpt2_lightning.train_cli import parse, warn_schedule
+    from gpt2_lightning.train.cli import parse, warn_schedule
 
     warning = warn_schedule(parse(["--data", "d", "--lr-warmup-steps", str(warmup), "--max-steps", str(max_steps)])[0])
     if expected is None:
@@ -104,7 +105,7 @@ def test_train_warns_when_warm_up_is_as_long_as_the_run(warmup, max_steps, expec
 def test_train_refusal_is_the_only_line_before_any_warning(tmp_path, capsys):
     """`--data /nope` with a warm-up as long as the run: the refusal alone, not a warning about a run that never
     starts."""
-    from gpt2_lightning.train_cli import main
+    from gpt2_lightning.train.cli import main
 
     code = main(["--data", str(tmp_path / "nope"), "--max-steps", "60", "--out", str(tmp_path / "runs")])
     err = capsys.readouterr().err.strip().splitlines()
@@ -113,8 +114,8 @@ def test_train_refusal_is_the_only_line_before_any_warning(tmp_path, capsys):
 
 def test_train_progress_bar_counts_steps():
     from callbacks.progress import StepProgressBar
-    from gpt2_lightning.trainers import make_trainer
-    from gpt2_lightning.profile_config import ProfileConfig
+    from gpt2_lightning.profile.trainers import make_trainer
+    from gpt2_lightning.profile.settings import ProfileConfig
 
     cfg = ProfileConfig(accelerator="cpu", model="tiny")
     with_bar = make_trainer(cfg, [], enable_progress_bar=True, max_steps=10)

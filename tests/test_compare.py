@@ -38,7 +38,7 @@ def step_row(rows):
 
 
 def test_two_runs_from_one_distribution_are_within_noise():
-    from gpt2_lightning.results import compare
+    from gpt2_lightning.report.results import compare
 
     rows = compare([run(draws(1)), run(draws(2))])
     row = step_row(rows)
@@ -51,7 +51,7 @@ def test_two_runs_from_one_distribution_are_within_noise():
 
 def test_one_distribution_is_rarely_called_different():
     """The false-alarm rate the docs quote: 5 steps per run, 2-3% of pairs; 10 steps, under 1%."""
-    from gpt2_lightning.results import compare
+    from gpt2_lightning.report.results import compare
 
     for n, most in ((5, 0.05), (10, 0.01)):
         called = sum(step_row(compare([run(draws(2 * i, n)), run(draws(2 * i + 1, n))]))["noise"][1] != "within noise"
@@ -60,8 +60,8 @@ def test_one_distribution_is_rarely_called_different():
 
 
 def test_clearly_different_runs_give_a_ratio_beyond_noise():
-    from gpt2_lightning.compare import format_comparison
-    from gpt2_lightning.results import compare
+    from gpt2_lightning.report.compare import format_comparison
+    from gpt2_lightning.report.results import compare
 
     runs = [run(draws(1, mean=130.0, sd=2.0)), run(draws(2, mean=100.0, sd=2.0))]
     rows = compare(runs)
@@ -78,8 +78,8 @@ def test_clearly_different_runs_give_a_ratio_beyond_noise():
 
 
 def test_within_noise_is_marked_in_the_table():
-    from gpt2_lightning.compare import format_comparison
-    from gpt2_lightning.results import compare
+    from gpt2_lightning.report.compare import format_comparison
+    from gpt2_lightning.report.results import compare
 
     runs = [run(draws(1)), run(draws(2))]
     text = format_comparison(["a", "b"], compare(runs), runs)
@@ -88,7 +88,7 @@ def test_within_noise_is_marked_in_the_table():
 
 
 def test_too_few_steps_are_not_judged():
-    from gpt2_lightning.results import compare
+    from gpt2_lightning.report.results import compare
 
     row = step_row(compare([run([100.0, 101.0, 99.0]), run([200.0, 201.0, 199.0])]))
     assert row["noise"] == [None, None] and row["speedup_ranges"][1] is None
@@ -96,7 +96,7 @@ def test_too_few_steps_are_not_judged():
 
 
 def test_settings_that_differ_block():
-    from gpt2_lightning.compare import format_settings, settings_table
+    from gpt2_lightning.report.compare import format_settings, settings_table
 
     a = run(draws(1), "a", batch=1, device=("cpu", "AMD EPYC"))
     b = run(draws(2), "b", batch=2, device=("cuda", "NVIDIA H100"), precision="bf16-mixed")
@@ -112,7 +112,7 @@ def test_settings_that_differ_block():
 
 
 def test_versions_and_strategy_show_when_they_differ():
-    from gpt2_lightning.compare import settings_table
+    from gpt2_lightning.report.compare import settings_table
 
     a, b = run(draws(1)), run(draws(2), strategy="ddp", devices="8")
     b["env"] |= {"torch": "2.11.0", "lightning": "2.5.0"}
@@ -121,7 +121,7 @@ def test_versions_and_strategy_show_when_they_differ():
 
 
 def test_warnings_profiler_experiments_shapes_and_tools():
-    from gpt2_lightning.compare import warnings_for
+    from gpt2_lightning.report.compare import warnings_for
 
     base = run(draws(1))
     assert warnings_for([base, run(draws(2))], ["a", "b"]) == []
@@ -136,7 +136,7 @@ def test_warnings_profiler_experiments_shapes_and_tools():
 
 
 def test_an_unstable_run_is_named_in_the_comparison():
-    from gpt2_lightning.compare import warnings_for
+    from gpt2_lightning.report.compare import warnings_for
 
     busy = run([64.0, 70.0, 1710.0, 66.0, 900.0])
     busy["experiments"]["train"]["load_avg"] = [3.5, 2.0, 1.0]
@@ -167,7 +167,7 @@ def test_compare_script_end_to_end(tmp_path):
 
 
 def test_comparison_title_names_what_differs():
-    from gpt2_lightning.compare import comparison_title
+    from gpt2_lightning.report.compare import comparison_title
 
     a = run(draws(1), "a", device=("cpu", "AMD EPYC"))
     b = run(draws(2), "b", device=("cuda", "NVIDIA H100"), profiler="pytorch")

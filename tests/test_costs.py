@@ -6,7 +6,7 @@ import sys
 
 import pytest
 
-from gpt2_lightning.costs import (
+from gpt2_lightning.report.costs import (
     LINEAR_ASSUMPTION,
     add_costs,
     cost,
@@ -17,7 +17,7 @@ from gpt2_lightning.costs import (
     projection_line,
     summary_lines,
 )
-from gpt2_lightning.profile_config import ConfigError, ProfileConfig
+from gpt2_lightning.profile.settings import ConfigError, ProfileConfig
 from tests.conftest import ROOT
 
 
@@ -53,7 +53,7 @@ def test_projection_and_linear_scaling():
     assert p["kwh"] == pytest.approx(10.0, rel=1e-12)  # 1e10 x 0.0036 J = 3.6e7 J
     assert p["usd"] == pytest.approx(10**5 / 3600 * 2.0, rel=1e-12)
     assert p["usd_energy"] == pytest.approx(1.0, rel=1e-12)
-    from gpt2_lightning.costs import scaled
+    from gpt2_lightning.report.costs import scaled
 
     s = scaled(p, 8)
     assert s["devices"] == 8 and s["hours"] == pytest.approx(p["hours"] / 8, rel=1e-12)
@@ -161,8 +161,8 @@ def _run(step_ms, jpt, tpk, cpu_or_gpu):
 
 
 def test_compare_shows_the_energy_ratio_beside_the_speed_ratio():
-    from gpt2_lightning.compare import format_comparison
-    from gpt2_lightning.results import compare
+    from gpt2_lightning.report.compare import format_comparison
+    from gpt2_lightning.report.results import compare
 
     runs = [_run(4000.0, 0.2, 1.8e7, "cpu"), _run(100.0, 0.004, 9e8, "gpu")]
     rows = {r["label"].strip(): r for r in compare(runs)}
@@ -175,7 +175,7 @@ def test_compare_shows_the_energy_ratio_beside_the_speed_ratio():
 
 
 def test_comparison_prints_each_runs_time_to_train(tmp_path):
-    from gpt2_lightning.compare import write_comparison
+    from gpt2_lightning.report.compare import write_comparison
 
     runs = [_run(4000.0, 0.2, 1.8e7, "cpu"), _run(100.0, 0.004, 9e8, "gpu")]
     runs[0]["experiments"]["train"]["projection"] = {"target_tokens": 10**10, "hours": 127 * 24}
@@ -186,17 +186,17 @@ def test_comparison_prints_each_runs_time_to_train(tmp_path):
 
 
 def test_sweep_has_a_joules_per_token_column_and_panel_when_measured(tmp_path):
-    from gpt2_lightning.sweep import format_sweep, sweep_rows, write_sweep
+    from gpt2_lightning.profile.sweep import format_sweep, sweep_rows, write_sweep
 
     runs = [(b, {"experiments": {"train": {"phases": {"step": {"median_ms": 10.0 * b}},
                                            "energy": {"joules_per_token": 0.001 * b}}}}) for b in (1, 2)]
     rows = sweep_rows("batch_size", runs)
     assert [r["train J/token"] for r in rows] == [0.001, 0.002]
     assert "train J/token" in format_sweep("batch_size", rows)
-    with mock.patch("gpt2_lightning.plots.plt.subplots", wraps=__import__("matplotlib.pyplot").pyplot.subplots) as sp:
+    with mock.patch("gpt2_lightning.report.plots.plt.subplots", wraps=__import__("matplotlib.pyplot").pyplot.subplots) as sp:
         write_sweep("batch_size", runs, tmp_path)
     assert sp.call_args.args[:2] == (1, 2)  # step time and J/token: panels with no value at all are left out
     unmeasured = [(b, {"experiments": {"train": {"phases": {"step": {"median_ms": 1.0}}}}}) for b in (1, 2)]
-    with mock.patch("gpt2_lightning.plots.plt.subplots", wraps=__import__("matplotlib.pyplot").pyplot.subplots) as sp:
+    with mock.patch("gpt2_lightning.report.plots.plt.subplots", wraps=__import__("matplotlib.pyplot").pyplot.subplots) as sp:
         write_sweep("batch_size", unmeasured, tmp_path)
     assert sp.call_args.args[:2] == (1, 1)

@@ -72,9 +72,9 @@ def test_nvtx_ranges_follow_the_phases_on_cuda(monkeypatch):
 
 def test_diagnosis_gpu_branch_runs_its_extra_steps_end_to_end(tmp_path, monkeypatch):
     """The extra steps under a profiler that asks for CUDA activity, on the CPU (a trace with CPU operators only)."""
-    from gpt2_lightning import diagnosis_run
-    from gpt2_lightning.trainers import make_module
-    from gpt2_lightning.profile_config import ProfileConfig
+    from gpt2_lightning.profile import diagnosis as diagnosis_run
+    from gpt2_lightning.profile.trainers import make_module
+    from gpt2_lightning.profile.settings import ProfileConfig
 
     monkeypatch.setattr(diagnosis_run, "resolve_device", lambda accelerator: torch.device("cuda", 0))
     cfg = ProfileConfig(accelerator="cpu", model="tiny", batch_size=1, seq_len=8, diagnose_steps=1)

@@ -89,9 +89,9 @@ def test_memory_snapshot_stays_out_of_the_counted_steps(tmp_path, monkeypatch):
     every counted step is as fast as without them."""
     from unittest import mock
 
-    from gpt2_lightning.memory import MemorySnapshotCallback
-    from gpt2_lightning.profile_config import ProfileConfig
-    from gpt2_lightning.profile_run import run_profile
+    from gpt2_lightning.profile.memory import MemorySnapshotCallback
+    from gpt2_lightning.profile.settings import ProfileConfig
+    from gpt2_lightning.profile.run import run_profile
     from tests.cuda_standins import MemoryHistory
 
     clock = TickingClock()

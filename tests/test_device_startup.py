@@ -8,8 +8,8 @@ import pytest
 import torch
 
 from callbacks.timing import DeviceTimer
-from gpt2_lightning import device_startup
-from gpt2_lightning.profile_config import ProfileConfig
+from gpt2_lightning.profile import device_startup
+from gpt2_lightning.profile.settings import ProfileConfig
 
 
 @pytest.fixture
@@ -40,8 +40,8 @@ def fake_cuda(monkeypatch):
 
 
 def test_fp8_check_times_the_device_startup_before_asking_for_the_capability(fake_cuda, tmp_path):
-    from gpt2_lightning.cli import plan
-    from gpt2_lightning.device_startup import device_startup_ms
+    from gpt2_lightning.profile.cli import plan
+    from gpt2_lightning.profile.device_startup import device_startup_ms
 
     pytest.importorskip("torchao")
     plan(["--accelerator", "gpu", "--precision", "fp8", "--model", "tiny", "--out", str(tmp_path), "--run-name", "r"])
@@ -50,8 +50,8 @@ def test_fp8_check_times_the_device_startup_before_asking_for_the_capability(fak
 
 
 def test_each_rank_times_and_records_its_own_device(fake_cuda, tmp_path, monkeypatch):
-    from gpt2_lightning import experiments
-    from gpt2_lightning.profile_run import run_profile
+    from gpt2_lightning.profile import experiments
+    from gpt2_lightning.profile.run import run_profile
 
     monkeypatch.setenv("LOCAL_RANK", "1")  # the second process of --devices 1,2 drives cuda:2
     monkeypatch.setitem(experiments.EXPERIMENT_RUNNERS, "init", lambda cfg, run_dir: {"phases": {}})
@@ -65,8 +65,8 @@ def test_each_rank_times_and_records_its_own_device(fake_cuda, tmp_path, monkeyp
 
 def test_train_py_fp8_trains_float8_layers_and_takes_the_fp8_peak(tmp_path, monkeypatch):
     """train.py --precision fp8 is what profile.py's fp8 is: float8 Linear layers, MFU against the FP8 peak."""
-    from gpt2_lightning import training
-    from gpt2_lightning.train_cli import parse
+    from gpt2_lightning.train import run as training
+    from gpt2_lightning.train.cli import parse
 
     built = {}
 

@@ -7,10 +7,10 @@ import sys
 
 import pytest
 
-from gpt2_lightning import diagnosis as dx
-from gpt2_lightning.diagnosis import Evidence, diagnose, verdict
-from gpt2_lightning.diagnosis_report import format_text, markdown, markdown_all, summary_lines
-from gpt2_lightning.trace_categories import CATEGORIES
+from gpt2_lightning.analysis import verdict as dx
+from gpt2_lightning.analysis.verdict import Evidence, diagnose, verdict
+from gpt2_lightning.report.diagnosis import format_text, markdown, markdown_all, summary_lines
+from gpt2_lightning.analysis.categories import CATEGORIES
 from tests.conftest import ROOT
 from tests.test_trace_analysis import FIXTURE
 
@@ -138,7 +138,7 @@ def test_diagnose_adds_busy_and_verdict_only_with_a_step():
 
 # ------------------------------------------------------------------------------------------------ the real trace
 def test_fixture_verdict_casts_then_idle():
-    from gpt2_lightning.trace_analysis import analyze_trace
+    from gpt2_lightning.analysis.trace_analysis import analyze_trace
 
     d = diagnose(analyze_trace(FIXTURE), step_ms=31.0)
     assert d["busy_pct"] == pytest.approx(100 * 26.053 / 31.0, abs=0.01)

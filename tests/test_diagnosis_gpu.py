@@ -10,9 +10,9 @@ import torch
 from torch.utils.data import DataLoader, TensorDataset
 
 from callbacks import PhaseTimingCallback
-from gpt2_lightning.diagnosis import diagnose
-from gpt2_lightning.profilers import ProfilerStepCallback, kernel_profiler
-from gpt2_lightning.trace_analysis import analyze_trace
+from gpt2_lightning.analysis.verdict import diagnose
+from gpt2_lightning.profile.profilers import ProfilerStepCallback, kernel_profiler
+from gpt2_lightning.analysis.trace_analysis import analyze_trace
 from tests.conftest import requires_cuda
 
 pytestmark = [requires_cuda, pytest.mark.gpu]

@@ -9,11 +9,11 @@ import sys
 import pytest
 import torch
 
-from gpt2_lightning import diagnosis_run
-from gpt2_lightning.diagnosis_run import diagnose_experiment, diagnosis_trace_path, profile_extra_steps
-from gpt2_lightning.trainers import make_module
-from gpt2_lightning.profile_config import ConfigError, ProfileConfig
-from gpt2_lightning.trace_analysis import analyze_trace
+from gpt2_lightning.profile import diagnosis as diagnosis_run
+from gpt2_lightning.profile.diagnosis import diagnose_experiment, diagnosis_trace_path, profile_extra_steps
+from gpt2_lightning.profile.trainers import make_module
+from gpt2_lightning.profile.settings import ConfigError, ProfileConfig
+from gpt2_lightning.analysis.trace_analysis import analyze_trace
 from tests.conftest import ROOT, requires_cuda
 from tests.test_trace_analysis import FIXTURE
 
@@ -86,7 +86,7 @@ def test_fp8_casts_are_blamed_on_bf16_autocast_and_float8_casts_not_on_no_autoca
 
 @pytest.mark.parametrize("strategy", ["fsdp", "fsdp_cpu_offload", "deepspeed_stage_3"])
 def test_fsdp_skips_the_diagnosis_and_says_why(gpu_branch, tmp_path, capsys, strategy):
-    from gpt2_lightning.diagnosis_report import markdown, summary_lines
+    from gpt2_lightning.report.diagnosis import markdown, summary_lines
 
     d = diagnose_experiment(ProfileConfig(accelerator="gpu", strategy=strategy), tmp_path, "train", "train", None,
                             _result())
@@ -170,7 +170,7 @@ def test_cpu_profiled_run_carries_its_diagnosis_everywhere(profiled_cpu_run):
     assert not list(run_dir.glob("memory-*.pickle"))
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-    from gpt2_lightning.tensorboard_logs import tensorboard_dir
+    from gpt2_lightning.report.tensorboard_logs import tensorboard_dir
 
     acc = EventAccumulator(str(tensorboard_dir(run_dir, "summary")), size_guidance={"tensors": 0})
     acc.Reload()

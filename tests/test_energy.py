@@ -371,9 +371,9 @@ class WallMeter:
 
 def test_profile_run_measures_energy_and_keeps_extra_steps_out_of_the_timings(tmp_path, monkeypatch):
     import callbacks.energy
-    import gpt2_lightning.energy_run as energy_run
-    from gpt2_lightning.profile_config import ProfileConfig
-    from gpt2_lightning.profile_run import run_profile
+    import gpt2_lightning.profile.energy as energy_run
+    from gpt2_lightning.profile.settings import ProfileConfig
+    from gpt2_lightning.profile.run import run_profile
 
     monkeypatch.setattr(callbacks.energy, "meter_for", lambda device: WallMeter())
     monkeypatch.setattr(energy_run, "meter_for", lambda device: WallMeter())
@@ -401,7 +401,7 @@ def test_profile_run_measures_energy_and_keeps_extra_steps_out_of_the_timings(tm
     assert data["experiments"]["train"]["projection"]["kwh"] is not None
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-    from gpt2_lightning.tensorboard_logs import tensorboard_dir
+    from gpt2_lightning.report.tensorboard_logs import tensorboard_dir
 
     acc = EventAccumulator(str(tensorboard_dir(tmp_path / "run", "train")))
     acc.Reload()
@@ -427,9 +427,9 @@ def test_gradient_accumulation_counts_optimizer_steps_and_every_micro_batch_toke
 
 def test_profile_on_this_cpu_gives_rapl_figures_or_the_reason(tmp_path, monkeypatch):
     """The real meters, whatever this machine allows: never a crash, never a guess."""
-    import gpt2_lightning.energy_run as energy_run
-    from gpt2_lightning.profile_config import ProfileConfig
-    from gpt2_lightning.profile_run import run_profile
+    import gpt2_lightning.profile.energy as energy_run
+    from gpt2_lightning.profile.settings import ProfileConfig
+    from gpt2_lightning.profile.run import run_profile
 
     monkeypatch.setattr(energy_run, "_idle_cache", {})
     cfg = ProfileConfig(accelerator="cpu", model="tiny", batch_size=1, seq_len=8, steps=1, warmup_steps=1,

@@ -6,7 +6,7 @@ import sys
 import pytest
 import torch
 
-from gpt2_lightning.profile_config import ProfileConfig
+from gpt2_lightning.profile.settings import ProfileConfig
 from tests.conftest import ROOT
 
 

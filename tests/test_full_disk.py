@@ -32,7 +32,7 @@ def full_disk_for(pattern: str):
 
 
 def test_plots_and_report_on_a_full_disk_are_one_line_each_and_results_survive(tmp_path, capsys):
-    from gpt2_lightning import cli
+    from gpt2_lightning.profile import cli
 
     with mock.patch("os.write", side_effect=full_disk_for(r"\.png|report\.md")):
         code = cli.main([*BASE, "--experiments", "train", "--out", str(tmp_path), "--run-name", "r"])
@@ -51,7 +51,7 @@ def test_plots_and_report_on_a_full_disk_are_one_line_each_and_results_survive(t
 
 
 def test_results_json_on_a_full_disk_is_one_line_and_the_figures_are_printed(tmp_path, capsys):
-    from gpt2_lightning import cli
+    from gpt2_lightning.profile import cli
 
     with mock.patch("os.write", side_effect=full_disk_for(r"results\.json")):
         code = cli.main([*BASE, "--experiments", "inference", "--out", str(tmp_path), "--run-name", "r"])

@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from gpt2_lightning.gate import GATE_FLOOR_PCT
+from gpt2_lightning.report.gate import GATE_FLOOR_PCT
 from tests.test_judgement import BASE, repeated, single
 
 PCT = f"{GATE_FLOOR_PCT['cpu']:g}"  # the smallest threshold the gate takes on a CPU without --allow-below-floor
@@ -21,7 +21,7 @@ def write(path, data):
 
 def gate(tmp_path, base, candidate, *flags):
     """compare.py BASE CANDIDATE FLAGS in this process: (exit code, stdout, stderr)."""
-    from gpt2_lightning.compare_cli import main
+    from gpt2_lightning.report.compare_cli import main
 
     args = [write(tmp_path / "main", base), write(tmp_path / "change", candidate), "--out", str(tmp_path / "cmp"),
             *flags]
@@ -98,7 +98,7 @@ def test_without_repeats_the_gate_says_the_noise_is_unknown(tmp_path, capsys):
 
 
 def test_compare_on_a_sweep_folder_says_how_to_compare_its_points(tmp_path, capsys):
-    from gpt2_lightning.compare_cli import main
+    from gpt2_lightning.report.compare_cli import main
 
     sw = tmp_path / "sw"
     for b in (1, 4):
@@ -117,8 +117,8 @@ def test_compare_on_a_sweep_folder_says_how_to_compare_its_points(tmp_path, caps
 
 
 def test_comparison_png_compares_rates_when_shapes_differ():
-    from gpt2_lightning.compare import plotted_rows
-    from gpt2_lightning.results import compare
+    from gpt2_lightning.report.compare import plotted_rows
+    from gpt2_lightning.report.results import compare
 
     runs = [single(BASE, batch_size=1), single([2 * m for m in BASE], batch_size=4, tokens_per_step=512)]
     rows, ylabel = plotted_rows(runs, compare(runs))
@@ -130,7 +130,7 @@ def test_comparison_png_compares_rates_when_shapes_differ():
 
 
 def test_history_orders_by_commit_and_marks_changes_beyond_noise(tmp_path):
-    from gpt2_lightning.history import write_history
+    from gpt2_lightning.report.history import write_history
 
     commits = {"c": ("2026-11-03T00:00:00+00:00", 1.0), "a": ("2026-11-01T00:00:00+00:00", 1.0),
                "b": ("2026-11-02T00:00:00+00:00", 1.3)}  # b made things 30% slower; c undid it

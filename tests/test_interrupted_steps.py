@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from lightning.pytorch.callbacks import Callback
 
-from gpt2_lightning.interrupts import RunInterrupted, interruptible
+from gpt2_lightning.profile.interrupts import RunInterrupted, interruptible
 
 
 class SigintAfter(Callback):
@@ -25,10 +25,10 @@ class SigintAfter(Callback):
 
 
 def test_profile_keeps_the_steps_measured_before_ctrl_c(tmp_path, monkeypatch, capsys):
-    from gpt2_lightning import experiments
-    from gpt2_lightning.profile_config import ProfileConfig
-    from gpt2_lightning.profile_run import run_profile
-    from gpt2_lightning.report import format_summary
+    from gpt2_lightning.profile import experiments
+    from gpt2_lightning.profile.settings import ProfileConfig
+    from gpt2_lightning.profile.run import run_profile
+    from gpt2_lightning.report.render import format_summary
 
     monkeypatch.setattr(experiments, "make_progress", lambda *a, **k: [SigintAfter(batch=5)])
     cfg = ProfileConfig(accelerator="cpu", model="tiny", batch_size=1, seq_len=8, warmup_steps=1, steps=100000,
@@ -59,8 +59,8 @@ def _token_dir(path):
 
 
 def test_train_py_keeps_its_steps_and_says_which_step_last_ckpt_holds(tmp_path, monkeypatch, capsys):
-    from gpt2_lightning import training
-    from gpt2_lightning.train_cli import main
+    from gpt2_lightning.train import run as training
+    from gpt2_lightning.train.cli import main
 
     make_trainer = training.make_trainer
 
@@ -79,6 +79,6 @@ def test_train_py_keeps_its_steps_and_says_which_step_last_ckpt_holds(tmp_path, 
                        f"before it (marked interrupted); {last} holds step 4: resume with --resume {last}")
     train = json.loads((run / "results.json").read_text())["experiments"]["train"]
     assert train["interrupted"] is True and train["phases"]["step"]["n"] == 5 and train["last_checkpoint_step"] == 4
-    from gpt2_lightning.checkpoints import inspect_checkpoint
+    from gpt2_lightning.train.checkpoints import inspect_checkpoint
 
     assert inspect_checkpoint(last)["step"] == 4  # what the message says is what the file holds

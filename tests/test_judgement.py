@@ -28,14 +28,14 @@ def single(steps_ms, device="cpu", tokens_per_step=128, machine=None, **config):
 
 def repeated(medians, device="cpu", spread=0.01, **config):
     """A --repeat run whose repeats' train step medians are ``medians`` (each repeat: 5 steps around its median)."""
-    from gpt2_lightning.repeat_summary import merge_repeats
+    from gpt2_lightning.report.repeat_summary import merge_repeats
 
     repeats = [single([m * (1 + spread * k) for k in (-2, -1, 0, 1, 2)], device, **config) for m in medians]
     return merge_repeats(repeats, Path("/runs/x"), len(medians))
 
 
 def judged(a, b, label="train: step"):
-    from gpt2_lightning.results import compare
+    from gpt2_lightning.report.results import compare
 
     row = next(r for r in compare([a, b]) if r["label"] == label)
     return row["noise"][1], row["notes"][1], row["speedup_ranges"][1], row["basis"][1], row["speedups"][1]
@@ -92,8 +92,8 @@ def test_without_repeats_a_cpu_difference_under_the_floor_is_never_beyond_noise(
 
 
 def test_the_comparison_says_when_between_run_noise_is_unknown():
-    from gpt2_lightning.compare import format_comparison
-    from gpt2_lightning.results import compare
+    from gpt2_lightning.report.compare import format_comparison
+    from gpt2_lightning.report.results import compare
 
     runs = [single(BASE), single(BASE)]
     text = format_comparison(["a", "b"], compare(runs), runs)
@@ -133,7 +133,7 @@ def test_a_repeated_run_against_a_single_one_uses_each_runs_own_range():
 
 
 def test_contention_lines_name_threads_and_waits():
-    from gpt2_lightning.noise import contention_lines
+    from gpt2_lightning.report.noise import contention_lines
 
     data = single(BASE, machine={"waiting_share": 0.47, "involuntary_switches": 325})
     data["env"]["torch_threads"] = 2
@@ -149,8 +149,8 @@ def test_contention_lines_name_threads_and_waits():
 
 
 def test_a_repeated_run_warns_about_its_repeats_not_its_steps():
-    from gpt2_lightning.noise import instability_lines
-    from gpt2_lightning.repeat_summary import merge_repeats
+    from gpt2_lightning.report.noise import instability_lines
+    from gpt2_lightning.report.repeat_summary import merge_repeats
 
     repeats = [single([m] * 5, machine={"waiting_share": w, "involuntary_switches": 9})
                for m, w in ((15.4, 0.14), (15.9, 0.0), (15.8, 0.128), (14.6, 0.009), (32.3, 0.523))]  # observed

@@ -6,8 +6,8 @@ from types import SimpleNamespace
 import pytest
 import torch
 
-from gpt2_lightning.memory import GIB, MemorySnapshotCallback, memory_breakdown
-from gpt2_lightning.report import memory_split_line
+from gpt2_lightning.profile.memory import GIB, MemorySnapshotCallback, memory_breakdown
+from gpt2_lightning.report.render import memory_split_line
 
 
 def _stepped(module: torch.nn.Module) -> torch.optim.Optimizer:

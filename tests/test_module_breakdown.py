@@ -12,11 +12,11 @@ import torch
 from torch.utils.data import DataLoader, TensorDataset
 
 from callbacks.module_ranges import ModuleRangesCallback
-from gpt2_lightning.module_parts import OPTIMIZER_ROW, OUTSIDE_ROW, add_flops, summarize
-from gpt2_lightning.profilers import ProfilerStepCallback, kernel_profiler
-from gpt2_lightning.trace_analysis import analyze_trace
-from gpt2_lightning.trace_events import collect
-from gpt2_lightning.trace_steps import profiled_steps
+from gpt2_lightning.analysis.module_parts import OPTIMIZER_ROW, OUTSIDE_ROW, add_flops, summarize
+from gpt2_lightning.profile.profilers import ProfilerStepCallback, kernel_profiler
+from gpt2_lightning.analysis.trace_analysis import analyze_trace
+from gpt2_lightning.analysis.trace_events import collect
+from gpt2_lightning.analysis.trace_steps import profiled_steps
 from tests.kineto import TraceBuilder
 from tests.test_trace_analysis import FIXTURE
 
@@ -154,10 +154,10 @@ def test_a_trace_without_module_ranges_says_so():
 
 def test_gpt2_parts_from_the_diagnosis_steps(tmp_path):
     """The GPU diagnosis's extra steps, run on the CPU: GPT-2's parts, FLOPs that add up to the model's."""
-    from gpt2_lightning.diagnosis_run import profile_extra_steps
-    from gpt2_lightning.trainers import make_module
+    from gpt2_lightning.profile.diagnosis import profile_extra_steps
+    from gpt2_lightning.profile.trainers import make_module
     from gpt2_lightning.flops import MATMUL_PARTS, part_train_flops_per_token, train_flops_per_token
-    from gpt2_lightning.profile_config import ProfileConfig
+    from gpt2_lightning.profile.settings import ProfileConfig
 
     cfg = ProfileConfig(accelerator="cpu", model="tiny", batch_size=2, seq_len=16, diagnose_steps=2)
     c = collect(profile_extra_steps(cfg, make_module(cfg), "train", tmp_path, "train"))

@@ -84,7 +84,7 @@ def test_synchronize_count_does_not_grow_with_steps():
 def test_host_clock_beside_device_and_caught_up_steps(lag, caught_up, monkeypatch):
     """A device that keeps up (lag 0) has finished each step before the next begins: it waited for the host in every
     counted step; one that lags three marks behind never did. Each phase also gets its host-clock time."""
-    from gpt2_lightning.timing_report import host_line
+    from gpt2_lightning.report.timing import host_line
 
     monkeypatch.setattr(FakeDevice, "LAG", lag)
     _, timing = _count_syncs(5)

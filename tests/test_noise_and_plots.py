@@ -38,7 +38,7 @@ def run_data(step_ms, device="cpu", load=(3.5, 2.0, 1.0), steps=None):
 
 
 def test_unstable_steps_warn_with_load_average_and_more_steps():
-    from gpt2_lightning.report import format_summary, render_report
+    from gpt2_lightning.report.render import format_summary, render_report
 
     data = run_data(0, steps=[64.0, 66.0, 70.0, 900.0, 1710.0])
     text = format_summary(data)
@@ -50,14 +50,14 @@ def test_unstable_steps_warn_with_load_average_and_more_steps():
 
 
 def test_steady_steps_do_not_warn():
-    from gpt2_lightning.report import format_summary
+    from gpt2_lightning.report.render import format_summary
 
     data = run_data(0, steps=[64.0, 66.0, 70.0, 65.0, 68.0])
     assert "WARNING" not in format_summary(data)
 
 
 def test_threshold_is_the_documented_one():
-    from gpt2_lightning.noise import unstable
+    from gpt2_lightning.report.noise import unstable
 
     just_under = {"phases": {"step": {"n": 5, "p10_ms": 100.0, "p90_ms": 149.0}}}
     just_over = {"phases": {"step": {"n": 5, "p10_ms": 100.0, "p90_ms": 151.0}}}
@@ -67,7 +67,7 @@ def test_threshold_is_the_documented_one():
 
 
 def test_cpu_summary_has_no_gpu_only_lines():
-    from gpt2_lightning.report import format_summary, render_report
+    from gpt2_lightning.report.render import format_summary, render_report
 
     text = format_summary(run_data(0, steps=[64.0, 66.0, 70.0, 65.0, 68.0]))
     assert "device start-up" not in text and "unsynchronised host timer" not in text
@@ -80,7 +80,7 @@ def test_cpu_summary_has_no_gpu_only_lines():
 
 
 def test_gpu_summary_keeps_startup_and_naive_lines():
-    from gpt2_lightning.report import format_summary
+    from gpt2_lightning.report.render import format_summary
 
     text = format_summary(run_data(0, device="cuda", steps=[64.0, 66.0, 70.0, 65.0, 68.0]))
     assert "device start-up 4.00 s" in text and "unsynchronised host timer reads" in text
@@ -91,10 +91,10 @@ def _drawn_bars(data, tmp_path):
     """The phases.png figure as drawn: {experiment: (title, right end of its stacked bar)}."""
     from unittest import mock
 
-    from gpt2_lightning.plots import plot_phase_breakdown
+    from gpt2_lightning.report.plots import plot_phase_breakdown
 
     figures = []
-    with mock.patch("gpt2_lightning.plots.plt.close", side_effect=figures.append):
+    with mock.patch("gpt2_lightning.report.plots.plt.close", side_effect=figures.append):
         plot_phase_breakdown(data, tmp_path / "phases.png")
     out = {}
     for ax in figures[0].axes:
@@ -127,7 +127,7 @@ def test_phases_bar_ends_at_the_median_step_it_is_titled_with(tmp_path, n):
 
 
 def test_phase_and_step_plots_are_titled(tmp_path):
-    from gpt2_lightning.plots import _title, plot_per_step, plot_phase_breakdown
+    from gpt2_lightning.report.plots import _title, plot_per_step, plot_phase_breakdown
 
     data = run_data(0, steps=[64.0, 66.0, 70.0, 65.0, 68.0])
     assert _title(data) == "tiny · AMD EPYC · 32-true · B2×T64 · init, inference, train"
@@ -136,8 +136,8 @@ def test_phase_and_step_plots_are_titled(tmp_path):
 
 
 def test_sweep_drops_empty_panels_and_prints_units(tmp_path):
-    from gpt2_lightning.plots import sweep_panels
-    from gpt2_lightning.sweep import format_sweep, sweep_rows, write_sweep
+    from gpt2_lightning.report.plots import sweep_panels
+    from gpt2_lightning.profile.sweep import format_sweep, sweep_rows, write_sweep
 
     quiet, busy = run_data(0, steps=[12.0, 12.5, 13.0, 12.4, 12.6]), run_data(0, steps=[64.0, 66.0, 70.0, 900.0, 1710.0])
     runs = [(1, quiet), (2, busy)]
@@ -158,7 +158,7 @@ def test_sweep_drops_empty_panels_and_prints_units(tmp_path):
 
 
 def test_energy_unavailable_is_said_once_per_run():
-    from gpt2_lightning.report import format_summary
+    from gpt2_lightning.report.render import format_summary
 
     data = run_data(0, steps=[12.0, 12.5, 13.0, 12.4, 12.6])
     why = "rapl: no powercap at /sys/class/powercap (not Linux, or a VM/container without RAPL)"
@@ -169,7 +169,7 @@ def test_energy_unavailable_is_said_once_per_run():
 
 
 def test_report_shows_device_startup_only_on_a_gpu():
-    from gpt2_lightning.report import render_report
+    from gpt2_lightning.report.render import render_report
 
     cpu = run_data(0, steps=[12.0, 12.5, 13.0, 12.4, 12.6])
     cpu["env"]["device_startup_ms"] = 0.0
@@ -183,10 +183,10 @@ def test_per_step_legends_never_cover_a_line(tmp_path):
     """Each panel's legend sits outside its plotting area: inside, it covered the train run's data line."""
     from unittest import mock
 
-    from gpt2_lightning.plots import plot_per_step
+    from gpt2_lightning.report.plots import plot_per_step
 
     figures = []
-    with mock.patch("gpt2_lightning.plots.plt.close", side_effect=figures.append):
+    with mock.patch("gpt2_lightning.report.plots.plt.close", side_effect=figures.append):
         plot_per_step(run_data(0, steps=[12.0, 12.5, 13.0, 12.4, 12.6]), tmp_path / "per_step.png")
     fig = figures[0]
     renderer = fig.canvas.get_renderer()
@@ -208,12 +208,12 @@ def _training_run():
 def test_training_report_is_titled_as_one_and_shows_the_loss(tmp_path):
     from unittest import mock
 
-    from gpt2_lightning.report import render_report
-    from gpt2_lightning.run_report import write_report
+    from gpt2_lightning.report.render import render_report
+    from gpt2_lightning.report.run_report import write_report
 
     data = _training_run()
     figures = []
-    with mock.patch("gpt2_lightning.plots.plt.close", side_effect=figures.append):
+    with mock.patch("gpt2_lightning.report.plots.plt.close", side_effect=figures.append):
         assert write_report(data, tmp_path) == []
     report = (tmp_path / "report.md").read_text()
     assert report.startswith("# GPT-2 training run: ")
@@ -229,7 +229,7 @@ def test_training_report_is_titled_as_one_and_shows_the_loss(tmp_path):
 
 
 def test_sweep_judges_every_experiment_and_says_not_judged_for_few_steps():
-    from gpt2_lightning.sweep import noise_cell, sweep_rows
+    from gpt2_lightning.profile.sweep import noise_cell, sweep_rows
 
     point = run_data(0, steps=[12.0, 12.5, 13.0, 12.4, 12.6])
     point["experiments"]["inference"]["phases"]["forward"] = summarize([5.0, 5.1, 7.7, 5.2, 9.0])  # p90/p10 > 1.5
@@ -242,7 +242,7 @@ def test_sweep_judges_every_experiment_and_says_not_judged_for_few_steps():
 
 
 def test_sweep_rows_in_value_order_with_one_number_format_per_column(tmp_path):
-    from gpt2_lightning.sweep import format_sweep, sweep_rows
+    from gpt2_lightning.profile.sweep import format_sweep, sweep_rows
 
     runs = []
     for b, tflops in ((4, 0.0703), (1, 0.029), (2, 0.05)):
@@ -264,13 +264,13 @@ def test_sweep_rows_in_value_order_with_one_number_format_per_column(tmp_path):
 def test_sweep_plot_labels_sit_above_the_whiskers(tmp_path):
     from unittest import mock
 
-    from gpt2_lightning.plots import plot_sweep
-    from gpt2_lightning.sweep import sweep_rows
+    from gpt2_lightning.report.plots import plot_sweep
+    from gpt2_lightning.profile.sweep import sweep_rows
 
     runs = [(1, run_data(0, steps=[10.0, 10.0, 10.0, 30.0, 30.0])),
             (2, run_data(0, steps=[20.0, 20.0, 20.0, 20.0, 21.0]))]
     rows = sweep_rows("batch_size", runs)
-    with mock.patch("gpt2_lightning.plots.plt.close") as close:
+    with mock.patch("gpt2_lightning.report.plots.plt.close") as close:
         plot_sweep("batch_size", rows, tmp_path / "s.png")
     fig = close.call_args.args[0]
     ax = next(a for a in fig.axes if a.get_ylabel().startswith("step ms"))

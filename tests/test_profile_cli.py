@@ -68,7 +68,7 @@ def test_init_reports_startup_and_cold_apart(cpu_run):
 
 
 def test_tensorboard_event_files_per_experiment(cpu_run):
-    from gpt2_lightning.tensorboard_logs import tensorboard_dir
+    from gpt2_lightning.report.tensorboard_logs import tensorboard_dir
 
     _, run_dir = cpu_run
     for exp in ("init", "inference", "train"):
@@ -76,8 +76,8 @@ def test_tensorboard_event_files_per_experiment(cpu_run):
 
 
 def test_console_entry_point_has_same_main():
-    from gpt2_lightning import cli
+    from gpt2_lightning.profile import cli
 
     text = (Path(ROOT) / "pyproject.toml").read_text()
-    assert 'gpt2-profile = "gpt2_lightning.cli:main"' in text
+    assert 'gpt2-profile = "gpt2_lightning.profile.cli:main"' in text
     assert callable(cli.main)

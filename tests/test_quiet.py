@@ -11,7 +11,7 @@ COLLECTION = "[W1127 04:36:37.448210720 collection.cpp:664] Warning: Optimizer.s
 
 
 def test_noise_patterns():
-    from gpt2_lightning.quiet import is_profiler_noise
+    from gpt2_lightning.profile.quiet import is_profiler_noise
 
     assert is_profiler_noise(USDT) and is_profiler_noise(COLLECTION)
     assert is_profiler_noise("STAGE:2024-01-01 10:00:00 1:1 ActivityProfilerController.cpp:312] Completed Stage\n")
@@ -22,7 +22,7 @@ def test_noise_patterns():
 
 SCRIPT = """
 import os, sys
-from gpt2_lightning.quiet import profiler_messages_hidden
+from gpt2_lightning.profile.quiet import profiler_messages_hidden
 with profiler_messages_hidden(sys.argv[1] == "on") as console:
     os.write(2, {usdt!r}.encode())
     print("a Python warning", file=sys.stderr)

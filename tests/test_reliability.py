@@ -103,7 +103,7 @@ def test_interrupt_keeps_a_valid_incomplete_results_file(tmp_path, sig, code):
 
 
 def _cfg(tmp_path, **kw):
-    from gpt2_lightning.profile_config import ProfileConfig
+    from gpt2_lightning.profile.settings import ProfileConfig
 
     args = dict(accelerator="cpu", model="tiny", batch_size=2, seq_len=32, steps=2, warmup_steps=1,
                 out=str(tmp_path))
@@ -112,7 +112,8 @@ def _cfg(tmp_path, **kw):
 
 
 def test_out_of_memory_in_one_experiment_spares_the_others(tmp_path, capsys):
-    from gpt2_lightning import experiments, profile_run
+    from gpt2_lightning.profile import experiments
+    from gpt2_lightning.profile import run as profile_run
 
     def oom(cfg, run_dir):
         raise torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 20.00 GiB")
@@ -134,7 +135,8 @@ def test_out_of_memory_in_one_experiment_spares_the_others(tmp_path, capsys):
 
 
 def test_out_of_memory_exit_code_and_console(tmp_path):
-    from gpt2_lightning import cli, experiments
+    from gpt2_lightning.profile import cli
+    from gpt2_lightning.profile import experiments
 
     def oom(cfg, run_dir):
         raise RuntimeError("DefaultCPUAllocator: can't allocate memory: you tried to allocate 99999999999 bytes")
@@ -147,7 +149,8 @@ def test_out_of_memory_exit_code_and_console(tmp_path):
 
 
 def test_other_errors_are_not_mistaken_for_oom(tmp_path):
-    from gpt2_lightning import experiments, profile_run
+    from gpt2_lightning.profile import experiments
+    from gpt2_lightning.profile import run as profile_run
 
     def broken(cfg, run_dir):
         raise ValueError("a bug")
@@ -158,8 +161,9 @@ def test_other_errors_are_not_mistaken_for_oom(tmp_path):
 
 
 def test_interrupt_between_experiments_keeps_finished_ones(tmp_path):
-    from gpt2_lightning import experiments, profile_run
-    from gpt2_lightning.interrupts import RunInterrupted
+    from gpt2_lightning.profile import experiments
+    from gpt2_lightning.profile import run as profile_run
+    from gpt2_lightning.profile.interrupts import RunInterrupted
 
     def interrupted(cfg, run_dir):
         raise RunInterrupted(signal.SIGTERM)
@@ -174,7 +178,7 @@ def test_interrupt_between_experiments_keeps_finished_ones(tmp_path):
 
 
 def test_results_written_atomically(tmp_path):
-    from gpt2_lightning.results import atomic_write_text
+    from gpt2_lightning.report.results import atomic_write_text
 
     target = tmp_path / "results.json"
     target.write_text("old")
@@ -189,7 +193,7 @@ def test_results_written_atomically(tmp_path):
 def test_same_seed_same_tokens_and_losses():
     import lightning as L
 
-    from gpt2_lightning.trainers import make_datamodule, make_module, make_trainer
+    from gpt2_lightning.profile.trainers import make_datamodule, make_module, make_trainer
 
     class Losses(L.Callback):
         def __init__(self):

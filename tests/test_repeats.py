@@ -13,7 +13,7 @@ from tests.test_judgement import single
 
 
 def test_merge_takes_the_median_of_the_repeats_medians_and_keeps_every_repeat():
-    from gpt2_lightning.repeat_summary import merge_repeats
+    from gpt2_lightning.report.repeat_summary import merge_repeats
 
     medians = [12.0, 30.0, 10.0, 11.0, 13.0]  # one disturbed repeat
     repeats = [single([m - 1, m, m + 1, m + 2, m - 2]) for m in medians]
@@ -35,7 +35,7 @@ def test_merge_takes_the_median_of_the_repeats_medians_and_keeps_every_repeat():
 
 
 def test_git_state_records_the_commit_and_uncommitted_changes(tmp_path):
-    from gpt2_lightning.machine import git_state
+    from gpt2_lightning.profile.machine import git_state
 
     assert git_state(str(tmp_path)) is None  # not a repository
     run = lambda *a: subprocess.run(["git", *a], cwd=tmp_path, check=True, capture_output=True)  # noqa: E731
@@ -54,8 +54,8 @@ def test_git_state_records_the_commit_and_uncommitted_changes(tmp_path):
 
 
 def test_a_planted_delay_lands_inside_the_forward_pass(tmp_path):
-    from gpt2_lightning.profile_config import ProfileConfig
-    from gpt2_lightning.profile_run import run_profile
+    from gpt2_lightning.profile.settings import ProfileConfig
+    from gpt2_lightning.profile.run import run_profile
 
     threads = torch.get_num_threads()
     try:
@@ -75,7 +75,7 @@ def test_a_planted_delay_lands_inside_the_forward_pass(tmp_path):
 
 
 def test_bad_repeat_threads_and_delay_are_refused():
-    from gpt2_lightning.profile_config import ConfigError, ProfileConfig
+    from gpt2_lightning.profile.settings import ConfigError, ProfileConfig
 
     for kwargs, flag in (({"repeat": 0}, "--repeat 0"), ({"threads": 0}, "--threads 0"),
                          ({"add_delay_ms": -1.0}, "--add-delay-ms -1.0")):

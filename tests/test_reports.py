@@ -10,7 +10,7 @@ import urllib.request
 
 import pytest
 
-from gpt2_lightning.tensorboard_logs import tensorboard_dir
+from gpt2_lightning.report.tensorboard_logs import tensorboard_dir
 from tests.conftest import ROOT
 
 TAGS = {"time/forward_ms", "time/backward_ms", "time/optimizer_ms", "time/step_ms", "throughput/tokens_per_sec"}
@@ -48,7 +48,7 @@ def test_the_end_of_a_run_says_what_to_read_and_run_next(profiled):
 
 
 def test_a_training_runs_end_says_how_to_train_on(tmp_path):
-    from gpt2_lightning.next_steps import footer
+    from gpt2_lightning.report.next_steps import footer
 
     (tmp_path / "report.md").write_text("x")
     (tmp_path / "loss.png").write_bytes(PNG_MAGIC)
@@ -196,7 +196,7 @@ def test_compare_script_ratios_and_plot(tmp_path):
 
 
 def test_compare_rows_unit():
-    from gpt2_lightning.results import compare
+    from gpt2_lightning.report.results import compare
 
     run = lambda ms: {"experiments": {"train": {"phases": {"step": {"median_ms": ms}}}}}  # noqa: E731
     rows = compare([run(10.0), run(40.0), {"experiments": {}}])

@@ -13,8 +13,8 @@ BASE = ["--accelerator", "cpu", "--model", "tiny", "--batch-size", "2", "--seq-l
 
 
 def _run(tmp_path, name="r", **kw):
-    from gpt2_lightning.profile_config import ProfileConfig
-    from gpt2_lightning.profile_run import run_profile
+    from gpt2_lightning.profile.settings import ProfileConfig
+    from gpt2_lightning.profile.run import run_profile
 
     args = dict(accelerator="cpu", model="tiny", batch_size=2, seq_len=32, steps=2, warmup_steps=1,
                 experiments="train", out=str(tmp_path), run_name=name)
@@ -39,9 +39,9 @@ def test_precisions_on_cpu(tmp_path, precision):
 def test_bf16_true_builds_bf16_weights(tmp_path):
     import lightning as L
 
-    from gpt2_lightning.trainers import make_module
+    from gpt2_lightning.profile.trainers import make_module
 
-    from gpt2_lightning.profile_config import ProfileConfig
+    from gpt2_lightning.profile.settings import ProfileConfig
 
     cfg = ProfileConfig(accelerator="cpu", model="tiny", precision="bf16-true")
     module = make_module(cfg)
@@ -62,7 +62,7 @@ def test_compile_reports_first_step_apart(tmp_path):
 
 
 def test_compile_needs_a_warmup_step():
-    from gpt2_lightning.profile_config import ConfigError, ProfileConfig
+    from gpt2_lightning.profile.settings import ConfigError, ProfileConfig
 
     with pytest.raises(ConfigError, match="--warmup-steps 0"):
         ProfileConfig(compile=True, warmup_steps=0)

@@ -12,7 +12,7 @@ def _scalars(log_dir):
 
 
 def test_logger_writes_to_run_slash_experiment_and_drops_epoch(tmp_path):
-    from gpt2_lightning.tensorboard_logs import make_logger, tensorboard_dir
+    from gpt2_lightning.report.tensorboard_logs import make_logger, tensorboard_dir
 
     logger = make_logger(tmp_path / "my-run", "train")
     assert tensorboard_dir(tmp_path / "my-run", "train") == tmp_path / "my-run" / "train"
@@ -24,7 +24,7 @@ def test_logger_writes_to_run_slash_experiment_and_drops_epoch(tmp_path):
 
 
 def test_headline_metrics_sort_after_the_per_step_groups_and_each_column_holds_one_kind():
-    from gpt2_lightning.tensorboard_summary import HEADLINE_GROUP, headline_metrics
+    from gpt2_lightning.report.tensorboard_summary import HEADLINE_GROUP, headline_metrics
 
     result = {"phases": {"step": summarize([10.0, 11.0, 12.0, 10.5, 11.5])},
               "throughput": {"tokens_per_sec": 100.0, "samples_per_sec": 2.0, "tflops": 0.5, "mfu_pct": None},
@@ -43,7 +43,7 @@ def test_headline_metrics_sort_after_the_per_step_groups_and_each_column_holds_o
 
 
 def test_hparams_are_the_same_settings_for_every_run_with_the_key_ones_first():
-    from gpt2_lightning.tensorboard_summary import hparams
+    from gpt2_lightning.report.tensorboard_summary import hparams
 
     profile = {"config": {"run_dir": "/runs/x", "out": "/runs", "model": "tiny", "precision": "32-true",
                           "batch_size": 4, "seq_len": 64, "compile": False, "data": None, "profiler": "none",
@@ -75,7 +75,7 @@ def _hparams_session(log_dir):
 
 
 def test_every_session_declares_the_same_metrics_and_a_trial_name_that_fits(tmp_path):
-    from gpt2_lightning.tensorboard_summary import HEADLINE_METRICS, write_tensorboard_summary
+    from gpt2_lightning.report.tensorboard_summary import HEADLINE_METRICS, write_tensorboard_summary
 
     run_dir = tmp_path / "20261130-095812"
     data = {"config": {"model": "tiny", "run_dir": str(run_dir), "out": str(tmp_path)}, "env": {},

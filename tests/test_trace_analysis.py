@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from gpt2_lightning import trace_reader
-from gpt2_lightning.trace_analysis import TraceError, analyze_trace, union_length
-from gpt2_lightning.trace_categories import CATEGORIES, cpu_op_category, kernel_category
+from gpt2_lightning.analysis import trace_reader
+from gpt2_lightning.analysis.trace_analysis import TraceError, analyze_trace, union_length
+from gpt2_lightning.analysis.categories import CATEGORIES, cpu_op_category, kernel_category
 from tests.conftest import ROOT
 from tests.kineto import TraceBuilder, two_step_gpu_trace
 
@@ -307,7 +307,7 @@ def test_cpu_optimizer_work_at_any_depth_and_a_cut_off_closure(tmp_path):
 
 
 def test_call_counts_print_as_counts():
-    from gpt2_lightning.diagnosis_report import format_text, markdown
+    from gpt2_lightning.report.diagnosis import format_text, markdown
 
     d = {"trace": "t.json", "steps": 2, "step_source": "ProfilerStep", "kind": "cpu", "cpu_self_ms_per_step": 1.0,
          "categories": {c: {"ms_per_step": 0.5, "pct": 10.0} for c in CATEGORIES},

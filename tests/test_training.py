@@ -102,7 +102,7 @@ def test_training_on_real_text_lowers_validation_loss(data_dir, tmp_path):
     assert ckpts == ["last.ckpt", "step100.ckpt", "step200.ckpt"]
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-    from gpt2_lightning.tensorboard_logs import tensorboard_dir
+    from gpt2_lightning.report.tensorboard_logs import tensorboard_dir
 
     acc = EventAccumulator(str(tensorboard_dir(tmp_path / "t", "train")))
     acc.Reload()
@@ -112,7 +112,7 @@ def test_training_on_real_text_lowers_validation_loss(data_dir, tmp_path):
 
 
 def _train_main(*args):
-    from gpt2_lightning.train_cli import main
+    from gpt2_lightning.train.cli import main
 
     return main([str(a) for a in args])
 
@@ -152,7 +152,7 @@ def test_resume_continues_like_an_uninterrupted_run(data_dir, tmp_path):
 def _scalar_steps(run_dir):
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-    from gpt2_lightning.tensorboard_logs import tensorboard_dir
+    from gpt2_lightning.report.tensorboard_logs import tensorboard_dir
 
     acc = EventAccumulator(str(tensorboard_dir(run_dir, "train")), size_guidance={"scalars": 0})
     acc.Reload()
@@ -187,12 +187,12 @@ def test_resume_refusals_are_one_line_and_leave_no_run_directory(data_dir, tmp_p
 
 
 def test_a_failed_start_leaves_no_run_directory(data_dir, tmp_path, monkeypatch):
-    import gpt2_lightning.training
+    import gpt2_lightning.train.run
 
     def broken(*args, **kwargs):
         raise RuntimeError("the accelerator fell over before the first step")
 
-    monkeypatch.setattr(gpt2_lightning.training, "train", broken)
+    monkeypatch.setattr(gpt2_lightning.train.run, "train", broken)
     with pytest.raises(RuntimeError):
         _train_main("--data", data_dir, *TRAIN, "--max-steps", "4", "--out", tmp_path, "--run-name", "r")
     assert not (tmp_path / "r").exists()

@@ -1,0 +1,275 @@
+"""ProfileConfig: every setting of a profile run, one dataclass, checked before any work starts.
+
+Each field's ``help`` doubles as its ``--help`` text; the flag is the field name with dashes. Every check raises
+``ConfigError`` naming the flag, the value and what would be valid, which the CLI prints as one line (exit code 2).
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Any
+
+from gpt2_lightning.config import MODEL_NAMES, GPTConfig
+
+EXPERIMENTS = ("init", "inference", "train")
+ACCELERATORS = ("auto", "cpu", "gpu", "cuda")
+PRECISIONS = ("32-true", "tf32", "16-mixed", "bf16-mixed", "bf16-true", "16-true", "64-true", "fp8")
+PROFILERS = ("none", "simple", "advanced", "pytorch")
+INIT_ON = ("device", "cpu")
+IF_EXISTS = ("error", "rename")
+SWEEP_KEYS = ("batch_size", "seq_len", "model", "precision")
+
+
+class ConfigError(ValueError):
+    """A setting that cannot work; the message names the flag, the value and what is valid."""
+
+    def __init__(self, flag: str, value: Any, valid: str) -> None:
+        super().__init__(f"--{flag.replace('_', '-')} {value}: {valid}")
+
+
+def _help(text: str, **kw: Any) -> Any:
+    return field(metadata={"help": text}, **kw)
+
+
+@dataclass
+class ProfileConfig:
+    """Settings of one profile run (one accelerator)."""
+
+    accelerator: str = _help("where to run: auto, cpu, gpu or cuda (as Lightning's Trainer); a comma list such as "
+                             "cpu,gpu runs each in turn and compares them", default="auto")
+    devices: str = _help("devices per node: a count, 'auto' or a comma list of indices (as Lightning)", default="1")
+    strategy: str = _help("Lightning strategy: auto, ddp, ddp_spawn, fsdp, ...", default="auto")
+    num_nodes: int = _help("machines taking part (multi-node runs)", default=1)
+    precision: str = _help(
+        "Lightning precision (32-true, 16-mixed, bf16-mixed, bf16-true, 16-true, 64-true) or tf32: "
+        "fp32 weights with TF32 matrix units", default="32-true")
+    model: str = _help(f"GPT-2 preset: {', '.join(MODEL_NAMES)}", default="gpt2")
+    n_layer: int | None = _help("override the preset's number of layers (default: the preset's)", default=None)
+    n_head: int | None = _help("override the preset's attention heads (default: the preset's)", default=None)
+    n_embd: int | None = _help("override the preset's width (default: the preset's)", default=None)
+    vocab_size: int | None = _help("override the preset's vocabulary size (default: the preset's, or the "
+                                                 "data's with --data)", default=None)
+    batch_size: int = _help("sequences per batch (the study's: 8)", default=8)
+    seq_len: int = _help("tokens per sequence (the study's: 1024); at most the model's block_size", default=1024)
+    warmup_steps: int = _help("steps (and init repeats) run first and never counted", default=2)
+    steps: int = _help("timed steps per experiment, after warm-up (the study's: 5)", default=5)
+    experiments: str = _help(f"comma list of {', '.join(EXPERIMENTS)}", default="init,inference,train")
+    repeat: int = _help("measure everything N times, each time in a fresh process: results.json keeps every repeat "
+                        "and the median of their medians, and compare.py judges on how the repeats vary (between "
+                        "runs). With --accelerator cpu,gpu or --sweep the settings take turns (A B A B ...)", default=1)
+    threads: int | None = _help("torch's intra-op threads (torch.set_num_threads) (default: torch's own, one per "
+                                "core). On a machine shared with other work, 1 gives far steadier CPU figures",
+                                default=None)
+    add_delay_ms: float = _help("sleep this long at the start of every forward pass of the model (train and "
+                                "inference), inside the timed work: a known, planted slowdown, to check that a "
+                                "comparison tells it apart (scripts/noise_check.py); never for figures you quote",
+                                default=0.0)
+    init_on: str = _help("build the model on the target 'device' directly, or on the 'cpu' then move it "
+                         "(the study's way, slow for big models)", default="device")
+    compile: bool = _help("run the model through torch.compile; compile time is reported apart", default=False)
+    profiler: str = _help(f"Lightning profiler: {', '.join(PROFILERS)}", default="none")
+    nvtx: bool = _help("mark each phase with an NVTX range, for `nsys profile` (CUDA only)", default=False)
+    out: str = _help("parent directory of run directories", default="runs")
+    run_name: str | None = _help("run directory name under --out (default: a timestamp)", default=None)
+    if_exists: str = _help("when the run directory exists: 'error' (exit 2) or 'rename' (add a -N suffix); "
+                           "a run directory is never overwritten", default="error")
+    seed: int = _help("seed for model init and synthetic tokens", default=1337)
+    data: str | None = _help("a token directory (scripts/prepare_data.py) to use instead of synthetic tokens; the "
+                             "vocabulary size comes from its meta.json (default: synthetic tokens)", default=None)
+    sweep: str | None = _help(
+        f"KEY=V1,V2,...: one profile per value into one parent directory, with a combined table and plots; "
+        f"KEY is one of {', '.join(SWEEP_KEYS)} (default: no sweep)", default=None)
+    verbose: bool = _help("show Lightning's own messages, warnings and progress bar, and torch.profiler's C++ "
+                          "messages", default=False)
+    no_energy: bool = _help("do not read energy counters, nor run the extra (uncounted) steps an energy window may "
+                            "need", default=False)
+    energy_window_s: float = _help("shortest energy window in seconds; extra uncounted steps run until it is reached "
+                                   "(the counters move about every 100 ms)", default=2.0)
+    price_per_hour: float | None = _help("USD per device-hour (times the number of devices): gives $ per million "
+                                         "tokens and the cost of --target-tokens (default: no $ figures)", default=None)
+    energy_price: float | None = _help("USD per kWh: gives the energy cost per million tokens and of --target-tokens "
+                                       "(default: no energy cost)", default=None)
+    target_tokens: str | None = _help("training tokens to project the time, energy and cost of: 300M, 10B, 1.5T or a "
+                                      "whole number (default: 20 per model parameter, Hoffmann et al. 2022)",
+                                      default=None)
+    project_devices: int | None = _help("also project --target-tokens on N devices, assuming linear scaling, "
+                                        "labelled as an assumption (default: no such projection)", default=None)
+    no_diagnose: bool = _help("skip the diagnosis: by default each GPU experiment runs --diagnose-steps more, "
+                              "uncounted steps under torch.profiler (a CPU run with --profiler pytorch reads its "
+                              "trace) and says where the time goes and what to try", default=False)
+    diagnose_steps: int = _help("uncounted steps profiled for the diagnosis, after one profiler warm-up step",
+                                default=3)
+    keep_trace: bool = _help("keep the diagnosis trace (diagnosis-<experiment>.pt.trace.json.gz; kept anyway with "
+                             "--profiler pytorch)", default=False)
+    memory_snapshot: bool = _help("record CUDA allocation history from the start of each experiment through its first "
+                                  "counted steps into memory-<experiment>.pickle (open it at pytorch.org/memory_viz), "
+                                  "and on out-of-memory; GPU only, nothing is recorded on a CPU", default=False)
+
+    def __post_init__(self) -> None:
+        if self.accelerator not in ACCELERATORS:
+            raise ConfigError("accelerator", self.accelerator, f"valid: {', '.join(ACCELERATORS)}")
+        if self.model not in MODEL_NAMES:
+            raise ConfigError("model", self.model, f"unknown model; valid: {', '.join(MODEL_NAMES)}")
+        for name in ("batch_size", "seq_len", "steps", "num_nodes", "diagnose_steps", "repeat"):
+            if getattr(self, name) <= 0:
+                raise ConfigError(name, getattr(self, name), "must be a positive integer")
+        if self.warmup_steps < 0:
+            raise ConfigError("warmup_steps", self.warmup_steps, "must be 0 or more")
+        for name in ("n_layer", "n_head", "n_embd", "vocab_size", "threads"):
+            value = getattr(self, name)
+            if value is not None and value <= 0:
+                raise ConfigError(name, value, "must be a positive integer")
+        gpt = self.gpt_config_unchecked()
+        if gpt["n_embd"] % gpt["n_head"] != 0:
+            raise ConfigError("n_embd", gpt["n_embd"], f"must be divisible by --n-head ({gpt['n_head']})")
+        if self.seq_len > gpt["block_size"]:
+            raise ConfigError("seq_len", self.seq_len, f"must be at most the model's block_size ({gpt['block_size']})")
+        if self.precision not in PRECISIONS:
+            raise ConfigError("precision", self.precision, f"valid: {', '.join(PRECISIONS)}")
+        if self.profiler not in PROFILERS:
+            raise ConfigError("profiler", self.profiler, f"valid: {', '.join(PROFILERS)}")
+        if self.init_on not in INIT_ON:
+            raise ConfigError("init_on", self.init_on, f"valid: {', '.join(INIT_ON)}")
+        if self.if_exists not in IF_EXISTS:
+            raise ConfigError("if_exists", self.if_exists, f"valid: {', '.join(IF_EXISTS)}")
+        bad = [e for e in self.experiment_list if e not in EXPERIMENTS]
+        if bad or not self.experiment_list:
+            raise ConfigError("experiments", self.experiments, f"a comma list of {', '.join(EXPERIMENTS)}")
+        if self.compile and self.warmup_steps < 1:
+            raise ConfigError("warmup_steps", self.warmup_steps, "must be at least 1 with --compile: the first step "
+                                                                   "compiles, and is never counted")
+        if self.num_nodes > 1 and not self.run_name:
+            raise ConfigError("run_name", None, "is required with --num-nodes > 1: every node must write to the same "
+                                                "run directory")
+        if self.sweep is not None:
+            self.sweep_values()  # checks the form; each value is checked when its own config is made
+        self._check_costs()
+        devices = self.devices.strip()
+        if devices != "auto" and not all(part.strip().isdigit() for part in devices.split(",")):
+            raise ConfigError("devices", self.devices, "a count, 'auto' or a comma list of device indices")
+        if devices.isdigit() and int(devices) <= 0:
+            raise ConfigError("devices", self.devices, "must be at least 1")
+
+    def _check_costs(self) -> None:
+        from gpt2_lightning.report.costs import is_finite_positive, parse_token_count
+
+        for name in ("price_per_hour", "energy_price"):
+            value = getattr(self, name)
+            if value is not None and not is_finite_positive(value):
+                raise ConfigError(name, value, "must be a positive number")
+        if self.add_delay_ms != 0 and not is_finite_positive(self.add_delay_ms):
+            raise ConfigError("add_delay_ms", self.add_delay_ms, "must be 0 or a positive number of milliseconds")
+        if self.energy_window_s is None or not is_finite_positive(self.energy_window_s) or self.energy_window_s < 1:
+            raise ConfigError("energy_window_s", self.energy_window_s, "must be at least 1 second")
+        if self.target_tokens is not None:
+            try:
+                parse_token_count(self.target_tokens)
+            except ValueError as e:
+                raise ConfigError("target_tokens", self.target_tokens, str(e)) from None
+        if self.project_devices is not None and self.project_devices < 1:
+            raise ConfigError("project_devices", self.project_devices, "must be a positive integer")
+
+    # ------------------------------------------------------------------ derived settings
+    def sweep_values(self) -> tuple[str, list[str]]:
+        """(key, values) of --sweep KEY=V1,V2,...; ConfigError if malformed."""
+        key, sep, raw = (self.sweep or "").partition("=")
+        key = key.strip().replace("-", "_")
+        values = [v.strip() for v in raw.split(",") if v.strip()]
+        if not sep or key not in SWEEP_KEYS or len(values) < 2 or len(set(values)) != len(values):
+            raise ConfigError("sweep", self.sweep, f"KEY=V1,V2,... with KEY one of {', '.join(SWEEP_KEYS)} and two or "
+                                                   "more distinct values")
+        return key, values
+
+    def sweep_configs(self) -> list["ProfileConfig"]:
+        """One config per swept value, each fully checked (so a bad value fails before any work)."""
+        key, values = self.sweep_values()
+        configs = []
+        for v in values:
+            if key in ("batch_size", "seq_len"):
+                if not v.lstrip("-").isdigit():
+                    raise ConfigError("sweep", self.sweep, f"{key} values must be integers, got {v!r}")
+                value: Any = int(v)
+            else:
+                value = v
+            try:
+                configs.append(dataclasses.replace(self, sweep=None, **{key: value}))
+            except ConfigError as e:
+                raise ConfigError("sweep", self.sweep, f"value {v!r} is invalid ({e})") from None
+        return configs
+
+    @property
+    def world_size(self) -> int:
+        """Processes taking part, when --devices is a count (else 1 until Lightning resolves it)."""
+        devices = self.trainer_devices
+        count = devices if isinstance(devices, int) else (len(devices.split(",")) if devices != "auto" else 1)
+        return count * self.num_nodes
+
+    @property
+    def experiment_list(self) -> list[str]:
+        return [e.strip() for e in self.experiments.split(",") if e.strip()]
+
+    def gpt_config_unchecked(self) -> dict[str, Any]:
+        from gpt2_lightning.config import PRESETS
+
+        values = dataclasses.asdict(GPTConfig())
+        values.update(PRESETS[self.model])
+        for name in ("n_layer", "n_head", "n_embd", "vocab_size"):
+            if getattr(self, name) is not None:
+                values[name] = getattr(self, name)
+        return values
+
+    def model_vocab_size(self) -> int | None:
+        """--vocab-size, else the data's vocabulary with --data, else None (the preset's)."""
+        if self.vocab_size is not None or self.data is None:
+            return self.vocab_size
+        from gpt2_lightning.data import read_meta
+
+        return read_meta(self.data)["vocab_size"]
+
+    def gpt_config(self) -> GPTConfig:
+        return GPTConfig.from_name(
+            self.model, n_layer=self.n_layer, n_head=self.n_head, n_embd=self.n_embd,
+            vocab_size=self.model_vocab_size(),
+        )
+
+    @property
+    def trainer_precision(self) -> str:
+        """What Lightning's Trainer is given: tf32 is fp32 to Lightning, with TF32 matmuls switched on by us; fp8 is
+        bf16 autocast around the Linear layers that torchao converts to float8 (``GPT2LightningModule(float8=True)``)."""
+        return {"tf32": "32-true", "fp8": "bf16-mixed"}.get(self.precision, self.precision)
+
+    @property
+    def trainer_devices(self) -> int | str:
+        return int(self.devices) if self.devices.strip().isdigit() else self.devices.strip()
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    # ------------------------------------------------------------------ argparse
+    @classmethod
+    def add_arguments(cls, parser: argparse.ArgumentParser, skip: tuple[str, ...] = ()) -> None:
+        """One ``--flag`` per field, with the field's help text and default."""
+        for f in dataclasses.fields(cls):
+            if f.name in skip:
+                continue
+            flag = "--" + f.name.replace("_", "-")
+            default = f.default
+            help_text = f.metadata["help"] + ("" if default in (None, False) else f" (default: {default})")
+            kind = str(f.type)  # annotations are strings here: "bool", "int", "int | None", "str", ...
+            if kind == "bool":
+                parser.add_argument(flag, action="store_true", help=help_text)
+            elif kind.startswith("int"):
+                parser.add_argument(flag, type=int, default=default, metavar="N", help=help_text)
+            elif kind.startswith("float"):
+                parser.add_argument(flag, type=float, default=default, metavar="X", help=help_text)
+            else:
+                parser.add_argument(flag, type=str, default=default, help=help_text)
+
+    @classmethod
+    def from_namespace(cls, ns: argparse.Namespace, **overrides: Any) -> "ProfileConfig":
+        names = {f.name for f in dataclasses.fields(cls)}
+        values = {k: v for k, v in vars(ns).items() if k in names}
+        values.update(overrides)
+        return cls(**values)

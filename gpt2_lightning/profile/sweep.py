@@ -1,0 +1,162 @@
+"""A sweep: one profile per value of one setting, then one table and one figure across the values.
+
+Each point is measured in its own process (gpt2_lightning.profile.repeats), so its memory peak is its own: a process's RSS
+high-water mark only rises, and in one process a later, smaller point would read the peak of an earlier, larger one.
+Points are listed and drawn in value order (batch 1, 4, 16; models by size), whatever order they were given in.
+Every experiment of a point is judged for noise (gpt2_lightning.report.noise): on a busy machine one point can read 1.71 s
+against 64 ms for the next, and the table says so instead of drawing it as a trend; a point with too few steps to
+judge says so too.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+from gpt2_lightning.config import MODEL_NAMES
+from gpt2_lightning.report.noise import MIN_STEPS_TO_JUDGE, spread, timed_stats, unstable
+from gpt2_lightning.report.plots import plot_sweep
+from gpt2_lightning.report.render import fmt_ms, fmt_rate, render_table
+from gpt2_lightning.report.results import atomic_write_text, dig
+
+# (column, experiment, path into the experiment's results)
+SWEEP_COLUMNS: tuple[tuple[str, str, tuple[str, ...]], ...] = (
+    ("train step ms", "train", ("phases", "step", "median_ms")),
+    ("train tokens/s", "train", ("throughput", "tokens_per_sec")),
+    ("train TFLOP/s", "train", ("throughput", "tflops")),
+    ("train MFU %", "train", ("throughput", "mfu_pct")),
+    ("inference forward ms", "inference", ("phases", "forward", "median_ms")),
+    ("inference tokens/s", "inference", ("throughput", "tokens_per_sec")),
+    ("init ms", "init", ("phases", "init", "median_ms")),
+    ("train peak RSS GiB (process)", "train", ("memory", "max_rss_gib")),  # CPU: the whole process, libraries too
+    ("train peak allocated GiB", "train", ("memory", "max_allocated_gib")),  # GPU: tensors at their peak
+    ("train J/token", "train", ("energy", "joules_per_token")),
+)
+
+
+def sweep_dir_name(key: str, value: Any) -> str:
+    """A directory name per value: letters, digits, '.', '_' and '-' only (batch_size-8, model-gpt2-xl)."""
+    return f"{key}-{value}"
+
+
+def value_order(key: str, value: Any) -> tuple[int, Any]:
+    """Sort key of a swept value: numbers by size, models from the smallest preset up, anything else as given."""
+    if isinstance(value, (int, float)):
+        return (0, value)
+    if key == "model" and value in MODEL_NAMES:
+        return (0, MODEL_NAMES.index(value))
+    return (1, 0)  # sorted() is stable: the order given
+
+
+def point_noise(data: dict[str, Any]) -> dict[str, Any]:
+    """Per experiment of a point: its spread (p90/p10 of its steps, or of its repeats' medians), whether that is
+    unstable, or None when it has too few to judge (under MIN_STEPS_TO_JUDGE, as compare.py)."""
+    out = {}
+    for exp, result in data.get("experiments", {}).items():
+        if not isinstance(result, dict) or "error" in result:
+            continue
+        stats = timed_stats(exp, result)
+        n = (stats or {}).get("n") or 0
+        judged = n >= MIN_STEPS_TO_JUDGE
+        out[exp] = {"n": n, "spread": spread(stats) if judged else None,
+                    "unstable": judged and unstable(exp, result) is not None, "load_avg": result.get("load_avg")}
+    return out
+
+
+def sweep_rows(key: str, runs: list[tuple[Any, dict[str, Any]]]) -> list[dict[str, Any]]:
+    rows = []
+    for value, data in sorted(runs, key=lambda r: value_order(key, r[0])):
+        row: dict[str, Any] = {key: value}
+        for column, exp, path in SWEEP_COLUMNS:
+            row[column] = dig(data.get("experiments", {}).get(exp, {}), path)
+        train = data.get("experiments", {}).get("train", {})
+        step = dig(train, ("phases", "step"))
+        row["train step p10-p90 ms"] = [step["p10_ms"], step["p90_ms"]] if step and step.get("n") else None
+        row["noise"] = point_noise(data)
+        row["errors"] = {e: r["error"] for e, r in data.get("experiments", {}).items() if "error" in r}
+        rows.append(row)
+    return rows
+
+
+def unstable_experiments(row: dict[str, Any]) -> list[tuple[str, float]]:
+    return [(exp, x["spread"]) for exp, x in row.get("noise", {}).items() if x["unstable"]]
+
+
+def noise_cell(row: dict[str, Any]) -> str:
+    """ok; UNSTABLE train p90/p10 21.8, load 3.50; or ok: train; not judged: inference (2 steps)."""
+    noise = row.get("noise") or {}
+    if not noise:
+        return "-"
+    bad = unstable_experiments(row)
+    few = [f"{exp} ({x['n']})" for exp, x in noise.items() if x["spread"] is None]
+    good = [exp for exp, x in noise.items() if x["spread"] is not None and not x["unstable"]]
+    parts = []
+    if bad:
+        loads = [x["load_avg"][0] for x in noise.values() if x["unstable"] and x.get("load_avg")]
+        parts.append("UNSTABLE " + ", ".join(f"{exp} p90/p10 {s:.2f}" for exp, s in bad)
+                     + (f", load {max(loads):.2f}" if loads else ""))
+    if good and (bad or few):
+        parts.append(f"ok: {', '.join(good)}")
+    if few:
+        parts.append(f"not judged (under {MIN_STEPS_TO_JUDGE}): {', '.join(few)}")
+    return "; ".join(parts) or "ok"
+
+
+def _column_format(column: str, values: list[Any]) -> tuple[str, Any]:
+    """(header, cell formatter) with one number format for a whole column: TFLOP/s move to the prefix that suits
+    the largest value (GFLOP/s on a CPU), and every figure gets the decimals that give the largest three digits."""
+    if column.endswith(" ms"):
+        return column[: -len(" ms")], fmt_ms  # each time carries its own unit (12.5 ms, 1.71 s)
+    if column.endswith("tokens/s"):
+        return column, fmt_rate
+    numbers = [abs(v) for v in values if isinstance(v, (int, float))]
+    scale, header = 1.0, column
+    if column.endswith("TFLOP/s") and numbers:
+        for prefix, div in (("T", 1.0), ("G", 1e-3), ("M", 1e-6)):
+            if max(numbers) >= div or prefix == "M":
+                scale, header = 1 / div, column.replace("TFLOP/s", f"{prefix}FLOP/s")
+                break
+    top = max(numbers, default=0) * scale
+    decimals = min(6, max(0, 2 - math.floor(math.log10(top)))) if top > 0 else 0
+    return header, lambda v: f"{v * scale:.{decimals}f}"
+
+
+def format_sweep(key: str, rows: list[dict[str, Any]], markdown: bool = False) -> str:
+    """One row per value, in value order; one number format per column."""
+    columns = [c for c, _, _ in SWEEP_COLUMNS if any(r[c] is not None for r in rows)]
+    formats = [_column_format(c, [r[c] for r in rows]) for c in columns]
+    header = [key, *(h for h, _ in formats), "noise", "failed"]
+    body = [[str(r[key]), *(fmt(r[c]) if r[c] is not None else "-" for c, (_, fmt) in zip(columns, formats)),
+             noise_cell(r), ", ".join(r["errors"]) or "-"] for r in rows]
+    return render_table(header, body, markdown)
+
+
+def sweep_title(key: str, runs: list[tuple[Any, dict[str, Any]]]) -> str:
+    """sweep over KEY · model · device · precision · experiments, naming only what the sweep holds fixed."""
+    c, e = runs[0][1].get("config", {}), runs[0][1].get("env", {})
+    parts = [f"sweep over {key}"]
+    parts += [str(v) for k, v in (("model", c.get("model")), ("device", e.get("device_name")),
+                                  ("precision", c.get("precision"))) if k != key]
+    if key not in ("batch_size", "seq_len"):
+        parts.append(f"B{c.get('batch_size')}×T{c.get('seq_len')}")
+    parts.append(str(c.get("experiments", "train")).replace(",", ", "))
+    return " · ".join(parts)
+
+
+def write_sweep(key: str, runs: list[tuple[Any, dict[str, Any]]], parent: Path) -> tuple[str, list[Path]]:
+    """sweep.json (the rows), sweep.md (table + figure) and sweep.png in the sweep's parent directory."""
+    rows = sweep_rows(key, runs)
+    files = [parent / "sweep.json", parent / "sweep.md", parent / "sweep.png"]
+    atomic_write_text(files[0], json.dumps({"key": key, "rows": rows}, indent=2) + "\n")
+    plot_sweep(key, rows, files[2], title=sweep_title(key, runs))
+    warnings = [f"- **{key}={r[key]}: {exp} figures are unstable** (p90/p10 {s:.2f}); rerun that point with more "
+                "--steps on a quiet machine." for r in rows for exp, s in unstable_experiments(r)]
+    notes = ("Each point was measured in its own process. Memory: on a CPU the peak RSS of that process (the "
+             "libraries included), on a GPU the peak allocated by tensors. Noise: every experiment of a point, "
+             f"p90/p10 of its steps (of its repeats' medians with --repeat); under {MIN_STEPS_TO_JUDGE} not judged.")
+    atomic_write_text(files[1], f"# Sweep over {key}\n\n{sweep_title(key, runs)}\n\n"
+                      + ("\n".join(warnings) + "\n\n" if warnings else "")
+                      + f"{format_sweep(key, rows, markdown=True)}\n\n{notes}\n\n![sweep](sweep.png)\n")
+    return format_sweep(key, rows), files

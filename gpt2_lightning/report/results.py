@@ -1,0 +1,196 @@
+"""The results of a run: schema, environment, atomic JSON save and checked load.
+
+results.json (schema_version 1)::
+
+    {"schema_version": 1, "status": "complete" | "incomplete", "env": {...}, "config": {...},
+     "experiments": {"init": {"phases": {"init": STATS, ...}, ...},
+                     "inference": {"phases": {"forward": STATS}, "naive_ms": ..., "throughput": THR, "memory": MEM},
+                     "train": {"phases": {"data", "forward", "backward", "optimizer", "step": STATS},
+                               "throughput": THR, "memory": MEM}}}
+
+An experiment that failed holds {"error": "..."} instead of its figures.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from gpt2_lightning.report.atomic_files import atomic_write_text  # noqa: F401 - imported from here too
+from gpt2_lightning.report.judgement import figure_range, judge
+from gpt2_lightning.report.noise import TIMED_PHASE, repeat_count
+
+SCHEMA_VERSION = 1
+
+
+class ResultsError(ValueError):
+    """A results file that cannot be read as ours; the message is one line naming the file."""
+
+
+@dataclass
+class RunResults:
+    env: dict[str, Any]
+    config: dict[str, Any]
+    experiments: dict[str, dict[str, Any]] = field(default_factory=dict)
+    status: str = "incomplete"  # "complete": all ran; "failed": some recorded an error; "incomplete": stopped early
+    interrupted_by: str | None = None  # the signal that stopped the run, if one did
+    created: str = field(default_factory=lambda: _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"))
+    schema_version: int = SCHEMA_VERSION
+    not_written: list[str] = field(default_factory=list, repr=False)  # files a full disk refused (never saved)
+    repeats: list[dict[str, Any]] | None = None  # --repeat N: every repeat's own figures (repeat_summary.py)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "schema_version": self.schema_version,
+            "status": self.status,
+            "interrupted_by": self.interrupted_by,
+            "created": self.created,
+            "env": self.env,
+            "config": self.config,
+            "experiments": self.experiments,
+        } | ({"repeats": self.repeats} if self.repeats is not None else {})
+
+    def save(self, path: str | os.PathLike) -> None:
+        atomic_write_text(path, json.dumps(self.to_dict(), indent=2, allow_nan=False) + "\n")
+
+    @classmethod
+    def load(cls, path: str | os.PathLike) -> "RunResults":
+        """Read a results.json; any problem is a ResultsError with a one-line message."""
+        path = Path(path)
+        try:
+            text = path.read_text(encoding="utf-8")
+        except FileNotFoundError:
+            raise ResultsError(f"{path}: no such file") from None
+        except (OSError, UnicodeDecodeError) as e:
+            raise ResultsError(f"{path}: cannot read ({e.__class__.__name__})") from None
+        try:
+            data = json.loads(text)
+        except json.JSONDecodeError as e:
+            raise ResultsError(f"{path}: not valid JSON ({e.msg} at line {e.lineno}); truncated?") from None
+        if not isinstance(data, dict) or "schema_version" not in data or not isinstance(data.get("experiments"), dict):
+            raise ResultsError(f"{path}: not a gpt2-lightning-profiler results file (no schema_version/experiments)")
+        if data["schema_version"] != SCHEMA_VERSION:
+            raise ResultsError(f"{path}: schema_version {data['schema_version']!r}, this tool reads {SCHEMA_VERSION}")
+        return cls(
+            env=data.get("env", {}),
+            config=data.get("config", {}),
+            experiments=data["experiments"],
+            status=data.get("status", "incomplete"),
+            interrupted_by=data.get("interrupted_by"),
+            created=data.get("created", ""),
+            repeats=data.get("repeats"),
+        )
+
+
+# ---------------------------------------------------------------------------------------------------- comparison
+# (label, experiment, where the figure is, lower is better?)
+COMPARED: tuple[tuple[str, str, tuple[str, ...], bool], ...] = (
+    ("init: build + optimizer", "init", ("phases", "init", "median_ms"), True),
+    ("inference: forward pass", "inference", ("phases", "forward", "median_ms"), True),
+    ("train: step", "train", ("phases", "step", "median_ms"), True),
+    ("  train: data", "train", ("phases", "data", "median_ms"), True),
+    ("  train: forward", "train", ("phases", "forward", "median_ms"), True),
+    ("  train: backward", "train", ("phases", "backward", "median_ms"), True),
+    ("  train: optimizer", "train", ("phases", "optimizer", "median_ms"), True),
+    ("inference: tokens/s", "inference", ("throughput", "tokens_per_sec"), False),
+    ("train: tokens/s", "train", ("throughput", "tokens_per_sec"), False),
+    ("inference: time per token", "inference", ("throughput", "tokens_per_sec"), True),
+    ("train: time per token", "train", ("throughput", "tokens_per_sec"), True),
+    ("train: MFU %", "train", ("throughput", "mfu_pct"), False),
+    ("inference: J/token", "inference", ("energy", "joules_per_token"), True),
+    ("train: J/token", "train", ("energy", "joules_per_token"), True),
+    ("inference: tokens/kWh", "inference", ("energy", "tokens_per_kwh"), False),
+    ("train: tokens/kWh", "train", ("energy", "tokens_per_kwh"), False),
+    ("inference: $/M tokens", "inference", ("cost", "usd_per_million_tokens"), True),
+    ("train: $/M tokens", "train", ("cost", "usd_per_million_tokens"), True),
+    ("train: $/M tokens (energy)", "train", ("cost", "usd_per_million_tokens_energy"), True),
+)
+# rows whose figures are not milliseconds (the rest: ms when lower is better, a plain rate otherwise)
+UNITS = {"inference: time per token": "us", "train: time per token": "us", "inference: J/token": "J",
+         "train: J/token": "J", "inference: $/M tokens": "$", "train: $/M tokens": "$",
+         "train: $/M tokens (energy)": "$"}
+PER_TOKEN = ("inference: time per token", "train: time per token")  # microseconds: 1e6 / tokens per second
+
+
+def dig(data: dict[str, Any], path: tuple[str, ...]) -> Any:
+    """The value at ``path`` inside nested dicts, or None where any key is missing."""
+    for key in path:
+        if not isinstance(data, dict) or key not in data:
+            return None
+        data = data[key]
+    return data
+
+
+def run_label(data: dict[str, Any], fallback: str) -> str:
+    """A short column name for a run: its directory name (the device and settings go in the comparison's
+    "settings that differ" block, not in every column header)."""
+    run_dir = data.get("config", {}).get("run_dir") or fallback
+    return Path(run_dir).name or fallback
+
+
+def _stats_path(exp: str, path: tuple[str, ...]) -> tuple[str, ...] | None:
+    """Where the STATS behind a compared figure are: a phase's own for its median, the timed phase's for a rate over
+    the median step (tokens/s, TFLOP/s, MFU); None for figures with no per-step spread."""
+    if path and path[-1] == "median_ms":
+        return path[:-1]
+    if path and path[0] == "throughput" and exp in TIMED_PHASE:
+        return ("phases", TIMED_PHASE[exp])
+    return None
+
+
+def _value_range(value: float | None, stats: dict[str, Any] | None, lower_is_better: bool, repeats: int
+                 ) -> tuple[float, float] | None:
+    """The range of a figure: a time's own (between repeats, or its steps' p10-p90), a rate's over that time's."""
+    rng = figure_range(stats, repeats) if value is not None else None
+    if rng is None or not stats.get("median_ms"):
+        return None
+    if lower_is_better:  # a time, or a time per token: it scales with the time
+        return value * rng[0] / stats["median_ms"], value * rng[1] / stats["median_ms"]
+    return value * stats["median_ms"] / rng[1], value * stats["median_ms"] / rng[0]
+
+
+def compare(runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Rows of the comparison: each figure for every run, and each run's speed-up over the first, with its spread.
+
+    Speed-up is first/this for times (and joules, dollars) and this/first for rates, so above 1 always means faster
+    (or less energy, or cheaper) than the first run. A figure missing from either run gives a None speed-up, never a
+    guess. Each row also holds every figure's range (``ranges``: between repeats for a repeated run, else p10-p90 of
+    its steps), and for each later run the judgement of gpt2_lightning.report.judgement: the speed-up's range
+    (``speedup_ranges``), ``noise`` ("within noise", "beyond noise" or None: not judged), ``basis`` ("repeats" or
+    "steps": between-run noise unknown) and ``notes`` (why not judged, or a minimum effect that held a verdict
+    back); ``has_spread`` is False for figures measured once per run (energy over one window, cost), which have no
+    spread at all.
+    """
+    devices = [r.get("env", {}).get("device_type") for r in runs]
+    rows = []
+    for label, exp, path, lower_is_better in COMPARED:
+        results = [r.get("experiments", {}).get(exp, {}) for r in runs]
+        values = [dig(x, path) for x in results]
+        if label in PER_TOKEN:  # time per token: the inverse of the rate over the median step
+            values = [1e6 / v if v else None for v in values]
+        if all(v is None for v in values):
+            continue
+        stats_path = _stats_path(exp, path)
+        stats = [dig(x, stats_path) if stats_path else None for x in results]
+        base = values[0]
+        speedups = []
+        for v in values:
+            if base is None or v is None or base == 0 or v == 0:
+                speedups.append(None)
+            else:
+                speedups.append(base / v if lower_is_better else v / base)
+        judged = [judge(s, stats[0], st, results[0], x, exp, [devices[0], d]) if i and stats_path else None
+                  for i, (s, st, x, d) in enumerate(zip(speedups, stats, results, devices))]
+        rows.append({"label": label, "experiment": exp, "values": values, "speedups": speedups,
+                     "unit": UNITS.get(label, "ms" if lower_is_better else ""), "lower_is_better": lower_is_better,
+                     "ranges": [_value_range(v, st, lower_is_better, repeat_count(x))
+                                for v, st, x in zip(values, stats, results)],
+                     "speedup_ranges": [j and j["range"] for j in judged],
+                     "noise": [j and j["verdict"] for j in judged],
+                     "basis": [j and j["basis"] for j in judged], "notes": [j and j["note"] for j in judged],
+                     "has_spread": stats_path is not None})
+    return rows
