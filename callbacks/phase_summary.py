@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from callbacks.step_records import StepRecord, WindowRecord
-from callbacks.timing import summarize
+from callbacks.stats import summarize
 
 TRAIN_PHASES = ("data", "forward", "backward", "optimizer", "step")
 WINDOW_PHASES = ("checkpoint", "validation")

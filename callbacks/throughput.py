@@ -20,7 +20,7 @@ from lightning.pytorch.callbacks import Callback
 from callbacks.devices import mfu_pct, peak_lookup
 from callbacks.phase_timing import PhaseTimingCallback, StepRecord
 from callbacks.step_records import METRIC_PREFIX, BatchCount, batch_tokens, count_batch, logged_per_step
-from callbacks.timing import percentile
+from callbacks.stats import percentile
 
 GIB = 1024**3
 

@@ -1,4 +1,4 @@
-"""The one device-aware timer of the project, and the statistics every timing is reported with.
+"""The one device-aware timer of the project (the statistics every timing is reported with: ``callbacks.stats``).
 
 On CUDA a point in time is a ``torch.cuda.Event`` recorded on the current stream: recording costs microseconds and
 never blocks the host, and the elapsed time between two events is what the GPU really spent, however far the host
@@ -11,12 +11,13 @@ A host clock read around GPU work without synchronising measures only how long t
 
 from __future__ import annotations
 
-import math
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 from typing import Union
 
 import torch
+
+from callbacks.stats import STATS_KEYS, percentile, summarize  # noqa: F401 - where they were first
 
 Mark = Union[float, "torch.cuda.Event"]
 
@@ -92,33 +93,3 @@ class DeviceTimer:
         (x + x).sum()
         torch.cuda.synchronize(self.device)  # start-up is host-side work; wait for it to really finish
         return (time.perf_counter() - start) * 1000.0
-
-
-# ---------------------------------------------------------------------------------------------------------- stats
-STATS_KEYS = ("n", "median_ms", "mean_ms", "p10_ms", "p90_ms", "min_ms", "max_ms")
-
-
-def percentile(sorted_values: Sequence[float], q: float) -> float:
-    """Linear-interpolated percentile (numpy's default) of already sorted values; q in [0, 100]."""
-    if not sorted_values:
-        raise ValueError("percentile of no values")
-    pos = (len(sorted_values) - 1) * q / 100.0
-    lo, hi = math.floor(pos), math.ceil(pos)
-    return sorted_values[lo] + (sorted_values[hi] - sorted_values[lo]) * (pos - lo)
-
-
-def summarize(values_ms: Iterable[float]) -> dict[str, float | int]:
-    """Median and spread of a list of durations: the STATS record of results.json."""
-    v = sorted(float(x) for x in values_ms)
-    if not v:
-        return {"n": 0, "median_ms": None, "mean_ms": None, "p10_ms": None, "p90_ms": None,
-                "min_ms": None, "max_ms": None}
-    return {
-        "n": len(v),
-        "median_ms": percentile(v, 50),
-        "mean_ms": sum(v) / len(v),
-        "p10_ms": percentile(v, 10),
-        "p90_ms": percentile(v, 90),
-        "min_ms": v[0],
-        "max_ms": v[-1],
-    }

@@ -21,7 +21,7 @@ import _bootstrap  # noqa: F401  (first: repository on sys.path, this folder off
 import numpy as np
 
 from gpt2_lightning.report.results import atomic_write_text
-from gpt2_lightning.data import META_FILE, token_dtype
+from gpt2_lightning.token_files import META_FILE, token_dtype
 
 
 def encode(text: str, tokenizer: str) -> tuple[list[int] | np.ndarray, int]:

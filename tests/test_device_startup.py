@@ -28,6 +28,7 @@ def fake_cuda(monkeypatch):
         return 480.0
 
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr("gpt2_lightning.profile.cli.no_nvidia_driver", lambda: False)  # the driver's files too
     monkeypatch.setattr(torch.cuda, "device_count", lambda: 4)
     monkeypatch.setattr(torch.cuda, "is_initialized", lambda: state["up"])
     monkeypatch.setattr(torch.cuda, "get_device_capability", lambda d=None: up("capability", d) or (9, 0))

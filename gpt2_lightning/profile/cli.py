@@ -48,10 +48,21 @@ def parse_configs(argv: list[str] | None) -> list[ProfileConfig]:
 
 
 def check_environment(cfg: ProfileConfig) -> None:
-    """What can only be checked on this machine: the accelerator, its device count, and the --data directory."""
-    import torch
+    """What can only be checked on this machine: the --data directory, the device count, the accelerator, fp8.
+    Cheapest first, and torch only where the answer needs it: a refusal comes in well under a second."""
+    if cfg.data is not None:
+        from gpt2_lightning.token_files import check_data
 
+        check_data(cfg.data, cfg.seq_len, cfg.vocab_size)
+    if cfg.accelerator == "cpu" and isinstance(cfg.trainer_devices, int):
+        cores = os.cpu_count() or 1
+        if cfg.trainer_devices > cores:
+            raise ConfigError("devices", cfg.devices, f"this machine has {cores} CPU core(s)")
     if cfg.accelerator in ("gpu", "cuda"):
+        if no_nvidia_driver():
+            raise ConfigError("accelerator", cfg.accelerator, "no CUDA GPU is available here; use --accelerator cpu")
+        import torch
+
         if not torch.cuda.is_available():
             raise ConfigError("accelerator", cfg.accelerator, "no CUDA GPU is available here; use --accelerator cpu")
         devices = cfg.trainer_devices
@@ -59,14 +70,13 @@ def check_environment(cfg: ProfileConfig) -> None:
             raise ConfigError("devices", cfg.devices, f"only {torch.cuda.device_count()} CUDA device(s) here")
     if cfg.precision == "fp8":
         check_float8(cfg)
-    if cfg.data is not None:
-        from gpt2_lightning.data import check_data
 
-        check_data(cfg.data, cfg.seq_len, cfg.vocab_size)
-    if cfg.accelerator == "cpu" and isinstance(cfg.trainer_devices, int):
-        cores = os.cpu_count() or 1
-        if cfg.trainer_devices > cores:
-            raise ConfigError("devices", cfg.devices, f"this machine has {cores} CPU core(s)")
+
+def no_nvidia_driver() -> bool:
+    """True when this Linux machine has no NVIDIA driver at all (no /dev/nvidiactl, no /proc/driver/nvidia): no CUDA
+    GPU, known without loading torch (seconds). Elsewhere, or with a driver, torch decides."""
+    return (sys.platform.startswith("linux") and not os.path.exists("/dev/nvidiactl")
+            and not os.path.exists("/proc/driver/nvidia"))
 
 
 FLOAT8_MIN_CAPABILITY = (8, 9)  # float8 tensor cores: Ada (L4, L40S, RTX 4090) and Hopper (H100, H200)
@@ -192,7 +202,7 @@ def plan(argv: list[str] | None) -> tuple[list[ProfileConfig], list[Path], Path,
 
 
 def main(argv: list[str] | None = None) -> int:
-    from gpt2_lightning.data import DataError
+    from gpt2_lightning.token_files import DataError
 
     try:
         configs, run_dirs, run_dir, sweep_key, rank0 = plan(argv)

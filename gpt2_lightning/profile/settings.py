@@ -224,7 +224,7 @@ class ProfileConfig:
         """--vocab-size, else the data's vocabulary with --data, else None (the preset's)."""
         if self.vocab_size is not None or self.data is None:
             return self.vocab_size
-        from gpt2_lightning.data import read_meta
+        from gpt2_lightning.token_files import read_meta
 
         return read_meta(self.data)["vocab_size"]
 

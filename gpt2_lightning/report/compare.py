@@ -15,7 +15,6 @@ from typing import Any
 from gpt2_lightning.report.costs import fmt_energy_per_token, fmt_usd, projection_line
 from gpt2_lightning.report.judgement import MIN_EFFECT_REPEATS, REPEATS, STEPS, false_alarm, min_effect_single
 from gpt2_lightning.report.noise import WITHIN_NOISE, instability_lines, repeat_count
-from gpt2_lightning.report.plots import plot_comparison
 from gpt2_lightning.report.render import fmt_ms, fmt_range, fmt_rate, fmt_speedup, render_table
 from gpt2_lightning.report.results import RunResults, atomic_write_text, compare, run_label
 
@@ -232,6 +231,8 @@ def write_comparison(runs: list[dict[str, Any]], labels: list[str], out_dir: Pat
     out_dir.mkdir(parents=True, exist_ok=True)
     md = out_dir / "comparison.md"
     png = out_dir / "comparison.png"
+    from gpt2_lightning.report.plots import plot_comparison  # matplotlib: only when a plot is drawn
+
     plot_comparison(labels, *plotted_rows(runs, rows), png, title=comparison_title(runs, labels))
     # each run's time to train its token budget, by run directory name ("cpu 127 days, gpu 9.1 h")
     projection = projection_line([Path(r.get("config", {}).get("run_dir") or label).name

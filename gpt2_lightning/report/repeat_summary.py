@@ -20,7 +20,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from callbacks.timing import summarize
+from callbacks.stats import summarize
 from gpt2_lightning.report.costs import add_costs
 from gpt2_lightning.report.noise import TIMED_PHASE
 

@@ -14,11 +14,11 @@ from gpt2_lightning.profile.settings import ConfigError
 
 def inspect_checkpoint(path: str | Path) -> dict[str, Any]:
     """``{"step", "lr_decay_steps", "config"}`` of a checkpoint written by scripts/train.py; ConfigError otherwise."""
+    path = Path(path)
+    if not path.is_file():  # before loading torch (seconds): a mistyped path is refused at once
+        raise ConfigError("resume", path, "no such checkpoint file")
     import torch
 
-    path = Path(path)
-    if not path.is_file():
-        raise ConfigError("resume", path, "no such checkpoint file")
     try:
         # mmap: the tensors stay on disk; only the small dicts around them are read. Our own checkpoints hold more
         # than tensors (loop and callback states), so this is a full unpickling: resume only files you made.

@@ -20,7 +20,7 @@ from gpt2_lightning.cli_args import EXIT_BAD_INPUT, HelpFormatter, UsageError, p
 from gpt2_lightning.config import MODEL_NAMES
 from gpt2_lightning.profile.settings import ConfigError, ProfileConfig
 from gpt2_lightning.profile.quiet import quiet_lightning
-from gpt2_lightning.data import DataError
+from gpt2_lightning.token_files import DataError
 
 
 def build_parser() -> argparse.ArgumentParser:
