@@ -36,9 +36,9 @@ def prog_name(default: str) -> str:
     Anything else (a test runner calling main(), ``python -m``) gets ``default``."""
     argv0 = sys.argv[0] if sys.argv and sys.argv[0] else ""
     base = os.path.basename(argv0)
-    if base in ("gpt2-profile", "gpt2-train"):
+    if base in ("gpt2-profile", "gpt2-train", "gpt2-compare", "gpt2-analyze-trace", "gpt2-history"):
         return base
-    if base in ("profile.py", "train.py", "compare.py"):
+    if base in ("profile.py", "train.py", "compare.py", "analyze_trace.py", "history.py"):
         if os.path.isabs(argv0):
             relative = os.path.relpath(argv0)
             return argv0 if relative.startswith("..") else relative

@@ -15,7 +15,6 @@ import resource
 import sys
 import tempfile
 import time
-import types
 from pathlib import Path
 
 import _bootstrap  # noqa: F401  (first: repository on sys.path, this folder off it)
@@ -98,10 +97,7 @@ def main(argv=None) -> int:
     parser.add_argument("--gz", action="store_true", help="write it gzip-compressed, as torch.profiler can")
     parser.add_argument("--keep", default=None, help="write the trace here and keep it (default: a temporary file)")
     args = parser.parse_args(argv)
-    if "gpt2_lightning" not in sys.modules:  # as analyze_trace.py: the analysis needs neither torch nor Lightning,
-        package = types.ModuleType("gpt2_lightning")  # so their start-up time and memory stay out of the figures
-        package.__path__ = [str(Path(__file__).resolve().parent.parent / "gpt2_lightning")]
-        sys.modules["gpt2_lightning"] = package
+    # plain Python: neither torch nor Lightning is loaded, so their start-up time and memory stay out of the figures
     from gpt2_lightning.analysis.trace_analysis import analyze_trace
 
     with tempfile.TemporaryDirectory() as tmp:

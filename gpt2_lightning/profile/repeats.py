@@ -124,7 +124,7 @@ def _write_summary(repeats: list[dict[str, Any] | None], run_dir: Path, asked: i
 def repeat_line(data: dict[str, Any]) -> str:
     """One repeat in one line: each experiment's median (a build, a forward pass, a step)."""
     from gpt2_lightning.report.noise import timed_stats
-    from gpt2_lightning.report.render import fmt_ms
+    from gpt2_lightning.report.formats import fmt_ms
 
     parts, waits = [], []
     for exp, result in data.get("experiments", {}).items():

@@ -18,7 +18,7 @@ from typing import Any
 from gpt2_lightning.config import MODEL_NAMES
 from gpt2_lightning.report.noise import MIN_STEPS_TO_JUDGE, spread, timed_stats, unstable
 from gpt2_lightning.report.plots import plot_sweep
-from gpt2_lightning.report.render import fmt_ms, fmt_rate, render_table
+from gpt2_lightning.report.formats import fmt_ms, fmt_rate, render_table
 from gpt2_lightning.report.results import atomic_write_text, dig
 
 # (column, experiment, path into the experiment's results)

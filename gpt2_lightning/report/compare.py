@@ -15,7 +15,7 @@ from typing import Any
 from gpt2_lightning.report.costs import fmt_energy_per_token, fmt_usd, projection_line
 from gpt2_lightning.report.judgement import MIN_EFFECT_REPEATS, REPEATS, STEPS, false_alarm, min_effect_single
 from gpt2_lightning.report.noise import WITHIN_NOISE, instability_lines, repeat_count
-from gpt2_lightning.report.render import fmt_ms, fmt_range, fmt_rate, fmt_speedup, render_table
+from gpt2_lightning.report.formats import fmt_ms, fmt_range, fmt_rate, fmt_speedup, render_table
 from gpt2_lightning.report.results import RunResults, atomic_write_text, compare, run_label
 
 

@@ -69,7 +69,7 @@ def regressions(rows: list[dict[str, Any]], labels: list[str], pct: float) -> li
 
 def regression_line(reg: dict[str, Any], value: Any, pct: float) -> str:
     """REGRESSION train: tokens/s 3.27k -> 2.61k (change): 0.80x [0.76-0.84x] beyond noise, 25.0% slower (> 5%)."""
-    from gpt2_lightning.report.render import fmt_range, fmt_speedup
+    from gpt2_lightning.report.formats import fmt_range, fmt_speedup
 
     if reg["value"] is None:
         return (f"REGRESSION {reg['figure']} {value(reg['baseline'])} -> not measured ({reg['candidate']}): the "

@@ -13,7 +13,7 @@ from typing import Any
 
 from gpt2_lightning.report.compare import commit_text, settings_table
 from gpt2_lightning.report.noise import BEYOND_NOISE, repeat_count
-from gpt2_lightning.report.render import fmt_range, fmt_rate, fmt_speedup, render_table
+from gpt2_lightning.report.formats import fmt_range, fmt_rate, fmt_speedup, render_table
 from gpt2_lightning.report.results import ResultsError, RunResults, compare
 from gpt2_lightning.report.run_folders import runs_below
 

@@ -13,7 +13,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import matplotlib.ticker  # noqa: E402
 
 from gpt2_lightning.report.atomic_files import atomic_write_bytes  # noqa: E402
-from gpt2_lightning.report.render import fmt_ms, fmt_rate, fmt_speedup  # noqa: E402
+from gpt2_lightning.report.formats import fmt_ms, fmt_rate, fmt_speedup  # noqa: E402
 
 PHASE_COLORS = {
     "data": "#9e9e9e", "forward": "#1f77b4", "backward": "#ff7f0e", "optimizer": "#2ca02c", "other": "#d9d9d9",

@@ -6,6 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 from gpt2_lightning.report.costs import summary_lines
+from gpt2_lightning.report.formats import fmt_ms, fmt_rate
 from gpt2_lightning.report.diagnosis import markdown as diagnosis_markdown
 from gpt2_lightning.report.diagnosis import summary_lines as diagnosis_summary_lines
 from gpt2_lightning.report.noise import TIMED_PHASE, instability_lines
@@ -15,25 +16,6 @@ from gpt2_lightning.report.training import LOSS_PLOT, loss_section, title
 
 PHASE_ORDER = ("init", "init_model", "init_optimizer", "data", "forward", "backward", "optimizer", "step", "validation",
                "checkpoint")
-
-
-def fmt_ms(value: float | None) -> str:
-    if value is None:
-        return "-"
-    if value >= 1000:
-        return f"{value / 1000:.2f} s"
-    if value >= 10:
-        return f"{value:.1f} ms"
-    return f"{value:.3f} ms"
-
-
-def fmt_rate(value: float | None, unit: str = "") -> str:
-    if value is None:
-        return "-"
-    for div, suffix in ((1e9, "G"), (1e6, "M"), (1e3, "k")):
-        if abs(value) >= div:
-            return f"{value / div:.2f}{suffix}{unit}"
-    return f"{value:.1f}{unit}"
 
 
 def headline(data: dict[str, Any]) -> str:
@@ -277,39 +259,3 @@ def render_report(data: dict[str, Any], plots: dict[str, str]) -> str:
     if shown:
         out += ["## Plots", ""] + [f"![{name}]({file})" for name, file in shown.items()] + [""]
     return "\n".join(out)
-
-
-# ---------------------------------------------------------------------------------------------------- comparison
-def fmt_speedup(s: float | None) -> str:
-    """0.0364x, 0.98x, 1.00x, 63.4x, 2,903x: no exponent, and 1.00x rather than 1x."""
-    if s is None:
-        return "-"
-    if s >= 100:
-        return f"{s:,.0f}x"
-    if s >= 10:
-        return f"{s:.1f}x"
-    return f"{s:.2f}x" if s >= 0.1 else f"{s:.3g}x"
-
-
-def fmt_range(low: str, high: str) -> str:
-    """"11.9-13.4 ms" rather than "11.9 ms-13.4 ms": a unit the two ends share is written once."""
-    for unit in (" ms", " s", " µs", "x"):
-        if low.endswith(unit) and high.endswith(unit):
-            return f"{low[: -len(unit)]}-{high}"
-    return f"{low}-{high}"
-
-
-def render_table(header: list[str], body: list[list[str]], markdown: bool = False, numbers: bool = True) -> str:
-    """Labels in the first column (left-aligned), figures in the rest (right-aligned, or left with numbers=False):
-    console text or markdown."""
-    if markdown:
-        lines = ["| " + " | ".join(header) + " |", "|---|" + ("---:|" if numbers else "---|") * (len(header) - 1)]
-        return "\n".join(lines + ["| " + " | ".join(row) + " |" for row in body])
-    widths = [max(len(row[i]) for row in [header, *body]) for i in range(len(header))]
-
-    def line(row: list[str]) -> str:
-        cells = (c.ljust(w) if i == 0 or not numbers else c.rjust(w) for i, (c, w) in enumerate(zip(row, widths)))
-        return "  ".join(cells).rstrip()
-
-    lines = [line(row) for row in body]
-    return "\n".join([line(header), "-" * max(map(len, [line(header), *lines])), *lines])

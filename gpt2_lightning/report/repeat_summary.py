@@ -102,7 +102,7 @@ def merge_repeats(repeats: list[dict[str, Any] | None], run_dir: Path, asked: in
 
 def repeat_lines(data: dict[str, Any]) -> list[str]:
     """What a repeated run's figures are, and each experiment's median per repeat (nothing for a single run)."""
-    from gpt2_lightning.report.render import fmt_ms
+    from gpt2_lightning.report.formats import fmt_ms
 
     repeats = data.get("repeats")
     if not repeats:
