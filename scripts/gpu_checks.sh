@@ -19,7 +19,7 @@ P="$PY scripts/profile.py --accelerator gpu --out $RUNS"
 SKIPS=()
 # issue 13: any sync inside counted steps is an error (set_sync_debug_mode), with the timing callbacks on
 if $PY -c "import pytest" 2>/dev/null; then
-  step no-sync 45 $PY -m pytest -q -p no:cacheprovider -m gpu tests/test_no_sync.py
+  step no-sync 45 $PY -m pytest -q -p no:cacheprovider -m gpu tests/callbacks/test_no_sync.py
 else
   SKIPS+=(--skip "no-sync:pytest not importable here")
 fi

@@ -101,7 +101,7 @@ def check_default_runs(c: Checks, runs: dict[str, dict | None], steps: dict[str,
 
 
 def check_timing(c: Checks, out: Path, steps: dict[str, tuple[int, float]], skips: dict[str, str]) -> None:
-    name = "no sync inside counted steps (pytest -m gpu tests/test_no_sync.py)"
+    name = "no sync inside counted steps (pytest -m gpu tests/callbacks/test_no_sync.py)"
     if "no-sync" in skips:
         c.add(name, skips["no-sync"], "exit 0", None)
     else:

@@ -10,7 +10,7 @@ OUT=${OUT:-perf-out}
 . "$(dirname "$0")/_suite.sh"
 
 P="$PY scripts/profile.py --accelerator gpu --out $RUNS"
-step gpu-tests 120 $PY -m pytest -q -p no:cacheprovider -m gpu tests/test_no_sync.py
+step gpu-tests 120 $PY -m pytest -q -p no:cacheprovider -m gpu tests/callbacks/test_no_sync.py
 step gpt2-fp32 120 $P --model gpt2 --run-name gpt2-fp32
 step gpt2-bf16 120 $P --model gpt2 --precision bf16-mixed --run-name gpt2-bf16
 step sizes-bf16 240 $P --precision bf16-mixed --sweep model=gpt2,gpt2-medium,gpt2-large,gpt2-xl --run-name sizes-bf16

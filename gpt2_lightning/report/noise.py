@@ -15,7 +15,7 @@ elsewhere and runs of a few steps are judged the same way.
   takes only a handful of distinct values, so the interval is coarse and itself noisy; it needs every step's times
   (older results and other tools' files have only STATS); and it changes with the random seed. The overlap test is
   deterministic and asks the question a reader of a benchmark has: is the difference bigger than the step-to-step
-  spread? Simulated (tests/test_compare.py): two runs of 5 steps from one distribution are called different 2-3% of
+  spread? Simulated (tests/report/test_compare.py): two runs of 5 steps from one distribution are called different 2-3% of
   the time, of 10 or more steps under 1% of the time; a 10% shift with a 5% standard deviation per step is called real 62% of the
   time at 5 steps and less at more steps, as the ranges do not shrink with more steps. So "beyond noise" is strong
   evidence and "within noise" means "not shown", not "equal". With 3 steps one pair in seven from one distribution

@@ -15,7 +15,7 @@ from gpt2_lightning.profile.trainers import make_module
 from gpt2_lightning.profile.settings import ConfigError, ProfileConfig
 from gpt2_lightning.analysis.trace_analysis import analyze_trace
 from tests.conftest import ROOT, requires_cuda
-from tests.test_trace_analysis import FIXTURE
+from tests.analysis.test_trace_analysis import FIXTURE
 
 
 def tiny_cfg(**kw):

@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from tests.conftest import ROOT
-from tests.test_judgement import single
+from tests.report.test_judgement import single
 
 
 def test_merge_takes_the_median_of_the_repeats_medians_and_keeps_every_repeat():

@@ -12,7 +12,7 @@ from gpt2_lightning.analysis.verdict import Evidence, diagnose, verdict
 from gpt2_lightning.report.diagnosis import format_text, markdown, markdown_all, summary_lines
 from gpt2_lightning.analysis.categories import CATEGORIES
 from tests.conftest import ROOT
-from tests.test_trace_analysis import FIXTURE
+from tests.analysis.test_trace_analysis import FIXTURE
 
 
 def analysis(busy_ms=None, kind="gpu", comm_overlap_ms=0.0, **pcts):

@@ -18,7 +18,7 @@ from gpt2_lightning.analysis.trace_analysis import analyze_trace
 from gpt2_lightning.analysis.trace_events import collect
 from gpt2_lightning.analysis.trace_steps import profiled_steps
 from tests.kineto import TraceBuilder
-from tests.test_trace_analysis import FIXTURE
+from tests.analysis.test_trace_analysis import FIXTURE
 
 FORWARD_S, BACKWARD_S = 0.020, 0.030
 

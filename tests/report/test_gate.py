@@ -5,7 +5,7 @@ import json
 import pytest
 
 from gpt2_lightning.report.gate import GATE_FLOOR_PCT
-from tests.test_judgement import BASE, repeated, single
+from tests.report.test_judgement import BASE, repeated, single
 
 PCT = f"{GATE_FLOOR_PCT['cpu']:g}"  # the smallest threshold the gate takes on a CPU without --allow-below-floor
 SLOWER = [m * 1.5 for m in BASE]  # a planted 50% slowdown
