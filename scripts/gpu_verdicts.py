@@ -20,6 +20,8 @@ DATA_AGREE_MS = 1.0  # host and device data time of the same interval
 SNAPSHOT_STEP_PCT = 3.0  # counted steps of a --memory-snapshot run against a run without it
 COMPILED_B32_MIN = 458_000  # 95% of the 482.4K tokens/s measured on an H100 (docs/performance.md)
 FP8_PEAK_MIN = 1_000.0  # an FP8 dense peak (1978.9 TFLOP/s on an H100 SXM), not bf16's 989
+MODULES_ADD_UP_PCT = 2.0  # the per-module rows against the GPU's busy time (one stream: equal)
+MODULES_OPTIMIZER_MAX_PCT = 15.0  # fused AdamW is ~4% of a gpt2 bf16 step; forward counted as optimizer read 36%
 
 
 class Checks:
@@ -100,6 +102,26 @@ def check_default_runs(c: Checks, runs: dict[str, dict | None], steps: dict[str,
           f"{caught} of {host.get('counted_steps')}", "0", caught == 0 and (host.get("counted_steps") or 0) > 0)
 
 
+def check_modules(c: Checks, runs: dict[str, dict | None]) -> None:
+    """Issue 22 on a GPU: the per-module breakdown of gpt2 bf16 train adds up to the busy time, every matmul part has
+    forward and backward time, and the optimizer row is the update alone (not the forward of optimizer.step(closure))."""
+    train = _get(runs.get("gpt2-bf16"), "experiments", "train", "diagnosis") or {}
+    parts = {p["part"]: p for p in _get(train, "modules", "parts") or []}
+    busy = train.get("gpu_busy_ms_per_step")
+    if not parts or not busy:
+        c.add("per-module breakdown, gpt2 bf16 train", "missing", "rows add up to the busy time", False)
+        return
+    total = sum(p["total_ms"] for p in parts.values())
+    matmul = ("MLP", "attention projections", "attention kernel", "output head")
+    fwd_bwd = all((parts.get(m) or {}).get("forward_ms") and (parts.get(m) or {}).get("backward_ms") for m in matmul)
+    opt = parts.get("optimizer", {}).get("pct", 100.0)
+    c.add("per-module breakdown, gpt2 bf16 train",
+          f"rows {total:.2f} ms against busy {busy:.2f} ms; matmul parts forward and backward: {fwd_bwd}; optimizer "
+          f"{opt:.1f}%", f"within {MODULES_ADD_UP_PCT:g}%, forward and backward > 0, optimizer under "
+          f"{MODULES_OPTIMIZER_MAX_PCT:g}%",
+          abs(total / busy - 1.0) * 100.0 <= MODULES_ADD_UP_PCT and fwd_bwd and opt < MODULES_OPTIMIZER_MAX_PCT)
+
+
 def check_timing(c: Checks, out: Path, steps: dict[str, tuple[int, float]], skips: dict[str, str]) -> None:
     name = "no sync inside counted steps (pytest -m gpu tests/callbacks/test_no_sync.py)"
     if "no-sync" in skips:
@@ -162,6 +184,7 @@ def main(argv: list[str] | None = None) -> int:
     c = Checks()
     check_timing(c, out, steps, skips)
     check_default_runs(c, runs, steps)
+    check_modules(c, runs)
     check_snapshot(c, runs, run_dir)
     check_compiled(c, runs, skips)
     print("\n".join(c.lines()))

@@ -10,6 +10,7 @@ import matplotlib
 matplotlib.use("Agg")  # files only: works on machines without a display
 import matplotlib.pyplot as plt  # noqa: E402
 
+from gpt2_lightning.report.formats import fmt_ms  # noqa: E402
 from gpt2_lightning.report.plots import save_figure  # noqa: E402
 
 # phases.png's colours: forward, backward, optimizer; grey: outside any module
@@ -49,11 +50,11 @@ def plot_modules(data: dict[str, Any], path: Path, title: str = "") -> Path | No
             if any(r["part"] == name for r in rows):
                 ax.barh(y, [r["total_ms"] if r["part"] == name else 0.0 for r in rows], color=color, label=name)
         for i, r in enumerate(rows):
-            ax.text(r["total_ms"], i, f" {r['total_ms']:.3g} ms ({r['pct']:.0f}%)", va="center", fontsize=8)
+            ax.text(r["total_ms"], i, f" {fmt_ms(r['total_ms'])} ({r['pct']:.0f}%)", va="center", fontsize=8)
         ax.set_yticks(list(y), [r["part"] for r in rows], fontsize=9)
         ax.set_xlabel(f"ms per step of {_of(m)}")
         ax.set_xlim(0, max(r["total_ms"] for r in rows) * 1.35)  # room for the labels
-        ax.set_title(f"{exp}: {m['total_ms_per_step']:.3g} ms per step, {m['steps']} profiled step(s)", fontsize=10)
+        ax.set_title(f"{exp}: {fmt_ms(m['total_ms_per_step'])} per step, {m['steps']} profiled step(s)", fontsize=10)
         ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.13), ncol=4, fontsize=8, frameon=False)
         ax.grid(axis="x", alpha=0.3)
     fig.suptitle(title or "Where each step's time goes, by part of the model", fontsize=11)

@@ -9,7 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 
 # what a person opens, in the order worth opening them
-READ_FIRST = ("report.md", "loss.png", "phases.png", "per_step.png", "sweep.md", "sweep.png", "comparison.md", "comparison.png")
+READ_FIRST = ("report.md", "loss.png", "phases.png", "per_step.png", "modules.png", "sweep.md", "sweep.png", "comparison.md", "comparison.png")
 
 
 def written(run_dir: Path) -> list[str]:

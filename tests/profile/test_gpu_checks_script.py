@@ -76,11 +76,19 @@ def _train(step_ms, tokens_per_sec=300e3, **extra):
     return {"phases": {"step": {"median_ms": step_ms}}, "throughput": {"tokens_per_sec": tokens_per_sec}, **extra}
 
 
+def _part(name, fwd, bwd):
+    return {"part": name, "forward_ms": fwd, "backward_ms": bwd, "total_ms": fwd + bwd}
+
+
 def _good_out(tmp_path):
     """What a run on a good H100 leaves (figures as in docs/performance.md, energy as NVML gives it)."""
     out = tmp_path / "gpu-out"
     energy = {"source": "nvml", "joules_per_token": 0.0012, "avg_watts": 480.0, "window_s": 2.1}
-    diag = {"verdict": ["The GPU does the right work ..."], "busy_pct": 97.0}
+    diag = {"verdict": ["The GPU does the right work ..."], "busy_pct": 97.0, "gpu_busy_ms_per_step": 23.3,
+            "modules": {"parts": [_part("MLP", 2.1, 4.2), _part("attention projections", 1.0, 2.4),
+                                  _part("attention kernel", 0.6, 2.0), _part("output head", 0.9, 1.6),
+                                  _part("layer norms", 0.7, 2.0), {"part": "optimizer", "total_ms": 1.0, "pct": 4.3},
+                                  {"part": "outside any module", "total_ms": 4.8, "pct": 20.6}]}}
     for name, step in (("gpt2-fp32", 160.9), ("gpt2-bf16", 27.0)):
         exps = {"inference": {"energy": energy, "diagnosis": diag},
                 "train": _train(step, energy=energy, diagnosis=diag,
@@ -103,7 +111,7 @@ def _good_out(tmp_path):
 def test_every_check_passes_on_good_figures(verdicts, tmp_path, capsys):
     assert verdicts.main(["--out", str(_good_out(tmp_path))]) == 0
     lines = capsys.readouterr().out.strip().splitlines()
-    assert lines[-1] == "12 passed, 0 failed, 0 skipped"
+    assert lines[-1] == "13 passed, 0 failed, 0 skipped"
     assert all(line.startswith("PASS  ") and "(target: " in line for line in lines[:-1]), lines
     assert any("diagnosis + energy wall time: +6.5 s (45.0 s against 38.5 s)" in line for line in lines)
     assert any("host vs device data, 30 ms loader: host 30.40 ms, device 30.30 ms" in line for line in lines)
@@ -128,3 +136,14 @@ def test_what_cannot_run_here_is_skipped_and_said(verdicts, tmp_path, capsys):
     out = _good_out(tmp_path)
     assert verdicts.main(["--out", str(out), "--skip", "fp8-b32:torchao not importable here"]) == 0
     assert "SKIP  fp8 vs bf16, compiled B32: torchao not importable here" in capsys.readouterr().out
+
+
+def test_the_module_check_fails_on_the_first_h200_run(verdicts, tmp_path, capsys):
+    """The H200's results from before the optimizer-closure fix (docs/results/h200-before-issue19): the forward of
+    optimizer.step(closure) was counted as optimizer (36% of the step, forward 0 for every part)."""
+    out = _good_out(tmp_path)
+    real = json.loads((Path(ROOT) / "docs/results/h200-before-issue19/gpt2-bf16/results.json").read_text())
+    _write(out / "runs" / "gpt2-bf16" / "results.json", real)
+    verdicts.main(["--out", str(out)])
+    failed = [line for line in capsys.readouterr().out.splitlines() if line.startswith("FAIL")]
+    assert any("per-module breakdown" in line and "optimizer 36.2%" in line for line in failed), failed
