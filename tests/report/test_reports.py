@@ -42,7 +42,7 @@ def profiled_run(profiled):
 def test_the_end_of_a_run_says_what_to_read_and_run_next(profiled):
     run_dir, proc = profiled
     tail = proc.stdout[proc.stdout.index("results:"):]
-    assert f"read: {run_dir / 'report.md'} (with phases.png, per_step.png)" in tail
+    assert f"read: {run_dir / 'report.md'} (with phases.png, per_step.png, modules.png)" in tail
     assert f"tensorboard --logdir {run_dir}" in tail and f"scripts/compare.py {run_dir} " in tail
     assert "--sweep batch_size=" in tail
 
