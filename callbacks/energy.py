@@ -49,10 +49,10 @@ from callbacks.timing import DeviceTimer, Mark
 __all__ = ["MIN_WINDOW_S", "EnergyCallback", "EnergyWindow", "batch_tokens", "energy_figures", "unavailable"]
 
 
-def batch_tokens(batch: Any) -> int:
-    """B x T of a batch's first tensor ((B, T) token ids; a 1-D batch counts one token per sample)."""
-    counts = step_records.batch_tokens(step_records.first_tensor_shape(batch))
-    return counts[0] * counts[1] if counts else 0
+def batch_tokens(batch: Any, length_fn: Callable[[Any], int] | None = None) -> int:
+    """The tokens of a batch by ThroughputCallback's rule (``step_records.count_batch``): B x T of a (B, T) tensor of
+    token ids, ``length_fn(batch)`` when given, and 0 for features (floats, images): then no figure per token."""
+    return step_records.count_batch(batch, length_fn=length_fn).tokens or 0
 
 
 class EnergyCallback(Callback):
@@ -66,6 +66,8 @@ class EnergyCallback(Callback):
         meter: the counters to read; default NVML for a CUDA root device, RAPL for the CPU.
         stop: end the stage once the window has closed (a profile); False to measure one window inside a longer run.
         clock: the host clock (tests pass a scripted one).
+        length_fn: the tokens a batch holds, when they are not a (B, T) tensor of token ids (as ThroughputCallback's);
+            a model fed features has no tokens, and its per-token figures are null.
 
     After the stage, ``result`` is the ``energy`` record: figures, ``{"unavailable": why}``, or ``{"error": what}``
     when the measurement itself failed (the stage then ran its counted steps and stopped, as without energy).
@@ -73,11 +75,13 @@ class EnergyCallback(Callback):
 
     def __init__(self, warmup_steps: int = 2, counted_steps: int = 5, min_window_s: float = MIN_WINDOW_S,
                  idle_watts: float | None = None, meter: EnergyMeter | None = None, stop: bool = True,
-                 clock: Callable[[], float] = time.perf_counter) -> None:
+                 clock: Callable[[], float] = time.perf_counter,
+                 length_fn: Callable[[Any], int] | None = None) -> None:
         if warmup_steps < 0 or counted_steps < 1 or min_window_s <= 0:
             raise ValueError("warmup_steps must be >= 0, counted_steps >= 1 and min_window_s > 0")
         self.warmup_steps, self.counted_steps, self.min_window_s = warmup_steps, counted_steps, min_window_s
         self.idle_watts, self.meter, self.stop, self.clock = idle_watts, meter, stop, clock
+        self.length_fn = length_fn
         self.result: dict[str, Any] | None = None
         self._reset()
 
@@ -188,7 +192,7 @@ class EnergyCallback(Callback):
             self._evaluate(trainer)
         if self._close_next:
             self._close(trainer)
-        self._pending_tokens += batch_tokens(batch)
+        self._pending_tokens += batch_tokens(batch, self.length_fn)
 
     def _step_end(self, trainer: L.Trainer, steps: int) -> None:
         self._steps = steps

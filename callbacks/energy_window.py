@@ -26,7 +26,7 @@ def energy_figures(joules: float, window_s: float, steps: int, tokens: int, idle
         "window_steps": steps,
         "window_tokens": tokens,
         "joules_per_token": joules / tokens if tokens > 0 else None,
-        "tokens_per_kwh": tokens / (joules / J_PER_KWH) if joules > 0 else None,
+        "tokens_per_kwh": tokens / (joules / J_PER_KWH) if joules > 0 and tokens > 0 else None,
         "source": source,
         "devices": devices,
     }
