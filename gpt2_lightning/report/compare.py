@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from gpt2_lightning.report.costs import fmt_energy_per_token, fmt_usd, projection_line
-from gpt2_lightning.report.judgement import MIN_EFFECT_REPEATS, REPEATS, STEPS, false_alarm, min_effect_single
+from gpt2_lightning.report.judgement import REPEATS, STEPS, false_alarm, min_effect_repeats, min_effect_single
 from gpt2_lightning.report.noise import WITHIN_NOISE, instability_lines, repeat_count
 from gpt2_lightning.report.formats import fmt_ms, fmt_range, fmt_rate, fmt_speedup, render_table
 from gpt2_lightning.report.results import RunResults, atomic_write_text, compare, run_label
@@ -95,7 +95,7 @@ def judgement_note(rows: list[dict[str, Any]], runs: list[dict[str, Any]], label
                      "each a fresh process): a figure is the median of the repeats' medians, [range] the lowest to "
                      "highest repeat. Beyond noise: every repeat of one run beats every repeat of the other (by "
                      f"chance, for identical settings: {false_alarm(m, n):.1%} at {m} against {n}), by at least "
-                     f"{MIN_EFFECT_REPEATS:.0%}.")
+                     f"{min_effect_repeats([run.get('env', {}).get('device_type') for run in runs]):.0%}.")
     if STEPS in bases:
         single = [lab for lab, k in zip(labels, repeats) if not k] or labels
         floors = sorted({min_effect_single([run.get("env", {}).get("device_type")], "*") for run in runs})
