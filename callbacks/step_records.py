@@ -167,12 +167,6 @@ def count_batch(batch: Any, batch_size_fn: Callable[[Any], int] | None = None,
     return BatchCount(samples, tokens, shape)
 
 
-def first_tensor_shape(batch: Any) -> tuple[int, ...] | None:
-    """Shape of the first tensor found in a batch (a tensor, or nested lists, tuples and dicts of them)."""
-    tensor = first_tensor(batch)
-    return None if tensor is None else tuple(tensor.shape)
-
-
 def batch_tokens(shape: tuple[int, ...] | None) -> tuple[int, int] | None:
     """(batch size, sequence length) of a batch shape; a 1-D batch counts one token per sample."""
     if not shape:
