@@ -220,8 +220,16 @@ class EnergyCallback(Callback):
         window = EnergyWindow(self.meter, self.min_window_s, self.idle_watts)
         try:
             window.open(self.clock())
+            failure = None
         except EnergyUnavailable as e:
-            self.result = unavailable(str(e))
+            failure = str(e)
+        # every rank opens its window or none does: a rank without one would never join the collectives that plan and
+        # close the others' windows, which would then meet other collectives (the run died so on gloo)
+        failures = _gathered(failure)
+        failed = [(rank, f) for rank, f in enumerate(failures) if f is not None]
+        if failed:
+            rank, reason = failed[0]
+            self.result = unavailable(reason if len(failures) == 1 else f"rank {rank}: {reason}")
             return
         self._window_start = self._timer.mark()
         self._device_done, self._marks = (0, self._window_start), []
@@ -286,15 +294,23 @@ class EnergyCallback(Callback):
             logger.log_metrics(metrics, step=self._steps)
 
 
-def _across_ranks(mine: dict[str, Any]) -> dict[str, Any]:
-    """Every rank's window, added up (one collective, at the window's end); this rank's alone when it runs alone."""
+def _gathered(mine: Any) -> list[Any]:
+    """Every rank's ``mine``, in rank order (one collective); ``[mine]`` when this process runs alone."""
     if not (torch.distributed.is_available() and torch.distributed.is_initialized()):
-        return mine
+        return [mine]
     world = torch.distributed.get_world_size()
     if world == 1:
-        return mine
+        return [mine]
     gathered: list[Any] = [None] * world
     torch.distributed.all_gather_object(gathered, mine)
+    return gathered
+
+
+def _across_ranks(mine: dict[str, Any]) -> dict[str, Any]:
+    """Every rank's window, added up (one collective, at the window's end); this rank's alone when it runs alone."""
+    gathered = _gathered(mine)
+    if len(gathered) == 1:
+        return mine
     for rank, r in enumerate(gathered):
         if "unavailable" in r:
             return unavailable(f"rank {rank}: {r['unavailable']}")

@@ -453,3 +453,22 @@ def test_profile_on_this_cpu_gives_rapl_figures_or_the_reason(tmp_path, monkeypa
         assert e["unavailable"].startswith("rapl: ") and set(e) == {"unavailable"}
     else:
         assert e["source"] == "rapl" and e["window_s"] >= 2.0 and e["joules"] > 0
+
+
+@pytest.mark.parametrize("broken_rank", [1, 0])
+def test_a_rank_that_cannot_read_its_counters_makes_energy_unavailable_on_every_rank(tmp_path, broken_rank):
+    """Two ddp processes on the CPU; one rank's counters cannot be read. Every rank's result says which rank and why,
+    and the run ends well. Before, the other rank opened its window alone: its plan's broadcast met the broken rank's
+    gradient all-reduce, and the run died ("Connection closed by peer" on gloo; on NCCL such a mismatch can hang)."""
+    import json
+    import subprocess
+    import sys
+
+    script = pathlib.Path(__file__).with_name("ddp_energy_ranks.py")
+    proc = subprocess.run([sys.executable, str(script), "--out", str(tmp_path), "--broken-rank", str(broken_rank)],
+                          capture_output=True, text=True, timeout=180)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    for rank in (0, 1):
+        result = json.loads((tmp_path / f"rank-{rank}.json").read_text())
+        assert result == {"unavailable": f"rank {broken_rank}: nvml: no NVIDIA driver to talk to (scripted, this "
+                                         "rank only)"}, rank

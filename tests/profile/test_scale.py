@@ -56,8 +56,9 @@ def test_compile_reports_first_step_apart(tmp_path):
     data = _run(tmp_path, compile=True, steps=2, warmup_steps=1)
     train = data["experiments"]["train"]
     assert train["phases"]["step"]["n"] == 2
-    # compilation lands in the uncounted first step, which is far slower than a steady one
-    assert train["first_step_ms"] > 10 * train["phases"]["step"]["median_ms"]
+    # compilation lands in the uncounted first step, which is far slower than a steady one (the faster of the two
+    # counted steps: on a loaded machine one of them alone can be slowed several-fold)
+    assert train["first_step_ms"] > 10 * train["phases"]["step"]["min_ms"]
     assert train["first_step_overhead_ms"] > 0
 
 
