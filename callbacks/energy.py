@@ -68,6 +68,10 @@ class EnergyCallback(Callback):
         clock: the host clock (tests pass a scripted one).
         length_fn: the tokens a batch holds, when they are not a (B, T) tensor of token ids (as ThroughputCallback's);
             a model fed features has no tokens, and its per-token figures are null.
+        log_figures: write ``energy/*`` and ``power/*`` to the trainer's loggers when the window closes; False
+            leaves the figures in ``result`` only (the profile writes them with its other once-per-experiment
+            figures, so that one-point charts do not sort before the per-step ``throughput/`` and ``time/`` groups
+            in TensorBoard).
 
     After the stage, ``result`` is the ``energy`` record: figures, ``{"unavailable": why}``, or ``{"error": what}``
     when the measurement itself failed (the stage then ran its counted steps and stopped, as without energy).
@@ -76,12 +80,12 @@ class EnergyCallback(Callback):
     def __init__(self, warmup_steps: int = 2, counted_steps: int = 5, min_window_s: float = MIN_WINDOW_S,
                  idle_watts: float | None = None, meter: EnergyMeter | None = None, stop: bool = True,
                  clock: Callable[[], float] = time.perf_counter,
-                 length_fn: Callable[[Any], int] | None = None) -> None:
+                 length_fn: Callable[[Any], int] | None = None, log_figures: bool = True) -> None:
         if warmup_steps < 0 or counted_steps < 1 or min_window_s <= 0:
             raise ValueError("warmup_steps must be >= 0, counted_steps >= 1 and min_window_s > 0")
         self.warmup_steps, self.counted_steps, self.min_window_s = warmup_steps, counted_steps, min_window_s
         self.idle_watts, self.meter, self.stop, self.clock = idle_watts, meter, stop, clock
-        self.length_fn = length_fn
+        self.length_fn, self.log_figures = length_fn, log_figures  # not "log": Lightning sets callback.log
         self.result: dict[str, Any] | None = None
         self._reset()
 
@@ -284,7 +288,7 @@ class EnergyCallback(Callback):
 
     def _log(self, trainer: L.Trainer) -> None:
         r = self.result
-        if "unavailable" in r:
+        if "unavailable" in r or not self.log_figures:
             return
         names = {"joules": "energy/joules", "joules_above_idle": "energy/joules_above_idle",
                  "joules_per_token": "energy/joules_per_token", "tokens_per_kwh": "energy/tokens_per_kwh",

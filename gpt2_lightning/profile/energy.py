@@ -45,7 +45,7 @@ def energy_callback(cfg: Any) -> EnergyCallback | None:
     if cfg.no_energy:
         return None
     return EnergyCallback(warmup_steps=cfg.warmup_steps, counted_steps=cfg.steps, min_window_s=cfg.energy_window_s,
-                          idle_watts=idle_power(cfg).get("watts"))
+                          idle_watts=idle_power(cfg).get("watts"), log_figures=False)  # in whole_run/
 
 
 def until_window_done(data: L.LightningDataModule, energy: EnergyCallback | None) -> None:

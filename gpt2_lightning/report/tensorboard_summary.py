@@ -25,7 +25,8 @@ HEADLINE_GROUP = "whole_run"
 # each column holds one kind of figure: a build, a forward pass and a step are never one column
 TIMED_METRIC = {"init": "build_ms", "inference": "forward_ms", "train": "step_ms"}
 HEADLINE_METRICS = ("step_ms", "forward_ms", "build_ms", "tokens_per_sec", "p90_over_p10", "mfu_pct", "tflops",
-                    "val_loss", "max_allocated_gib", "max_rss_gib", "joules_per_token", "avg_watts")
+                    "val_loss", "max_allocated_gib", "max_rss_gib", "joules_per_token", "tokens_per_kwh", "avg_watts",
+                    "idle_watts")
 _TIMESTAMP = re.compile(r"(\d{4})(\d{2})(\d{2})-(\d{2})(\d{2})(\d{2})")  # profile_config's default run name
 
 

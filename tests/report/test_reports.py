@@ -222,9 +222,11 @@ def test_cpu_trace_gives_the_optimizer_its_share_of_the_step(profiled_run):
     window_ms = sum(end - s for s, end in kept) / 1000.0
     share_of_step = 100.0 * optimizer_ms / window_ms
     assert optimizer_ms > 0
-    # by host time (the per-module breakdown's optimizer row: the same intervals, so nearly exact) ...
+    # by host time (the per-module breakdown's optimizer row: from the closure's end to the update's end, so it also
+    # holds Lightning's hooks between the backward and phase/optimizer: 0.14-0.17 ms of a 13-15 ms step on a quiet
+    # machine, 2.5 points of the step once under load) ...
     row = next(r for r in diagnosis["modules"]["parts"] if r["part"] == "optimizer")
-    assert row["pct"] == pytest.approx(share_of_step, abs=2.0)
+    assert share_of_step - 2.0 <= row["pct"] <= share_of_step + 4.0
     # ... and by operator self time (the categories: the optimizer's Python between operators is not in it; under a
     # loaded 2-core machine the two shares were seen 0.4 to 5 points apart)
     assert diagnosis["categories"]["optimizer"]["pct"] == pytest.approx(share_of_step, abs=8.0)

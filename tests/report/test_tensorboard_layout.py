@@ -1,5 +1,7 @@
 """TensorBoard's first screen: short run names, no epoch chart, headline figures after the per-step groups."""
 
+import pytest
+
 from callbacks.timing import summarize
 
 
@@ -90,3 +92,44 @@ def test_every_session_declares_the_same_metrics_and_a_trial_name_that_fits(tmp_
     named = {**data, "config": {**data["config"], "run_dir": str(tmp_path / "bs8")}}
     write_tensorboard_summary(named, tmp_path / "bs8", {})
     assert _hparams_session(tmp_path / "bs8" / "init")[2].group_name == "bs8 init"
+
+
+class WallMeter:
+    """An energy counter of 100 W on the host clock, read like NVML (mJ): energy is measured on a CPU-only machine."""
+
+    source, devices = "nvml", 1
+
+    def read(self):
+        import time
+
+        return (round(time.monotonic() * 100 * 1000),)
+
+    def joules(self, start, end):
+        return (end[0] - start[0]) / 1000.0
+
+
+def test_with_energy_the_per_step_groups_still_open_first(tmp_path, monkeypatch):
+    """TensorBoard sorts chart groups by name and opens the first two: a run that measured energy must still open on
+    throughput/ and time/ (energy/ and power/ sorted first when the callback logged them), its energy figures
+    among the once-per-experiment whole_run/ ones."""
+    import callbacks.energy
+    import gpt2_lightning.profile.energy as energy_run
+    from gpt2_lightning.profile.run import run_profile
+    from gpt2_lightning.profile.settings import ProfileConfig
+    from gpt2_lightning.report.tensorboard_summary import HEADLINE_GROUP
+
+    monkeypatch.setattr(callbacks.energy, "meter_for", lambda device: WallMeter())
+    monkeypatch.setattr(energy_run, "meter_for", lambda device: WallMeter())
+    monkeypatch.setattr(energy_run, "_idle_cache", {})
+    monkeypatch.setattr(energy_run, "IDLE_S", 0.2)
+    cfg = ProfileConfig(accelerator="cpu", model="tiny", batch_size=1, seq_len=8, warmup_steps=1, steps=2,
+                        experiments="train", energy_window_s=1.0, no_diagnose=True)
+    results = run_profile(cfg, tmp_path)
+    energy = results.experiments["train"]["energy"]
+    assert energy["avg_watts"] == pytest.approx(100.0, rel=0.05)  # the stand-in's 100 W, read at the window's ends
+    scalars = _scalars(tmp_path / "train")
+    groups = sorted({tag.split("/")[0] for tag in scalars})
+    assert groups[:2] == ["throughput", "time"], groups
+    assert groups[-1] == HEADLINE_GROUP
+    assert scalars[f"{HEADLINE_GROUP}/avg_watts"][0][1] == pytest.approx(energy["avg_watts"])
+    assert scalars[f"{HEADLINE_GROUP}/joules_per_token"][0][1] == pytest.approx(energy["joules_per_token"])
