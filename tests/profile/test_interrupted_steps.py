@@ -82,3 +82,27 @@ def test_train_py_keeps_its_steps_and_says_which_step_last_ckpt_holds(tmp_path, 
     from gpt2_lightning.train.checkpoints import inspect_checkpoint
 
     assert inspect_checkpoint(last)["step"] == 4  # what the message says is what the file holds
+
+
+def test_a_signal_inside_a_queue_waits_for_the_next_check_and_a_second_one_does_not():
+    """A SIGTERM raised inside a queue's bookkeeping (TensorBoard's writer thread is fed through one) left the writer
+    waiting for a message that never came: the run hung in the logger's close, its steps unsaved. Such a signal now
+    waits for the next check (every batch); a second one, while it waits, is raised at once wherever it lands."""
+    import queue
+
+    from gpt2_lightning.profile.interrupts import check
+
+    class SignalOnPut(queue.Queue):
+        def _put(self, item):
+            os.kill(os.getpid(), signal.SIGTERM)  # handled while Queue.put holds the queue's lock
+            super()._put(item)
+
+    q = SignalOnPut()
+    with interruptible():
+        q.put(1)  # no raise in there: the put completes
+        assert q.get_nowait() == 1
+        with pytest.raises(RunInterrupted) as raised:
+            check()
+        assert raised.value.exit_code == 128 + signal.SIGTERM
+        with pytest.raises(RunInterrupted):
+            q.put(2)  # a second signal while the first waits: at once
