@@ -63,9 +63,14 @@ def profiler_messages_hidden(enabled: bool) -> Iterator[TextIO]:
 
 
 def quiet_lightning(verbose: bool) -> None:
-    """Lightning's banners, tips and advice are noise in a profiler's output unless --verbose."""
+    """Lightning's banners, tips and advice are noise in a profiler's output unless --verbose.
+
+    Call it once the run is sure to start: it loads Lightning, whose ``__init__`` sets its loggers to INFO (set
+    before that import, the levels were undone by it and every Trainer printed its banners)."""
     if verbose:
         return
+    import lightning.pytorch  # noqa: F401  (first: its import resets the levels set below)
+
     for name in ("lightning", "lightning.pytorch", "lightning.fabric"):
         logging.getLogger(name).setLevel(logging.WARNING)
     warnings.filterwarnings("ignore", module=r"lightning(\.|$)")

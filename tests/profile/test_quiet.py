@@ -46,3 +46,17 @@ def test_hidden_lines_are_dropped_and_the_rest_passed_on():
 def test_disabled_passes_everything_through():
     proc = _run("off")
     assert proc.stderr == USDT + "a Python warning\n" + COLLECTION + "progress line\nafter\n"
+
+
+def test_a_profile_run_prints_no_lightning_banners_unless_verbose(tmp_path):
+    """Lightning's import sets its loggers to INFO: quieting them before that import (the command lines import it
+    lazily) was undone, and every Trainer printed "GPU available: ..." and a tip."""
+    args = [sys.executable, "scripts/profile.py", "--accelerator", "cpu", "--model", "tiny", "--batch-size", "1",
+            "--seq-len", "8", "--warmup-steps", "1", "--steps", "2", "--experiments", "train", "--no-energy",
+            "--out", str(tmp_path)]
+    quiet = subprocess.run(args + ["--run-name", "quiet"], cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert quiet.returncode == 0, quiet.stderr[-2000:]
+    assert "GPU available" not in quiet.stdout + quiet.stderr
+    verbose = subprocess.run(args + ["--run-name", "verbose", "--verbose"], cwd=ROOT, capture_output=True, text=True,
+                             timeout=300)
+    assert verbose.returncode == 0 and "GPU available" in verbose.stdout + verbose.stderr
