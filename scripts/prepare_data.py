@@ -30,9 +30,8 @@ def encode(text: str, tokenizer: str) -> tuple[list[int] | np.ndarray, int]:
     try:
         import tiktoken
     except ImportError:
-        print('prepare_data.py: error: --tokenizer gpt2 needs tiktoken: pip install -e ".[data]" (the project\'s data '
-              "extra, as the README says), or --tokenizer bytes", file=sys.stderr)
-        raise SystemExit(2) from None
+        raise SystemExit('prepare_data.py: error: --tokenizer gpt2 needs tiktoken: pip install -e ".[data]" (the '
+                         "project's data extra, as the README says), or --tokenizer bytes") from None
     try:
         enc = tiktoken.get_encoding("gpt2")
     except Exception as e:  # noqa: BLE001 - no network, no cache: say what to do in one line
