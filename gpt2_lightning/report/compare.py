@@ -129,6 +129,12 @@ def _model(c: dict[str, Any], e: dict[str, Any]) -> Any:
     return f"{c.get('model')} ({', '.join(overrides)})" if overrides else c.get("model")
 
 
+def planted_delay(c: dict[str, Any]) -> str | None:
+    """``--add-delay-ms``, a slowdown planted for checks, as a setting (None when there was none)."""
+    ms = c.get("add_delay_ms")
+    return f"{ms:g} ms per forward pass (--add-delay-ms)" if ms else None
+
+
 def commit_text(e: dict[str, Any]) -> str:
     """The measured code: the git commit of the directory the run was made from, +dirty with uncommitted changes."""
     git = e.get("git") or {}
@@ -151,6 +157,7 @@ SETTINGS: tuple[tuple[str, Callable[[dict[str, Any], dict[str, Any]], Any]], ...
     ("lightning", lambda c, e: e.get("lightning")),
     ("data", lambda c, e: c.get("data") or "synthetic"),
     ("steps", lambda c, e: f"{c.get('warmup_steps')} warm-up + {c.get('steps')} timed"),
+    ("planted delay", lambda c, e: planted_delay(c) or "none"),
     ("init on", lambda c, e: c.get("init_on")),
     ("torch threads", lambda c, e: e.get("torch_threads")),
     ("host", lambda c, e: e.get("hostname")),
@@ -194,6 +201,11 @@ def warnings_for(runs: list[dict[str, Any]], labels: list[str]) -> list[str]:
     if shapes_differ(runs):
         out.append("WARNING: batch size or sequence length differ: a step or forward pass does a different amount "
                    "of work in each run, so compare tokens/s rather than times.")
+    planted = [f"{lab} ({planted_delay(r.get('config', {}))})" for lab, r in zip(labels, runs)
+               if planted_delay(r.get("config", {}))]
+    if planted:
+        out.append(f"WARNING: {', '.join(planted)} ran with a planted slowdown, a sleep in every forward pass for "
+                   "checking comparisons: never quote its figures as the code's.")
     for lab, r in zip(labels, runs):
         if r.get("status") not in (None, "complete"):
             out.append(f"WARNING: {lab} is {r.get('status')}: some of its experiments did not finish.")

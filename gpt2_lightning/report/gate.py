@@ -23,7 +23,7 @@ GATED = ("inference: time per token", "inference: tokens/s", "train: time per to
 MUST_MATCH = ("model", "precision", "batch size", "sequence length", "device")
 # The smallest slowdown (%) that runs with --repeat 5 tell apart in 9 pairs of 10 on each machine class
 # (scripts/noise_check.py; docs/performance.md "On a quiet machine"). cpu: measured on a quiet 2-core machine (tiny,
-# --threads 1, 500 processes): a planted 20% slowdown called slower beyond noise in 9 of 10 pairs, 10% in 4 of 10,
+# --threads 1, 500 processes): a planted 20% slowdown called slower beyond noise in 9 of 10 pairs, 10% in 1 of 10,
 # 30% in 10 of 10, with identical settings called different in 1 of 20 pairs. cuda: PROVISIONAL, from the one pair
 # of identical H100 runs in docs/results (0.5-1.1% apart), not yet from repeats.
 GATE_FLOOR_PCT = {"cpu": 20.0, "cuda": 3.0}

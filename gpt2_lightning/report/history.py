@@ -11,7 +11,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from gpt2_lightning.report.compare import commit_text, settings_table
+from gpt2_lightning.report.compare import commit_text, planted_delay, settings_table
 from gpt2_lightning.report.noise import BEYOND_NOISE, repeat_count
 from gpt2_lightning.report.formats import fmt_range, fmt_rate, fmt_speedup, render_table
 from gpt2_lightning.report.results import ResultsError, RunResults, compare
@@ -130,6 +130,10 @@ def write_history(folder: Path, out: Path) -> tuple[str, list[Path]]:
     notes = [f"WARNING: the runs differ in {', '.join(name for name, _ in differ)}: the trend mixes settings."
              for _ in [0] if any(n in ("model", "precision", "batch size", "sequence length", "device")
                                  for n, _ in differ)] + skipped
+    planted = [name for name, d in runs if planted_delay(d.get("config", {}))]
+    if planted:
+        notes.append(f"WARNING: {', '.join(planted)} ran with --add-delay-ms, a planted slowdown for checks: not the "
+                     "code's figures.")
     title = f"{folder.name}: {len(runs)} runs in commit/time order"
     out.mkdir(parents=True, exist_ok=True)
     md, png = out / "history.md", out / "history.png"

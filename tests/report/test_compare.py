@@ -120,6 +120,20 @@ def test_versions_and_strategy_show_when_they_differ():
     assert set(differ) == {"strategy", "devices x nodes", "torch", "lightning"}
 
 
+def test_a_planted_slowdown_is_a_setting_that_differs_and_is_warned_about():
+    """A run with --add-delay-ms (a sleep in every forward pass, for checks) was compared as having "the same
+    settings" as a plain one: nothing said that its figures were not the code's."""
+    from gpt2_lightning.report.compare import format_settings, settings_table, warnings_for
+
+    plain, slowed = run(draws(1), "main"), run(draws(2), "slow", add_delay_ms=40.0)
+    assert dict(settings_table([plain, slowed])[0]) == {
+        "planted delay": ["none", "40 ms per forward pass (--add-delay-ms)"]}
+    assert "same settings" not in format_settings([plain, slowed], ["main", "slow"])
+    warned = warnings_for([plain, slowed], ["main", "slow"])
+    assert len(warned) == 1 and warned[0].startswith("WARNING: slow (40 ms per forward pass (--add-delay-ms))")
+    assert settings_table([plain, run(draws(2), add_delay_ms=0.0)])[0] == []  # 0: no delay, as without the flag
+
+
 def test_warnings_profiler_experiments_shapes_and_tools():
     from gpt2_lightning.report.compare import warnings_for
 

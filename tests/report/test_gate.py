@@ -144,3 +144,13 @@ def test_history_orders_by_commit_and_marks_changes_beyond_noise(tmp_path):
     assert "SLOWER, beyond noise" in lines[1] and "0.77x" in lines[1]
     assert "FASTER, beyond noise" in lines[2] and "1.30x" in lines[2]
     assert files[1].read_bytes()[:4] == b"\x89PNG" and "| a | aaaaaaaaaa |" in files[0].read_text()
+
+
+def test_history_names_a_run_with_a_planted_slowdown(tmp_path):
+    from gpt2_lightning.report.history import write_history
+
+    write(tmp_path / "nightly" / "plain", repeated(BASE))
+    write(tmp_path / "nightly" / "slowed", repeated(SLOWER, add_delay_ms=8.0))
+    text, _ = write_history(tmp_path / "nightly", tmp_path / "out")
+    warning = next(x for x in text.splitlines() if x.startswith("WARNING"))
+    assert warning.startswith("WARNING: slowed ran with --add-delay-ms") and "plain" not in warning
