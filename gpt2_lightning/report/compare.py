@@ -201,6 +201,12 @@ def warnings_for(runs: list[dict[str, Any]], labels: list[str]) -> list[str]:
     if shapes_differ(runs):
         out.append("WARNING: batch size or sequence length differ: a step or forward pass does a different amount "
                    "of work in each run, so compare tokens/s rather than times.")
+    sizes = [max((int(x.get("world_size") or 1) for x in r.get("experiments", {}).values() if isinstance(x, dict)),
+                 default=1) for r in runs]
+    if len(set(sizes)) > 1:
+        each = ", ".join(f"{lab}: {k}" for lab, k in zip(labels, sizes))
+        out.append(f"WARNING: the runs ran different numbers of processes ({each}): tokens/s, time per token and MFU "
+                   "are per process (rank 0's); the 'tokens/s, all ranks' rows add every process's up.")
     planted = [f"{lab} ({planted_delay(r.get('config', {}))})" for lab, r in zip(labels, runs)
                if planted_delay(r.get("config", {}))]
     if planted:

@@ -87,6 +87,8 @@ class RunResults:
 
 
 # ---------------------------------------------------------------------------------------------------- comparison
+# every process's tokens/s added up (several processes); the rows above it are rank 0's, i.e. per device
+ALL_RANKS = ("global_tokens_per_sec",)
 # (label, experiment, where the figure is, lower is better?)
 COMPARED: tuple[tuple[str, str, tuple[str, ...], bool], ...] = (
     ("init: build + optimizer", "init", ("phases", "init", "median_ms"), True),
@@ -98,6 +100,8 @@ COMPARED: tuple[tuple[str, str, tuple[str, ...], bool], ...] = (
     ("  train: optimizer", "train", ("phases", "optimizer", "median_ms"), True),
     ("inference: tokens/s", "inference", ("throughput", "tokens_per_sec"), False),
     ("train: tokens/s", "train", ("throughput", "tokens_per_sec"), False),
+    ("inference: tokens/s, all ranks", "inference", ALL_RANKS, False),
+    ("train: tokens/s, all ranks", "train", ALL_RANKS, False),
     ("inference: time per token", "inference", ("throughput", "tokens_per_sec"), True),
     ("train: time per token", "train", ("throughput", "tokens_per_sec"), True),
     ("train: MFU %", "train", ("throughput", "mfu_pct"), False),
@@ -170,6 +174,11 @@ def compare(runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
     for label, exp, path, lower_is_better in COMPARED:
         results = [r.get("experiments", {}).get(exp, {}) for r in runs]
         values = [dig(x, path) for x in results]
+        if path == ALL_RANKS:  # only beside a run of several processes; a single process's own rate is all of it
+            if all(int(x.get("world_size") or 1) == 1 for x in results):
+                continue
+            values = [v if int(x.get("world_size") or 1) > 1 else dig(x, ("throughput", "tokens_per_sec"))
+                      for v, x in zip(values, results)]
         if label in PER_TOKEN:  # time per token: the inverse of the rate over the median step
             values = [1e6 / v if v else None for v in values]
         if all(v is None for v in values):
