@@ -43,7 +43,7 @@ def encode(text: str, tokenizer: str) -> tuple[list[int] | np.ndarray, int]:
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(prog="prepare_data.py", description=__doc__.split("\n\n")[0],
+    parser = argparse.ArgumentParser(prog="prepare_data.py", description=__doc__.split("\n\n")[0], allow_abbrev=False,
                                      epilog=__doc__.split("\n\n", 2)[2], formatter_class=argparse.RawTextHelpFormatter)
     parser.add_argument("text", help="a UTF-8 text file")
     parser.add_argument("--tokenizer", choices=("gpt2", "bytes"), default="bytes")

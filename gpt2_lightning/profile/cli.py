@@ -22,7 +22,7 @@ from gpt2_lightning.profile.settings import ConfigError, ProfileConfig
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog=prog_name("scripts/profile.py"),
+        prog=prog_name("scripts/profile.py"), allow_abbrev=False,  # --step 3 is a typo, not --steps 3
         description="Time GPT-2 honestly: model build, inference and training split into data / forward /\n"
         "backward / optimizer, on CPU or GPU. Writes <out>/<run-name>/: results.json, report.md, plots and\n"
         "TensorBoard logs.",

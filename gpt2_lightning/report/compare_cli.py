@@ -32,6 +32,7 @@ differ)."""
 
 def build_parser(prog: str) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog=prog, description=DESCRIPTION, formatter_class=HelpFormatter,
+                                     allow_abbrev=False,
                                      epilog="examples:\n  %(prog)s runs/main runs/change\n"
                                             "  %(prog)s runs/main runs/change --fail-if-slower 30 --json")
     parser.add_argument("results", nargs="+", help="results.json files or run directories; the first is the baseline")

@@ -16,7 +16,8 @@ from gpt2_lightning.cli_args import HelpFormatter, prog_name, with_suggestion
 
 def main(argv: list[str] | None = None) -> int:
     prog = prog_name("scripts/history.py")
-    parser = argparse.ArgumentParser(prog=prog, description=__doc__.split("\n\n")[1], formatter_class=HelpFormatter)
+    parser = argparse.ArgumentParser(prog=prog, description=__doc__.split("\n\n")[1], formatter_class=HelpFormatter,
+                                     allow_abbrev=False)
     parser.add_argument("folder", help="a folder holding run directories (any depth)")
     parser.add_argument("--out", default=None, help="where history.md and history.png go (default: the folder)")
 

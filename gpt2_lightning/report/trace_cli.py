@@ -20,7 +20,8 @@ from gpt2_lightning.report.diagnosis import format_text
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog=prog_name("scripts/analyze_trace.py"), description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog=prog_name("scripts/analyze_trace.py"), description=__doc__.split("\n\n")[0],
+                                     allow_abbrev=False)
     parser.add_argument("trace", help="a *.pt.trace.json or *.pt.trace.json.gz file")
     parser.add_argument("--step-ms", type=float, default=None, metavar="MS",
                         help="the un-profiled median step (or forward pass) of the same run, in ms: adds the busy "

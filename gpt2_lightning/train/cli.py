@@ -25,7 +25,7 @@ from gpt2_lightning.token_files import DataError
 
 def build_parser() -> argparse.ArgumentParser:
     _, examples, schedule = __doc__.split("\n\n", 2)
-    p = argparse.ArgumentParser(prog=prog_name("scripts/train.py"),
+    p = argparse.ArgumentParser(prog=prog_name("scripts/train.py"), allow_abbrev=False,
                                 description="Train GPT-2 on real tokens, timed by the same callbacks as the profiler.",
                                 epilog=f"examples:\n{examples}\n\n{schedule}", formatter_class=HelpFormatter)
     p.add_argument("--data", required=True, help="token directory made by scripts/prepare_data.py (required)")

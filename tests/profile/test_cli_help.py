@@ -60,6 +60,9 @@ def test_train_help_shows_the_defaults_that_were_missing():
     (["--stpes", "3"], "did you mean --steps for --stpes?"),
     (["--acclerator=cpu"], "did you mean --accelerator for --acclerator?"),
     (["--batchsize", "2"], "did you mean --batch-size for --batchsize?"),
+    # a prefix is a typo too: argparse took --step 3 for --steps 3 and --batch 2 for --batch-size 2, silently
+    (["--step", "3"], "did you mean --steps for --step?"),
+    (["--batch", "2"], "did you mean --batch-size for --batch?"),
 ])
 def test_a_typo_gets_the_nearest_flag(capsys, argv, hint):
     from gpt2_lightning.profile.cli import main
@@ -85,6 +88,8 @@ def test_train_typo_is_one_line_with_a_hint(capsys):
     assert main(["--data", "d", "--max-stpes", "5"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "did you mean --max-steps" in err[0]
+    assert main(["--data", "d", "--max-step", "5"]) == 2  # a prefix is not taken for the flag
+    assert "did you mean --max-steps" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize("warmup, max_steps, expected", [
