@@ -204,7 +204,9 @@ def render_report(data: dict[str, Any], plots: dict[str, str]) -> str:
             out += [f"**Failed:** {result['error']}", ""]
             continue
         if result.get("interrupted"):
-            out += [f"**Interrupted:** {interrupted_text(result)}.", ""]
+            said = interrupted_text(result)  # "interrupted; its figures ..." or "interrupted before ..."
+            out += [("**Interrupted:** " + said.removeprefix("interrupted; ") if said.startswith("interrupted; ")
+                     else "**Interrupted** " + said.removeprefix("interrupted ")) + ".", ""]
         out += _stats_table(result.get("phases", {})) + [""]
         on_gpu = data.get("env", {}).get("device_type") == "cuda"
         if exp == "init" and on_gpu:
@@ -226,8 +228,10 @@ def render_report(data: dict[str, Any], plots: dict[str, str]) -> str:
             )
         if result.get("first_step_ms") is not None:
             compiled = " It includes torch.compile's compilation." if data.get("config", {}).get("compile") else ""
-            out.append(f"- First (warm-up, not counted) step: {fmt_ms(result['first_step_ms'])}, "
-                       f"{fmt_ms(result.get('first_step_overhead_ms'))} over a steady one.{compiled}")
+            extra = result.get("first_step_overhead_ms")
+            versus = ("" if extra is None else f", {fmt_ms(extra)} over a steady one" if extra >= 0
+                      else f", {fmt_ms(-extra)} faster than a steady one")
+            out.append(f"- First (warm-up, not counted) step: {fmt_ms(result['first_step_ms'])}{versus}.{compiled}")
         if result.get("world_size", 1) > 1:
             out += ["", f"Per rank (world size {result['world_size']}; the tables above are rank 0's):", "",
                     "| rank | " + " | ".join(result["ranks"][0]["phases"]) + " |",

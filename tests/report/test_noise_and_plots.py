@@ -277,3 +277,16 @@ def test_sweep_plot_labels_sit_above_the_whiskers(tmp_path):
     anchors = {round(t.xy[0]): t.xy[1] for t in ax.texts}
     assert anchors[0] >= rows[0]["train step p10-p90 ms"][1] > rows[0]["train step ms"]  # above the whisker's top
     assert anchors[1] >= rows[1]["train step p10-p90 ms"][1]
+
+
+def test_a_first_step_faster_than_a_steady_one_reads_so_and_an_interruption_is_said_once():
+    from gpt2_lightning.report.render import render_report
+
+    data = run_data(0, steps=[64.0, 66.0, 70.0, 65.0, 68.0])
+    data["experiments"]["train"] |= {"first_step_ms": 16.0, "first_step_overhead_ms": -50.011}
+    assert "step: 16.0 ms, 50.0 ms faster than a steady one." in render_report(data, {})  # was "-50.011 ms over"
+    data["experiments"]["train"]["first_step_overhead_ms"] = 12.5
+    assert "step: 16.0 ms, 12.5 ms over a steady one." in render_report(data, {})
+    data["experiments"]["train"]["interrupted"] = True
+    report = render_report(data, {})
+    assert "**Interrupted:** its figures are over the 5 counted step(s)" in report and "interrupted;" not in report
