@@ -76,7 +76,7 @@ def summary_lines(exp: str, d: dict[str, Any]) -> list[str]:
     return lines + [f"  - {s}" for s in d.get("verdict", [])]
 
 
-def markdown(d: dict[str, Any], top: int = 5) -> list[str]:
+def markdown(d: dict[str, Any], top: int = 5, linked: tuple[str, ...] = ()) -> list[str]:
     """The diagnosis section of an experiment in report.md (and TensorBoard's Text tab)."""
     if "error" in d:
         return [f"**Diagnosis failed:** {d['error']}", ""]
@@ -101,7 +101,7 @@ def markdown(d: dict[str, Any], top: int = 5) -> list[str]:
                 f"{r['pct']:.1f} |" for r in rows[:top]]
     if d.get("modules"):
         out += [""] + module_report.markdown_lines(d["modules"])
-    if d.get("trace_file"):
+    if d.get("trace_file") and d["trace_file"] not in linked:  # linked: traces the report already names
         out += ["", f"Trace of these steps: [`{d['trace_file']}`]({d['trace_file']})."]
     return out + [""]
 

@@ -257,7 +257,7 @@ def render_report(data: dict[str, Any], plots: dict[str, str]) -> str:
             out += [f"| `{_short(op['name'])}` | {op['self_ms']:.3f} | {op['pct']:.1f} | {op['calls']} |"
                     for op in result["top_ops"]]
         if result.get("diagnosis"):
-            out += [""] + diagnosis_markdown(result["diagnosis"])
+            out += [""] + diagnosis_markdown(result["diagnosis"], linked=tuple(result.get("traces", [])))
         out.append("")
     shown = {name: file for name, file in plots.items() if file != LOSS_PLOT}  # the loss curve is in its section
     if shown:

@@ -116,6 +116,8 @@ def test_trace_report_and_plots(profiled_run):
                  "![phase breakdown]"):
         assert text in report, text
     assert "Naive vs synchronised" not in report and "Device start-up" not in report  # GPU-only lines
+    for trace in traces:  # linked once, with how to open it (the diagnosis, reading the same file, linked it again)
+        assert report.count(f"]({trace.name})") == 1, trace.name
     for png in ("phases.png", "per_step.png"):
         assert (profiled_run / png).read_bytes()[:8] == PNG_MAGIC
         assert f"({png})" in report
