@@ -38,6 +38,13 @@ def load_history(folder: Path) -> tuple[list[tuple[str, dict[str, Any]]], list[s
                   ), skipped
 
 
+def tick_labels(rows: list[dict[str, Any]]) -> list[str]:
+    """One label per run on the plot's axis: its commit, with the run's name where a commit is measured more than
+    once (nightly reruns of one commit), and the name alone without a commit."""
+    commits = [r["commit"] for r in rows]
+    return [r["run"] if c == "-" else f"{c}\n{r['run']}" if commits.count(c) > 1 else c for r, c in zip(rows, commits)]
+
+
 def history_rows(runs: list[tuple[str, dict[str, Any]]]) -> list[dict[str, Any]]:
     """Per run: its figures with their ranges and, against the run before, each figure's ratio and judgement."""
     rows = []
@@ -111,8 +118,7 @@ def plot_history(rows: list[dict[str, Any]], path: Path, title: str) -> Path:
         if handles:
             unique = dict(zip(labels, handles))
             ax.legend(unique.values(), unique.keys(), fontsize=7, frameon=False, loc="best")
-        ax.set_xticks(range(len(rows)), [r["commit"] if r["commit"] != "-" else r["run"] for r in rows], fontsize=7,
-                      rotation=30, ha="right")
+        ax.set_xticks(range(len(rows)), tick_labels(rows), fontsize=7, rotation=30, ha="right")
         ax.set_ylabel(figure.replace(": ", "\n"), fontsize=8)
         ax.margins(x=0.08, y=0.25)
     fig.suptitle(title, fontsize=9)

@@ -154,3 +154,11 @@ def test_history_names_a_run_with_a_planted_slowdown(tmp_path):
     text, _ = write_history(tmp_path / "nightly", tmp_path / "out")
     warning = next(x for x in text.splitlines() if x.startswith("WARNING"))
     assert warning.startswith("WARNING: slowed ran with --add-delay-ms") and "plain" not in warning
+
+
+def test_history_plot_labels_tell_runs_of_one_commit_apart():
+    from gpt2_lightning.report.history import tick_labels
+
+    rows = [{"commit": "aaaaaaaaaa", "run": "mon"}, {"commit": "aaaaaaaaaa", "run": "tue"},
+            {"commit": "bbbbbbbbbb", "run": "wed"}, {"commit": "-", "run": "local"}]
+    assert tick_labels(rows) == ["aaaaaaaaaa\nmon", "aaaaaaaaaa\ntue", "bbbbbbbbbb", "local"]
