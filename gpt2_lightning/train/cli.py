@@ -13,6 +13,7 @@ Everything lands in <out>/<run-name>/: TensorBoard logs, checkpoints/, results.j
 
 import argparse
 import dataclasses
+import math
 import sys
 
 from gpt2_lightning.profile.cli import check_environment, make_run_dir, remove_failed_start
@@ -97,8 +98,10 @@ def parse(argv):
     for name in ("lr_warmup_steps", "grad_clip", "weight_decay"):
         if getattr(args, name) < 0:
             raise ConfigError(name, getattr(args, name), "must be 0 or more")
-    if args.lr <= 0:
+    if not (math.isfinite(args.lr) and args.lr > 0):
         raise ConfigError("lr", args.lr, "must be positive")
+    if args.min_lr is not None and not (math.isfinite(args.min_lr) and 0 <= args.min_lr <= args.lr):
+        raise ConfigError("min_lr", args.min_lr, f"must be between 0 and --lr {args.lr:g} (the cosine decays to it)")
     # the settings shared with the profiler are checked by its config
     cfg = ProfileConfig(
         accelerator=args.accelerator, devices=args.devices, strategy=args.strategy, precision=args.precision,

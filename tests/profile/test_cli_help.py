@@ -126,3 +126,16 @@ def test_train_progress_bar_counts_steps():
     with_bar = make_trainer(cfg, [], enable_progress_bar=True, max_steps=10)
     assert isinstance(with_bar.progress_bar_callback, StepProgressBar)
     assert make_trainer(cfg, [], max_steps=10).progress_bar_callback is None
+
+
+@pytest.mark.parametrize("argv, needle", [
+    (["--min-lr", "1", "--lr", "0.001"], "--min-lr 1.0: must be between 0 and --lr 0.001"),  # was taken: lr rose
+    (["--min-lr", "-0.1"], "--min-lr -0.1: must be between 0 and --lr"),
+    (["--lr", "nan"], "--lr nan: must be positive"),
+])
+def test_train_learning_rates_that_make_no_schedule_are_refused(capsys, argv, needle):
+    from gpt2_lightning.train.cli import main
+
+    assert main(["--data", "d", *argv]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and needle in err[0], err
