@@ -162,6 +162,8 @@ class ProfileConfig:
             raise ConfigError("devices", self.devices, "a count, 'auto' or a comma list of device indices")
         if devices.isdigit() and int(devices) <= 0:
             raise ConfigError("devices", self.devices, "must be at least 1")
+        if self.accelerator == "cpu":
+            self.check_cpu()
 
     def _check_strategy(self) -> None:
         strategy = self.strategy.lower()  # as Lightning, which lower-cases the name
@@ -174,6 +176,13 @@ class ProfileConfig:
         if strategy in GPU_ONLY_STRATEGIES and self.accelerator not in ("gpu", "cuda"):
             raise ConfigError("strategy", self.strategy, f"Lightning runs it on CUDA GPUs only: give --accelerator gpu "
                                                          f"(not {self.accelerator})")
+
+    def check_cpu(self, why: str = "") -> None:
+        """What Lightning would refuse on a CPU. ``why`` says how the run came to be on the CPU
+        (--accelerator auto on a machine without a GPU)."""
+        if "," in self.devices:
+            raise ConfigError("devices", self.devices, f"on a CPU{why} give a count (e.g. --devices "
+                                                       f"{len(self.devices.split(','))}), not device indices")
 
     def _check_costs(self) -> None:
         from gpt2_lightning.report.costs import is_finite_positive, parse_token_count

@@ -50,9 +50,11 @@ def assert_one_line_error(proc, *needles):
         (["--experiments", "init,warmup"], ["--experiments init,warmup", "inference"]),
         (["--strategy", "foo"], ["--strategy foo", "ddp_spawn", "_find_unused_parameters_true", "fsdp"]),
         (["--strategy", "xla"], ["--strategy xla", "TPU"]),
+        (["--devices", "0,1,2"], ["--devices 0,1,2", "on a CPU give a count"]),
         (["--strategy", "fsdp"], ["--strategy fsdp", "CUDA GPUs only", "--accelerator gpu"]),
         (["--accelerator", "cpu,gpu", "--strategy", "fsdp"], ["--strategy fsdp", "(not cpu)"]),
         (["--strategy", "deepspeed_stage_2"], ["--strategy deepspeed_stage_2", "CUDA GPUs only"]),
+        (["--accelerator", "auto", "--devices", "0,1"], ["--devices 0,1", "--accelerator auto", "a count"]),
         (["--batch-size", "eight"], ["--batch-size", "invalid int"]),
         (["--no-such-flag"], ["unrecognized arguments"]),
     ],
@@ -79,6 +81,7 @@ def test_strategy_names_match_lightnings_registry():
 
 @pytest.mark.parametrize("args, needle", [
     (["--strategy", "foo"], "--strategy foo: valid: auto, ddp,"),
+    (["--devices", "0,1"], "--devices 0,1: on a CPU give a count"),
     (["--strategy", "fsdp"], "--strategy fsdp: Lightning runs it on CUDA GPUs only"),
 ])
 def test_train_py_refuses_the_same_cpu_settings(tmp_path, args, needle):
