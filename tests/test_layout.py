@@ -107,6 +107,7 @@ COMMANDS = [
     ["scripts/profile.py", "--model", "nope"], ["scripts/profile.py", "--stpes", "3"],
     ["scripts/profile.py", "--accelerator", "cpu", "--strategy", "foo"],
     ["scripts/profile.py", "--accelerator", "cpu", "--devices", "0,1"],
+    ["scripts/profile.py", "--accelerator", "cpu", "--precision", "16-mixed"],
     ["scripts/profile.py", "--data", "/nonexistent"], ["scripts/train.py", "--data", "/nonexistent"],
     ["scripts/train.py", "--model", "tiny", "--data", "/nonexistent", "--resume", "/nonexistent.ckpt"],
     ["scripts/compare.py", "/nonexistent/a", "/nonexistent/b"], ["scripts/analyze_trace.py", "/nonexistent"],

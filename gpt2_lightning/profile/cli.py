@@ -58,7 +58,7 @@ def check_environment(cfg: ProfileConfig) -> None:
         cores = os.cpu_count() or 1
         if cfg.trainer_devices > cores:
             raise ConfigError("devices", cfg.devices, f"this machine has {cores} CPU core(s)")
-    if cfg.accelerator == "auto" and "," in cfg.devices and auto_is_cpu():
+    if cfg.accelerator == "auto" and ("," in cfg.devices or cfg.precision == "16-mixed") and auto_is_cpu():
         cfg.check_cpu(why=" (where --accelerator auto runs here)")
     if cfg.accelerator in ("gpu", "cuda"):
         if no_nvidia_driver():

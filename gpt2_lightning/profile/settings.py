@@ -178,11 +178,14 @@ class ProfileConfig:
                                                          f"(not {self.accelerator})")
 
     def check_cpu(self, why: str = "") -> None:
-        """What Lightning would refuse on a CPU. ``why`` says how the run came to be on the CPU
+        """What Lightning would refuse, or quietly change, on a CPU. ``why`` says how the run came to be on the CPU
         (--accelerator auto on a machine without a GPU)."""
         if "," in self.devices:
             raise ConfigError("devices", self.devices, f"on a CPU{why} give a count (e.g. --devices "
                                                        f"{len(self.devices.split(','))}), not device indices")
+        if self.precision == "16-mixed":  # Lightning runs it as bf16-mixed there, and the figures would say 16-mixed
+            raise ConfigError("precision", self.precision, f"on a CPU{why} Lightning runs it as bf16-mixed (it has no "
+                                                           "fp16 autocast there); give --precision bf16-mixed")
 
     def _check_costs(self) -> None:
         from gpt2_lightning.report.costs import is_finite_positive, parse_token_count

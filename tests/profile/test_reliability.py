@@ -54,7 +54,11 @@ def assert_one_line_error(proc, *needles):
         (["--strategy", "fsdp"], ["--strategy fsdp", "CUDA GPUs only", "--accelerator gpu"]),
         (["--accelerator", "cpu,gpu", "--strategy", "fsdp"], ["--strategy fsdp", "(not cpu)"]),
         (["--strategy", "deepspeed_stage_2"], ["--strategy deepspeed_stage_2", "CUDA GPUs only"]),
+        (["--precision", "16-mixed"], ["--precision 16-mixed", "runs it as bf16-mixed", "--precision bf16-mixed"]),
+        (["--accelerator", "cpu,gpu", "--precision", "16-mixed"], ["--precision 16-mixed", "bf16-mixed"]),
+        (["--sweep", "precision=32-true,16-mixed"], ["--sweep precision=32-true,16-mixed", "runs it as bf16-mixed"]),
         (["--accelerator", "auto", "--devices", "0,1"], ["--devices 0,1", "--accelerator auto", "a count"]),
+        (["--accelerator", "auto", "--precision", "16-mixed"], ["--precision 16-mixed", "--accelerator auto"]),
         (["--batch-size", "eight"], ["--batch-size", "invalid int"]),
         (["--no-such-flag"], ["unrecognized arguments"]),
     ],
@@ -83,6 +87,7 @@ def test_strategy_names_match_lightnings_registry():
     (["--strategy", "foo"], "--strategy foo: valid: auto, ddp,"),
     (["--devices", "0,1"], "--devices 0,1: on a CPU give a count"),
     (["--strategy", "fsdp"], "--strategy fsdp: Lightning runs it on CUDA GPUs only"),
+    (["--precision", "16-mixed"], "--precision 16-mixed: on a CPU Lightning runs it as bf16-mixed"),
 ])
 def test_train_py_refuses_the_same_cpu_settings(tmp_path, args, needle):
     cmd = [sys.executable, "scripts/train.py", "--data", str(tmp_path / "none"), "--accelerator", "cpu", *args,
