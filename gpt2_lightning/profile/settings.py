@@ -28,7 +28,7 @@ STRATEGIES = ("auto", *_DDP, *(f"{d}_find_unused_parameters_{b}" for d in _DDP f
               "deepspeed_stage_2_offload", "deepspeed_stage_3", "deepspeed_stage_3_offload",
               "deepspeed_stage_3_offload_nvme")
 GPU_ONLY_STRATEGIES = tuple(s for s in STRATEGIES if s.startswith(("fsdp", "deepspeed")))  # Lightning: CUDA only
-TPU_STRATEGIES = ("xla", "xla_debug", "single_xla", "single_tpu")  # registered too, but this tool has no TPU accelerator
+TPU_STRATEGIES = ("xla", "xla_debug", "single_xla", "single_tpu")  # registered too; this tool has no TPU accelerator
 
 
 class ConfigError(ValueError):
@@ -168,7 +168,8 @@ class ProfileConfig:
     def _check_strategy(self) -> None:
         strategy = self.strategy.lower()  # as Lightning, which lower-cases the name
         if strategy in TPU_STRATEGIES:
-            raise ConfigError("strategy", self.strategy, "is a TPU (XLA) strategy; this tool runs on a CPU or a CUDA GPU")
+            raise ConfigError("strategy", self.strategy, "is a TPU (XLA) strategy; this tool runs on a CPU or a CUDA "
+                                                         "GPU")
         if strategy not in STRATEGIES:
             ddp = f"{', '.join(_DDP)} (each also with _find_unused_parameters_true or _false)"
             others = [s for s in STRATEGIES if s != "auto" and s not in _DDP and "_find_unused_" not in s]
