@@ -58,6 +58,8 @@ def check_environment(cfg: ProfileConfig) -> None:
         cores = os.cpu_count() or 1
         if cfg.trainer_devices > cores:
             raise ConfigError("devices", cfg.devices, f"this machine has {cores} CPU core(s)")
+    if cfg.accelerator == "auto" and ("," in cfg.devices or cfg.precision == "16-mixed") and auto_is_cpu():
+        cfg.check_cpu(why=" (where --accelerator auto runs here)")
     if cfg.accelerator in ("gpu", "cuda"):
         if no_nvidia_driver():
             raise ConfigError("accelerator", cfg.accelerator, "no CUDA GPU is available here; use --accelerator cpu")
@@ -77,6 +79,15 @@ def no_nvidia_driver() -> bool:
     GPU, known without loading torch (seconds). Elsewhere, or with a driver, torch decides."""
     return (sys.platform.startswith("linux") and not os.path.exists("/dev/nvidiactl")
             and not os.path.exists("/proc/driver/nvidia"))
+
+
+def auto_is_cpu() -> bool:
+    """True when Lightning's --accelerator auto would pick the CPU here: no CUDA GPU and no Apple GPU."""
+    if no_nvidia_driver():
+        return True
+    import torch
+
+    return not torch.cuda.is_available() and not torch.backends.mps.is_available()
 
 
 FLOAT8_MIN_CAPABILITY = (8, 9)  # float8 tensor cores: Ada (L4, L40S, RTX 4090) and Hopper (H100, H200)

@@ -20,6 +20,15 @@ PROFILERS = ("none", "simple", "advanced", "pytorch")
 INIT_ON = ("device", "cpu")
 IF_EXISTS = ("error", "rename")
 SWEEP_KEYS = ("batch_size", "seq_len", "model", "precision")
+# Lightning's registered strategy names (lightning.pytorch.strategies.StrategyRegistry, Lightning 2.6), written out so
+# that a refusal needs no Lightning import; tests/profile/test_reliability.py checks them against the registry.
+_DDP = ("ddp", "ddp_spawn", "ddp_fork", "ddp_notebook")
+STRATEGIES = ("auto", *_DDP, *(f"{d}_find_unused_parameters_{b}" for d in _DDP for b in ("true", "false")),
+              "single_device", "fsdp", "fsdp_cpu_offload", "deepspeed", "deepspeed_stage_1", "deepspeed_stage_2",
+              "deepspeed_stage_2_offload", "deepspeed_stage_3", "deepspeed_stage_3_offload",
+              "deepspeed_stage_3_offload_nvme")
+GPU_ONLY_STRATEGIES = tuple(s for s in STRATEGIES if s.startswith(("fsdp", "deepspeed")))  # Lightning: CUDA only
+TPU_STRATEGIES = ("xla", "xla_debug", "single_xla", "single_tpu")  # registered too; this tool has no TPU accelerator
 
 
 class ConfigError(ValueError):
@@ -40,7 +49,8 @@ class ProfileConfig:
     accelerator: str = _help("where to run: auto, cpu, gpu or cuda (as Lightning's Trainer); a comma list such as "
                              "cpu,gpu runs each in turn and compares them", default="auto")
     devices: str = _help("devices per node: a count, 'auto' or a comma list of indices (as Lightning)", default="1")
-    strategy: str = _help("Lightning strategy: auto, ddp, ddp_spawn, fsdp, ...", default="auto")
+    strategy: str = _help("Lightning strategy: auto, ddp, ddp_spawn, fsdp, deepspeed, ... (fsdp and deepspeed need "
+                          "--accelerator gpu)", default="auto")
     num_nodes: int = _help("machines taking part (multi-node runs)", default=1)
     precision: str = _help(
         "Lightning precision (32-true, 16-mixed, bf16-mixed, bf16-true, 16-true, 64-true) or tf32: "
@@ -110,6 +120,7 @@ class ProfileConfig:
     def __post_init__(self) -> None:
         if self.accelerator not in ACCELERATORS:
             raise ConfigError("accelerator", self.accelerator, f"valid: {', '.join(ACCELERATORS)}")
+        self._check_strategy()
         if self.model not in MODEL_NAMES:
             raise ConfigError("model", self.model, f"unknown model; valid: {', '.join(MODEL_NAMES)}")
         for name in ("batch_size", "seq_len", "steps", "num_nodes", "diagnose_steps", "repeat"):
@@ -151,6 +162,31 @@ class ProfileConfig:
             raise ConfigError("devices", self.devices, "a count, 'auto' or a comma list of device indices")
         if devices.isdigit() and int(devices) <= 0:
             raise ConfigError("devices", self.devices, "must be at least 1")
+        if self.accelerator == "cpu":
+            self.check_cpu()
+
+    def _check_strategy(self) -> None:
+        strategy = self.strategy.lower()  # as Lightning, which lower-cases the name
+        if strategy in TPU_STRATEGIES:
+            raise ConfigError("strategy", self.strategy, "is a TPU (XLA) strategy; this tool runs on a CPU or a CUDA "
+                                                         "GPU")
+        if strategy not in STRATEGIES:
+            ddp = f"{', '.join(_DDP)} (each also with _find_unused_parameters_true or _false)"
+            others = [s for s in STRATEGIES if s != "auto" and s not in _DDP and "_find_unused_" not in s]
+            raise ConfigError("strategy", self.strategy, f"valid: auto, {ddp}, {', '.join(others)}")
+        if strategy in GPU_ONLY_STRATEGIES and self.accelerator not in ("gpu", "cuda"):
+            raise ConfigError("strategy", self.strategy, f"Lightning runs it on CUDA GPUs only: give --accelerator gpu "
+                                                         f"(not {self.accelerator})")
+
+    def check_cpu(self, why: str = "") -> None:
+        """What Lightning would refuse, or quietly change, on a CPU. ``why`` says how the run came to be on the CPU
+        (--accelerator auto on a machine without a GPU)."""
+        if "," in self.devices:
+            raise ConfigError("devices", self.devices, f"on a CPU{why} give a count (e.g. --devices "
+                                                       f"{len(self.devices.split(','))}), not device indices")
+        if self.precision == "16-mixed":  # Lightning runs it as bf16-mixed there, and the figures would say 16-mixed
+            raise ConfigError("precision", self.precision, f"on a CPU{why} Lightning runs it as bf16-mixed (it has no "
+                                                           "fp16 autocast there); give --precision bf16-mixed")
 
     def _check_costs(self) -> None:
         from gpt2_lightning.report.costs import is_finite_positive, parse_token_count

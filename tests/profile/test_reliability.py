@@ -48,17 +48,59 @@ def assert_one_line_error(proc, *needles):
         (["--devices", "999"], ["--devices 999", "core"]),
         (["--devices", "two"], ["--devices two", "count"]),
         (["--experiments", "init,warmup"], ["--experiments init,warmup", "inference"]),
+        (["--strategy", "foo"], ["--strategy foo", "ddp_spawn", "_find_unused_parameters_true", "fsdp"]),
+        (["--strategy", "xla"], ["--strategy xla", "TPU"]),
+        (["--devices", "0,1,2"], ["--devices 0,1,2", "on a CPU give a count"]),
+        (["--strategy", "fsdp"], ["--strategy fsdp", "CUDA GPUs only", "--accelerator gpu"]),
+        (["--accelerator", "cpu,gpu", "--strategy", "fsdp"], ["--strategy fsdp", "(not cpu)"]),
+        (["--strategy", "deepspeed_stage_2"], ["--strategy deepspeed_stage_2", "CUDA GPUs only"]),
+        (["--precision", "16-mixed"], ["--precision 16-mixed", "runs it as bf16-mixed", "--precision bf16-mixed"]),
+        (["--accelerator", "cpu,gpu", "--precision", "16-mixed"], ["--precision 16-mixed", "bf16-mixed"]),
+        (["--sweep", "precision=32-true,16-mixed"], ["--sweep precision=32-true,16-mixed", "runs it as bf16-mixed"]),
+        (["--accelerator", "auto", "--devices", "0,1"], ["--devices 0,1", "--accelerator auto", "a count"]),
+        (["--accelerator", "auto", "--precision", "16-mixed"], ["--precision 16-mixed", "--accelerator auto"]),
         (["--batch-size", "eight"], ["--batch-size", "invalid int"]),
         (["--no-such-flag"], ["unrecognized arguments"]),
     ],
 )
 def test_bad_flag_is_one_line_exit_2(tmp_path, args, needles):
-    if "--accelerator" in args and "gpu" in args and torch.cuda.is_available():
+    if "--accelerator" in args and {"gpu", "auto"} & set(args) and torch.cuda.is_available():
         pytest.skip("this machine has a GPU")
     # the bad flag comes last so it overrides BASE's value
     proc = run_cli(*BASE, *args, out=tmp_path)
     assert_one_line_error(proc, *needles)
     assert not any(tmp_path.iterdir()), "nothing may be written for bad input"
+
+
+def test_strategy_names_match_lightnings_registry():
+    """settings.py writes Lightning's strategy names out (a refusal must not import Lightning): they may not drift."""
+    from lightning.pytorch.strategies import StrategyRegistry
+
+    from gpt2_lightning.profile.settings import GPU_ONLY_STRATEGIES, STRATEGIES, TPU_STRATEGIES
+
+    assert sorted({*STRATEGIES, *TPU_STRATEGIES} - {"auto"}) == sorted(StrategyRegistry.available_strategies())
+    assert set(GPU_ONLY_STRATEGIES) == {s for s in StrategyRegistry.available_strategies()
+                                        if s.startswith(("fsdp", "deepspeed"))}
+
+
+@pytest.mark.parametrize("args, needle", [
+    (["--strategy", "foo"], "--strategy foo: valid: auto, ddp,"),
+    (["--devices", "0,1"], "--devices 0,1: on a CPU give a count"),
+    (["--strategy", "fsdp"], "--strategy fsdp: Lightning runs it on CUDA GPUs only"),
+    (["--precision", "16-mixed"], "--precision 16-mixed: on a CPU Lightning runs it as bf16-mixed"),
+])
+def test_train_py_refuses_the_same_cpu_settings(tmp_path, args, needle):
+    cmd = [sys.executable, "scripts/train.py", "--data", str(tmp_path / "none"), "--accelerator", "cpu", *args,
+           "--out", str(tmp_path / "runs")]
+    proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert_one_line_error(proc, needle)
+    assert not (tmp_path / "runs").exists()
+
+
+def test_upper_case_strategy_names_pass_as_in_lightning():
+    from gpt2_lightning.profile.settings import ProfileConfig
+
+    assert ProfileConfig(accelerator="cpu", strategy="DDP_Spawn").strategy == "DDP_Spawn"
 
 
 def test_unwritable_output_path(tmp_path):

@@ -25,7 +25,8 @@ def _run(tmp_path, name="r", **kw):
     return json.loads((run_dir / "results.json").read_text())
 
 
-@pytest.mark.parametrize("precision", ["32-true", "tf32", "bf16-mixed", "bf16-true", "16-mixed", "64-true"])
+# 16-mixed is refused on a CPU (Lightning would run bf16-mixed under the 16-mixed label): test_reliability.py
+@pytest.mark.parametrize("precision", ["32-true", "tf32", "bf16-mixed", "bf16-true", "64-true"])
 def test_precisions_on_cpu(tmp_path, precision):
     data = _run(tmp_path, precision=precision)
     train = data["experiments"]["train"]
