@@ -19,7 +19,7 @@ from gpt2_lightning.config import MODEL_NAMES
 from gpt2_lightning.report.noise import MIN_STEPS_TO_JUDGE, spread, timed_stats, unstable
 from gpt2_lightning.report.plots import plot_sweep
 from gpt2_lightning.report.formats import fmt_ms, fmt_rate, render_table
-from gpt2_lightning.report.results import atomic_write_text, dig
+from gpt2_lightning.report.results import atomic_write_text, dig, finite_or_null
 
 # (column, experiment, path into the experiment's results)
 SWEEP_COLUMNS: tuple[tuple[str, str, tuple[str, ...]], ...] = (
@@ -149,7 +149,7 @@ def write_sweep(key: str, runs: list[tuple[Any, dict[str, Any]]], parent: Path) 
     """sweep.json (the rows), sweep.md (table + figure) and sweep.png in the sweep's parent directory."""
     rows = sweep_rows(key, runs)
     files = [parent / "sweep.json", parent / "sweep.md", parent / "sweep.png"]
-    atomic_write_text(files[0], json.dumps({"key": key, "rows": rows}, indent=2) + "\n")
+    atomic_write_text(files[0], json.dumps(finite_or_null({"key": key, "rows": rows}), indent=2) + "\n")
     plot_sweep(key, rows, files[2], title=sweep_title(key, runs))
     warnings = [f"- **{key}={r[key]}: {exp} figures are unstable** (p90/p10 {s:.2f}); rerun that point with more "
                 "--steps on a quiet machine." for r in rows for exp, s in unstable_experiments(r)]

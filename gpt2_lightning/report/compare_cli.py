@@ -51,14 +51,6 @@ def build_parser(prog: str) -> argparse.ArgumentParser:
     return parser
 
 
-def _jsonable(x: Any) -> Any:
-    if isinstance(x, dict):
-        return {k: _jsonable(v) for k, v in x.items()}
-    if isinstance(x, (list, tuple)):
-        return [_jsonable(v) for v in x]
-    return x
-
-
 def main(argv: list[str] | None = None) -> int:
     prog = prog_name("scripts/compare.py")
     parser = build_parser(prog)
@@ -82,7 +74,7 @@ def main(argv: list[str] | None = None) -> int:
         error(f"--fail-if-slower {pct:g}: must be a positive percentage")
 
     from gpt2_lightning.report.compare import labels_for, load_runs, settings_table, write_comparison
-    from gpt2_lightning.report.results import ResultsError, compare
+    from gpt2_lightning.report.results import ResultsError, compare, finite_or_null
 
     try:
         runs = load_runs(args.results)
@@ -116,7 +108,7 @@ def main(argv: list[str] | None = None) -> int:
     lines = gate_lines(rows, runs, labels, found, pct) if pct is not None else []
     wrote = "\n".join(f"wrote {f}" for f in files)
     if args.json:
-        print(json.dumps(_jsonable({
+        print(json.dumps(finite_or_null({  # strict JSON: a NaN figure is null
             "runs": [{"label": lab, "path": p, "run_dir": r.get("config", {}).get("run_dir"),
                       "git": r.get("env", {}).get("git")} for lab, p, r in zip(labels, args.results, runs)],
             "settings_differ": dict(differ), "rows": rows,

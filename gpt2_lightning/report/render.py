@@ -12,7 +12,7 @@ from gpt2_lightning.report.diagnosis import summary_lines as diagnosis_summary_l
 from gpt2_lightning.report.noise import TIMED_PHASE, instability_lines
 from gpt2_lightning.report.repeat_summary import repeat_lines
 from gpt2_lightning.report.timing import fit_line, host_line
-from gpt2_lightning.report.training import LOSS_PLOT, loss_section, title
+from gpt2_lightning.report.training import LOSS_PLOT, diverged_lines, loss_section, title
 
 PHASE_ORDER = ("init", "init_model", "init_optimizer", "data", "forward", "backward", "optimizer", "step", "validation",
                "checkpoint")
@@ -92,7 +92,7 @@ def format_summary(data: dict[str, Any]) -> str:
     for exp, result in experiments.items():
         if result.get("diagnosis"):
             lines += diagnosis_summary_lines(exp, result["diagnosis"])
-    unstable = instability_lines(data)
+    unstable = diverged_lines(data) + instability_lines(data)
     return "\n".join(lines + ([""] + unstable if unstable else []))
 
 
@@ -182,7 +182,8 @@ def render_report(data: dict[str, Any], plots: dict[str, str]) -> str:
     out += [f"- {line}" for line in repeat_lines(data)] + ([""] if data.get("repeats") else [])
     if data.get("status") != "complete":
         out += [f"**This run is {data.get('status')}: some experiments did not finish.**", ""]
-    out += [f"**{line}**" for line in instability_lines(data)] + ([""] if instability_lines(data) else [])
+    warned = diverged_lines(data) + instability_lines(data)
+    out += [f"**{line}**" for line in warned] + ([""] if warned else [])
     profiler = data.get("config", {}).get("profiler", "none")
     if profiler != "none":
         out += [f"Profiled with Lightning's `{profiler}` profiler: its overhead is inside these timings (the step "

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import datetime as _dt
 import json
+import math
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -55,7 +56,10 @@ class RunResults:
         } | ({"repeats": self.repeats} if self.repeats is not None else {})
 
     def save(self, path: str | os.PathLike) -> None:
-        atomic_write_text(path, json.dumps(self.to_dict(), indent=2, allow_nan=False) + "\n")
+        """JSON as the standard has it: a figure that is not a finite number (a NaN loss of a run that diverged, an
+        infinite rate over a zero time) is written as null, never as NaN, which other tools cannot read (and
+        ``allow_nan=False`` once made such a run end in a traceback with its measured steps unsaved)."""
+        atomic_write_text(path, json.dumps(finite_or_null(self.to_dict()), indent=2, allow_nan=False) + "\n")
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> "RunResults":
@@ -84,6 +88,17 @@ class RunResults:
             created=data.get("created", ""),
             repeats=data.get("repeats"),
         )
+
+
+def finite_or_null(x: Any) -> Any:
+    """``x`` with every float that is NaN or infinite replaced by None, in nested dicts and lists."""
+    if isinstance(x, float):
+        return x if math.isfinite(x) else None
+    if isinstance(x, dict):
+        return {k: finite_or_null(v) for k, v in x.items()}
+    if isinstance(x, (list, tuple)):
+        return [finite_or_null(v) for v in x]
+    return x
 
 
 # ---------------------------------------------------------------------------------------------------- comparison

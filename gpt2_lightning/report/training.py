@@ -17,6 +17,20 @@ def is_training_run(data: dict[str, Any]) -> bool:
     return "train" in (data.get("config") or {})
 
 
+def diverged_lines(data: dict[str, Any]) -> list[str]:
+    """A warning when the train loss stopped being a finite number (null in results.json): the steps were timed, but
+    on a model whose numbers blew up (fp16 without loss scaling, a learning rate too high)."""
+    losses = (data.get("experiments", {}).get("train") or {}).get("train_loss") or []
+    bad = [x["step"] for x in losses if not isinstance(x.get("loss"), (int, float)) or x["loss"] != x["loss"]
+           or abs(x["loss"]) == float("inf")]
+    if not bad:
+        return []
+    precision = (data.get("config") or {}).get("precision")
+    return [f"WARNING: train: the loss was not a finite number from step {bad[0]} on ({len(bad)} of {len(losses)} "
+            f"logged steps; precision {precision}): the model diverged, so these steps time NaN arithmetic, which "
+            "need not run like real training. Quote a run whose loss stays finite."]
+
+
 def title(data: dict[str, Any]) -> str:
     kind = "GPT-2 training run" if is_training_run(data) else "GPT-2 profile"
     return f"# {kind}: {data.get('config', {}).get('run_dir', '')}"

@@ -290,3 +290,26 @@ def test_a_first_step_faster_than_a_steady_one_reads_so_and_an_interruption_is_s
     data["experiments"]["train"]["interrupted"] = True
     report = render_report(data, {})
     assert "**Interrupted:** its figures are over the 5 counted step(s)" in report and "interrupted;" not in report
+
+
+def test_a_nan_loss_is_saved_as_null_and_warned_about(tmp_path):
+    """16-true on a CPU diverges at step 1: results.json refused the NaN (allow_nan=False) and the run ended in a
+    traceback, its directory gone. Now the NaN is null and the console and report.md say the loss diverged."""
+    import json
+
+    from gpt2_lightning.report.render import format_summary, render_report
+    from gpt2_lightning.report.results import RunResults
+
+    data = run_data(0, steps=[64.0, 66.0, 70.0, 65.0, 68.0])
+    data["experiments"]["train"]["train_loss"] = [{"step": 0, "loss": 6.97}, {"step": 1, "loss": float("nan")},
+                                                  {"step": 2, "loss": float("inf")}]
+    data["experiments"]["train"]["throughput"]["tflops"] = float("nan")
+    results = RunResults(env=data["env"], config=data["config"], experiments=data["experiments"])
+    results.save(tmp_path / "results.json")
+    saved = json.loads((tmp_path / "results.json").read_text())  # strict JSON: no NaN token in it
+    assert [x["loss"] for x in saved["experiments"]["train"]["train_loss"]] == [6.97, None, None]
+    assert saved["experiments"]["train"]["throughput"]["tflops"] is None
+    for text in (format_summary(saved), render_report(saved, {}), format_summary(data)):
+        assert "WARNING: train: the loss was not a finite number from step 1 on (2 of 3 logged steps" in text
+    data["experiments"]["train"]["train_loss"] = [{"step": 0, "loss": 6.97}, {"step": 1, "loss": 6.5}]
+    assert "not a finite number" not in format_summary(data)
