@@ -45,6 +45,23 @@ class ScriptedClock:
         self.t += ms / 1000.0
 
 
+class WallMeter:
+    """An energy counter drawing a steady ``watts`` on the real clock, in the units of ``source``'s counter (RAPL:
+    microjoules, NVML: millijoules): energy measured end to end on a machine without counters."""
+
+    devices = 1
+
+    def __init__(self, watts: float, source: str = "rapl") -> None:
+        self.watts, self.source = watts, source
+        self.per_joule = 1e6 if source == "rapl" else 1e3
+
+    def read(self):
+        return (round(time.perf_counter() * self.watts * self.per_joule),)
+
+    def joules(self, start, end):
+        return (end[0] - start[0]) / self.per_joule
+
+
 def sleep_ms(ms: float) -> None:
     time.sleep(ms / 1000.0)
 

@@ -8,26 +8,13 @@ import argparse
 import json
 import os
 import sys
-import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # the repository: callbacks/, tests/
 
 from callbacks import EnergyCallback  # noqa: E402
 from callbacks.energy_meters import EnergyUnavailable  # noqa: E402
-from tests.helpers import CostlyModule, loader, sleep_ms, trainer  # noqa: E402
-
-
-class WallMeter:
-    """A counter of 100 W on the host clock, read like NVML (mJ)."""
-
-    source, devices = "nvml", 1
-
-    def read(self):
-        return (round(time.monotonic() * 100 * 1000),)
-
-    def joules(self, start, end):
-        return (end[0] - start[0]) / 1000.0
+from tests.helpers import CostlyModule, WallMeter, loader, sleep_ms, trainer  # noqa: E402
 
 
 class BrokenMeter(WallMeter):
@@ -41,7 +28,7 @@ def main() -> None:
     p.add_argument("--broken-rank", type=int, required=True)
     args = p.parse_args()
     rank = int(os.environ.get("LOCAL_RANK", "0"))  # set by Lightning for the process it launches
-    meter = BrokenMeter() if rank == args.broken_rank else WallMeter()
+    meter = BrokenMeter(100.0, "nvml") if rank == args.broken_rank else WallMeter(100.0, "nvml")
     energy = EnergyCallback(warmup_steps=1, counted_steps=3, min_window_s=0.05, meter=meter)
     module = CostlyModule(sleep_ms, forward_ms=2.0, backward_ms=2.0, optimizer_ms=1.0, warmup_steps=1, warmup_ms=2.0)
     t = trainer([energy], devices=2, strategy="ddp", max_steps=40)

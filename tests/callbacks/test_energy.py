@@ -11,7 +11,7 @@ import pytest
 from callbacks import EnergyCallback, PhaseTimingCallback
 from callbacks.energy import EnergyWindow, energy_figures
 from callbacks.energy_meters import EnergyUnavailable, NvmlMeter, RaplMeter, measure_watts
-from tests.helpers import CostlyModule, RecordingLogger, ScriptedClock, loader, trainer
+from tests.helpers import CostlyModule, RecordingLogger, ScriptedClock, WallMeter, loader, trainer
 
 # step costs that are exact binary fractions of a second, so scripted times add up exactly
 STEP = dict(forward_ms=62.5, backward_ms=31.25, optimizer_ms=31.25)  # 125 ms = 1/8 s per step
@@ -368,28 +368,14 @@ def test_idle_watts_over_a_scripted_second(tmp_path):
 
 
 # ------------------------------------------------------------------------------------------------ a whole profile
-class WallMeter:
-    """A package drawing a steady 50 W on the real clock (µJ, like RAPL): the whole pipeline, with real steps."""
-
-    source, devices = "rapl", 1
-
-    def read(self):
-        import time
-
-        return (round(time.perf_counter() * 50.0 * 1e6),)
-
-    def joules(self, start, end):
-        return (end[0] - start[0]) / 1e6
-
-
 def test_profile_run_measures_energy_and_keeps_extra_steps_out_of_the_timings(tmp_path, monkeypatch):
     import callbacks.energy
     import gpt2_lightning.profile.energy as energy_run
     from gpt2_lightning.profile.settings import ProfileConfig
     from gpt2_lightning.profile.run import run_profile
 
-    monkeypatch.setattr(callbacks.energy, "meter_for", lambda device: WallMeter())
-    monkeypatch.setattr(energy_run, "meter_for", lambda device: WallMeter())
+    monkeypatch.setattr(callbacks.energy, "meter_for", lambda device: WallMeter(50.0))
+    monkeypatch.setattr(energy_run, "meter_for", lambda device: WallMeter(50.0))
     monkeypatch.setattr(energy_run, "_idle_cache", {})
     cfg = ProfileConfig(accelerator="cpu", model="tiny", batch_size=2, seq_len=16, steps=2, warmup_steps=1,
                         experiments="inference,train", energy_window_s=1.0, price_per_hour=2.0, energy_price=0.5)

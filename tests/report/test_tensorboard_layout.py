@@ -94,20 +94,6 @@ def test_every_session_declares_the_same_metrics_and_a_trial_name_that_fits(tmp_
     assert _hparams_session(tmp_path / "bs8" / "init")[2].group_name == "bs8 init"
 
 
-class WallMeter:
-    """An energy counter of 100 W on the host clock, read like NVML (mJ): energy is measured on a CPU-only machine."""
-
-    source, devices = "nvml", 1
-
-    def read(self):
-        import time
-
-        return (round(time.monotonic() * 100 * 1000),)
-
-    def joules(self, start, end):
-        return (end[0] - start[0]) / 1000.0
-
-
 def test_with_energy_the_per_step_groups_still_open_first(tmp_path, monkeypatch):
     """TensorBoard sorts chart groups by name and opens the first two: a run that measured energy must still open on
     throughput/ and time/ (energy/ and power/ sorted first when the callback logged them), its energy figures
@@ -117,9 +103,10 @@ def test_with_energy_the_per_step_groups_still_open_first(tmp_path, monkeypatch)
     from gpt2_lightning.profile.run import run_profile
     from gpt2_lightning.profile.settings import ProfileConfig
     from gpt2_lightning.report.tensorboard_summary import HEADLINE_GROUP
+    from tests.helpers import WallMeter
 
-    monkeypatch.setattr(callbacks.energy, "meter_for", lambda device: WallMeter())
-    monkeypatch.setattr(energy_run, "meter_for", lambda device: WallMeter())
+    monkeypatch.setattr(callbacks.energy, "meter_for", lambda device: WallMeter(100.0, "nvml"))
+    monkeypatch.setattr(energy_run, "meter_for", lambda device: WallMeter(100.0, "nvml"))
     monkeypatch.setattr(energy_run, "_idle_cache", {})
     monkeypatch.setattr(energy_run, "IDLE_S", 0.2)
     cfg = ProfileConfig(accelerator="cpu", model="tiny", batch_size=1, seq_len=8, warmup_steps=1, steps=2,
