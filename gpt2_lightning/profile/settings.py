@@ -35,6 +35,8 @@ class ConfigError(ValueError):
     """A setting that cannot work; the message names the flag, the value and what is valid."""
 
     def __init__(self, flag: str, value: Any, valid: str) -> None:
+        if isinstance(value, float) and value.is_integer():
+            value = int(value)  # as typed: --price-per-hour -1, not -1.0 (argparse made a float of it)
         super().__init__(f"--{flag.replace('_', '-')} {value}: {valid}")
 
 

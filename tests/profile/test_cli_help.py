@@ -129,7 +129,7 @@ def test_train_progress_bar_counts_steps():
 
 
 @pytest.mark.parametrize("argv, needle", [
-    (["--min-lr", "1", "--lr", "0.001"], "--min-lr 1.0: must be between 0 and --lr 0.001"),  # was taken: lr rose
+    (["--min-lr", "1", "--lr", "0.001"], "--min-lr 1: must be between 0 and --lr 0.001"),  # was taken: lr rose
     (["--min-lr", "-0.1"], "--min-lr -0.1: must be between 0 and --lr"),
     (["--lr", "nan"], "--lr nan: must be positive"),
 ])
@@ -139,3 +139,12 @@ def test_train_learning_rates_that_make_no_schedule_are_refused(capsys, argv, ne
     assert main(["--data", "d", *argv]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and needle in err[0], err
+
+
+def test_a_refused_number_reads_as_typed(capsys):
+    from gpt2_lightning.profile.cli import main
+
+    assert main(["--price-per-hour", "-1"]) == 2
+    err = capsys.readouterr().err
+    assert "--price-per-hour -1:" in err and "-1.0" not in err  # argparse made a float of it
+    assert main(["--price-per-hour", "-1.5"]) == 2 and "--price-per-hour -1.5:" in capsys.readouterr().err
