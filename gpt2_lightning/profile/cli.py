@@ -42,8 +42,11 @@ def parse_configs(argv: list[str] | None) -> list[ProfileConfig]:
     parser = raise_usage_errors(build_parser())
     ns = parser.parse_args(argv)
     accelerators = [a.strip() for a in ns.accelerator.split(",")]
-    if len(set(accelerators)) != len(accelerators) or "" in accelerators:
-        raise ConfigError("accelerator", ns.accelerator, "a comma list of distinct accelerators, e.g. cpu,gpu")
+    kinds = [{"cuda": "gpu"}.get(a, a) for a in accelerators]  # gpu and cuda are one device
+    if len(set(kinds)) != len(kinds) or "" in kinds or (len(kinds) > 1 and "auto" in kinds):
+        # auto in a list is one of the others (cpu,auto on a machine without a GPU compared the CPU with itself)
+        raise ConfigError("accelerator", ns.accelerator, "a comma list of distinct accelerators, e.g. cpu,gpu "
+                          "(auto only alone)")
     return [ProfileConfig.from_namespace(ns, accelerator=a) for a in accelerators]
 
 

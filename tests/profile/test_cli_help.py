@@ -148,3 +148,13 @@ def test_a_refused_number_reads_as_typed(capsys):
     err = capsys.readouterr().err
     assert "--price-per-hour -1:" in err and "-1.0" not in err  # argparse made a float of it
     assert main(["--price-per-hour", "-1.5"]) == 2 and "--price-per-hour -1.5:" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("accelerators", ["cpu,cpu", "auto,cpu", "cpu,auto", "gpu,cuda", "cpu,"])
+def test_an_accelerator_list_names_distinct_devices(capsys, accelerators):
+    """auto,cpu on a machine without a GPU compared the CPU with itself; gpu and cuda are one device."""
+    from gpt2_lightning.profile.cli import main
+
+    assert main(["--accelerator", accelerators]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "a comma list of distinct accelerators" in err[0], err
