@@ -40,6 +40,9 @@ def describe_folder(path: Path, prog_compare: str, prog_history: str) -> str | N
         return (f"{path} is a sweep over {key} (points: {', '.join(points) or 'none finished'}; its table: "
                 f"{path / 'sweep.md'}); compare two of its points: {prog_compare} {pair}")
     runs = runs_below(path)
+    if not runs and (path / "comparison.md").exists():  # compare.py's own output (--out)
+        return (f"{path} is a comparison's output, not a run: read {path / 'comparison.md'}, or give {prog_compare} "
+                "the run directories it compared")
     if not runs:
         return None
     names = [str(r.relative_to(path)) for r in runs]

@@ -114,6 +114,13 @@ def test_compare_on_a_sweep_folder_says_how_to_compare_its_points(tmp_path, caps
     with pytest.raises(SystemExit):
         main([str(sw), str(sw / "batch_size-1")])
     assert "is a folder of 2 runs" in capsys.readouterr().err
+    # compare.py's own output given back to it (was: "results.json: no such file")
+    main([str(sw / "batch_size-1"), str(sw / "batch_size-4"), "--out", str(tmp_path / "a-vs-b")])
+    capsys.readouterr()
+    with pytest.raises(SystemExit) as e:
+        main([str(sw / "batch_size-1"), str(tmp_path / "a-vs-b")])
+    err = capsys.readouterr().err.strip()
+    assert e.value.code == 2 and f"{tmp_path / 'a-vs-b'} is a comparison's output, not a run" in err
 
 
 def test_comparison_png_compares_rates_when_shapes_differ():
