@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import datetime as _dt
+import importlib.util
 import os
 import sys
 from pathlib import Path
@@ -63,6 +64,9 @@ def check_environment(cfg: ProfileConfig) -> None:
             raise ConfigError("devices", cfg.devices, f"this machine has {cores} CPU core(s)")
     if cfg.accelerator == "auto" and ("," in cfg.devices or cfg.precision == "16-mixed") and auto_is_cpu():
         cfg.check_cpu(why=" (where --accelerator auto runs here)")
+    if cfg.strategy.strip().lower().startswith("deepspeed") and importlib.util.find_spec("deepspeed") is None:
+        raise ConfigError("strategy", cfg.strategy, "needs the deepspeed package, which is not installed here "
+                          "(pip install deepspeed)")
     if cfg.accelerator in ("gpu", "cuda"):
         if no_nvidia_driver():
             raise ConfigError("accelerator", cfg.accelerator, "no CUDA GPU is available here; use --accelerator cpu")

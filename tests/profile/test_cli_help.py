@@ -158,3 +158,15 @@ def test_an_accelerator_list_names_distinct_devices(capsys, accelerators):
     assert main(["--accelerator", accelerators]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "a comma list of distinct accelerators" in err[0], err
+
+
+def test_deepspeed_without_its_package_is_one_line(capsys):
+    import importlib.util
+
+    from gpt2_lightning.profile.cli import main
+
+    if importlib.util.find_spec("deepspeed") is not None:
+        pytest.skip("deepspeed is installed here")
+    assert main(["--accelerator", "gpu", "--strategy", "deepspeed_stage_2"]) == 2  # was Lightning's traceback
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "needs the deepspeed package" in err[0], err
