@@ -78,7 +78,7 @@ def test_bad_repeat_threads_and_delay_are_refused():
     from gpt2_lightning.profile.settings import ConfigError, ProfileConfig
 
     for kwargs, flag in (({"repeat": 0}, "--repeat 0"), ({"threads": 0}, "--threads 0"),
-                         ({"add_delay_ms": -1.0}, "--add-delay-ms -1.0")):
+                         ({"add_delay_ms": -1.0}, "--add-delay-ms -1:")):
         with pytest.raises(ConfigError, match=flag):
             ProfileConfig(**kwargs)
 

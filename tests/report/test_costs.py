@@ -139,7 +139,7 @@ def test_good_cost_settings():
 
 
 @pytest.mark.parametrize("args, needle", [
-    (["--price-per-hour", "0"], "--price-per-hour 0.0: must be a positive number"),
+    (["--price-per-hour", "0"], "--price-per-hour 0: must be a positive number"),
     (["--target-tokens", "ten"], "--target-tokens ten"),
     (["--price-per-hour", "cheap"], "--price-per-hour"),
     (["--project-devices", "-2"], "--project-devices -2"),
