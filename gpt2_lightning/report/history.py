@@ -14,6 +14,7 @@ from typing import Any
 from gpt2_lightning.report.compare import commit_text, planted_delay, settings_table
 from gpt2_lightning.report.noise import BEYOND_NOISE, repeat_count
 from gpt2_lightning.report.formats import fmt_range, fmt_rate, fmt_speedup, render_table
+from gpt2_lightning.report.gate import mismatched
 from gpt2_lightning.report.results import ResultsError, RunResults, compare
 from gpt2_lightning.report.run_folders import runs_below
 
@@ -133,9 +134,8 @@ def write_history(folder: Path, out: Path) -> tuple[str, list[Path]]:
         raise ValueError(f"{folder}: no results.json below it")
     rows = history_rows(runs)
     differ = settings_table([d for _, d in runs])[0]
-    notes = [f"WARNING: the runs differ in {', '.join(name for name, _ in differ)}: the trend mixes settings."
-             for _ in [0] if any(n in ("model", "precision", "batch size", "sequence length", "device")
-                                 for n, _ in differ)] + skipped
+    notes = ([f"WARNING: the runs differ in {', '.join(name for name, _ in differ)}: the trend mixes settings."]
+             if mismatched(differ) else []) + skipped
     planted = [name for name, d in runs if planted_delay(d.get("config", {}))]
     if planted:
         notes.append(f"WARNING: {', '.join(planted)} ran with --add-delay-ms, a planted slowdown for checks: not the "

@@ -140,11 +140,19 @@ def _kv_table(title: str, values: dict[str, Any]) -> list[str]:
     return lines
 
 
-def interrupted_text(result: dict[str, Any]) -> str:
-    """What an experiment stopped by a signal still holds: figures over the steps it timed before the signal."""
+NOTHING_COUNTED = "before any counted step was measured"
+
+
+def interrupted_detail(result: dict[str, Any]) -> str | None:
+    """What an experiment stopped by a signal still holds (figures over the steps it timed before the signal), or
+    None when it timed no counted step."""
     counted = max((s.get("n") or 0 for s in result.get("phases", {}).values()), default=0)
-    return (f"interrupted; its figures are over the {counted} counted step(s) measured before the signal"
-            if counted else "interrupted before any counted step was measured")
+    return f"its figures are over the {counted} counted step(s) measured before the signal" if counted else None
+
+
+def interrupted_text(result: dict[str, Any]) -> str:
+    detail = interrupted_detail(result)
+    return f"interrupted; {detail}" if detail else f"interrupted {NOTHING_COUNTED}"
 
 
 def memory_split_line(split: dict[str, Any], snapshot: str | dict[str, str] | None = None) -> str:
@@ -205,9 +213,8 @@ def render_report(data: dict[str, Any], plots: dict[str, str]) -> str:
             out += [f"**Failed:** {result['error']}", ""]
             continue
         if result.get("interrupted"):
-            said = interrupted_text(result)  # "interrupted; its figures ..." or "interrupted before ..."
-            out += [("**Interrupted:** " + said.removeprefix("interrupted; ") if said.startswith("interrupted; ")
-                     else "**Interrupted** " + said.removeprefix("interrupted ")) + ".", ""]
+            detail = interrupted_detail(result)
+            out += [f"**Interrupted:** {detail}." if detail else f"**Interrupted** {NOTHING_COUNTED}.", ""]
         out += _stats_table(result.get("phases", {})) + [""]
         on_gpu = data.get("env", {}).get("device_type") == "cuda"
         if exp == "init" and on_gpu:

@@ -6,6 +6,7 @@ the timing. Report-side: reads results.json's ``train_loss``, ``val_loss`` and `
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 from typing import Any
 
@@ -21,8 +22,7 @@ def diverged_lines(data: dict[str, Any]) -> list[str]:
     """A warning when the train loss stopped being a finite number (null in results.json): the steps were timed, but
     on a model whose numbers blew up (fp16 without loss scaling, a learning rate too high)."""
     losses = (data.get("experiments", {}).get("train") or {}).get("train_loss") or []
-    bad = [x["step"] for x in losses if not isinstance(x.get("loss"), (int, float)) or x["loss"] != x["loss"]
-           or abs(x["loss"]) == float("inf")]
+    bad = [x["step"] for x in losses if not isinstance(x.get("loss"), (int, float)) or not math.isfinite(x["loss"])]
     if not bad:
         return []
     precision = (data.get("config") or {}).get("precision")

@@ -161,6 +161,10 @@ def test_history_names_a_run_with_a_planted_slowdown(tmp_path):
     text, _ = write_history(tmp_path / "nightly", tmp_path / "out")
     warning = next(x for x in text.splitlines() if x.startswith("WARNING"))
     assert warning.startswith("WARNING: slowed ran with --add-delay-ms") and "plain" not in warning
+    assert "mixes settings" not in text  # a planted delay is not a change of the work itself
+    write(tmp_path / "nightly" / "bigger", repeated(BASE, batch_size=4))
+    text, _ = write_history(tmp_path / "nightly", tmp_path / "out")
+    assert "WARNING: the runs differ in batch size, planted delay: the trend mixes settings." in text
 
 
 def test_history_plot_labels_tell_runs_of_one_commit_apart():

@@ -290,6 +290,8 @@ def test_a_first_step_faster_than_a_steady_one_reads_so_and_an_interruption_is_s
     data["experiments"]["train"]["interrupted"] = True
     report = render_report(data, {})
     assert "**Interrupted:** its figures are over the 5 counted step(s)" in report and "interrupted;" not in report
+    data["experiments"]["train"]["phases"] = {}  # stopped before its first counted step
+    assert "**Interrupted** before any counted step was measured." in render_report(data, {})
 
 
 def test_a_nan_loss_is_saved_as_null_and_warned_about(tmp_path):
