@@ -13,7 +13,8 @@ from pathlib import Path
 from typing import Any
 
 from gpt2_lightning.report.costs import fmt_energy_per_token, fmt_usd, projection_line
-from gpt2_lightning.report.judgement import REPEATS, STEPS, false_alarm, min_effect_repeats, min_effect_single
+from gpt2_lightning.report.judgement import (REPEATS, STEPS, TOO_FEW_REPEATS, false_alarm, min_effect_repeats,
+                                             min_effect_single)
 from gpt2_lightning.report.noise import WITHIN_NOISE, instability_lines, repeat_count
 from gpt2_lightning.report.formats import fmt_ms, fmt_range, fmt_rate, fmt_speedup, render_table
 from gpt2_lightning.report.results import RunResults, atomic_write_text, compare, run_label
@@ -82,19 +83,22 @@ def _ratio_cell(row: dict[str, Any], i: int) -> str:
 
 
 def judgement_note(rows: list[dict[str, Any]], runs: list[dict[str, Any]], labels: list[str]) -> str:
-    """What the ranges and "beyond noise" mean in this table: between repeats, or within runs (noise unknown)."""
+    """What the ranges and "beyond noise" mean in this table: between repeats, or within runs (noise unknown). The
+    chance of a false alarm is stated for the repeat counts the table actually judged."""
     bases = {b for r in rows for b in r.get("basis", []) if b}
     repeats = [max((repeat_count(x) for x in run.get("experiments", {}).values() if isinstance(x, dict)), default=0)
                for run in runs]
     lines = ["Times are medians, rates are over the median time. Nx: speed-up over the first run (above 1 is faster; "
              "energy and $ rows: uses less), [its range when each run is anywhere in its own range]."]
     if REPEATS in bases:
-        counts = [k for k in repeats if k]
-        m, n = min(counts), min(counts[1:] or counts)
+        judged = sorted({tuple(c) for r in rows for c, why in zip(r.get("counts", []), r.get("why", []))
+                         if c and why != TOO_FEW_REPEATS}, reverse=True)
+        chance = (", ".join(f"{false_alarm(m, n):.1%} at {m} against {n}" for m, n in judged) if judged
+                  else "none judged: too few repeats")
         lines.append(f"Repeated runs ({', '.join(f'{lab}: {k}' for lab, k in zip(labels, repeats) if k)} repeats, "
                      "each a fresh process): a figure is the median of the repeats' medians, [range] the lowest to "
                      "highest repeat. Beyond noise: every repeat of one run beats every repeat of the other (by "
-                     f"chance, for identical settings: {false_alarm(m, n):.1%} at {m} against {n}), by at least "
+                     f"chance, for identical settings: {chance}), by at least "
                      f"{min_effect_repeats([run.get('env', {}).get('device_type') for run in runs]):.0%}.")
     if STEPS in bases:
         single = [lab for lab, k in zip(labels, repeats) if not k] or labels
@@ -205,8 +209,9 @@ def warnings_for(runs: list[dict[str, Any]], labels: list[str]) -> list[str]:
                  default=1) for r in runs]
     if len(set(sizes)) > 1:
         each = ", ".join(f"{lab}: {k}" for lab, k in zip(labels, sizes))
-        out.append(f"WARNING: the runs ran different numbers of processes ({each}): tokens/s, time per token and MFU "
-                   "are per process (rank 0's); the 'tokens/s, all ranks' rows add every process's up.")
+        out.append(f"WARNING: the runs ran different numbers of processes ({each}): the rows marked (rank 0) are per "
+                   "process; 'tokens/s, whole job' is every rank's tokens over the slowest rank's time, and "
+                   "'slowest rank' that rank's median.")
     planted = [f"{lab} ({planted_delay(r.get('config', {}))})" for lab, r in zip(labels, runs)
                if planted_delay(r.get("config", {}))]
     if planted:
@@ -269,10 +274,11 @@ def plotted_rows(runs: list[dict[str, Any]], rows: list[dict[str, Any]]) -> tupl
     """The rows comparison.png draws and its y label: each experiment's headline time, or, when the batch shapes
     differ (a step then does a different amount of work in each run), tokens/s."""
     if shapes_differ(runs):
-        rates = [r for r in rows if r["label"].endswith(": tokens/s")]
+        rates = [r for r in rows if r["key"].endswith(": tokens/s")]
         if rates:
             return rates, "tokens/s (log scale); batch shapes differ: rates, not times"
-    return [r for r in rows if not r["label"].startswith(" ") and r["unit"] == "ms"], "median ms (log scale)"
+    return [r for r in rows if not r["key"].startswith(" ") and r["unit"] == "ms" and "slowest rank" not in r["key"]
+            ], "median ms (log scale)"
 
 
 def comparison_title(runs: list[dict[str, Any]], labels: list[str]) -> str:

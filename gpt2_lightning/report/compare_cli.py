@@ -1,8 +1,9 @@
 """scripts/compare.py: compare runs, and gate a candidate against a baseline (gpt2_lightning.report.gate).
 
 Exit codes: 0 compared (with ``--fail-if-slower``: no regression); 2 bad input (a missing or foreign file, a folder of
-runs given as one run, settings that differ under the gate, a threshold below the floor), one line on stderr;
-3 with ``--fail-if-slower``: a regression beyond noise.
+runs given as one run, the same run given twice, settings that differ under the gate, a threshold below the floor),
+one line on stderr, and with ``--fail-if-slower`` a gated figure slower than PCT that could not be judged (one line
+each on stdout, saying why and what to rerun); 3 with ``--fail-if-slower``: a regression beyond noise.
 """
 
 from __future__ import annotations
@@ -16,8 +17,8 @@ from pathlib import Path
 from typing import Any
 
 from gpt2_lightning.cli_args import EXIT_BAD_INPUT, EXIT_OK, HelpFormatter, prog_name, with_suggestion
-from gpt2_lightning.report.gate import (EXIT_REGRESSION, GATE_FLOOR_PCT, GATED, gate_floor, mismatched, regression_line,
-                                 regressions)
+from gpt2_lightning.report.gate import (EXIT_CANNOT_GATE, EXIT_REGRESSION, GATE_FLOOR_PCT, GATED, gate_floor,
+                                        mismatched, regression_line, regressions, unjudged, unjudged_line)
 
 DESCRIPTION = """Compare two or more runs side by side: the settings that differ, warnings (a profiled run against an
 unprofiled one, different experiments, an unstable run), then one table: each figure with its range, each later run's
@@ -26,8 +27,10 @@ vary (between runs); single runs on their steps' spread, with the between-run no
 comparison.png into --out, by default comparisons/<timestamp>/ under the current directory.
 
 As a CI gate: --fail-if-slower PCT exits 3 when a later run is slower than the first by more than PCT and beyond
-noise, on time per token or tokens/s (exit 0 otherwise, 2 when the runs' model, precision, batch shape or device
-differ)."""
+noise, on time per token or tokens/s (with several processes also the whole job's rate and the slowest rank's step);
+exit 0 otherwise. Never green when it cannot judge: a gated figure slower than PCT that could not be judged (too few
+repeats or steps, failed repeats, a busy runner) exits 2 with one line each saying what to rerun; so do the same run
+given twice and runs whose model, precision, batch shape or device differ."""
 
 
 def build_parser(prog: str) -> argparse.ArgumentParser:
@@ -80,6 +83,9 @@ def main(argv: list[str] | None = None) -> int:
         runs = load_runs(args.results)
     except ResultsError as e:
         error(str(e))
+    same = same_run(args.results, runs)
+    if same:
+        error(f"{same[0]} and {same[1]}: both paths are one run; compare a run with another")
     labels = labels_for(runs, args.results)
     differ = settings_table(runs)[0]
     if pct is not None:
@@ -104,15 +110,17 @@ def main(argv: list[str] | None = None) -> int:
         error(f"--out {out}: cannot write ({e.strerror or e})")
     rows = compare(runs)
     found = regressions(rows, labels, pct) if pct is not None else []
-    code = EXIT_REGRESSION if found else EXIT_OK
-    lines = gate_lines(rows, runs, labels, found, pct) if pct is not None else []
+    cannot = unjudged(rows, labels, pct, runs) if pct is not None else []
+    code = EXIT_REGRESSION if found else EXIT_CANNOT_GATE if cannot else EXIT_OK
+    lines = gate_lines(rows, runs, labels, found, cannot, pct) if pct is not None else []
     wrote = "\n".join(f"wrote {f}" for f in files)
     if args.json:
         print(json.dumps(finite_or_null({  # strict JSON: a NaN figure is null
             "runs": [{"label": lab, "path": p, "run_dir": r.get("config", {}).get("run_dir"),
                       "git": r.get("env", {}).get("git")} for lab, p, r in zip(labels, args.results, runs)],
             "settings_differ": dict(differ), "rows": rows,
-            "gate": None if pct is None else {"fail_if_slower_pct": pct, "regressions": found, "exit_code": code,
+            "gate": None if pct is None else {"fail_if_slower_pct": pct, "regressions": found, "not_judged": cannot,
+                                              "exit_code": code,
                                               "summary": lines[-1]},
             "files": [str(f) for f in files]}), indent=2))
         print(wrote, file=sys.stderr)
@@ -124,17 +132,34 @@ def main(argv: list[str] | None = None) -> int:
     return code
 
 
+def same_run(paths: list[str], runs: list[dict[str, Any]]) -> tuple[str, str] | None:
+    """Two of the paths that name one run: the same results.json however written, or a copy of it."""
+    files = [(Path(p) / "results.json" if Path(p).is_dir() else Path(p)).resolve() for p in paths]
+    for i in range(len(paths)):
+        for j in range(i):
+            if files[i] == files[j] or runs[i] == runs[j]:
+                return paths[j], paths[i]
+    return None
+
+
 def gate_lines(rows: list[dict[str, Any]], runs: list[dict[str, Any]], labels: list[str],
-               found: list[dict[str, Any]], pct: float) -> list[str]:
-    """One line per regression, then the verdict (and, for single runs, that the between-run noise is unknown)."""
+               found: list[dict[str, Any]], cannot: list[dict[str, Any]], pct: float) -> list[str]:
+    """One line per regression, one per gated figure slower than PCT that could not be judged, then the verdict
+    (and, for single runs, that the between-run noise is unknown)."""
     from gpt2_lightning.report.compare import value_text
 
     by_label = {r["label"]: r for r in rows}
     lines = [regression_line(reg, lambda v, row=by_label[reg["figure"]]: value_text(row, v), pct) for reg in found]
-    bases = {b for r in rows if r["label"] in GATED for b in r.get("basis", []) if b}
+    lines += [unjudged_line(item, lambda v, row=by_label[item["figure"]]: value_text(row, v), pct) for item in cannot]
+    bases = {b for r in rows if r["key"] in GATED for b in r.get("basis", []) if b}
     if "steps" in bases:
         lines.append("gate: judged without repeats, so the between-run noise is unknown and only large differences "
                      "can count; measure both with --repeat 5")
-    verdict = (f"gate: {len(found)} regression(s) over {pct:g}% beyond noise (exit {EXIT_REGRESSION})" if found
-               else f"gate: no regression over {pct:g}% beyond noise (exit {EXIT_OK})")
+    if found:
+        verdict = f"gate: {len(found)} regression(s) over {pct:g}% beyond noise (exit {EXIT_REGRESSION})"
+    elif cannot:
+        verdict = (f"gate: cannot gate: {len(cannot)} figure(s) slower than {pct:g}% could not be judged "
+                   f"(exit {EXIT_CANNOT_GATE})")
+    else:
+        verdict = f"gate: no regression over {pct:g}% beyond noise (exit {EXIT_OK})"
     return lines + [verdict]

@@ -4,22 +4,37 @@ A candidate regresses when it is slower than the baseline by more than PCT *and*
 (gpt2_lightning.report.judgement), on time per token or on tokens/s of inference or training, or when it lacks a gated
 figure the baseline has (the experiment failed or was not run). "Slower by PCT" is time: a
 token takes PCT% longer, so tokens/s falls to 1/(1 + PCT/100) of the baseline's (a 20% slowdown is tokens/s x 0.83).
-Model builds (init) are not gated: they process no tokens.
+Model builds (init) are not gated: they process no tokens. With several processes the whole job is gated too: its
+rate (every rank's tokens over the slowest rank's time) and the slowest rank's step (or forward pass), so that one
+slow rank fails the gate though rank 0's own figures did not move.
+
+**Never green when it cannot judge.** A gated figure slower than PCT whose difference could not be judged (too few
+repeats, a repeat that failed, too few steps, a busy runner: judgement.judge's ``why``) is not a pass: exit 2, one
+line per figure saying why and what to rerun. When the batch shapes differ the times are not judged (different work)
+and the rates gate alone.
 
 Exit codes: 0 no regression; 3 at least one (one line each: experiment, figure, both values, the ratio and its
-range); 2 the comparison cannot gate: settings that change the work differ (model, precision, batch shape, device)
-without ``--allow-different-settings``, or PCT is below what this machine class tells apart (``GATE_FLOOR_PCT``)
-without ``--allow-below-floor``.
+range); 2 the comparison cannot gate: a gated figure slower than PCT that could not be judged; the same run given
+twice; settings that change the work differ (model, precision, batch shape, device) without
+``--allow-different-settings``; or PCT is below what this machine class tells apart (``GATE_FLOOR_PCT``) without
+``--allow-below-floor``.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from gpt2_lightning.report.noise import BEYOND_NOISE
+from gpt2_lightning.report.judgement import (BUSY, NO_SPREAD, SMALL_EFFECT, STEPS, TOO_FEW_REPEATS, TOO_FEW_STEPS,
+                                             WORK_DIFFERS)
+from gpt2_lightning.report.noise import BEYOND_NOISE, MIN_STEPS_TO_JUDGE
 
 EXIT_REGRESSION = 3  # compare.py --fail-if-slower: a regression beyond noise and the threshold
-GATED = ("inference: time per token", "inference: tokens/s", "train: time per token", "train: tokens/s")
+EXIT_CANNOT_GATE = 2  # a gated figure slower than the threshold that could not be judged; the same run twice
+# rank 0's (or the one process's) rates, then the whole job's with several processes (results.compare's keys)
+GATED = ("inference: time per token", "inference: tokens/s", "train: time per token", "train: tokens/s",
+         "inference: tokens/s, whole job", "train: tokens/s, whole job", "inference: forward pass, slowest rank",
+         "train: step, slowest rank")
+WHOLE_JOB_ROWS = GATED[4:]
 MUST_MATCH = ("model", "precision", "batch size", "sequence length", "device")
 # The smallest slowdown (%) that runs with --repeat 5 tell apart in 9 pairs of 10 on each machine class
 # (scripts/noise_check.py; docs/performance.md "On a quiet machine"). cpu: measured on a quiet 2-core machine (tiny,
@@ -49,11 +64,13 @@ def regressions(rows: list[dict[str, Any]], labels: list[str], pct: float) -> li
     noise."""
     found = []
     for row in rows:
-        if row["label"] not in GATED:
+        if row["key"] not in GATED:
             continue
         for i in range(1, len(labels)):
             s = row["speedups"][i]
-            if row["values"][0] is not None and row["values"][i] is None:  # failed or not measured: not a pass
+            if row["values"][0] is not None and row["values"][i] is None and row["key"] not in WHOLE_JOB_ROWS:
+                # failed or not measured: not a pass (the whole job's rows: a run of repeats keeps no ranks; its
+                # rank-0 rows above still catch a failed experiment)
                 found.append({"candidate": labels[i], "experiment": row["experiment"], "figure": row["label"],
                               "baseline": row["values"][0], "value": None, "ratio": None, "ratio_range": None,
                               "slower_pct": None, "basis": None})
@@ -79,3 +96,66 @@ def regression_line(reg: dict[str, Any], value: Any, pct: float) -> str:
     return (f"REGRESSION {reg['figure']} {value(reg['baseline'])} -> {value(reg['value'])} ({reg['candidate']}): "
             f"{fmt_speedup(reg['ratio'])}{span} beyond noise ({reg['basis']}), {reg['slower_pct']:.1f}% slower "
             f"(> {pct:g}%)")
+
+
+def _repeats_line(runs: list[dict[str, Any]], labels: list[str], exp: str, counts: tuple[int, int] | None,
+                  i: int) -> str:
+    """Which run's repeats failed: "change: 3 of 5 repeats measured train" ('' when every asked repeat did)."""
+    out = []
+    for k, j in ((0, 0), (1, i)):
+        asked = runs[j].get("config", {}).get("repeat") or 0
+        got = counts[k] if counts else 0
+        if isinstance(asked, int) and got < asked:
+            out.append(f"{labels[j]}: {got} of {asked} repeats measured {exp}, the others failed (its report.md says "
+                       "why)")
+    return "; ".join(out)
+
+
+def advice(why: str | None, runs: list[dict[str, Any]], labels: list[str], exp: str,
+           counts: tuple[int, int] | None, i: int) -> str:
+    """What to rerun so that the figure can be judged."""
+    if why == TOO_FEW_REPEATS:
+        failed = _repeats_line(runs, labels, exp, counts, i)
+        return "rerun both with --repeat 5" + (f" ({failed})" if failed else "")
+    if why == TOO_FEW_STEPS:
+        steps = [str(runs[j].get("config", {}).get("steps", "?")) for j in (0, i)]
+        return (f"rerun both with more --steps (at least {MIN_STEPS_TO_JUDGE}; these ran {' and '.join(steps)}) and "
+                "--repeat 5")
+    if why == BUSY:
+        return "rerun on a quiet runner (nothing else running, --threads 1): these times measured the other work"
+    if why == NO_SPREAD:
+        return "rerun both with --repeat 5 (or more --steps)"
+    if why == SMALL_EFFECT:
+        return "single runs tell only larger differences apart: rerun both with --repeat 5"
+    return "rerun both with --repeat 5"
+
+
+def unjudged(rows: list[dict[str, Any]], labels: list[str], pct: float, runs: list[dict[str, Any]]
+             ) -> list[dict[str, Any]]:
+    """Every gated figure of every candidate that is slower by more than ``pct`` but was not judged: the gate
+    cannot call it a pass (exit 2). Times of different work (batch shapes differ) are left to the rates."""
+    found = []
+    for row in rows:
+        if row["key"] not in GATED:
+            continue
+        for i in range(1, len(labels)):
+            s = row["speedups"][i]
+            held = row["why"][i] == SMALL_EFFECT and row["basis"][i] == STEPS  # too small for single runs to tell
+            if s is None or (row["noise"][i] is not None and not held) or slower_pct(s) <= pct \
+                    or row["why"][i] == WORK_DIFFERS:
+                continue
+            found.append({"candidate": labels[i], "experiment": row["experiment"], "figure": row["label"],
+                          "baseline": row["values"][0], "value": row["values"][i], "ratio": s,
+                          "slower_pct": slower_pct(s), "why": row["why"][i],
+                          "note": row["notes"][i] or "no judgement",
+                          "advice": advice(row["why"][i], runs, labels, row["experiment"], row["counts"][i], i)})
+    return found
+
+
+def unjudged_line(item: dict[str, Any], value: Any, pct: float) -> str:
+    """CANNOT GATE train: tokens/s 1.28k -> 853.3 (change): 0.67x, 50.0% slower (> 20%), not judged (...): rerun ..."""
+    from gpt2_lightning.report.formats import fmt_speedup
+
+    return (f"CANNOT GATE {item['figure']} {value(item['baseline'])} -> {value(item['value'])} ({item['candidate']}): "
+            f"{fmt_speedup(item['ratio'])}, {item['slower_pct']:.1f}% slower (> {pct:g}%) but not judged "
+            f"({item['note']}): {item['advice']}")

@@ -51,7 +51,7 @@ def history_rows(runs: list[tuple[str, dict[str, Any]]]) -> list[dict[str, Any]]
     rows = []
     for i, (name, data) in enumerate(runs):
         pair = compare([runs[i - 1][1], data]) if i else compare([data])
-        by_label = {r["label"]: r for r in pair}
+        by_label = {r["key"]: r for r in pair}
         row: dict[str, Any] = {"run": name, "commit": commit_text(data.get("env", {})), "created": data.get("created"),
                                "repeats": max((repeat_count(x) for x in data.get("experiments", {}).values()
                                                if isinstance(x, dict)), default=0)}

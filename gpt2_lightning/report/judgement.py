@@ -62,6 +62,9 @@ MIN_EFFECT_SINGLE: dict[str, dict[str, float]] = {
 }
 REPEATS = "repeats"
 STEPS = "steps"
+# why a figure was not judged (judge()'s "why"); the gate turns each into what to rerun
+TOO_FEW_REPEATS, TOO_FEW_STEPS, BUSY, NO_SPREAD, WORK_DIFFERS = "repeats", "steps", "busy", "spread", "work"
+SMALL_EFFECT = "effect"  # ranges apart, but under the minimum effect: "within noise" in the table, not a pass
 
 
 def false_alarm(m: int, n: int) -> float:
@@ -106,32 +109,40 @@ def judge(speedup: float | None, base: dict[str, Any] | None, this: dict[str, An
     ``note`` says why); ``note`` also says when a speed-up whose ranges are apart was held back by a minimum effect."""
     m, n = repeat_count(base_result), repeat_count(this_result)
     basis = REPEATS if m and n else STEPS
-    out: dict[str, Any] = {"basis": basis, "range": None, "verdict": None, "note": None}
+    # why: what kept it from being judged (TOO_FEW_REPEATS, TOO_FEW_STEPS, BUSY, NO_SPREAD), for the gate's advice;
+    # counts: the repeats on each side, for the chance of a false alarm the comparison quotes
+    out: dict[str, Any] = {"basis": basis, "range": None, "verdict": None, "note": None, "why": None,
+                           "counts": (m, n) if basis == REPEATS else None}
     if speedup is None or not base or not this or not base.get("median_ms") or not this.get("median_ms"):
         return out
     if basis == REPEATS:
         floor = min_effect_repeats(devices)
         if false_alarm(m, n) > MAX_FALSE_ALARM:
             out["note"] = f"{m} and {n} repeats: too few to judge (need 5 against 4 or more)"
+            out["why"] = TOO_FEW_REPEATS
             return out
     else:
         floor = min_effect_single(devices, exp)
         if any(not k and (s.get("n") or 0) < MIN_STEPS_TO_JUDGE for s, k in ((base, m), (this, n))):
             out["note"] = f"under {MIN_STEPS_TO_JUDGE} steps"
+            out["why"] = TOO_FEW_STEPS
             return out
     busy = [w for w in map(busy_share, (base_result, this_result)) if w is not None] if "cpu" in devices else []
     if busy:  # its times measure the other work on the machine as much as the run itself
         out["note"] = f"the machine was busy: a run's threads waited for a core {max(busy):.0%} of the time"
+        out["why"] = BUSY
         return out
     ranges = (figure_range(base, m), figure_range(this, n))  # between repeats where repeated, else p10-p90
     if None in ranges:
         out["note"] = "no spread"
+        out["why"] = NO_SPREAD
         return out
     low, high = speedup_range(speedup, ranges[0], base["median_ms"], ranges[1], this["median_ms"])
     out["range"] = (low, high)
     apart = not low <= 1.0 <= high
     if apart and abs(math.log(speedup)) < math.log1p(floor):
         out["note"] = f"under the {floor:.0%} minimum effect" + ("" if basis == REPEATS else " without repeats")
+        out["why"] = SMALL_EFFECT  # the table says within noise; the gate cannot call it a pass
         apart = False
     out["verdict"] = BEYOND_NOISE if apart else WITHIN_NOISE
     return out

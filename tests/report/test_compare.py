@@ -134,10 +134,10 @@ def test_a_planted_slowdown_is_a_setting_that_differs_and_is_warned_about():
     assert settings_table([plain, run(draws(2), add_delay_ms=0.0)])[0] == []  # 0: no delay, as without the flag
 
 
-def test_a_ddp_run_is_compared_per_process_and_over_all_ranks():
-    """A 2-process run against a single one: tokens/s is rank 0's (per process), said in a warning; a row of its own
-    adds every rank's up, where the single run's own rate is all of it (before, the table read rank 0's 3.15k
-    against 11.1k while the time to train beside it used the global 6.29k)."""
+def test_a_ddp_run_is_compared_per_process_and_over_the_whole_job():
+    """A 2-process run against a single one: rank 0's rows say so; a row of its own reads the job's rate, where the
+    single run's own rate is all of it (before, the table read rank 0's 3.15k against 11.1k while the time to train
+    beside it used the global 6.29k)."""
     from gpt2_lightning.report.compare import warnings_for
     from gpt2_lightning.report.results import compare
 
@@ -146,13 +146,14 @@ def test_a_ddp_run_is_compared_per_process_and_over_all_ranks():
     per_rank = ddp["experiments"]["train"]["throughput"]["tokens_per_sec"]
     ddp["experiments"]["train"] |= {"world_size": 2, "global_tokens_per_sec": 2 * per_rank}
     rows = {r["label"]: r for r in compare([single, ddp])}
-    assert rows["train: tokens/s"]["values"][1] == per_rank
-    assert rows["train: tokens/s, all ranks"]["values"] == [
+    assert rows["train: tokens/s (rank 0)"]["values"][1] == per_rank
+    assert rows["train: tokens/s, whole job"]["values"] == [
         single["experiments"]["train"]["throughput"]["tokens_per_sec"], 2 * per_rank]
-    assert "inference: tokens/s, all ranks" not in rows  # no rate there, in either run
+    assert "inference: tokens/s, whole job" not in rows  # no rate there, in either run
     warned = [w for w in warnings_for([single, ddp], ["one", "ddp"]) if "processes" in w]
     assert len(warned) == 1 and "one: 1, ddp: 2" in warned[0]
-    assert not any("all ranks" in r["label"] for r in compare([single, run(draws(2))]))  # single processes: no row
+    assert not any("whole job" in r["label"] or "rank 0" in r["label"]
+                   for r in compare([single, run(draws(2))]))  # single processes: no such rows
 
 
 def test_warnings_profiler_experiments_shapes_and_tools():
