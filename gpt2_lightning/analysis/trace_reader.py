@@ -14,6 +14,7 @@ import io
 import json
 import os
 import re
+import zlib
 from collections.abc import Iterator
 from typing import Any
 
@@ -52,6 +53,8 @@ class _Reader:
     def _fill(self) -> bool:
         try:
             chunk = self.f.read(_CHUNK_CHARS)
+        except zlib.error as e:  # gzip damaged mid-stream
+            raise self.fail(f"unreadable: its gzip data is damaged ({e})") from None
         except (OSError, EOFError, gzip.BadGzipFile) as e:
             raise self.fail(f"unreadable: {e}") from None
         if not chunk:

@@ -8,6 +8,7 @@ when both were made with ``--repeat``, otherwise on their steps with the between
 
 from __future__ import annotations
 
+import datetime as _dt
 from pathlib import Path
 from typing import Any
 
@@ -31,19 +32,45 @@ def load_history(folder: Path) -> tuple[list[tuple[str, dict[str, Any]]], list[s
         except ResultsError as e:
             skipped.append(f"skipped: {e}")
 
-    def commit_time(data: dict[str, Any]) -> str | None:
-        return (data.get("env", {}).get("git") or {}).get("commit_time")
+    by_commit = bool(runs) and all(utc_time(commit_time(d)) for _, d in runs)  # else time order: mixed keys
+    return sorted(runs, key=lambda r: (utc_time(commit_time(r[1])) if by_commit else _EPOCH,
+                                       utc_time(r[1].get("created")) or _EPOCH)), skipped
 
-    by_commit = bool(runs) and all(commit_time(d) for _, d in runs)  # else time order: mixed keys do not sort
-    return sorted(runs, key=lambda r: ((commit_time(r[1]) or "") if by_commit else "", r[1].get("created") or "")
-                  ), skipped
+
+def commit_time(data: dict[str, Any]) -> str | None:
+    return (data.get("env", {}).get("git") or {}).get("commit_time")
+
+
+_EPOCH = _dt.datetime(1970, 1, 1, tzinfo=_dt.timezone.utc)
+
+
+def utc_time(text: Any) -> _dt.datetime | None:
+    """An ISO 8601 time as an instant in UTC (a time without an offset is taken as UTC); None when unreadable. Times
+    written with different offsets (commits made in different time zones) compare by the instant, not the text."""
+    if not isinstance(text, str) or not text:
+        return None
+    try:
+        t = _dt.datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    return (t if t.tzinfo else t.replace(tzinfo=_dt.timezone.utc)).astimezone(_dt.timezone.utc)
+
+
+def run_marks(data: dict[str, Any], first: dict[str, Any]) -> list[str]:
+    """What sets a run apart from the trend: a planted delay, settings of the work that differ from the first run's."""
+    marks = ["planted delay"] if planted_delay(data.get("config", {})) else []
+    differ = mismatched(settings_table([first, data])[0])
+    return marks + [f"{name} differs" for name, _ in differ]
 
 
 def tick_labels(rows: list[dict[str, Any]]) -> list[str]:
     """One label per run on the plot's axis: its commit, with the run's name where a commit is measured more than
-    once (nightly reruns of one commit), and the name alone without a commit."""
+    once (nightly reruns of one commit), and the name alone without a commit; a run with a planted delay or other
+    settings of the work gets "(!) " and what differs on a line of its own."""
     commits = [r["commit"] for r in rows]
-    return [r["run"] if c == "-" else f"{c}\n{r['run']}" if commits.count(c) > 1 else c for r, c in zip(rows, commits)]
+    labels = [r["run"] if c == "-" else f"{c}\n{r['run']}" if commits.count(c) > 1 else c
+              for r, c in zip(rows, commits)]
+    return [f"{label}\n(!) {', '.join(r['marks'])}" if r.get("marks") else label for r, label in zip(rows, labels)]
 
 
 def history_rows(runs: list[tuple[str, dict[str, Any]]]) -> list[dict[str, Any]]:
@@ -53,6 +80,7 @@ def history_rows(runs: list[tuple[str, dict[str, Any]]]) -> list[dict[str, Any]]
         pair = compare([runs[i - 1][1], data]) if i else compare([data])
         by_label = {r["key"]: r for r in pair}
         row: dict[str, Any] = {"run": name, "commit": commit_text(data.get("env", {})), "created": data.get("created"),
+                               "marks": run_marks(data, runs[0][1]),
                                "repeats": max((repeat_count(x) for x in data.get("experiments", {}).values()
                                                if isinstance(x, dict)), default=0)}
         for figure in FIGURES:
@@ -107,6 +135,10 @@ def plot_history(rows: list[dict[str, Any]], path: Path, title: str) -> Path:
         low = [y - (rows[i][figure]["range"] or (y, y))[0] for i, y in zip(xs, ys)]
         high = [(rows[i][figure]["range"] or (y, y))[1] - y for i, y in zip(xs, ys)]
         ax.errorbar(xs, ys, yerr=[low, high], fmt="o-", capsize=3, elinewidth=0.8, color="#1f77b4")
+        marked = [(i, y) for i, y in zip(xs, ys) if rows[i].get("marks")]
+        if marked:  # a planted delay or different settings: not the code's trend
+            ax.plot([i for i, _ in marked], [y for _, y in marked], "s", mfc="none", mec="#ff7f0e", markersize=13,
+                    mew=1.5, label="(!) planted delay or other settings")
         for i, y in zip(xs, ys):
             cell = rows[i][figure]
             if cell["noise"] == BEYOND_NOISE:
@@ -123,7 +155,8 @@ def plot_history(rows: list[dict[str, Any]], path: Path, title: str) -> Path:
         ax.set_ylabel(figure.replace(": ", "\n"), fontsize=8)
         ax.margins(x=0.08, y=0.25)
     fig.suptitle(title, fontsize=9)
-    return save_with_footnote(fig, path, "whiskers: lowest-highest repeat (single runs: p10-p90 of the steps)\n"
+    return save_with_footnote(fig, path, "whiskers: lowest-highest repeat (single runs: p10-p90 of the steps); "
+                              "(!) orange square: a planted delay or settings that differ from the first run's\n"
                               "triangles: a change beyond noise against the run before")
 
 

@@ -32,12 +32,16 @@ def main(argv: list[str] | None = None) -> int:
         error(f"{folder}: no such folder")
     from gpt2_lightning.report.history import write_history
 
+    out = Path(args.out) if args.out else folder
     try:
-        text, files = write_history(folder, Path(args.out) if args.out else folder)
+        text, files = write_history(folder, out)
     except ValueError as e:
         error(str(e))
     except OSError as e:
-        error(f"cannot write ({e.strerror or e})")
+        where = e.filename or out
+        hint = ("pass --out DIR to write history.md and history.png elsewhere" if not args.out
+                else "pass another --out DIR")
+        error(f"cannot write {where} ({e.strerror or e}): {hint}")
     print(text)
     print("\n" + "\n".join(f"wrote {f}" for f in files))
     return 0
