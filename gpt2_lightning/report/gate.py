@@ -68,9 +68,11 @@ def regressions(rows: list[dict[str, Any]], labels: list[str], pct: float) -> li
             continue
         for i in range(1, len(labels)):
             s = row["speedups"][i]
-            if row["values"][0] is not None and row["values"][i] is None and row["key"] not in WHOLE_JOB_ROWS:
-                # failed or not measured: not a pass (the whole job's rows: a run of repeats keeps no ranks; its
-                # rank-0 rows above still catch a failed experiment)
+            if (row["values"][0] is not None and row["values"][i] is None and not row["ran"][i]
+                    and row["key"] not in WHOLE_JOB_ROWS):
+                # failed or not run: not a pass (a run that measured it but holds no finite figure cannot be
+                # gated: unjudged; the whole job's rows: a run of repeats keeps no ranks, and its rank-0 rows catch
+                # a failed experiment)
                 found.append({"candidate": labels[i], "experiment": row["experiment"], "figure": row["label"],
                               "baseline": row["values"][0], "value": None, "ratio": None, "ratio_range": None,
                               "slower_pct": None, "basis": None})
@@ -139,15 +141,20 @@ def unjudged(rows: list[dict[str, Any]], labels: list[str], pct: float, runs: li
         if row["key"] not in GATED:
             continue
         for i in range(1, len(labels)):
-            s = row["speedups"][i]
+            s, base, value = row["speedups"][i], row["values"][0], row["values"][i]
+            item = {"candidate": labels[i], "experiment": row["experiment"], "figure": row["label"],
+                    "baseline": base, "value": value, "ratio": s, "slower_pct": s and slower_pct(s)}
+            if (base is None) != (value is None) and row["key"] not in WHOLE_JOB_ROWS:
+                who = 0 if base is None else i  # measured the experiment, but this figure is missing or NaN
+                if row["ran"][who]:
+                    found.append(item | {"why": None, "note": f"{labels[who]}'s figure is missing or not a finite "
+                                         "number in its results.json", "advice": f"rerun {labels[who]}"})
+                continue
             held = row["why"][i] == SMALL_EFFECT and row["basis"][i] == STEPS  # too small for single runs to tell
             if s is None or (row["noise"][i] is not None and not held) or slower_pct(s) <= pct \
                     or row["why"][i] == WORK_DIFFERS:
                 continue
-            found.append({"candidate": labels[i], "experiment": row["experiment"], "figure": row["label"],
-                          "baseline": row["values"][0], "value": row["values"][i], "ratio": s,
-                          "slower_pct": slower_pct(s), "why": row["why"][i],
-                          "note": row["notes"][i] or "no judgement",
+            found.append(item | {"why": row["why"][i], "note": row["notes"][i] or "no judgement",
                           "advice": advice(row["why"][i], runs, labels, row["experiment"], row["counts"][i], i)})
     return found
 
@@ -156,6 +163,8 @@ def unjudged_line(item: dict[str, Any], value: Any, pct: float) -> str:
     """CANNOT GATE train: tokens/s 1.28k -> 853.3 (change): 0.67x, 50.0% slower (> 20%), not judged (...): rerun ..."""
     from gpt2_lightning.report.formats import fmt_speedup
 
-    return (f"CANNOT GATE {item['figure']} {value(item['baseline'])} -> {value(item['value'])} ({item['candidate']}): "
-            f"{fmt_speedup(item['ratio'])}, {item['slower_pct']:.1f}% slower (> {pct:g}%) but not judged "
+    head = f"CANNOT GATE {item['figure']} {value(item['baseline'])} -> {value(item['value'])} ({item['candidate']}): "
+    if item["ratio"] is None:
+        return head + f"not judged ({item['note']}): {item['advice']}"
+    return (head + f"{fmt_speedup(item['ratio'])}, {item['slower_pct']:.1f}% slower (> {pct:g}%) but not judged "
             f"({item['note']}): {item['advice']}")

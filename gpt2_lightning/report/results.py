@@ -234,7 +234,8 @@ def compare(runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
     noise" or None: not judged), ``basis`` ("repeats" or "steps": between-run noise unknown), ``notes`` (why not
     judged, or a minimum effect that held a verdict back), ``why`` (what kept it from a judgement, for the gate's
     advice) and ``counts`` (the repeats judged on each side); ``has_spread`` is False for figures measured once per
-    run (energy over one window, cost), which have no spread at all. When the batch shapes differ the time rows of
+    run (energy over one window, cost), which have no spread at all; ``ran`` whether each run measured the
+    experiment (a figure missing from a run that did is not measured, not failed). When the batch shapes differ the time rows of
     inference and training are not judged (a step does different work): their rates are. ``key`` is the row's name
     whatever the runs; ``label`` adds "(rank 0)" to the per-process rows of runs of several processes.
     """
@@ -277,5 +278,5 @@ def compare(runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
                      "noise": [j and j["verdict"] for j in judged],
                      "basis": [j and j["basis"] for j in judged], "notes": [j and j["note"] for j in judged],
                      "why": [j and j["why"] for j in judged], "counts": [j and j["counts"] for j in judged],
-                     "has_spread": has_spread})
+                     "has_spread": has_spread, "ran": [bool(x.get("phases")) and "error" not in x for x in results]})
     return rows
