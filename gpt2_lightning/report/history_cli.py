@@ -38,7 +38,7 @@ def main(argv: list[str] | None = None) -> int:
     except ValueError as e:
         error(str(e))
     except OSError as e:
-        where = e.filename or out
+        where = getattr(e, "filename2", None) or e.filename or out  # a rename names its target second
         hint = ("pass --out DIR to write history.md and history.png elsewhere" if not args.out
                 else "pass another --out DIR")
         error(f"cannot write {where} ({e.strerror or e}): {hint}")
