@@ -5,6 +5,8 @@
 #
 # Every step runs even if an earlier one failed; each step's results are packed into $OUT/runs.tar.gz as soon as it
 # ends (results.json, report.md, plots, sweep/compare tables; no event files or traces), the console into $OUT/log.txt.
+# It leaves $OUT alone and nothing else: log.txt, steps.tsv, runs.tar.gz and runs/ (the full runs, traces and
+# TensorBoard event files included, often GBs); once runs.tar.gz is kept, `rm -rf "$OUT"`. The last line says so.
 set -u
 OUT=${OUT:-perf-out}
 . "$(dirname "$0")/_suite.sh"
@@ -23,3 +25,5 @@ done
 step xl-init-on-cpu 150 $P --model gpt2-xl --experiments init --init-on cpu --warmup-steps 0 --steps 2 \
   --run-name xl-init-on-cpu
 grep -E "^(===|.*ratio|.*tokens/s)" "$LOG" | tail -40
+echo "left: $OUT (log.txt, steps.tsv, runs.tar.gz; runs/ with traces and event files: $(du -sh "$RUNS" | cut -f1)); \
+rm -rf \"$OUT\" once runs.tar.gz is kept"
