@@ -109,8 +109,9 @@ def judge(speedup: float | None, base: dict[str, Any] | None, this: dict[str, An
     ``note`` says why); ``note`` also says when a speed-up whose ranges are apart was held back by a minimum effect."""
     m, n = repeat_count(base_result), repeat_count(this_result)
     basis = REPEATS if m and n else STEPS
-    # why: what kept it from being judged (TOO_FEW_REPEATS, TOO_FEW_STEPS, BUSY, NO_SPREAD), for the gate's advice;
-    # counts: the repeats on each side, for the chance of a false alarm the comparison quotes
+    # why: what kept it from being judged (TOO_FEW_REPEATS, TOO_FEW_STEPS, BUSY, NO_SPREAD; SMALL_EFFECT beside a
+    # "within noise"; results.compare sets WORK_DIFFERS), for the gate's advice; counts: the repeats on each side,
+    # for the chance of a false alarm the comparison quotes
     out: dict[str, Any] = {"basis": basis, "range": None, "verdict": None, "note": None, "why": None,
                            "counts": (m, n) if basis == REPEATS else None}
     if speedup is None or not base or not this or not base.get("median_ms") or not this.get("median_ms"):

@@ -235,9 +235,9 @@ def compare(runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
     judged, or a minimum effect that held a verdict back), ``why`` (what kept it from a judgement, for the gate's
     advice) and ``counts`` (the repeats judged on each side); ``has_spread`` is False for figures measured once per
     run (energy over one window, cost), which have no spread at all; ``ran`` whether each run measured the
-    experiment (a figure missing from a run that did is not measured, not failed). When the batch shapes differ the time rows of
-    inference and training are not judged (a step does different work): their rates are. ``key`` is the row's name
-    whatever the runs; ``label`` adds "(rank 0)" to the per-process rows of runs of several processes.
+    experiment (a figure missing from a run that did is not measured, not failed). When the batch shapes differ the
+    time rows of inference and training are not judged (a step does different work): their rates are. ``key`` is the
+    row's name whatever the runs; ``label`` adds "(rank 0)" to the per-process rows of runs of several processes.
     """
     devices = [r.get("env", {}).get("device_type") for r in runs]
     rows = []
