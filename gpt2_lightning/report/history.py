@@ -12,7 +12,7 @@ import datetime as _dt
 from pathlib import Path
 from typing import Any
 
-from gpt2_lightning.report.compare import commit_text, planted_delay, settings_table
+from gpt2_lightning.report.comparison_settings import commit_text, planted_delay, settings_table
 from gpt2_lightning.report.noise import BEYOND_NOISE, repeat_count
 from gpt2_lightning.report.formats import fmt_range, fmt_rate, fmt_speedup, render_table
 from gpt2_lightning.report.gate import mismatched

@@ -215,3 +215,13 @@ def test_the_slowest_rank_is_the_largest_median_and_a_single_process_is_its_own(
     assert rows["train: step, slowest rank"]["values"] == [10.2, 20.4]
     assert rows["train: tokens/s, whole job"]["values"][1] == pytest.approx(256 / 0.0204)
     assert rows["train: tokens/s, whole job"]["values"][0] == pytest.approx(128 / 0.0102)
+
+
+def test_the_comparison_names_a_runs_straggler():
+    from gpt2_lightning.report.compare import warnings_for
+
+    slow = ddp([STEADY, [1.5 * x for x in STEADY]])
+    slow["experiments"]["train"]["straggler"] = {"rank": 1, "excess_ms": 5.1, "phase": "forward"}
+    lines = [w for w in warnings_for([ddp([STEADY, STEADY]), slow], ["main", "change"]) if "straggler" in w]
+    assert lines == ["change: train: rank 1 is the straggler (+5.100 ms per step in forward): the rows 'slowest rank' "
+                     "and 'whole job' read it, the (rank 0) rows do not."]
