@@ -107,7 +107,7 @@ def _repeats_line(runs: list[dict[str, Any]], labels: list[str], exp: str, count
     for k, j in ((0, 0), (1, i)):
         asked = runs[j].get("config", {}).get("repeat") or 0
         got = counts[k] if counts else 0
-        if isinstance(asked, int) and got < asked:
+        if isinstance(asked, int) and asked > 1 and got < asked:
             out.append(f"{labels[j]}: {got} of {asked} repeats measured {exp}, the others failed (its report.md says "
                        "why)")
     return "; ".join(out)
@@ -155,7 +155,8 @@ def unjudged(rows: list[dict[str, Any]], labels: list[str], pct: float, runs: li
                     or row["why"][i] == WORK_DIFFERS:
                 continue
             found.append(item | {"why": row["why"][i], "note": row["notes"][i] or "no judgement",
-                          "advice": advice(row["why"][i], runs, labels, row["experiment"], row["counts"][i], i)})
+                                 "advice": advice(row["why"][i], runs, labels, row["experiment"], row["counts"][i],
+                                                  i)})
     return found
 
 
