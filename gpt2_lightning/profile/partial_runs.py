@@ -83,7 +83,7 @@ def _write_sweep(e: BaseException, configs: list[ProfileConfig], results: list[d
                  run_dir: Path, key: str, say: Callable[..., None]) -> list[str]:
     """The sweep's table and figure over the points that measured anything, marked interrupted; the console lines
     that say where they are."""
-    from gpt2_lightning.profile.sweep import write_sweep
+    from gpt2_lightning.profile.sweep import point_status, write_sweep
 
     runs = [(getattr(c, key), r) for c, r in zip(configs, results) if r is not None]
     if not runs:
@@ -97,6 +97,6 @@ def _write_sweep(e: BaseException, configs: list[ProfileConfig], results: list[d
 
         return [f"  {write_failure(err.filename or run_dir, err)}"]
     say(table)
-    ran = sum(1 for _, r in runs if r.get("status") in ("complete", "failed"))
+    ran = sum(1 for _, r in runs if point_status(r) != "interrupted")  # the points drawn
     return [f"  sweep table over the {ran} point(s) that ran, marked interrupted: "
             + ", ".join(str(f) for f in files)]

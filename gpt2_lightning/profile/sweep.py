@@ -201,7 +201,8 @@ def write_sweep(key: str, runs: list[tuple[Any, dict[str, Any]]], parent: Path,
     atomic_write_text(files[0], json.dumps(finite_or_null(record), indent=2) + "\n")
     drawn = [r for r in rows if r["status"] != "interrupted"]  # a point cut short is not a point of the trend
     if drawn:
-        plot_sweep(key, drawn, files[2], title=sweep_title(key, runs) + (" · interrupted" if stopped else ""))
+        plot_sweep(key, drawn, files[2], title=sweep_title(key, runs) + (
+            f" · interrupted: {len(drawn)} of {stopped['points']} points" if stopped else ""))
     else:
         files.pop()
     warnings = [f"- **{key}={r[key]}: {exp} figures are unstable** (p90/p10 {s:.2f}); rerun that point with more "
