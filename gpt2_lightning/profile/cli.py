@@ -123,7 +123,7 @@ def check_float8(cfg: ProfileConfig) -> None:
 
 def make_run_dir(cfg: ProfileConfig) -> Path:
     """Create <out>/<run-name>; never reuse an existing directory."""
-    name = cfg.run_name or _dt.datetime.now().strftime("%Y%m%d-%H%M%S")
+    name = cfg.run_name if cfg.run_name is not None else _dt.datetime.now().strftime("%Y%m%d-%H%M%S")
     if not name or "/" in name or name in (".", ".."):
         raise ConfigError("run_name", name, "must be a plain directory name")
     out = Path(cfg.out)
@@ -261,7 +261,10 @@ def main(argv: list[str] | None = None) -> int:
                 say(format_summary(runs[i]))
                 say(f"\nresults: {d / 'results.json'}\n")
     except RunInterrupted as e:
-        say(f"profile.py: interrupted by {e}; what was measured is in {run_dir} (marked incomplete)", file=sys.stderr)
+        if rank0:
+            from gpt2_lightning.profile.partial_runs import after_interrupt
+
+            after_interrupt(e, configs, run_dirs, run_dir, sweep_key, say)  # a sweep's table; what each folder holds
         return e.exit_code
     except ChildFailed as e:  # the child printed its own error above
         say(f"profile.py: {e}; what was measured is in {run_dir}", file=sys.stderr)

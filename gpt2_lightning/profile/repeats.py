@@ -83,19 +83,31 @@ def measure_in_processes(configs: list[ProfileConfig], run_dirs: list[Path], say
             name = " ".join(x for x in (d.name if len(configs) > 1 else "",
                                         f"repeat {r}/{repeat}" if repeat > 1 else "") if x)
             say(f"=== {name} ({k}/{total}, a fresh process) ===", file=sys.stderr, flush=True)
+            stop, code = None, None
             try:
                 code = run_child(cfg, target)
             except RunInterrupted as e:
-                _keep(measured[i], target, d, repeat, str(e))  # what the child saved before it stopped
-                raise
-            data = _keep(measured[i], target, d, repeat)
+                stop = e
+            data = _keep(measured[i], target, d, repeat, str(stop) if stop else None)  # what the child saved
+            if stop is None and code in (128 + signal.SIGINT, 128 + signal.SIGTERM):  # stopped by someone else
+                stop = RunInterrupted(code - 128)
+            if stop is not None:
+                # what each setting measured so far, for the sweep table and the console (profile.partial_runs)
+                stop.progress = {"index": i, "repeat": r, "cut": data,
+                                 "results": [_so_far(m, dd, repeat) for m, dd in zip(measured, run_dirs)]}
+                raise stop
             if data is None:
                 raise ChildFailed(f"{target}: the measurement ended (exit {code}) without writing {RESULTS_FILE}")
             if repeat > 1:
                 say(f"{name}: {repeat_line(data)}", file=sys.stderr, flush=True)
-            if code in (128 + signal.SIGINT, 128 + signal.SIGTERM):  # the child was stopped by someone else
-                raise RunInterrupted(code - 128)
     return [merge_repeats(m, d, repeat) if repeat > 1 else m[0] for m, d in zip(measured, run_dirs)]
+
+
+def _so_far(measured: list[dict[str, Any] | None], run_dir: Path, repeat: int) -> dict[str, Any] | None:
+    """A setting's run-level results over the repeats it has so far; None when none wrote anything."""
+    if not any(measured):
+        return None
+    return merge_repeats(measured, run_dir, repeat) if repeat > 1 else measured[0]
 
 
 def _keep(measured: list[dict[str, Any] | None], target: Path, run_dir: Path, repeat: int,

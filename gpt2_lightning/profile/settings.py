@@ -153,6 +153,12 @@ class ProfileConfig:
         if self.compile and self.warmup_steps < 1:
             raise ConfigError("warmup_steps", self.warmup_steps, "must be at least 1 with --compile: the first step "
                                                                    "compiles, and is never counted")
+        if not self.out.strip():  # "" would write the run into the current directory (the repository root)
+            raise ConfigError("out", repr(self.out), "is empty: name the parent directory of run directories (--out . for the "
+                                           "current directory)")
+        if self.run_name is not None and not self.run_name.strip():  # not silently a timestamp
+            raise ConfigError("run_name", repr(self.run_name), "is empty: name the run directory, or leave the flag out for a "
+                                                "timestamp")
         if self.num_nodes > 1 and not self.run_name:
             raise ConfigError("run_name", None, "is required with --num-nodes > 1: every node must write to the same "
                                                 "run directory")

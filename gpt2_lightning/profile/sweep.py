@@ -5,7 +5,12 @@ high-water mark only rises, and in one process a later, smaller point would read
 Points are listed and drawn in value order (batch 1, 4, 16; models by size), whatever order they were given in.
 Every experiment of a point is judged for noise (gpt2_lightning.report.noise): on a busy machine one point can read 1.71 s
 against 64 ms for the next, and the table says so instead of drawing it as a trend; a point with too few steps to
-judge says so too.
+judge says so too. A figure that is NaN or infinite in a point's results.json (another tool, an old version, a hand
+edit) is not measured: a gap in the table and the figure, never judged.
+
+A sweep stopped by a signal (gpt2_lightning.profile.partial_runs) still gets its table and figure, over the points
+that ran: sweep.json says ``"status": "interrupted"``, the point cut short is a row marked so (its figures are
+over the steps it timed, and it is not drawn), and the points never run are listed.
 """
 
 from __future__ import annotations
@@ -59,21 +64,42 @@ def point_noise(data: dict[str, Any]) -> dict[str, Any]:
             continue
         stats = timed_stats(exp, result)
         n = (stats or {}).get("n") or 0
+        if stats is not None and stats.get("median_ms") is None:  # a non-finite median, read as null
+            out[exp] = {"n": n, "spread": None, "unstable": False, "not_measured": True}
+            continue
         judged = n >= MIN_STEPS_TO_JUDGE
         out[exp] = {"n": n, "spread": spread(stats) if judged else None,
                     "unstable": judged and unstable(exp, result) is not None, "load_avg": result.get("load_avg")}
     return out
 
 
+def cut_short(data: dict[str, Any]) -> bool:
+    """Whether a point's figures include an experiment stopped by a signal (over fewer steps than asked)."""
+    return any(isinstance(r, dict) and r.get("interrupted") for r in data.get("experiments", {}).values())
+
+
+def point_status(data: dict[str, Any]) -> str:
+    """complete, failed, interrupted (figures over the steps timed before the signal), or '2 of 3 repeats ran'."""
+    from gpt2_lightning.report.repeat_summary import ran_text, repeats_ran
+
+    if cut_short(data):
+        return "interrupted"
+    if data.get("repeats") and repeats_ran(data)[0] < repeats_ran(data)[1]:
+        return ran_text(data).split(" (")[0]
+    return str(data.get("status") or "-")
+
+
 def sweep_rows(key: str, runs: list[tuple[Any, dict[str, Any]]]) -> list[dict[str, Any]]:
     rows = []
     for value, data in sorted(runs, key=lambda r: value_order(key, r[0])):
-        row: dict[str, Any] = {key: value}
+        data = finite_or_null(data)  # NaN / infinite figures are not measured: never shown, judged or drawn
+        row: dict[str, Any] = {key: value, "status": point_status(data)}
         for column, exp, path in SWEEP_COLUMNS:
             row[column] = dig(data.get("experiments", {}).get(exp, {}), path)
         train = data.get("experiments", {}).get("train", {})
         step = dig(train, ("phases", "step"))
-        row["train step p10-p90 ms"] = [step["p10_ms"], step["p90_ms"]] if step and step.get("n") else None
+        span = [(step or {}).get("p10_ms"), (step or {}).get("p90_ms")]
+        row["train step p10-p90 ms"] = span if step and step.get("n") and None not in span else None
         row["noise"] = point_noise(data)
         row["errors"] = {e: r["error"] for e, r in data.get("experiments", {}).items() if "error" in r}
         rows.append(row)
@@ -90,14 +116,15 @@ def noise_cell(row: dict[str, Any]) -> str:
     if not noise:
         return "-"
     bad = unstable_experiments(row)
-    few = [f"{exp} ({x['n']})" for exp, x in noise.items() if x["spread"] is None]
+    gone = [exp for exp, x in noise.items() if x.get("not_measured")]
+    few = [f"{exp} ({x['n']})" for exp, x in noise.items() if x["spread"] is None and not x.get("not_measured")]
     good = [exp for exp, x in noise.items() if x["spread"] is not None and not x["unstable"]]
-    parts = []
+    parts = [f"not measured: {', '.join(gone)}"] if gone else []
     if bad:
         loads = [x["load_avg"][0] for x in noise.values() if x["unstable"] and x.get("load_avg")]
         parts.append("UNSTABLE " + ", ".join(f"{exp} p90/p10 {s:.2f}" for exp, s in bad)
                      + (f", load {max(loads):.2f}" if loads else ""))
-    if good and (bad or few):
+    if good and (bad or few or gone):
         parts.append(f"ok: {', '.join(good)}")
     if few:
         parts.append(f"not judged (under {MIN_STEPS_TO_JUDGE}): {', '.join(few)}")
@@ -124,11 +151,14 @@ def _column_format(column: str, values: list[Any]) -> tuple[str, Any]:
 
 
 def format_sweep(key: str, rows: list[dict[str, Any]], markdown: bool = False) -> str:
-    """One row per value, in value order; one number format per column."""
+    """One row per value, in value order; one number format per column; a status column when a point did not end
+    complete (a sweep cut short)."""
     columns = [c for c, _, _ in SWEEP_COLUMNS if any(r[c] is not None for r in rows)]
     formats = [_column_format(c, [r[c] for r in rows]) for c in columns]
-    header = [key, *(h for h, _ in formats), "noise", "failed"]
-    body = [[str(r[key]), *(fmt(r[c]) if r[c] is not None else "-" for c, (_, fmt) in zip(columns, formats)),
+    status = any(r.get("status") not in ("complete", "failed") for r in rows)
+    header = [key, *(["status"] if status else []), *(h for h, _ in formats), "noise", "failed"]
+    body = [[str(r[key]), *([r.get("status", "-")] if status else []),
+             *(fmt(r[c]) if r[c] is not None else "-" for c, (_, fmt) in zip(columns, formats)),
              noise_cell(r), ", ".join(r["errors"]) or "-"] for r in rows]
     return render_table(header, body, markdown)
 
@@ -145,18 +175,45 @@ def sweep_title(key: str, runs: list[tuple[Any, dict[str, Any]]]) -> str:
     return " · ".join(parts)
 
 
-def write_sweep(key: str, runs: list[tuple[Any, dict[str, Any]]], parent: Path) -> tuple[str, list[Path]]:
-    """sweep.json (the rows), sweep.md (table + figure) and sweep.png in the sweep's parent directory."""
+def interrupted_line(key: str, rows: list[dict[str, Any]], stopped: dict[str, Any]) -> str:
+    """What a sweep stopped by a signal holds: the points that ran, the one cut short, the ones never run."""
+    ran = [str(r[key]) for r in rows if r["status"] != "interrupted"]
+    cut = [str(r[key]) for r in rows if r["status"] == "interrupted"]
+    text = (f"This sweep was interrupted by {stopped['by']}: {len(ran)} of {stopped['points']} points ran"
+            + (f" ({key}={', '.join(ran)})" if ran else ""))
+    if cut:
+        text += f"; {key}={', '.join(cut)} was cut short (its figures are over the steps it timed; not drawn)"
+    if stopped.get("not_run"):
+        text += f"; not run: {key}={', '.join(map(str, stopped['not_run']))}"
+    return text + "."
+
+
+def write_sweep(key: str, runs: list[tuple[Any, dict[str, Any]]], parent: Path,
+                stopped: dict[str, Any] | None = None) -> tuple[str, list[Path]]:
+    """sweep.json (the rows), sweep.md (table + figure) and sweep.png in the sweep's parent directory.
+
+    ``stopped``: a sweep cut short by a signal, ``{"by": "SIGINT", "points": N asked, "not_run": [values]}``."""
     rows = sweep_rows(key, runs)
     files = [parent / "sweep.json", parent / "sweep.md", parent / "sweep.png"]
-    atomic_write_text(files[0], json.dumps(finite_or_null({"key": key, "rows": rows}), indent=2) + "\n")
-    plot_sweep(key, rows, files[2], title=sweep_title(key, runs))
+    record: dict[str, Any] = {"key": key, "status": "interrupted" if stopped else "complete", "rows": rows}
+    if stopped:
+        record |= {"interrupted_by": stopped["by"], "not_run": stopped.get("not_run", [])}
+    atomic_write_text(files[0], json.dumps(finite_or_null(record), indent=2) + "\n")
+    drawn = [r for r in rows if r["status"] != "interrupted"]  # a point cut short is not a point of the trend
+    if drawn:
+        plot_sweep(key, drawn, files[2], title=sweep_title(key, runs) + (
+            f" · interrupted: {len(drawn)} of {stopped['points']} points" if stopped else ""))
+    else:
+        files.pop()
     warnings = [f"- **{key}={r[key]}: {exp} figures are unstable** (p90/p10 {s:.2f}); rerun that point with more "
                 "--steps on a quiet machine." for r in rows for exp, s in unstable_experiments(r)]
+    if stopped:
+        warnings.insert(0, f"- **{interrupted_line(key, rows, stopped)}**")
     notes = ("Each point was measured in its own process. Memory: on a CPU the peak RSS of that process (the "
              "libraries included), on a GPU the peak allocated by tensors. Noise: every experiment of a point, "
              f"p90/p10 of its steps (of its repeats' medians with --repeat); under {MIN_STEPS_TO_JUDGE} not judged.")
     atomic_write_text(files[1], f"# Sweep over {key}\n\n{sweep_title(key, runs)}\n\n"
                       + ("\n".join(warnings) + "\n\n" if warnings else "")
-                      + f"{format_sweep(key, rows, markdown=True)}\n\n{notes}\n\n![sweep](sweep.png)\n")
+                      + f"{format_sweep(key, rows, markdown=True)}\n\n{notes}\n"
+                      + ("\n![sweep](sweep.png)\n" if drawn else ""))
     return format_sweep(key, rows), files

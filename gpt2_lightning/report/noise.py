@@ -168,15 +168,18 @@ def contention_lines(data: dict[str, Any]) -> list[str]:
         switches = max((m.get("involuntary_switches") or 0 for m in machines), default=0)
         load = result.get("load_avg")
         if threads > 1 and load and load[0] > cpus:
+            # the threads were pushed off their cores only if the kernel says it switched them out (not 0 times)
+            pushed = (f", so each parallel operator waited for threads pushed off their cores ({switches} involuntary "
+                      "context switches)" if switches else "")
             lines.append(f"WARNING: {exp}: torch ran {threads} threads on {cpus} usable CPUs with a load average of "
-                         f"{load[0]:.2f}: more runnable work than cores, so each parallel operator waited for threads "
-                         f"pushed off their cores ({switches} involuntary context switches). --threads 1 gives "
-                         "steadier figures on a shared machine.")
+                         f"{load[0]:.2f}: more runnable work than cores{pushed}. --threads 1 gives steadier figures "
+                         "on a shared machine.")
         waited = [w for w in map(kept_waiting, machines) if w is not None]
         if waited:
             who = (f"in {len(waited)} of {len(machines)} repeats the threads waited for a core up to"
                    if data.get("repeats") else "its threads waited for a core")
-            lines.append(f"WARNING: {exp}: {who} {max(waited):.0%} of the time they were ready to run ({switches} "
-                         "involuntary context switches): other work held the cores, so these times are slower than "
-                         "this machine's own. Measure on a quiet machine.")
+            counted = f" ({switches} involuntary context switches)" if switches else ""
+            lines.append(f"WARNING: {exp}: {who} {max(waited):.0%} of the time they were ready to run{counted}: other "
+                         "work held the cores, so these times are slower than this machine's own. Measure on a quiet "
+                         "machine.")
     return lines

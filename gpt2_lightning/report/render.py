@@ -10,7 +10,7 @@ from gpt2_lightning.report.formats import fmt_ms, fmt_rate
 from gpt2_lightning.report.diagnosis import markdown as diagnosis_markdown
 from gpt2_lightning.report.diagnosis import summary_lines as diagnosis_summary_lines
 from gpt2_lightning.report.noise import TIMED_PHASE, instability_lines
-from gpt2_lightning.report.repeat_summary import repeat_lines
+from gpt2_lightning.report.repeat_summary import repeat_lines, status_line
 from gpt2_lightning.report.timing import fit_line, host_line
 from gpt2_lightning.report.training import LOSS_PLOT, diverged_lines, loss_section, title
 
@@ -189,7 +189,7 @@ def render_report(data: dict[str, Any], plots: dict[str, str]) -> str:
     out = [title(data), "", headline(data), ""]
     out += [f"- {line}" for line in repeat_lines(data)] + ([""] if data.get("repeats") else [])
     if data.get("status") != "complete":
-        out += [f"**This run is {data.get('status')}: some experiments did not finish.**", ""]
+        out += [f"**{status_line(data)}**", ""]
     warned = diverged_lines(data) + instability_lines(data)
     out += [f"**{line}**" for line in warned] + ([""] if warned else [])
     profiler = data.get("config", {}).get("profiler", "none")

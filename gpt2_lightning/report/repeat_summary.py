@@ -79,6 +79,8 @@ def merge_repeats(repeats: list[dict[str, Any] | None], run_dir: Path, asked: in
     experiments: dict[str, Any] = {}
     for exp in dict.fromkeys(e for r in done for e in r.get("experiments", {})):
         results = [(n, r["experiments"][exp]) for n, r in numbered if _measured(r.get("experiments", {}).get(exp))]
+        whole = [(n, x) for n, x in results if not x.get("interrupted")]
+        results = whole or results  # a repeat cut short by a signal counts only when no repeat measured it whole
         if results:
             experiments[exp] = merge_experiment(exp, results, config)
         else:  # no repeat measured it: the first repeat's error says why
@@ -100,6 +102,31 @@ def merge_repeats(repeats: list[dict[str, Any] | None], run_dir: Path, asked: in
     }
 
 
+def repeats_ran(data: dict[str, Any]) -> tuple[int, int]:
+    """(repeats that ran to their end, repeats asked for) of a repeated run: one stopped by a signal did not."""
+    repeats = data.get("repeats") or []
+    ran = sum(1 for r in repeats if r.get("status") != "incomplete")
+    return ran, max((data.get("config") or {}).get("repeat") or 0, len(repeats))
+
+
+def ran_text(data: dict[str, Any]) -> str:
+    """'5 repeats', or '1 of 5 repeats ran' (and which one was cut short) when the run stopped early."""
+    ran, asked = repeats_ran(data)
+    if ran == asked:
+        return f"{ran} repeats"
+    cut = [r["index"] for r in data.get("repeats") or [] if r.get("status") == "incomplete"]
+    return f"{ran} of {asked} repeats ran" + (f" (repeat {', '.join(map(str, cut))} was cut short)" if cut else "")
+
+
+def status_line(data: dict[str, Any]) -> str:
+    """report.md's line for a run that is not complete: for a repeated run stopped early, how many repeats ran."""
+    status = data.get("status")
+    if data.get("repeats") and repeats_ran(data)[0] < repeats_ran(data)[1]:
+        by = f", interrupted by {data['interrupted_by']}" if data.get("interrupted_by") else ""
+        return f"This run is {status}{by}: {ran_text(data)}; its figures are over what those repeats measured."
+    return f"This run is {status}: some experiments did not finish."
+
+
 def repeat_lines(data: dict[str, Any]) -> list[str]:
     """What a repeated run's figures are, and each experiment's median per repeat (nothing for a single run)."""
     from gpt2_lightning.report.formats import fmt_ms
@@ -107,7 +134,7 @@ def repeat_lines(data: dict[str, Any]) -> list[str]:
     repeats = data.get("repeats")
     if not repeats:
         return []
-    lines = [f"{len(repeats)} repeats, each a fresh process ({repeats[0]['dir']}/ ... {repeats[-1]['dir']}/): each "
+    lines = [f"{ran_text(data)}, each a fresh process ({repeats[0]['dir']}/ ... {repeats[-1]['dir']}/): each "
              "figure is the median of the repeats' medians; p10, p90 and n are between repeats (n counts repeats)."]
     for exp, result in data.get("experiments", {}).items():
         block = result.get("repeats") if isinstance(result, dict) else None

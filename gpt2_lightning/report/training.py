@@ -11,6 +11,41 @@ from pathlib import Path
 from typing import Any
 
 LOSS_PLOT = "loss.png"
+# a logged train loss is one batch's: two of them differ by more than the run learned (1.83 at step 309 -> 2.19 at
+# step 599 while validation fell 1.72 -> 1.59). The first and last are quoted as means over this many logged steps.
+LOSS_MEAN_OVER = 10
+
+
+def loss_means(values: list[dict[str, Any]], k: int = LOSS_MEAN_OVER) -> dict[str, Any] | None:
+    """The mean train loss over the first and over the last k logged steps (fewer when fewer were logged; non-finite
+    losses left out and counted): {"k", "first", "first_steps", "last", "last_steps", "not_finite"}; None with no
+    finite loss."""
+    finite = [x for x in values if isinstance(x.get("loss"), (int, float)) and math.isfinite(x["loss"])]
+    if not finite:
+        return None
+    k = max(1, min(k, len(finite) // 2))  # the first k and the last k never overlap
+    head, tail = finite[:k], finite[-k:]
+    return {"k": k, "first": sum(x["loss"] for x in head) / k, "first_steps": (head[0]["step"], head[-1]["step"]),
+            "last": sum(x["loss"] for x in tail) / k, "last_steps": (tail[0]["step"], tail[-1]["step"]),
+            "not_finite": len(values) - len(finite)}
+
+
+def _steps(span: tuple[int, int]) -> str:
+    return f"step {span[0]}" if span[0] == span[1] else f"steps {span[0]}-{span[1]}"
+
+
+def train_loss_line(values: list[dict[str, Any]]) -> str | None:
+    """train loss: mean of the first 10 logged steps (steps 9-99) 2.4561 -> of the last 10 (steps 209-299) 1.6093."""
+    m = loss_means(values)
+    if m is None:
+        return None
+    if m["k"] > 1:
+        line = (f"train loss: mean of the first {m['k']} logged steps ({_steps(m['first_steps'])}) {m['first']:.4f} "
+                f"-> of the last {m['k']} ({_steps(m['last_steps'])}) {m['last']:.4f}")
+    else:  # too few logged steps for a mean: say that these are single batches
+        line = (f"train loss: {m['first']:.4f} at step {m['first_steps'][0]} -> {m['last']:.4f} at step "
+                f"{m['last_steps'][0]} (single batches: too few logged steps for a mean)")
+    return line + (f"; {m['not_finite']} logged step(s) not finite, left out" if m["not_finite"] else "")
 
 
 def is_training_run(data: dict[str, Any]) -> bool:
@@ -42,11 +77,17 @@ def loss_section(data: dict[str, Any], plots: dict[str, str]) -> list[str]:
     if not is_training_run(data) or not (train.get("train_loss") or train.get("val_loss")):
         return []
     out = ["## Training", "", "| | first | last |", "|---|---:|---:|"]
-    for name, key in (("train loss", "train_loss"), ("validation loss", "val_loss")):
-        values = train.get(key) or []
-        if values:
-            out.append(f"| {name} (step {values[0]['step']} → {values[-1]['step']}) | {values[0]['loss']:.4f} | "
-                       f"{values[-1]['loss']:.4f} |")
+    m = loss_means(train.get("train_loss") or [])
+    if m is not None and m["k"] > 1:  # means, not single batches: one batch's loss moves more than the run learns
+        out.append(f"| train loss, mean of {m['k']} logged steps ({_steps(m['first_steps'])} → "
+                   f"{_steps(m['last_steps'])}) | {m['first']:.4f} | {m['last']:.4f} |")
+    elif m is not None:
+        out.append(f"| train loss (step {m['first_steps'][0]} → {m['last_steps'][0]}) | {m['first']:.4f} | "
+                   f"{m['last']:.4f} |")
+    values = train.get("val_loss") or []
+    if values:
+        out.append(f"| validation loss (step {values[0]['step']} → {values[-1]['step']}) | {values[0]['loss']:.4f} | "
+                   f"{values[-1]['loss']:.4f} |")
     val = train.get("val_loss") or []
     if val and val[0].get("perplexity") is not None:
         out.append(f"| validation perplexity | {val[0]['perplexity']:.4g} | {val[-1]['perplexity']:.4g} |")
@@ -71,7 +112,17 @@ def plot_loss(data: dict[str, Any], path: Path) -> Path | None:
     fig, ax = plt.subplots(figsize=(6.5, 3.4))
     for name, points, style in curves:
         if points:
-            ax.plot([p["step"] for p in points], [p["loss"] for p in points], style, label=name, markersize=4)
+            ax.plot([p["step"] for p in points], [p["loss"] for p in points], style, label=name, markersize=4,
+                    alpha=0.55 if name == "train" else 1.0)
+    m = loss_means(train.get("train_loss") or [])
+    if m is not None and m["k"] > 1:  # what the console and report.md quote, drawn where it was taken
+        for mean, span in ((m["first"], m["first_steps"]), (m["last"], m["last_steps"])):
+            ax.plot(span, [mean, mean], "-", color="black", linewidth=2)
+        ax.plot([], [], "-", color="black", linewidth=2, label=f"train, mean of {m['k']} logged steps")
+    finite = [p["loss"] for _, points, _ in curves for p in points
+              if isinstance(p.get("loss"), (int, float)) and math.isfinite(p["loss"])]
+    if finite:  # from 0 (a cross-entropy never goes below it) to above the highest point: nothing clipped
+        ax.set_ylim(0, max(finite) * 1.08)
     ax.set_xlabel("optimizer step")
     ax.set_ylabel("loss (cross-entropy)")
     ax.legend(fontsize=8, frameon=False)

@@ -69,6 +69,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="when the run directory exists: 'error' (exit 2) or 'rename' (add a -N suffix)")
     p.add_argument("--warmup-steps", type=int, default=2, metavar="N",
                    help="steps the timing callbacks do not count (not the learning-rate warm-up)")
+    p.add_argument("--threads", type=int, default=None, metavar="N",
+                   help=ProfileConfig.__dataclass_fields__["threads"].metadata["help"])  # profile.py's, word for word
     p.add_argument("--seed", type=int, default=1337, metavar="N", help="seed for model init and the data order")
     p.add_argument("--compile", action="store_true", help="run the model through torch.compile")
     p.add_argument("--verbose", action="store_true", help="show Lightning's own messages and warnings")
@@ -107,7 +109,7 @@ def parse(argv):
         accelerator=args.accelerator, devices=args.devices, strategy=args.strategy, precision=args.precision,
         model=args.model, n_layer=args.n_layer, n_head=args.n_head, n_embd=args.n_embd, batch_size=args.batch_size,
         seq_len=args.seq_len, warmup_steps=args.warmup_steps, steps=max(1, args.max_steps - args.warmup_steps),
-        compile=args.compile,
+        compile=args.compile, threads=args.threads,
         out=args.out, run_name=args.run_name, if_exists=args.if_exists, seed=args.seed, verbose=args.verbose,
         data=args.data, experiments="train",
     )
@@ -117,6 +119,10 @@ def parse(argv):
 
         resume = inspect_checkpoint(args.resume)
         check_resume(resume, args, dataclasses.asdict(cfg.gpt_config()), decay_given)
+    to_run = args.max_steps - (resume["step"] if resume else 0)  # a resumed run counts on from its checkpoint
+    if args.warmup_steps >= to_run:  # else every step is warm-up: no figure, and "complete"
+        raise ConfigError("warmup_steps", args.warmup_steps, f"must be below the {to_run} step(s) this run trains "
+                                                             "(--max-steps): warm-up steps are never timed")
     return args, cfg, resume
 
 
@@ -179,11 +185,15 @@ def training_lines(train: dict) -> str:
     lines = [""]
     if train.get("resumed_from"):
         lines.append(f"resumed from step {train['resumed_from']['step']}")
-    for name, key in (("train loss", "train_loss"), ("validation loss", "val_loss")):
-        values = train.get(key) or []
-        if values:
-            lines.append(f"{name}: {values[0]['loss']:.4f} at step {values[0]['step']} -> {values[-1]['loss']:.4f} "
-                         f"at step {values[-1]['step']}")
+    from gpt2_lightning.report.training import train_loss_line
+
+    line = train_loss_line(train.get("train_loss") or [])  # means over logged steps, not two single batches
+    if line:
+        lines.append(line)
+    values = train.get("val_loss") or []
+    if values:
+        lines.append(f"validation loss: {values[0]['loss']:.4f} at step {values[0]['step']} -> "
+                     f"{values[-1]['loss']:.4f} at step {values[-1]['step']}")
     if train.get("fit"):
         from gpt2_lightning.report.timing import fit_text
 

@@ -53,6 +53,10 @@ def train(cfg: ProfileConfig, args: argparse.Namespace, run_dir: Path, resume: d
     ``resume``: what ``checkpoints.inspect_checkpoint`` read from --resume (its step), when resuming.
     """
     apply_matmul_precision(cfg)
+    if cfg.threads is not None:
+        import torch
+
+        torch.set_num_threads(cfg.threads)  # before anything runs, so that env records it (as profile.py)
     env = measured_env(run_device(cfg))  # this process's own device
     data = TokenFileDataModule(args.data, cfg.seq_len, cfg.batch_size, seed=cfg.seed, val_batches=args.val_batches)
     L.seed_everything(cfg.seed, verbose=False)

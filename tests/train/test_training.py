@@ -178,11 +178,13 @@ def test_resume_refusals_are_one_line_and_leave_no_run_directory(data_dir, tmp_p
         assert len(err) == 1 and needle in err[0], (extra, err)
         assert not (tmp_path / "again").exists()
     # unset, --lr-decay-steps is the checkpoint's; a change is taken only when asked for
-    assert _train_main(*common, "--resume", ckpt, "--max-steps", "6", "--run-name", "inherits") == 0
+    # two steps left: warm-up 1, so that one is timed (warm-up 2 would leave none, refused)
+    assert _train_main(*common, "--resume", ckpt, "--max-steps", "6", "--warmup-steps", "1", "--run-name",
+                       "inherits") == 0
     assert "resumed from step 4" in capsys.readouterr().err
     cfg = json.loads((tmp_path / "inherits" / "results.json").read_text())["config"]["train"]
     assert cfg["lr_decay_steps"] == 8
-    assert _train_main(*common, "--resume", ckpt, "--max-steps", "6", "--lr-decay-steps", "16",
+    assert _train_main(*common, "--resume", ckpt, "--max-steps", "6", "--lr-decay-steps", "16", "--warmup-steps", "1",
                        "--allow-schedule-change", "--run-name", "changed") == 0
 
 
