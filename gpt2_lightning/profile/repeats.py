@@ -86,8 +86,10 @@ def measure_in_processes(configs: list[ProfileConfig], run_dirs: list[Path], say
             try:
                 code = run_child(cfg, target)
             except RunInterrupted as e:
+                _park(target, repeat)
                 _keep(measured[i], target, d, repeat, str(e))  # what the child saved before it stopped
                 raise
+            _park(target, repeat)
             data = _keep(measured[i], target, d, repeat)
             if data is None:
                 raise ChildFailed(f"{target}: the measurement ended (exit {code}) without writing {RESULTS_FILE}")
@@ -96,6 +98,15 @@ def measure_in_processes(configs: list[ProfileConfig], run_dirs: list[Path], say
             if code in (128 + signal.SIGINT, 128 + signal.SIGTERM):  # the child was stopped by someone else
                 raise RunInterrupted(code - 128)
     return [merge_repeats(m, d, repeat) if repeat > 1 else m[0] for m, d in zip(measured, run_dirs)]
+
+
+def _park(target: Path, repeat: int) -> None:
+    """A repeat's TensorBoard logs leave TensorBoard's run list (the run lists one run per experiment, its summary);
+    ``python -m gpt2_lightning.report.tensorboard_logs --show-repeats RUN`` lists them again."""
+    if repeat > 1:
+        from gpt2_lightning.report.tensorboard_files import park_events
+
+        park_events(target)
 
 
 def _keep(measured: list[dict[str, Any] | None], target: Path, run_dir: Path, repeat: int,
