@@ -97,7 +97,24 @@ def estimate_line(cfg: Any, rates: MachineRates) -> tuple[float, str | None]:
             f"B{cfg.batch_size} x T{cfg.seq_len}, {cfg.warmup_steps} + {cfg.steps} steps each, at the "
             f"{rates.flops_per_s / 1e9:.0f} GFLOP/s this machine's matmul reached just now); for a first look in "
             f"seconds: {QUICK}")
-    return total, line
+    busy = busy_note()
+    return total, line + (f"; {busy}" if busy else "")
+
+
+def busy_note(load: float | None = None, cpus: int | None = None) -> str | None:
+    """Other work slows the run below the machine's own speed, which is what the estimate is: say so when the load
+    average exceeds the usable cores. Measured: a run estimated at 50 s took 2 min 1 s while its threads waited for
+    a core 50-75% of the time (docs/reading-results.md)."""
+    import os
+
+    try:
+        load = os.getloadavg()[0] if load is None else load
+        cpus = len(os.sched_getaffinity(0)) if cpus is None else cpus
+    except (OSError, AttributeError):
+        return None
+    if load <= cpus:
+        return None
+    return f"other work loads this machine (load {load:.1f} on {cpus} cores): expect up to {load / cpus:.1f}x longer"
 
 
 def say_estimate(cfg: Any, device_type: str, say: Callable[[str], None],
