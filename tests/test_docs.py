@@ -2,12 +2,15 @@
 (argparse only: nothing runs), and every relative link points at a file, and its #anchor at a heading, that exists."""
 
 import argparse
+import contextlib
+import io
 import re
 import runpy
 import shlex
 import sys
 import types
 from pathlib import Path
+from unittest import mock
 
 import pytest
 
@@ -92,26 +95,36 @@ def test_the_pages_show_commands_and_the_readme_is_short():
     assert first[0] == "profile" and "cpu" in first[1] and "tiny" in first[1], first
 
 
-@pytest.mark.parametrize("page, script, args", _all_commands(), ids=lambda x: x if isinstance(x, str) else None)
-def test_every_command_shown_parses(page, script, args, monkeypatch):
-    """argparse alone judges the flags: parse_args is stopped once it has parsed, so nothing runs."""
+def parse_error(script: str, args: list[str]) -> str | None:
+    """Why scripts/<script>.py does not take these arguments, or None. argparse alone judges them: parse_args is
+    stopped once it has parsed, so nothing runs."""
     real = argparse.ArgumentParser.parse_args
 
     def parse_then_stop(self, argv=None, namespace=None):
         raise Parsed(real(self, argv, namespace))
 
-    monkeypatch.setattr(argparse.ArgumentParser, "parse_args", parse_then_stop)
-    monkeypatch.setattr(sys, "argv", [f"scripts/{script}.py", *args])
     # scripts import _bootstrap (the repository on sys.path, scripts/ off it: scripts/profile.py would shadow the
-    # standard library's profile); the tests already run from the repository root
-    monkeypatch.setitem(sys.modules, "_bootstrap", types.ModuleType("_bootstrap"))
-    with pytest.raises(Parsed):
+    # standard library's profile); the tests already run from the repository root, so an empty one stands in (and
+    # stays: sys.modules is not restored as a whole, which would unload torch's modules and load them twice)
+    sys.modules.setdefault("_bootstrap", types.ModuleType("_bootstrap"))
+    with mock.patch.object(argparse.ArgumentParser, "parse_args", parse_then_stop), \
+            mock.patch.object(sys, "argv", [f"scripts/{script}.py", *args]), \
+            contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()) as err:
         try:
             runpy.run_path(str(ROOT / "scripts" / f"{script}.py"), run_name="__main__")
+        except Parsed:
+            return None
         except SystemExit as e:
             if e.code == 0 and {"--help", "-h"} & set(args):
-                raise Parsed(None) from None  # --help: argparse printed the help and stopped
-            pytest.fail(f"{page}: scripts/{script}.py {shlex.join(args)} does not parse (exit {e.code})")
+                return None  # --help: argparse printed the help and stopped
+            return f"exit {e.code}: {err.getvalue().strip()}"
+    return "it ran without parsing its arguments"
+
+
+@pytest.mark.parametrize("page, script, args", _all_commands(), ids=lambda x: x if isinstance(x, str) else None)
+def test_every_command_shown_parses(page, script, args):
+    error = parse_error(script, args)
+    assert error is None, f"{page}: scripts/{script}.py {shlex.join(args)}: {error}"
 
 
 @pytest.mark.parametrize("page", PAGES, ids=lambda p: p.name)
@@ -137,3 +150,5 @@ def test_the_checks_catch_a_dead_link_and_a_bad_flag(tmp_path):
                     "python scripts/profile.py --accelerator cpu --stepz 3   # a typo\n```\n", encoding="utf-8")
     assert links(page) == ["#top", "#nowhere", "missing.md"] and anchors(page) == {"top"}
     assert commands(page) == [("profile", ["--accelerator", "cpu", "--stepz", "3"])]
+    assert "did you mean --steps" in parse_error("profile", ["--accelerator", "cpu", "--stepz", "3"])
+    assert parse_error("compare", ["runs/a", "runs/b", "--fail-if-slower", "x"]).startswith("exit 2")
