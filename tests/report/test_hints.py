@@ -67,3 +67,17 @@ def test_a_run_where_everything_ran_out_of_memory_prints_no_empty_table():
     assert "median" not in text and "-----" not in text, text
     assert "train: FAILED: train: out of memory" in text
     assert "| experiment | phase |" not in markdown_summary(data)
+
+
+def test_a_folder_of_runs_names_commands_that_paste(tmp_path):
+    from gpt2_lightning.report.run_folders import describe_folder
+
+    folder = tmp_path / "my runs"
+    for name in ("a", "b"):
+        (folder / name).mkdir(parents=True)
+        (folder / name / "results.json").write_text("{}")
+    text = describe_folder(folder, "compare.py", "history.py")
+    trend = text.split("see their trend: ", 1)[1]
+    assert shlex.split(trend) == ["history.py", str(folder)]
+    pair = text.split("compare two of them (", 1)[1].split(")", 1)[0]
+    assert shlex.split(pair) == ["compare.py", str(folder / "a"), str(folder / "b")]
