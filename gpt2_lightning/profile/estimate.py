@@ -93,7 +93,10 @@ def estimate_line(cfg: Any, rates: MachineRates) -> tuple[float, str | None]:
     if total < WORTH_SAYING_S:
         return total, None
     split = ", ".join(f"{exp} {fmt_duration(s)}" for exp, s in parts.items())
-    line = (f"this run will take about {fmt_duration(total)} on this CPU ({split}: {cfg.model}, "
+    repeat = getattr(cfg, "repeat", 1) or 1  # each repeat is a process of its own, and each says this line
+    what = (f"each of the {repeat} repeats will take about {fmt_duration(total)} ({fmt_duration(total * repeat)} in "
+            f"all)" if repeat > 1 else f"this run will take about {fmt_duration(total)}")
+    line = (f"{what} on this CPU ({split}: {cfg.model}, "
             f"B{cfg.batch_size} x T{cfg.seq_len}, {cfg.warmup_steps} + {cfg.steps} steps each, at the "
             f"{rates.flops_per_s / 1e9:.0f} GFLOP/s this machine's matmul reached just now); for a first look in "
             f"seconds: {QUICK}")

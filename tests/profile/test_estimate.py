@@ -66,3 +66,14 @@ def test_a_busy_machine_is_named_in_the_line():
 
     assert busy_note(load=1.5, cpus=2) is None
     assert busy_note(load=6.0, cpus=2) == "other work loads this machine (load 6.0 on 2 cores): expect up to 3.0x longer"
+
+
+def test_a_repeated_run_says_each_repeat_and_the_whole():
+    from gpt2_lightning.profile.estimate import MachineRates, estimate_line
+
+    rates = MachineRates(flops_per_s=100e9, init_values_per_s=1e12)
+    once, _ = estimate_line(_cfg(model="gpt2", experiments="train", no_energy=True), rates)
+    total, line = estimate_line(_cfg(model="gpt2", experiments="train", no_energy=True, repeat=5), rates)
+    assert total == once  # per repeat: each is its own process
+    assert line.startswith(f"each of the 5 repeats will take about {round(once / 60)} min "
+                           f"({round(5 * once / 60)} min in all) on this CPU")
