@@ -1,4 +1,4 @@
-"""The README's "Timing your own training" example runs as written and prints the figures it promises."""
+"""docs/training.md's "Timing your own training" example runs as written and prints the figures it promises."""
 
 import contextlib
 import io
@@ -9,12 +9,12 @@ from tests.conftest import ROOT
 
 
 def test_own_training_example_runs(tmp_path, monkeypatch):
-    text = (Path(ROOT) / "README.md").read_text(encoding="utf-8")
+    text = (Path(ROOT) / "docs" / "training.md").read_text(encoding="utf-8")
     code = re.search(r"<!-- readme-example: own-training -->\n```python\n(.*?)```", text, re.S).group(1)
     monkeypatch.chdir(tmp_path)
     out = io.StringIO()
     with contextlib.redirect_stdout(out):
-        exec(compile(code, "README.md", "exec"), {})
+        exec(compile(code, "docs/training.md", "exec"), {})
     printed = out.getvalue()
     for phase in ("data", "forward", "backward", "optimizer", "step", "checkpoint", "validation"):
         assert f"'{phase}'" in printed, printed

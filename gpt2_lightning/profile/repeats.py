@@ -88,6 +88,7 @@ def measure_in_processes(configs: list[ProfileConfig], run_dirs: list[Path], say
                 code = run_child(cfg, target)
             except RunInterrupted as e:
                 stop = e
+            _park(target, repeat)
             data = _keep(measured[i], target, d, repeat, str(stop) if stop else None)  # what the child saved
             if stop is None and code in (128 + signal.SIGINT, 128 + signal.SIGTERM):  # stopped by someone else
                 stop = RunInterrupted(code - 128)
@@ -108,6 +109,15 @@ def _so_far(measured: list[dict[str, Any] | None], run_dir: Path, repeat: int) -
     if not any(measured):
         return None
     return merge_repeats(measured, run_dir, repeat) if repeat > 1 else measured[0]
+
+
+def _park(target: Path, repeat: int) -> None:
+    """A repeat's TensorBoard logs leave TensorBoard's run list (the run lists one run per experiment, its summary);
+    ``python -m gpt2_lightning.report.tensorboard_logs --show-repeats RUN`` lists them again."""
+    if repeat > 1:
+        from gpt2_lightning.report.tensorboard_files import park_events
+
+        park_events(target)
 
 
 def _keep(measured: list[dict[str, Any] | None], target: Path, run_dir: Path, repeat: int,

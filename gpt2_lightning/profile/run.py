@@ -16,6 +16,7 @@ from gpt2_lightning.report.costs import add_costs
 from gpt2_lightning.profile.energy import idle_power
 from gpt2_lightning.profile.device_startup import run_device
 from gpt2_lightning.profile.environment import measured_env
+from gpt2_lightning.profile.estimate import say_estimate
 from gpt2_lightning.profile.experiments import EXPERIMENT_RUNNERS
 from gpt2_lightning.profile.trainers import apply_matmul_precision, free_device_memory
 from gpt2_lightning.flops import num_params
@@ -62,6 +63,8 @@ def run_profile(cfg: ProfileConfig, run_dir: Path, write: bool = True) -> RunRes
         print("profile.py: --memory-snapshot records CUDA allocations: nothing is recorded on the CPU",
               file=sys.stderr, flush=True)
     env = measured_env(device)
+    if write:  # a long CPU run says so, and what to run instead, before it starts
+        env["estimate"] = say_estimate(cfg, device.type, lambda line: print(line, file=sys.stderr, flush=True))
     if not cfg.no_energy and {"inference", "train"} & set(cfg.experiment_list):
         env["idle_power"] = idle_power(cfg)  # before the first experiment, while nothing runs
     gpt = cfg.gpt_config()

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import re
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -29,6 +30,12 @@ STRATEGIES = ("auto", *_DDP, *(f"{d}_find_unused_parameters_{b}" for d in _DDP f
               "deepspeed_stage_3_offload_nvme")
 GPU_ONLY_STRATEGIES = tuple(s for s in STRATEGIES if s.startswith(("fsdp", "deepspeed")))  # Lightning: CUDA only
 TPU_STRATEGIES = ("xla", "xla_debug", "single_xla", "single_tpu")  # registered too; this tool has no TPU accelerator
+
+
+# a run name is a directory name that every hint the tool prints can hold unquoted (a pasted command must work)
+RUN_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9._-]*")
+RUN_NAME_RULE = ("letters A-Z a-z, digits, '.', '_' and '-' only (not first: '.' or '-'), so that the commands the "
+                 "run prints paste into a shell as they are")
 
 
 class ConfigError(ValueError):
@@ -159,6 +166,8 @@ class ProfileConfig:
         if self.run_name is not None and not self.run_name.strip():  # not silently a timestamp
             raise ConfigError("run_name", repr(self.run_name), "is empty: name the run directory, or leave the flag out for a "
                                                 "timestamp")
+        if self.run_name is not None and not RUN_NAME.fullmatch(self.run_name):
+            raise ConfigError("run_name", repr(self.run_name), RUN_NAME_RULE)
         if self.num_nodes > 1 and not self.run_name:
             raise ConfigError("run_name", None, "is required with --num-nodes > 1: every node must write to the same "
                                                 "run directory")

@@ -6,7 +6,11 @@ and compare.py, a sweep and TensorBoard are the next questions. Report-side: it 
 
 from __future__ import annotations
 
+import shlex
 from pathlib import Path
+
+# what TensorBoard shows first (Time Series sorts chart groups by name; seen in headless Chromium, docs/reading-results.md)
+TENSORBOARD_HINT = "Time Series opens on throughput/ then time/ per step; HParams tab: one row per experiment"
 
 # what a person opens, in the order worth opening them
 READ_FIRST = ("report.md", "loss.png", "phases.png", "per_step.png", "modules.png", "sweep.md", "sweep.png", "comparison.md", "comparison.png")
@@ -18,19 +22,22 @@ def written(run_dir: Path) -> list[str]:
 
 
 def footer(run_dir: Path, tool: str = "profile.py", sweep: bool = False, compared: bool = False) -> str:
-    """The run's last lines: where to read it, then the next commands (compare, a sweep, TensorBoard)."""
+    """The run's last lines: where to read it, then the next commands (compare, a sweep, TensorBoard). Every path
+    in a command is quoted as a shell needs it (``shlex.quote``), so each line pastes as it is."""
     run_dir = Path(run_dir)
+    q = shlex.quote
     files = written(run_dir)
     lines = [f"read: {run_dir / files[0]}" + (f" (with {', '.join(files[1:])})" if files[1:] else "")] if files else []
     lines.append("next:")
-    lines.append(f"  tensorboard --logdir {run_dir}    # per-step charts (time/ first), HParams across runs")
+    lines.append(f"  tensorboard --logdir {q(str(run_dir))}    # {TENSORBOARD_HINT}")
     if not compared:
         what = "one sweep point with another" if sweep else "against another run, e.g. a change or a GPU"
-        target = f"{run_dir}/<point> {run_dir}/<other point>" if sweep else f"{run_dir} runs/<other run>"
+        target = (f"{q(str(run_dir / '<point>'))} {q(str(run_dir / '<other point>'))}" if sweep
+                  else f"{q(str(run_dir))} runs/<other run>")
         lines.append(f"  python scripts/compare.py {target}    # {what}")
     if not sweep and tool == "profile.py":
         lines.append("  add --sweep batch_size=1,2,4,8 to the same command    # how the rates scale with the batch")
     if tool == "train.py":
-        lines.append(f"  the same command with --resume {run_dir / 'checkpoints' / 'last.ckpt'} and a larger "
+        lines.append(f"  the same command with --resume {q(str(run_dir / 'checkpoints' / 'last.ckpt'))} and a larger "
                      "--max-steps    # train on")
     return "\n".join(lines)

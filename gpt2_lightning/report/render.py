@@ -42,14 +42,16 @@ def phase_rows(data: dict[str, Any]) -> list[tuple[str, str, dict[str, Any]]]:
 def format_summary(data: dict[str, Any]) -> str:
     """The table printed at the end of a run: median and spread of every phase, then rates and memory."""
     lines = [headline(data), *repeat_lines(data), ""]
-    header = f"{'experiment':<11} {'phase':<15} {'median':>10} {'p10':>10} {'p90':>10} {'n':>4}"
-    lines += [header, "-" * len(header)]
-    for exp, phase, s in phase_rows(data):
-        lines.append(
-            f"{exp:<11} {phase:<15} {fmt_ms(s['median_ms']):>10} {fmt_ms(s['p10_ms']):>10} "
-            f"{fmt_ms(s['p90_ms']):>10} {s['n']:>4}"
-        )
-    lines.append("")
+    rows = phase_rows(data)
+    if rows:  # a run where every experiment failed (out of memory) has no table: no header over nothing
+        header = f"{'experiment':<11} {'phase':<15} {'median':>10} {'p10':>10} {'p90':>10} {'n':>4}"
+        lines += [header, "-" * len(header)]
+        for exp, phase, s in rows:
+            lines.append(
+                f"{exp:<11} {phase:<15} {fmt_ms(s['median_ms']):>10} {fmt_ms(s['p10_ms']):>10} "
+                f"{fmt_ms(s['p90_ms']):>10} {s['n']:>4}"
+            )
+        lines.append("")
     experiments = data.get("experiments", {})
     for exp, result in experiments.items():
         if "error" in result:
@@ -176,8 +178,11 @@ def _short(name: str, limit: int = 90) -> str:
 
 def markdown_summary(data: dict[str, Any]) -> str:
     """The headline table as markdown: one row per experiment and phase (for TensorBoard's text tab too)."""
+    rows = phase_rows(data)
+    if not rows:
+        return "No phase was measured: every experiment failed or was stopped (see report.md)."
     lines = ["| experiment | phase | median | p10 | p90 | n |", "|---|---|---:|---:|---:|---:|"]
-    for exp, phase, s in phase_rows(data):
+    for exp, phase, s in rows:
         lines.append(f"| {exp} | {phase} | {fmt_ms(s['median_ms'])} | {fmt_ms(s['p10_ms'])} | "
                      f"{fmt_ms(s['p90_ms'])} | {s['n']} |")
     return "\n".join(lines)

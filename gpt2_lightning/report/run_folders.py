@@ -7,6 +7,7 @@ every run below a folder. Plain Python, no torch.
 from __future__ import annotations
 
 import json
+import shlex
 from pathlib import Path
 
 RESULTS_FILE = "results.json"
@@ -36,7 +37,7 @@ def describe_folder(path: Path, prog_compare: str, prog_history: str) -> str | N
         except (OSError, ValueError, AttributeError):
             key = "a setting"
         points = sorted(p.name for p in path.iterdir() if (p / RESULTS_FILE).exists())
-        pair = " ".join(str(path / p) for p in points[:2]) or f"{path}/<point> {path}/<point>"
+        pair = " ".join(shlex.quote(str(path / p)) for p in points[:2]) or f"{path}/<point> {path}/<point>"
         return (f"{path} is a sweep over {key} (points: {', '.join(points) or 'none finished'}; its table: "
                 f"{path / 'sweep.md'}); compare two of its points: {prog_compare} {pair}")
     runs = runs_below(path)
@@ -47,7 +48,7 @@ def describe_folder(path: Path, prog_compare: str, prog_history: str) -> str | N
         return None
     names = [str(r.relative_to(path)) for r in runs]
     shown = ", ".join(names[:6]) + (f", ... ({len(names)} in all)" if len(names) > 6 else "")
-    pair = " ".join(str(r) for r in runs[:2])
+    pair = " ".join(shlex.quote(str(r)) for r in runs[:2])  # commands paste as they are (issue 29)
     kind = "a comparison of" if (path / "comparison.md").exists() else "a folder of"
     return (f"{path} is {kind} {len(runs)} runs ({shown}), not one run: compare two of them ({prog_compare} "
-            f"{pair}) or see their trend: {prog_history} {path}")
+            f"{pair}) or see their trend: {prog_history} {shlex.quote(str(path))}")

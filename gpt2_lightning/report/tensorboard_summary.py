@@ -18,6 +18,7 @@ from typing import Any
 from gpt2_lightning.report.diagnosis import markdown_all as diagnosis_markdown
 from gpt2_lightning.report.noise import spread, timed_stats
 from gpt2_lightning.report.render import markdown_summary
+from gpt2_lightning.report.tensorboard_files import EVENTS, flops_metric
 
 # TensorBoard sorts chart groups by name: "whole_run" comes after throughput/ and time/, so the per-step charts open
 # first and the single-point figures (there for the HParams table) and the plots sit at the end
@@ -25,7 +26,7 @@ HEADLINE_GROUP = "whole_run"
 # each column holds one kind of figure: a build, a forward pass and a step are never one column
 TIMED_METRIC = {"init": "build_ms", "inference": "forward_ms", "train": "step_ms"}
 HEADLINE_METRICS = ("step_ms", "forward_ms", "build_ms", "tokens_per_sec", "p90_over_p10", "mfu_pct", "tflops",
-                    "val_loss", "max_allocated_gib", "max_rss_gib", "joules_per_token", "tokens_per_kwh", "avg_watts",
+                    "gflops", "val_loss", "max_allocated_gib", "max_rss_gib", "joules_per_token", "tokens_per_kwh", "avg_watts",
                     "idle_watts")
 _TIMESTAMP = re.compile(r"(\d{4})(\d{2})(\d{2})-(\d{2})(\d{2})(\d{2})")  # profile_config's default run name
 
@@ -46,6 +47,8 @@ def headline_metrics(exp: str, result: dict[str, Any]) -> dict[str, float]:
     for key in HEADLINE_METRICS:
         if key not in metrics and isinstance(figures.get(key), (int, float)) and not isinstance(figures[key], bool):
             metrics[key] = figures[key]
+    if "tflops" in metrics and flops_metric("tflops", metrics["tflops"]) != "tflops":
+        metrics["gflops"] = metrics.pop("tflops") * 1000  # the console's unit: GFLOP/s below 1 TFLOP/s
     return {f"{HEADLINE_GROUP}/{k}": v for k, v in metrics.items()}
 
 
@@ -59,15 +62,43 @@ def run_name(data: dict[str, Any]) -> str:
         return run_dir.name
 
 
+TRIAL_ID_CHARS = 15  # what HParams' Trial ID column shows before it cuts with "..." (headless Chromium, 1400 px)
+SHORT_EXPERIMENT = {"init": "init", "inference": "infer", "train": "train"}
+
+
 def trial_name(data: dict[str, Any], exp: str) -> str:
-    """HParams' Trial ID: unique per run and experiment, its distinguishing part first (the column shows ~13
-    characters): a timestamp-named run reads ``10:43:54 train 2026-11-30``, a named one ``my-run train``."""
+    """HParams' Trial ID: unique per run and experiment, at most TRIAL_ID_CHARS characters so that it reads whole (the
+    experiment and the run's full name have columns of their own): a timestamp-named run reads ``10:43:54 train``
+    (its date is in the ``run`` column), a named one ``my-run train``; a longer name keeps its start and its end
+    (``cpu-v...u infer``)."""
     name = run_name(data)
+    short = SHORT_EXPERIMENT.get(exp, exp)
     match = _TIMESTAMP.fullmatch(name)
     if match:
-        y, mo, d, h, mi, s = match.groups()
-        return f"{h}:{mi}:{s} {exp} {y}-{mo}-{d}"
-    return f"{name} {exp}"
+        name = ":".join(match.groups()[3:])
+    room = TRIAL_ID_CHARS - len(short) - 1
+    if len(name) > room:
+        head = (room - 1) // 2
+        name = name[:head] + "~" + name[len(name) - (room - 1 - head):]
+    return f"{name} {short}"
+
+
+def experiment_label(data: dict[str, Any], exp: str) -> str:
+    """The ``experiment`` column (ticked by default): a run whose figures are not the code's alone says so there,
+    ``train (profiled)`` under a profiler, ``train (delayed)`` with a planted delay."""
+    c = data.get("config", {})
+    marks = [m for m, on in (("profiled", str(c.get("profiler") or "none") != "none"),
+                             ("delayed", bool(c.get("add_delay_ms")))) if on]
+    return f"{exp} ({', '.join(marks)})" if marks else exp
+
+
+def device_label(env: dict[str, Any]) -> str:
+    """The ``device`` column, its telling part first: ``CPU Intel Xeon Processor``, ``H100 80GB HBM3``."""
+    name = str(env.get("device_name") or "-")
+    for noise in ("(R)", "(TM)", "NVIDIA "):
+        name = name.replace(noise, "")
+    name = " ".join(name.split())
+    return f"CPU {name}" if env.get("device_type") == "cpu" else name
 
 
 def hparams(data: dict[str, Any], exp: str = "-") -> dict[str, Any]:
@@ -78,8 +109,8 @@ def hparams(data: dict[str, Any], exp: str = "-") -> dict[str, Any]:
     gpt = c.get("gpt") or {}
     return {
         "batch": f"B{c.get('batch_size')}×T{c.get('seq_len')}",
-        "device": str(e.get("device_name") or "-"),
-        "experiment": exp,
+        "device": device_label(e),
+        "experiment": experiment_label(data, exp),
         "model": str(c.get("model") or "-"),
         "precision": str(c.get("precision") or "-"),
         "run": run_name(data),
@@ -118,6 +149,16 @@ def write_hparams(logger: Any, params: dict[str, Any], metrics: dict[str, float]
     logger.log_metrics(metrics, step=0)
 
 
+SUMMARY_SUFFIX = ".summary"  # the end of the name of the event files written here, so that a rewrite replaces them
+
+
+def forget_summary(folder: Path) -> None:
+    """Remove the summary this function wrote earlier into ``folder``: a ``--repeat`` run rewrites its summary after
+    every repeat, and TensorBoard would otherwise show one HParams session and headline point per rewrite."""
+    for old in Path(folder).glob(f"{EVENTS}*{SUMMARY_SUFFIX}"):
+        old.unlink(missing_ok=True)
+
+
 def write_tensorboard_summary(data: dict[str, Any], run_dir: Path, plots: dict[str, str]) -> None:
     """HParams (settings + headline metrics) per experiment; the summary table and plots under 'summary'."""
     import numpy as np
@@ -129,10 +170,12 @@ def write_tensorboard_summary(data: dict[str, Any], run_dir: Path, plots: dict[s
         metrics = headline_metrics(exp, result)
         if not metrics:
             continue
-        logger = make_logger(run_dir, exp)
+        forget_summary(run_dir / exp)
+        logger = make_logger(run_dir, exp, suffix=SUMMARY_SUFFIX)
         write_hparams(logger, hparams(data, exp), metrics, trial_name(data, exp))
         logger.finalize("success")
-    summary = make_logger(run_dir, "summary")
+    forget_summary(run_dir / "summary")
+    summary = make_logger(run_dir, "summary", suffix=SUMMARY_SUFFIX)
     writer = summary.experiment
     writer.add_text("summary", markdown_summary(data), global_step=0)
     diagnosis = diagnosis_markdown(data)

@@ -14,6 +14,7 @@ Everything lands in <out>/<run-name>/: TensorBoard logs, checkpoints/, results.j
 import argparse
 import dataclasses
 import math
+import shlex
 import sys
 
 from gpt2_lightning.profile.cli import check_environment, make_run_dir, remove_failed_start
@@ -174,7 +175,7 @@ def interrupted_message(e, run_dir) -> str:
            "interrupted)"
     if train.get("last_checkpoint"):
         text += (f"; {train['last_checkpoint']} holds step {train['last_checkpoint_step']}: resume with --resume "
-                 f"{train['last_checkpoint']}")
+                 f"{shlex.quote(str(train['last_checkpoint']))}")
     else:
         text += "; no checkpoint was written before it"
     return text

@@ -32,8 +32,10 @@ def test_headline_metrics_sort_after_the_per_step_groups_and_each_column_holds_o
               "throughput": {"tokens_per_sec": 100.0, "samples_per_sec": 2.0, "tflops": 0.5, "mfu_pct": None},
               "memory": {"max_rss_gib": 0.4}, "val_loss": [{"step": 0, "loss": 5.5}, {"step": 20, "loss": 4.25}]}
     metrics = headline_metrics("train", result)
-    assert set(metrics) == {f"{HEADLINE_GROUP}/{k}" for k in ("step_ms", "p90_over_p10", "tokens_per_sec", "tflops",
+    # 0.5 TFLOP/s is charted in the console's unit, as 500 GFLOP/s (0.50 would read as nothing on a CPU)
+    assert set(metrics) == {f"{HEADLINE_GROUP}/{k}" for k in ("step_ms", "p90_over_p10", "tokens_per_sec", "gflops",
                                                               "max_rss_gib", "val_loss")}
+    assert metrics[f"{HEADLINE_GROUP}/gflops"] == 500.0
     assert metrics[f"{HEADLINE_GROUP}/step_ms"] == 11.0 and metrics[f"{HEADLINE_GROUP}/val_loss"] == 4.25
     # TensorBoard orders chart groups by name and opens the first two: the per-step groups must come first
     assert sorted(["throughput", "time", HEADLINE_GROUP])[-1] == HEADLINE_GROUP
@@ -86,8 +88,9 @@ def test_every_session_declares_the_same_metrics_and_a_trial_name_that_fits(tmp_
     acc, experiment, start = _hparams_session(run_dir / "init")
     assert [m.name.tag for m in experiment.metric_infos] == [f"whole_run/{m}" for m in HEADLINE_METRICS]
     assert set(acc.Tags()["scalars"]) == {"whole_run/build_ms", "whole_run/p90_over_p10"}
-    # the Trial ID column shows ~13 characters: what tells rows apart comes first, not the date all rows share
-    assert start.group_name == "09:58:12 init 2026-11-30"
+    # the Trial ID column shows 15 characters (headless Chromium): the time, not the date all rows share (the run
+    # column has it)
+    assert start.group_name == "09:58:12 init"
     assert start.hparams["experiment"].string_value == "init"
     named = {**data, "config": {**data["config"], "run_dir": str(tmp_path / "bs8")}}
     write_tensorboard_summary(named, tmp_path / "bs8", {})
@@ -120,3 +123,96 @@ def test_with_energy_the_per_step_groups_still_open_first(tmp_path, monkeypatch)
     assert groups[-1] == HEADLINE_GROUP
     assert scalars[f"{HEADLINE_GROUP}/avg_watts"][0][1] == pytest.approx(energy["avg_watts"])
     assert scalars[f"{HEADLINE_GROUP}/joules_per_token"][0][1] == pytest.approx(energy["joules_per_token"])
+
+
+def test_a_cpu_rate_is_charted_in_gflops_as_the_console_says_it(tmp_path):
+    from gpt2_lightning.report.render import fmt_flops
+    from gpt2_lightning.report.tensorboard_logs import make_logger
+
+    logger = make_logger(tmp_path / "r", "train")
+    logger.log_metrics({"throughput/tflops": 0.0458, "throughput/tokens_per_sec": 9.0}, step=0)
+    logger.log_metrics({"throughput/tflops": 1.2}, step=1)  # one chart name for the whole run, fixed by its first
+    logger.finalize("success")
+    scalars = _scalars(tmp_path / "r" / "train")
+    assert fmt_flops(0.0458) == "45.80 GFLOP/s"  # the console's figure ...
+    assert scalars["throughput/gflops"] == [(0, pytest.approx(45.8)), (1, pytest.approx(1200.0))]  # ... charted
+    assert "throughput/tflops" not in scalars
+    gpu = make_logger(tmp_path / "g", "train")
+    gpu.log_metrics({"throughput/tflops": 250.0}, step=0)
+    gpu.finalize("success")
+    assert _scalars(tmp_path / "g" / "train") == {"throughput/tflops": [(0, 250.0)]}
+
+
+@pytest.mark.parametrize("name, exp, trial", [
+    ("20261204-223841", "inference", "22:38:41 infer"),  # was "22:38:41 inference 2026-12-04", cut at 15
+    ("bs8", "train", "bs8 train"),
+    ("cpu-vs-gpu/cpu", "inference", "cpu-~/cpu infer"),
+    ("a-very-long-experiment-name", "init", "a-ve~-name init"),
+])
+def test_trial_ids_read_whole_in_the_15_characters_hparams_shows(name, exp, trial):
+    from gpt2_lightning.report.tensorboard_summary import TRIAL_ID_CHARS, trial_name
+
+    data = {"config": {"run_dir": f"/runs/{name}", "out": "/runs"}}
+    assert trial_name(data, exp) == trial and len(trial) <= TRIAL_ID_CHARS == 15
+
+
+def test_profiled_and_delayed_runs_are_marked_in_a_default_column():
+    from gpt2_lightning.report.tensorboard_summary import hparams
+
+    base = {"config": {"profiler": "none"}, "env": {"device_type": "cpu", "device_name": "Intel(R) Xeon(R) Processor"}}
+    assert hparams(base, "train")["experiment"] == "train"
+    assert hparams(base, "train")["device"] == "CPU Intel Xeon Processor"
+    profiled = {**base, "config": {"profiler": "pytorch"}}
+    assert hparams(profiled, "train")["experiment"] == "train (profiled)"
+    both = {**base, "config": {"profiler": "simple", "add_delay_ms": 5.0}}
+    assert hparams(both, "inference")["experiment"] == "inference (profiled, delayed)"
+    gpu = {"env": {"device_type": "cuda", "device_name": "NVIDIA H100 80GB HBM3"}}
+    assert hparams(gpu, "train")["device"] == "H100 80GB HBM3"
+
+
+def test_a_rewritten_summary_replaces_the_last_one(tmp_path):
+    """A --repeat run rewrites its summary after every repeat: TensorBoard must show one HParams session and one
+    headline point, the last."""
+    from gpt2_lightning.report.tensorboard_summary import write_tensorboard_summary
+
+    run_dir = tmp_path / "rep"
+    for median in (5.0, 9.0):
+        data = {"config": {"run_dir": str(run_dir), "out": str(tmp_path)}, "env": {},
+                "experiments": {"init": {"phases": {"init": summarize([median] * 3)}}}}
+        write_tensorboard_summary(data, run_dir, {})
+    assert len(list((run_dir / "init").glob("*tfevents*"))) == 1
+    assert _scalars(run_dir / "init")["whole_run/build_ms"] == [(0, 9.0)]
+
+
+def test_repeats_leave_one_tensorboard_run_per_experiment_and_can_be_shown_again(tmp_path, monkeypatch, capsys):
+    """--repeat 3: TensorBoard's run list holds the run's experiments and summary, not 3 x 4 more; the repeats'
+    per-step logs stay on disk and come back with --show-repeats."""
+    import json
+
+    from tensorboard.backend.event_processing.io_wrapper import GetLogdirSubdirectories
+
+    import gpt2_lightning.profile.repeats as repeats
+    from gpt2_lightning.profile.settings import ProfileConfig
+    from gpt2_lightning.report.tensorboard_logs import main as tensorboard_logs_main
+    from gpt2_lightning.report.tensorboard_logs import make_logger
+    from tests.report.test_judgement import single
+
+    def fake_child(cfg, target):  # what a repeat's process leaves: results.json and per-step event files
+        data = single([10.0, 11.0, 12.0, 10.5, 11.5])
+        data["config"].update(run_dir=str(target), out=str(tmp_path))
+        (target / "results.json").write_text(json.dumps(data))
+        logger = make_logger(target, "train")
+        logger.log_metrics({"time/step_ms": 10.0}, step=0)
+        logger.finalize("success")
+        return 0
+
+    monkeypatch.setattr(repeats, "run_child", fake_child)
+    cfg = ProfileConfig(accelerator="cpu", model="tiny", repeat=3, out=str(tmp_path), run_name="rep")
+    repeats.measure_in_processes([cfg], [tmp_path / "rep"], lambda *a, **k: None)
+    listed = {str(p.relative_to(tmp_path)) for p in map(__import__("pathlib").Path,
+                                                          GetLogdirSubdirectories(str(tmp_path)))}
+    assert listed == {"rep/train", "rep/summary"}, listed  # TensorBoard's own lister
+    assert tensorboard_logs_main(["--show-repeats", str(tmp_path / "rep")]) == 0
+    assert "event file(s)" in capsys.readouterr().out
+    shown = {str(__import__("pathlib").Path(p).relative_to(tmp_path)) for p in GetLogdirSubdirectories(str(tmp_path))}
+    assert {f"rep/repeat-{i}/train" for i in (1, 2, 3)} <= shown

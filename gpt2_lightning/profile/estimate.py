@@ -1,0 +1,137 @@
+"""How long a CPU run will take, said before it starts when that is more than about two minutes.
+
+GPT-2 small at B8 x T1024 on a 2-core CPU takes ~14 s per forward pass: a default ``--accelerator cpu`` run is many
+minutes, and nothing said so. The estimate is the run's FLOPs (``gpt2_lightning.flops``: 6N + 12·L·d·T per trained
+token, a third of it per inferred token) over the rate this machine reaches on one large fp32 matmul, measured for
+~0.3 s just before (with the threads the run will use), plus the model builds at the rate the machine fills
+weights with random numbers. It counts every step that runs, warm-up and the uncounted ones (an energy window's,
+the diagnosis's) included, and says what to run instead for a first look. GPU runs are not estimated: their steps
+take milliseconds to seconds.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from gpt2_lightning.flops import inference_flops_per_token, num_params, train_flops_per_token
+
+WORTH_SAYING_S = 120.0  # shorter runs start without a word
+QUICK = "--model tiny --seq-len 64 --batch-size 2"  # a first look in seconds (README's first command)
+# the model reaches this share of a large matmul's rate (measured on the 2-core CPU: docs/reading-results.md)
+MODEL_EFFICIENCY = {"inference": 0.8, "train": 0.6}
+
+
+@dataclass
+class MachineRates:
+    """What this machine does per second: fp32 matmul FLOPs, and random numbers written into weights."""
+
+    flops_per_s: float
+    init_values_per_s: float
+
+
+SLOW_MACHINE = MachineRates(flops_per_s=5e9, init_values_per_s=2e7)  # slower than any machine worth running on
+
+
+def measure_rates(seconds: float = 0.3, n: int = 1024, clock: Callable[[], float] = time.perf_counter
+                  ) -> MachineRates:
+    """One n x n fp32 matmul repeated for ``seconds``, and a weight initialisation (normal_) of 4M values."""
+    import torch
+
+    a, b = torch.randn(n, n), torch.randn(n, n)
+    a @ b  # the first call pays one-off costs (threads start, kernels chosen)
+    count, start = 0, clock()
+    while True:
+        a @ b
+        count += 1
+        elapsed = clock() - start
+        if elapsed >= seconds:
+            break
+    w = torch.empty(4 * 1024 * 1024)
+    start = clock()
+    w.normal_(0.0, 0.02)
+    init_s = max(clock() - start, 1e-9)
+    return MachineRates(flops_per_s=2.0 * n**3 * count / elapsed, init_values_per_s=w.numel() / init_s)
+
+
+def estimate_seconds(cfg: Any, rates: MachineRates) -> dict[str, float]:
+    """Seconds per experiment that cfg asks for, on a machine with these rates."""
+    gpt = cfg.gpt_config()
+    tokens = cfg.batch_size * cfg.seq_len
+    steps = cfg.warmup_steps + cfg.steps
+    extra = 0 if cfg.no_diagnose or cfg.profiler != "pytorch" else 1 + cfg.diagnose_steps  # CPU diagnosis
+    per_step = {
+        "inference": inference_flops_per_token(gpt, cfg.seq_len) * tokens
+        / (rates.flops_per_s * MODEL_EFFICIENCY["inference"]),
+        "train": train_flops_per_token(gpt, cfg.seq_len) * tokens / (rates.flops_per_s * MODEL_EFFICIENCY["train"]),
+    }
+    build_s = num_params(gpt, non_embedding=False) / rates.init_values_per_s
+    out: dict[str, float] = {}
+    for exp in cfg.experiment_list:
+        if exp == "init":
+            out[exp] = (steps + 1) * build_s  # and the first, uncounted build of the process
+            continue
+        window = 0.0 if cfg.no_energy else max(0.0, cfg.energy_window_s - cfg.steps * per_step[exp])
+        out[exp] = (steps + extra) * per_step[exp] + window + build_s
+    return out
+
+
+def fmt_duration(seconds: float) -> str:
+    if seconds < 90:
+        return f"{seconds:.0f} s"
+    if seconds < 90 * 60:
+        return f"{seconds / 60:.0f} min"
+    return f"{seconds / 3600:.1f} h"
+
+
+def estimate_line(cfg: Any, rates: MachineRates) -> tuple[float, str | None]:
+    """The estimate in seconds, and the line to print when it is worth saying (None below WORTH_SAYING_S)."""
+    parts = estimate_seconds(cfg, rates)
+    total = sum(parts.values())
+    if total < WORTH_SAYING_S:
+        return total, None
+    split = ", ".join(f"{exp} {fmt_duration(s)}" for exp, s in parts.items())
+    repeat = getattr(cfg, "repeat", 1) or 1  # each repeat is a process of its own, and each says this line
+    what = (f"each of the {repeat} repeats will take about {fmt_duration(total)} ({fmt_duration(total * repeat)} in "
+            f"all)" if repeat > 1 else f"this run will take about {fmt_duration(total)}")
+    line = (f"{what} on this CPU ({split}: {cfg.model}, "
+            f"B{cfg.batch_size} x T{cfg.seq_len}, {cfg.warmup_steps} + {cfg.steps} steps each, at the "
+            f"{rates.flops_per_s / 1e9:.0f} GFLOP/s this machine's matmul reached just now); for a first look in "
+            f"seconds: {QUICK}")
+    busy = busy_note()
+    return total, line + (f"; {busy}" if busy else "")
+
+
+def busy_note(load: float | None = None, cpus: int | None = None) -> str | None:
+    """Other work slows the run below the machine's own speed, which is what the estimate is: say so when the load
+    average exceeds the usable cores. Measured: a run estimated at 50 s took 2 min 1 s while its threads waited for
+    a core 50-75% of the time (docs/reading-results.md)."""
+    import os
+
+    try:
+        load = os.getloadavg()[0] if load is None else load
+        cpus = len(os.sched_getaffinity(0)) if cpus is None else cpus
+    except (OSError, AttributeError):
+        return None
+    if load <= cpus:
+        return None
+    return f"other work loads this machine (load {load:.1f} on {cpus} cores): expect up to {load / cpus:.1f}x longer"
+
+
+def say_estimate(cfg: Any, device_type: str, say: Callable[[str], None],
+                 measure: Callable[[], MachineRates] = measure_rates) -> dict[str, Any] | None:
+    """On a CPU: measure the machine, print the estimate when the run is long, and return what results.json keeps
+    (``env.estimate``), to set against what the run then took. None on a GPU."""
+    if device_type != "cpu":
+        return None
+    if sum(estimate_seconds(cfg, SLOW_MACHINE).values()) < WORTH_SAYING_S:
+        return None  # short even on a slow machine: not worth the measurement's 0.3 s
+    rates = measure()
+    total, line = estimate_line(cfg, rates)
+    if line:
+        say(f"profile.py: {line}")
+    return {"seconds": round(total, 1), "per_experiment_s": {k: round(v, 1) for k, v in
+                                                             estimate_seconds(cfg, rates).items()},
+            "matmul_gflops": round(rates.flops_per_s / 1e9, 1), "said": line is not None}
