@@ -15,6 +15,7 @@ from typing import Any
 from gpt2_lightning.report.costs import fmt_energy_per_token, fmt_usd, projection_line
 from gpt2_lightning.report.judgement import REPEATS, STEPS, false_alarm, min_effect_repeats, min_effect_single
 from gpt2_lightning.report.noise import WITHIN_NOISE, instability_lines, repeat_count
+from gpt2_lightning.report.profiled import counted_steps_profiler
 from gpt2_lightning.report.formats import fmt_ms, fmt_range, fmt_rate, fmt_speedup, render_table
 from gpt2_lightning.report.results import RunResults, atomic_write_text, compare, run_label
 
@@ -184,7 +185,7 @@ def _measured(run: dict[str, Any]) -> list[str]:
 def warnings_for(runs: list[dict[str, Any]], labels: list[str]) -> list[str]:
     """What makes a ratio in the table mean less than it seems, one line each."""
     out = []
-    profilers = [r.get("config", {}).get("profiler", "none") for r in runs]
+    profilers = [counted_steps_profiler(r) for r in runs]  # --profiler pytorch on a CPU: counted steps un-profiled
     if len(set(p == "none" for p in profilers)) > 1:
         profiled = ", ".join(f"{lab} (--profiler {p})" for lab, p in zip(labels, profilers) if p != "none")
         out.append(f"WARNING: {profiled} ran under a profiler and the others did not: the profiler's overhead is "
