@@ -10,6 +10,8 @@ of the profiled steps) are scaled phase by phase to the counted, un-profiled med
 - the optimizer row to ``phases.optimizer``;
 - ``outside any module`` to what is left of the step: ``phases.step`` less forward, backward and optimizer (the data
   phase, Lightning's hooks, zero_grad), so the rows add up to ``phases.step``, the step the report quotes.
+  Medians do not add up: when forward, backward and optimizer's medians together exceed the step's, all three are
+  shrunk by one factor to fit it (``scaled.fitted``) and nothing is left outside.
   In inference the quoted figure is the forward pass (``phases.forward``): the parts add up to it.
 
 The operator categories and top operators (self time, which the phases do not split) are scaled by one factor, the
@@ -47,9 +49,12 @@ def scale_modules(modules: dict[str, Any], phases: dict[str, Any], training: boo
     measured = {"forward": sum(r["forward_ms"] or 0.0 for r in model_rows),
                 "backward": sum(r["backward_ms"] or 0.0 for r in model_rows),
                 "optimizer": sum(r["total_ms"] for r in modules["parts"] if r["part"] == OPTIMIZER_ROW)}
-    factors = {p: _factor(targets[p], measured[p]) for p in targets}
-    if step is None or any(f is None for p, f in factors.items() if measured[p] > 0):
+    if step is None or any(targets[p] is None for p in targets if measured[p] > 0):
         return modules
+    inside = sum(targets[p] or 0.0 for p in targets if measured[p] > 0)
+    fitted = min(1.0, step / inside) if inside > 0 else 1.0  # medians do not add up: never more than the step
+    targets = {p: None if t is None else t * fitted for p, t in targets.items()}
+    factors = {p: _factor(targets[p], measured[p]) for p in targets}
     fwd, bwd = factors.get("forward") or 0.0, factors.get("backward") or 0.0
     out = copy.deepcopy(modules)
     for r in out["parts"]:
@@ -57,8 +62,7 @@ def scale_modules(modules: dict[str, Any], phases: dict[str, Any], training: boo
         if r["part"] == OPTIMIZER_ROW:
             r["total_ms"] = (targets.get("optimizer") or 0.0) if measured["optimizer"] > 0 else 0.0
         elif r["part"] == OUTSIDE_ROW:
-            inside = sum(targets[p] or 0.0 for p in targets if measured[p] > 0)
-            r["total_ms"] = max(0.0, step - inside)
+            r["total_ms"] = max(0.0, step - inside * fitted)
             if training and _median(phases, "data") is not None:
                 r["data_ms"] = _median(phases, "data")
         else:
@@ -72,7 +76,7 @@ def scale_modules(modules: dict[str, Any], phases: dict[str, Any], training: boo
         r["pct"] = 100.0 * r["total_ms"] / total if total else 0.0
     out.update(profiled_ms_per_step=modules["total_ms_per_step"], total_ms_per_step=total,
                basis=f"host time of the un-profiled step ({SCALED_NOTE})",
-               scaled={"note": SCALED_NOTE, "factors": factors,
+               scaled={"note": SCALED_NOTE, "factors": factors, "fitted": fitted,
                        "phases_ms": {p: targets[p] for p in targets} | {"step": step}})
     return out
 
