@@ -152,3 +152,25 @@ def test_a_signal_during_the_extra_steps_keeps_the_measured_experiment(tmp_path,
     assert train["diagnosis"]["interrupted"].startswith("SIGTERM arrived during the diagnosis's extra steps")
     assert not list(tmp_path.glob("diagnosis-*"))  # the trace cut short is not kept
     assert "**Diagnosis interrupted:** SIGTERM arrived" in (tmp_path / "report.md").read_text()
+
+
+def test_comparisons_and_warnings_know_a_cpus_counted_steps_were_not_profiled():
+    from gpt2_lightning.report.compare import warnings_for
+    from gpt2_lightning.report.noise import instability_lines
+    from gpt2_lightning.report.profiled import counted_steps_profiler
+
+    def run(profiler, device):
+        steps = {"median_ms": 10.0, "p10_ms": 5.0, "p90_ms": 20.0, "n": 5}  # p90/p10 = 4: unstable
+        return {"config": {"profiler": profiler, "accelerator": "auto", "steps": 5}, "env": {"device_type": device},
+                "experiments": {"train": {"phases": {"step": steps}}}}
+
+    assert counted_steps_profiler(run("pytorch", "cpu")) == "none"
+    assert counted_steps_profiler(run("pytorch", "cuda")) == "pytorch"
+    assert counted_steps_profiler(run("simple", "cpu")) == "simple"
+    def profiled(runs):
+        return [w for w in warnings_for(runs, ["a", "b"]) if "ran under a profiler" in w]
+
+    assert profiled([run("none", "cpu"), run("pytorch", "cpu")]) == []
+    assert "b (--profiler pytorch)" in profiled([run("none", "cuda"), run("pytorch", "cuda")])[0]
+    assert "This run was profiled" not in " ".join(instability_lines(run("pytorch", "cpu")))
+    assert "This run was profiled" in " ".join(instability_lines(run("pytorch", "cuda")))
