@@ -71,6 +71,9 @@ def scale_modules(modules: dict[str, Any], phases: dict[str, Any], training: boo
         _scale_row(b, fwd, bwd)
     if out.get("backward_without_forward_ms"):
         out["backward_without_forward_ms"] *= bwd
+    # the model's parts ranked again by their time in the un-profiled step (the optimizer and outside rows stay last)
+    out["parts"].sort(key=lambda r: (r["part"] in (OPTIMIZER_ROW, OUTSIDE_ROW), -r["total_ms"]
+                                     if r["part"] not in (OPTIMIZER_ROW, OUTSIDE_ROW) else 0.0))
     total = sum(r["total_ms"] for r in out["parts"])
     for r in out["parts"]:
         r["pct"] = 100.0 * r["total_ms"] / total if total else 0.0

@@ -57,7 +57,7 @@ def plot_modules(data: dict[str, Any], path: Path, title: str = "") -> Path | No
         ax.set_xlabel(f"ms per step of {_of(m)}")
         ax.set_xlim(0, max(r["total_ms"] for r in rows) * 1.35)  # room for the labels
         ax.set_title(f"{exp}: {fmt_ms(m['total_ms_per_step'])} per step, {m['steps']} profiled step(s)"
-                     + (", times scaled to the un-profiled phases" if m.get("scaled") else ""), fontsize=10)
+                     + ("\ntimes scaled to the un-profiled phases" if m.get("scaled") else ""), fontsize=10)
         ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.13), ncol=4, fontsize=8, frameon=False)
         ax.grid(axis="x", alpha=0.3)
     fig.suptitle(title or "Where each step's time goes, by part of the model", fontsize=11)
