@@ -62,6 +62,10 @@ def test_a_planted_forward_delay_lands_in_the_forward_rows_which_add_up_to_the_u
     report = (run_dir / "report.md").read_text()
     assert f"{phases['step']:.3f} ms per step of host time of the un-profiled step ({note})" in report
     assert "these timings are un-profiled" in report and "Profiled with Lightning's" not in report
+    from gpt2_lightning.report.diagnosis import markdown_all  # TensorBoard's Text tab
+
+    data = json.loads((run_dir / "results.json").read_text())
+    assert f"{phases['step']:.3f} ms per step of host time of the un-profiled step ({note})" in markdown_all(data)
     assert "ran under a profiler" not in proc.stdout and "This run was profiled" not in proc.stdout
 
 
