@@ -49,13 +49,12 @@ def test_a_planted_forward_delay_lands_in_the_forward_rows_which_add_up_to_the_u
     assert sum(r["backward_ms"] for r in model) == pytest.approx(phases["backward"] * fit, rel=1e-9)
     assert rows["optimizer"]["total_ms"] == pytest.approx(phases["optimizer"] * fit, rel=1e-9)
     # the delay (a forward pre-hook of the GPT module) is in the profiled steps too, in the GPT module's own work,
-    # at the length the sleep measured (plus that module's few operators); after scaling it is in the forward rows,
-    # not in backward's or the optimizer's
+    # at least as long as the sleep measured itself, in forward; after scaling the forward rows
+    # hold at least the sleep (a loaded machine slows every phase, never a sleep's length as the sleep measured it)
     holder = rows["other model code"]
-    assert slept * 0.9 <= holder["profiled_ms"] <= slept * 1.2
-    assert holder["forward_ms"] > 0 and holder["backward_ms"] < 0.01 * slept
-    assert sum(r["forward_ms"] for r in model) >= slept * fit
-    assert sum(r["backward_ms"] for r in model) < 0.5 * slept and rows["optimizer"]["total_ms"] < 0.5 * slept
+    assert holder["profiled_ms"] >= slept * 0.9
+    assert holder["forward_ms"] > 0 and holder["backward_ms"] < 0.05 * slept
+    assert phases["forward"] >= slept and sum(r["forward_ms"] for r in model) >= slept * fit
     # said where it is quoted: console, report.md (and TensorBoard's text, the same markdown), modules.png's title
     note = "shares from the profiled steps, times scaled to the un-profiled phases"
     assert note in proc.stdout and f"per {phases['step']:.3f} ms un-profiled step" in proc.stdout
