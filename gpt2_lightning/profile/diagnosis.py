@@ -100,6 +100,9 @@ def _cpu_not_run(cfg: ProfileConfig, result: dict[str, Any], stage: str, wall_s:
     """``{"not_run": why}`` when the CPU breakdown costs more than CPU_BREAKDOWN_MAX_SHARE and was not asked for."""
     if cfg.profiler == "pytorch" or cfg.keep_trace:
         return None
+    if cfg.world_size > 1:  # each rank would judge its own cost, and ranks that disagree would hang in the extra fit
+        return {"not_run": "with several processes the CPU breakdown runs only when asked for (the ranks must all "
+                           "run it); --profiler pytorch runs it (the counted steps stay un-profiled)"}
     cost = cpu_breakdown_cost(cfg, result, stage, wall_s)
     if cost is None:
         return {"not_run": "no un-profiled step to scale a breakdown to; --profiler pytorch runs it"}
@@ -126,7 +129,7 @@ def diagnose_experiment(cfg: ProfileConfig, run_dir: Path, experiment: str, stag
     if cfg.no_diagnose:
         return None
     cuda = resolve_device(cfg.accelerator).type == "cuda"
-    if cuda and refit_unsafe(cfg.strategy):
+    if refit_unsafe(cfg.strategy):
         why = (f"--strategy {cfg.strategy} has sharded the module, and the diagnosis's extra steps would fit it again "
                f"in a second Trainer; diagnose with --strategy ddp, or on one device")
         print(f"profile.py: {experiment}: diagnosis skipped: {why}", file=sys.stderr, flush=True)

@@ -114,6 +114,9 @@ def test_cpu_breakdown_runs_by_default_only_under_its_share_of_the_experiment(fa
     steps_s = wall_at - setup_s
     at = diagnose_experiment(cfg, tmp_path, "train", "train", None, _cpu_result(steps_s, step_ms), wall_at)
     assert fake_steps == ["train"] and at["kind"] == "cpu" and at["modules"]
+    ddp = ProfileConfig(accelerator="cpu", model="tiny", diagnose_steps=3, devices="2", strategy="ddp")
+    several = diagnose_experiment(ddp, tmp_path, "train", "train", None, _cpu_result(steps_s, step_ms), wall_at)
+    assert fake_steps == ["train"] and "the ranks must all run it" in several["not_run"]  # ranks never disagree
     short = wall_at * 0.95  # the same set-up, fewer steps: the cost is more than the share
     below = diagnose_experiment(cfg, tmp_path, "train", "train", None, _cpu_result(short - setup_s, step_ms), short)
     assert fake_steps == ["train"] and set(below) == {"not_run"}
