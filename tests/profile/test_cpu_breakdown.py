@@ -131,7 +131,12 @@ def test_cpu_breakdown_runs_by_default_only_under_its_share_of_the_experiment(fa
 
 
 # ------------------------------------------------------------------------------------------------ interrupted
-def test_a_signal_during_the_extra_steps_keeps_the_measured_experiment(tmp_path, monkeypatch):
+@pytest.mark.parametrize("branch", ["cpu", "gpu"])
+def test_a_signal_during_the_extra_steps_keeps_the_measured_experiment(tmp_path, monkeypatch, branch):
+    """The CPU breakdown's extra steps, and the GPU diagnosis's (its branch taken on the CPU, as in
+    tests/profile/test_cuda_only_code.py: the same code with a profiler that asks for CUDA activity)."""
+    import torch
+
     from gpt2_lightning.profile.interrupts import RunInterrupted, interruptible
     from gpt2_lightning.profile.profilers import ProfilerStepCallback
     from gpt2_lightning.profile.run import run_profile
@@ -146,6 +151,8 @@ def test_a_signal_during_the_extra_steps_keeps_the_measured_experiment(tmp_path,
                 os.kill(os.getpid(), signal.SIGTERM)
 
     monkeypatch.setattr(diagnosis_run, "ProfilerStepCallback", SignalAtSecondStep)
+    if branch == "gpu":
+        monkeypatch.setattr(diagnosis_run, "resolve_device", lambda accelerator: torch.device("cuda", 0))
     cfg = ProfileConfig(accelerator="cpu", model="tiny", batch_size=2, seq_len=16, warmup_steps=1, steps=2,
                         experiments="train", profiler="pytorch", no_energy=True, diagnose_steps=3)
     with pytest.raises(RunInterrupted), interruptible():
