@@ -105,7 +105,7 @@ def _timed_run(
     # recorded through the warm-up steps and dumped at the last one's end, before the timing callback's mark
     snapshot = MemorySnapshotCallback(run_dir / f"memory-{experiment}.pickle", cfg.warmup_steps)
     delay = PlantedDelay(cfg.add_delay_ms) if cfg.add_delay_ms else None  # --add-delay-ms: a known slowdown
-    # torch.profiler's C++ lines (this run's --profiler pytorch, the diagnosis's steps on a GPU) reach the console
+    # torch.profiler's C++ lines (this run's --profiler pytorch, the diagnosis's extra steps) reach the console
     # only with --verbose (gpt2_lightning.profile.quiet); progress goes to the real console meanwhile
     with profiler_messages_hidden(not cfg.verbose and (cfg.profiler == "pytorch" or not cfg.no_diagnose)) as console:
         callbacks = [c for c in (snapshot if cfg.memory_snapshot else None, energy, timing, throughput, delay,
