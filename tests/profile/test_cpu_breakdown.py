@@ -165,6 +165,10 @@ def test_a_signal_during_the_extra_steps_keeps_the_measured_experiment(tmp_path,
     assert train["diagnosis"]["interrupted"].startswith("SIGTERM arrived during the diagnosis's extra steps")
     assert not list(tmp_path.glob("diagnosis-*"))  # the trace cut short is not kept
     assert "**Diagnosis interrupted:** SIGTERM arrived" in (tmp_path / "report.md").read_text()
+    from gpt2_lightning.report.diagnosis import summary_lines  # the console's summary
+
+    assert summary_lines("train", train["diagnosis"]) == [f"train: diagnosis interrupted: "
+                                                          f"{train['diagnosis']['interrupted']}"]
 
 
 def test_comparisons_and_warnings_know_a_cpus_counted_steps_were_not_profiled():
