@@ -23,6 +23,9 @@ MATMUL_DOMINANT_PCT = 50.0  # matmuls at least this share of kernel time ...
 MATMUL_BUSY_PCT = 85.0  # ... and the GPU busy at least this share of the step: it does the right work
 MODULE_LARGE_PCT = 15.0  # a part of the model with at least this share of the step's attributed time ...
 MODULE_BELOW_PEAK_PCT = 20.0  # ... running its matmul work below this share of the device's peak
+# on a CPU (no kernels, no idle device: the host's own time is the step)
+CPU_OPTIMIZER_PCT = 10.0  # the optimizer phase at least this share of the step: AdamW's per-parameter loop
+CPU_MATMUL_PCT = 50.0  # matmuls at least this share of CPU operator time: compute-bound on the cores
 MAX_SENTENCES = 3
 _NOT_MODULES = ("optimizer", "outside any module")
 _PART_ADVICE = {
@@ -193,14 +196,53 @@ def slow_part(e: Evidence) -> Finding | None:
     return None
 
 
+def _cpu(e: Evidence) -> bool:
+    return e.analysis.get("kind") == "cpu"
+
+
+def cpu_optimizer(e: Evidence) -> Finding | None:
+    """On a CPU, AdamW's update takes a large share of the step: torch runs it as a Python loop of a few operations
+    per parameter tensor unless asked for ``foreach`` or ``fused``. The share is the un-profiled optimizer phase's
+    (the profiler slows that loop far more than the matmuls); from the trace's categories without phases."""
+    if not _cpu(e) or not e.step_times_usable:
+        return None
+    phases = e.phases or {}
+    opt = (phases.get("optimizer") or {}).get("median_ms")
+    step = (phases.get("step") or {}).get("median_ms") or e.step_ms
+    if opt is not None and step:
+        share, quoted = 100.0 * opt / step, f"{_ms(opt)} of the {_ms(step)} step"
+    else:
+        cat = e.category("optimizer")
+        opt, share, quoted = cat["ms_per_step"], cat["pct"], "of CPU operator time"
+    if share < CPU_OPTIMIZER_PCT:
+        return None
+    return Finding(opt, f"The optimizer takes {share:.0f}% of each step ({quoted}): on a CPU AdamW runs a loop of a "
+                        f"few operations per parameter tensor; try AdamW(..., foreach=True), or fused=True, in "
+                        f"configure_optimizers (one call over every tensor).")
+
+
+def cpu_matmul(e: Evidence) -> Finding | None:
+    """On a CPU, matmuls dominate: the cores compute; more of them, or larger matmuls, is what helps."""
+    cat = e.category("matmul")
+    if not _cpu(e) or cat["pct"] < CPU_MATMUL_PCT:
+        return None
+    return Finding(cat["ms_per_step"], f"Matmuls take {cat['pct']:.0f}% of CPU operator time "
+                                       f"({_ms(cat['ms_per_step'])} per step): the step is compute on the cores; "
+                                       f"give it every physical core (--threads) and larger matmuls (a larger "
+                                       f"--batch-size).")
+
+
 RULES: tuple[Callable[[Evidence], Finding | None], ...] = (launch_bound, copy_cast, data_wait, communication,
-                                                           slow_part, matmul_busy)
+                                                           slow_part, matmul_busy, cpu_optimizer, cpu_matmul)
 
 
 def _nothing_fired(e: Evidence) -> str:
     cats = e.analysis.get("categories", {})
     top = max(cats, key=lambda k: cats[k]["pct"]) if cats else None
     top_s = "" if top is None else f"; the largest category, {top}, takes {cats[top]['pct']:.0f}% of {e.time_of}"
+    if _cpu(e):  # still something to try on a CPU
+        return (f"No single cause stands out on this CPU{top_s}: try a larger --batch-size (more work per operator "
+                f"call) and --threads set to the physical cores.")
     busy = e.busy_pct
     busy_s = "" if busy is None else f"the GPU is busy {busy:.0f}% of the {_ms(e.step_ms)} step"
     return f"No rule fired: {busy_s or 'no single cause stands out'}{top_s}."

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -63,7 +64,15 @@ def _init_result(cfg: ProfileConfig, timing: PhaseTimingCallback) -> dict[str, A
     }
 
 
+def _profiles_counted_steps(cfg: ProfileConfig) -> bool:
+    """Whether --profiler profiles the counted steps: always but for pytorch on a CPU, where the profiler slows the
+    host itself and profiles only the diagnosis's extra, uncounted steps (gpt2_lightning.profile.diagnosis)."""
+    return cfg.profiler != "none" and not (cfg.profiler == "pytorch" and resolve_device(cfg.accelerator).type == "cpu")
+
+
 def _profiler(cfg: ProfileConfig, run_dir: Path, experiment: str) -> Any:
+    if not _profiles_counted_steps(cfg):
+        return None
     return make_profiler(cfg.profiler, run_dir, experiment, cfg.warmup_steps, cfg.steps)
 
 
@@ -96,22 +105,24 @@ def _timed_run(
     # recorded through the warm-up steps and dumped at the last one's end, before the timing callback's mark
     snapshot = MemorySnapshotCallback(run_dir / f"memory-{experiment}.pickle", cfg.warmup_steps)
     delay = PlantedDelay(cfg.add_delay_ms) if cfg.add_delay_ms else None  # --add-delay-ms: a known slowdown
-    # torch.profiler's C++ lines (this run's --profiler pytorch, the diagnosis's steps on a GPU) reach the console
+    # torch.profiler's C++ lines (this run's --profiler pytorch, the diagnosis's extra steps) reach the console
     # only with --verbose (gpt2_lightning.profile.quiet); progress goes to the real console meanwhile
-    with profiler_messages_hidden(not cfg.verbose and (cfg.profiler == "pytorch" or (
-            resolve_device(cfg.accelerator).type == "cuda" and not cfg.no_diagnose))) as console:
+    with profiler_messages_hidden(not cfg.verbose and (cfg.profiler == "pytorch" or not cfg.no_diagnose)) as console:
         callbacks = [c for c in (snapshot if cfg.memory_snapshot else None, energy, timing, throughput, delay,
-                                 module_ranges(cfg) if cfg.profiler == "pytorch" else None,
+                                 module_ranges(cfg) if cfg.profiler == "pytorch" and _profiles_counted_steps(cfg)
+                                 else None,
                                  *extra_callbacks, *make_progress(cfg, experiment, stream=console)) if c is not None]
         trainer = make_trainer(cfg, callbacks, logger=make_logger(run_dir, experiment), profiler=profiler,
                                **trainer_kwargs)
         data = make_datamodule(cfg, n)
         until_window_done(data, energy)  # predict batches go round until the energy window is long enough
         interrupted = None
+        started = time.perf_counter()
         try:
             run(trainer, module, data)
         except RunInterrupted as e:
             interrupted = e
+        wall_s = time.perf_counter() - started  # the timed Trainer run: what the CPU breakdown's cost is set against
         result = {
             **experiment_summary(timing, throughput, stage, timed_phase),
             **({} if interrupted else _profiler_results(profiler, run_dir, experiment)),
@@ -132,7 +143,11 @@ def _timed_run(
         free_device_memory()
         from gpt2_lightning.profile.diagnosis import diagnose_experiment  # it builds Trainers with this module's helpers
 
-        diagnosis = diagnose_experiment(cfg, run_dir, experiment, stage, module, result)
+        try:
+            diagnosis = diagnose_experiment(cfg, run_dir, experiment, stage, module, result, wall_s)
+        except RunInterrupted as e:  # during the extra, uncounted steps: every counted step ran, the figures stand
+            e.partial = result | {"diagnosis": getattr(e, "diagnosis", None) or {"interrupted": str(e)}}
+            raise
     if diagnosis is not None:
         result["diagnosis"] = diagnosis
     del module

@@ -1,9 +1,10 @@
 """Lightning's profilers for a profile run: which one, where its files go, and what the trace says.
 
-``--profiler pytorch`` records the timed steps of an experiment with ``torch.profiler`` on a schedule that fits the
-run (warm-up steps skipped, timed steps recorded) and exports a Chrome/Perfetto trace (``*.pt.trace.json``) into the
-run directory. The profiler itself slows the profiled steps: timings from a profiled run are for finding where time
-goes, not for quoting.
+``--profiler pytorch`` on a GPU records the timed steps of an experiment with ``torch.profiler`` on a schedule that
+fits the run (warm-up steps skipped, timed steps recorded) and exports a Chrome/Perfetto trace (``*.pt.trace.json``)
+into the run directory. The profiler itself slows the profiled steps: timings from a profiled run are for finding where
+time goes, not for quoting. On a CPU, where it slows the host itself, the experiments do not put it on the timed
+steps: it profiles only the diagnosis's extra, uncounted steps (``gpt2_lightning.profile.diagnosis``).
 
 ``kernel_profiler`` and ``ProfilerStepCallback`` profile the diagnosis's extra, uncounted steps (``diagnosis_run``).
 """

@@ -88,7 +88,8 @@ class ProfileConfig:
     init_on: str = _help("build the model on the target 'device' directly, or on the 'cpu' then move it "
                          "(the study's way, slow for big models)", default="device")
     compile: bool = _help("run the model through torch.compile; compile time is reported apart", default=False)
-    profiler: str = _help(f"Lightning profiler: {', '.join(PROFILERS)}", default="none")
+    profiler: str = _help(f"Lightning profiler: {', '.join(PROFILERS)} (pytorch on a CPU: only the diagnosis's "
+                          f"uncounted steps are profiled, and their trace kept)", default="none")
     nvtx: bool = _help("mark each phase with an NVTX range, for `nsys profile` (CUDA only)", default=False)
     out: str = _help("parent directory of run directories", default="runs")
     run_name: str | None = _help("run directory name under --out (default: a timestamp)", default=None)
@@ -115,9 +116,10 @@ class ProfileConfig:
                                       default=None)
     project_devices: int | None = _help("also project --target-tokens on N devices, assuming linear scaling, "
                                         "labelled as an assumption (default: no such projection)", default=None)
-    no_diagnose: bool = _help("skip the diagnosis: by default each GPU experiment runs --diagnose-steps more, "
-                              "uncounted steps under torch.profiler (a CPU run with --profiler pytorch reads its "
-                              "trace) and says where the time goes and what to try", default=False)
+    no_diagnose: bool = _help("skip the diagnosis: by default each experiment runs --diagnose-steps more, "
+                              "uncounted steps under torch.profiler (on a CPU when that costs under 20%% of the "
+                              "experiment, or with --profiler pytorch) and says where the time goes and what to try",
+                              default=False)
     diagnose_steps: int = _help("uncounted steps profiled for the diagnosis, after one profiler warm-up step",
                                 default=3)
     keep_trace: bool = _help("keep the diagnosis trace (diagnosis-<experiment>.pt.trace.json.gz; kept anyway with "

@@ -9,6 +9,7 @@ from typing import Any
 
 from gpt2_lightning.report.formats import fmt_ms, render_table
 from gpt2_lightning.report.noise import instability_lines
+from gpt2_lightning.report.profiled import counted_steps_profiler
 
 
 def model_setting(c: dict[str, Any], e: dict[str, Any]) -> Any:
@@ -71,7 +72,7 @@ def _measured(run: dict[str, Any]) -> list[str]:
 def warnings_for(runs: list[dict[str, Any]], labels: list[str]) -> list[str]:
     """What makes a ratio in the table mean less than it seems, one line each."""
     out = []
-    profilers = [r.get("config", {}).get("profiler", "none") for r in runs]
+    profilers = [counted_steps_profiler(r) for r in runs]  # --profiler pytorch on a CPU: counted steps un-profiled
     if len(set(p == "none" for p in profilers)) > 1:
         profiled = ", ".join(f"{lab} (--profiler {p})" for lab, p in zip(labels, profilers) if p != "none")
         out.append(f"WARNING: {profiled} ran under a profiler and the others did not: the profiler's overhead is "

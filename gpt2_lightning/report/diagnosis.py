@@ -27,7 +27,13 @@ def fmt_calls(per_step: float) -> str:
 def busy_line(d: dict[str, Any]) -> str:
     """GPU busy per step (and against the un-profiled step when known), or CPU operator time per step."""
     if d.get("kind") != "gpu":
-        line = f"CPU operator self time {d.get('cpu_self_ms_per_step', 0.0):.3f} ms per profiled step"
+        scaled = d.get("scaled")
+        if scaled:  # in the un-profiled step's time (gpt2_lightning.analysis.phase_scaling)
+            line = (f"CPU operator self time {d.get('cpu_self_ms_per_step', 0.0):.3f} ms per "
+                    f"{scaled['step_ms']:.3f} ms un-profiled step ({scaled['note']}: a profiled step took "
+                    f"{scaled['profiled_step_ms']:.3f} ms)")
+        else:
+            line = f"CPU operator self time {d.get('cpu_self_ms_per_step', 0.0):.3f} ms per profiled step"
     else:
         line = (f"GPU busy {d['gpu_busy_ms_per_step']:.3f} ms per step (kernels, memcpy and memset, overlapping "
                 f"streams counted once; their plain sum is {d['kernel_ms_per_step']:.3f} ms)")
@@ -66,6 +72,10 @@ def summary_lines(exp: str, d: dict[str, Any]) -> list[str]:
         return [f"{exp}: diagnosis failed: {d['error']}"]
     if "skipped" in d:
         return [f"{exp}: diagnosis skipped: {d['skipped']}"]
+    if "not_run" in d:
+        return [f"{exp}: no breakdown: {d['not_run']}"]
+    if "interrupted" in d:
+        return [f"{exp}: diagnosis interrupted: {d['interrupted']}"]
     cats = sorted(d.get("categories", {}).items(), key=lambda kv: kv[1]["pct"], reverse=True)
     cats_s = ", ".join(f"{k} {v['pct']:.0f}%" for k, v in cats[:3] if v["pct"] > 0)
     what = "uncounted profiled" if d.get("extra_steps") else "profiled"
@@ -82,6 +92,10 @@ def markdown(d: dict[str, Any], top: int = 5, linked: tuple[str, ...] = ()) -> l
         return [f"**Diagnosis failed:** {d['error']}", ""]
     if "skipped" in d:
         return [f"**Diagnosis skipped:** {d['skipped']}.", ""]
+    if "not_run" in d:
+        return [f"No per-step breakdown: {d['not_run']}.", ""]
+    if "interrupted" in d:
+        return [f"**Diagnosis interrupted:** {d['interrupted']}.", ""]
     out = ["### Diagnosis", ""]
     out += [f"- **{s}**" for s in d.get("verdict", [])]
     if d.get("extra_steps"):

@@ -28,6 +28,8 @@ def module_breakdowns(data: dict[str, Any]) -> dict[str, dict[str, Any]]:
 
 
 def _of(modules: dict[str, Any]) -> str:
+    if modules.get("scaled"):  # a CPU breakdown in the un-profiled step's time (analysis.phase_scaling)
+        return "the un-profiled step (shares from the profiled steps)"
     return "kernel time" if str(modules.get("basis", "")).startswith("kernel") else "host time"
 
 
@@ -54,7 +56,8 @@ def plot_modules(data: dict[str, Any], path: Path, title: str = "") -> Path | No
         ax.set_yticks(list(y), [r["part"] for r in rows], fontsize=9)
         ax.set_xlabel(f"ms per step of {_of(m)}")
         ax.set_xlim(0, max(r["total_ms"] for r in rows) * 1.35)  # room for the labels
-        ax.set_title(f"{exp}: {fmt_ms(m['total_ms_per_step'])} per step, {m['steps']} profiled step(s)", fontsize=10)
+        ax.set_title(f"{exp}: {fmt_ms(m['total_ms_per_step'])} per step, {m['steps']} profiled step(s)"
+                     + ("\ntimes scaled to the un-profiled phases" if m.get("scaled") else ""), fontsize=10)
         ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.13), ncol=4, fontsize=8, frameon=False)
         ax.grid(axis="x", alpha=0.3)
     fig.suptitle(title or "Where each step's time goes, by part of the model", fontsize=11)

@@ -29,6 +29,8 @@ def _shown(m: dict[str, Any]) -> list[dict[str, Any]]:
 
 
 def _of(m: dict[str, Any]) -> str:
+    if m.get("scaled"):
+        return "the un-profiled step"
     return "kernel time" if str(m.get("basis", "")).startswith("kernel") else "host time"
 
 

@@ -27,6 +27,8 @@ from __future__ import annotations
 import os
 from typing import Any
 
+from gpt2_lightning.report.profiled import counted_steps_profiler
+
 UNSTABLE_SPREAD = {"init": 2.5}  # per experiment; anything else uses DEFAULT_UNSTABLE_SPREAD
 DEFAULT_UNSTABLE_SPREAD = 1.5
 MIN_STEPS = 3  # for a spread at all
@@ -102,7 +104,7 @@ def instability_lines(data: dict[str, Any]) -> list[str]:
         more = "a longer --max-steps"
     else:
         more = f"more --steps (now {steps})" if steps else "more --steps"
-    profiler = config.get("profiler") or "none"
+    profiler = counted_steps_profiler(data)  # --profiler pytorch on a CPU leaves the counted steps un-profiled
     if profiler != "none":
         cause = (f"This run was profiled (--profiler {profiler}), which slows some steps far more than others; "
                  f"rerun without it and with {more}")

@@ -10,6 +10,7 @@ from gpt2_lightning.report.formats import fmt_ms, fmt_rate
 from gpt2_lightning.report.diagnosis import markdown as diagnosis_markdown
 from gpt2_lightning.report.diagnosis import summary_lines as diagnosis_summary_lines
 from gpt2_lightning.report.noise import TIMED_PHASE, instability_lines
+from gpt2_lightning.report.profiled import counted_steps_profiler
 from gpt2_lightning.report.repeat_summary import repeat_lines, status_line
 from gpt2_lightning.report.timing import fit_line, host_line
 from gpt2_lightning.report.training import LOSS_PLOT, diverged_lines, loss_section, title
@@ -197,7 +198,10 @@ def render_report(data: dict[str, Any], plots: dict[str, str]) -> str:
         out += [f"**{status_line(data)}**", ""]
     warned = diverged_lines(data) + instability_lines(data)
     out += [f"**{line}**" for line in warned] + ([""] if warned else [])
-    profiler = data.get("config", {}).get("profiler", "none")
+    profiler = counted_steps_profiler(data)
+    if data.get("config", {}).get("profiler") == "pytorch" and profiler == "none":
+        out += ["`--profiler pytorch` on a CPU profiled only the diagnosis's extra, uncounted steps (its trace is "
+                "theirs): these timings are un-profiled.", ""]
     if profiler != "none":
         out += [f"Profiled with Lightning's `{profiler}` profiler: its overhead is inside these timings (the step "
                 "that saves a trace most of all). Use them to see where time goes; quote a run without a profiler.",

@@ -177,3 +177,47 @@ def test_renderings_carry_the_figures():
     assert lines[1:] == [f"  - {s}" for s in d["verdict"]]
     assert markdown_all({"experiments": {"train": {"diagnosis": d}, "init": {}}}).startswith("## train")
     assert summary_lines("train", {"error": "boom"}) == ["train: diagnosis failed: boom"]
+
+
+# ------------------------------------------------------------------------------------------------ on a CPU
+def _cpu_phases(optimizer_ms, step_ms=100.0):
+    return {"optimizer": {"median_ms": optimizer_ms}, "step": {"median_ms": step_ms}}
+
+
+def test_cpu_optimizer_at_its_threshold_not_below():
+    at = Evidence(analysis(kind="cpu"), 100.0, phases=_cpu_phases(dx.CPU_OPTIMIZER_PCT))
+    below = Evidence(analysis(kind="cpu"), 100.0, phases=_cpu_phases(dx.CPU_OPTIMIZER_PCT - 0.1))
+    assert "cpu_optimizer" in fired(at) and "cpu_optimizer" not in fired(below)
+    s = dx.cpu_optimizer(Evidence(analysis(kind="cpu"), 200.0, phases=_cpu_phases(50.0, 200.0))).sentence
+    assert s.startswith("The optimizer takes 25% of each step (50.0 ms of the 200.0 ms step)")
+    assert "foreach=True" in s and "fused=True" in s
+    # a GPU trace (its optimizer is one fused kernel) and a profiled run (its step times) do not fire it
+    assert dx.cpu_optimizer(Evidence(analysis(busy_ms=90.0), 100.0, phases=_cpu_phases(50.0))) is None
+    assert dx.cpu_optimizer(Evidence(analysis(kind="cpu"), 100.0, phases=_cpu_phases(50.0),
+                                     step_is_profiled=True)) is None
+
+
+def test_cpu_optimizer_from_the_trace_alone():
+    """analyze_trace.py --step-ms on a CPU trace: no phases, the optimizer category's share of operator time."""
+    at = Evidence(analysis(kind="cpu", optimizer=dx.CPU_OPTIMIZER_PCT), 100.0)
+    below = Evidence(analysis(kind="cpu", optimizer=dx.CPU_OPTIMIZER_PCT - 0.1), 100.0)
+    assert "cpu_optimizer" in fired(at) and "cpu_optimizer" not in fired(below)
+    assert "10% of each step (of CPU operator time)" in dx.cpu_optimizer(at).sentence
+
+
+def test_cpu_matmul_at_its_threshold_not_below():
+    assert "cpu_matmul" in fired(Evidence(analysis(kind="cpu", matmul=dx.CPU_MATMUL_PCT), 100.0))
+    assert "cpu_matmul" not in fired(Evidence(analysis(kind="cpu", matmul=dx.CPU_MATMUL_PCT - 0.1), 100.0))
+    assert "cpu_matmul" not in fired(Evidence(analysis(busy_ms=50.0, matmul=90.0), 100.0))  # a GPU: matmul_busy's
+    s = dx.cpu_matmul(Evidence(analysis(kind="cpu", matmul=70.0), 100.0)).sentence
+    assert s.startswith("Matmuls take 70% of CPU operator time (7.00 ms per step)")
+    assert "--threads" in s and "--batch-size" in s
+
+
+def test_a_cpu_verdict_always_names_something_to_try():
+    v = verdict(Evidence(analysis(kind="cpu", matmul=40.0, elementwise_norm=45.0), 100.0,
+                         phases=_cpu_phases(5.0)))
+    assert v == ["No single cause stands out on this CPU; the largest category, elementwise_norm, takes 45% of CPU "
+                 "operator time: try a larger --batch-size (more work per operator call) and --threads set to the "
+                 "physical cores."]
+    assert "No rule fired" not in v[0]

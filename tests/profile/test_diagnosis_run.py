@@ -107,23 +107,34 @@ def test_no_diagnose_and_plain_cpu_runs_get_none(gpu_branch, tmp_path):
     assert gpu_branch == []
 
 
-def test_cpu_run_is_diagnosed_from_lightnings_trace_without_extra_steps(tmp_path):
+def _cpu_steps(monkeypatch, write):
+    """The CPU branch with the extra steps replaced by a trace ``write`` puts where they would write theirs."""
+    monkeypatch.setattr(diagnosis_run, "profile_extra_steps",
+                        lambda cfg, module, stage, run_dir, experiment: write(diagnosis_trace_path(run_dir, experiment)))
+
+
+def test_cpu_run_is_diagnosed_from_its_extra_steps_in_unprofiled_time(tmp_path, monkeypatch):
+    """--profiler pytorch on a CPU: the counted steps ran un-profiled (the 2.0 ms step), the extra steps' trace (one
+    profiled step of 1 ms: copy 0.4, mm 0.6) gives the shares, and its times are scaled to the 2.0 ms step."""
     from tests.kineto import TraceBuilder
 
     b = TraceBuilder().host_step(1, 0, 1000).cpu_op("aten::copy_", 0, 400).cpu_op("aten::mm", 400, 1000)
-    b.write(tmp_path / "trace-train.pt.trace.json")
-    cfg = tiny_cfg(profiler="pytorch")
-    result = {**_result(2.0), "traces": ["trace-train.pt.trace.json"]}
-    d = diagnose_experiment(cfg, tmp_path, "train", "train", None, result)
-    assert d["kind"] == "cpu" and d["extra_steps"] == 0 and d["trace_file"] == "trace-train.pt.trace.json"
-    assert d["verdict"][0].startswith("Casts and copies take 40% of CPU operator time")
-    assert diagnose_experiment(tiny_cfg(), tmp_path, "train", "train", None, _result()) is None  # no trace
+    _cpu_steps(monkeypatch, lambda path: b.write(path))
+    d = diagnose_experiment(tiny_cfg(profiler="pytorch"), tmp_path, "train", "train", None, _result(2.0))
+    assert d["kind"] == "cpu" and d["extra_steps"] == 3 and d["trace_file"] == "diagnosis-train.pt.trace.json.gz"
+    assert d["verdict"][0].startswith("Matmuls take 60% of CPU operator time (1.20 ms per step)")
+    assert d["verdict"][1].startswith("Casts and copies take 40% of CPU operator time (0.80 ms per step)")
+    assert d["categories"]["matmul"]["ms_per_step"] == pytest.approx(1.2) and d["profiled_slowdown"] == 0.5
+    assert "note" not in d  # the counted steps were not profiled
 
 
-def test_a_broken_trace_is_reported_not_raised(tmp_path, capsys):
-    (tmp_path / "trace-train.pt.trace.json").write_text("{")
-    d = diagnose_experiment(tiny_cfg(profiler="pytorch"), tmp_path, "train", "train", None,
-                            {**_result(), "traces": ["trace-train.pt.trace.json"]})
+def test_a_broken_trace_is_reported_not_raised(tmp_path, capsys, monkeypatch):
+    def broken(path):
+        path.write_text("{")
+        return path
+
+    _cpu_steps(monkeypatch, broken)
+    d = diagnose_experiment(tiny_cfg(profiler="pytorch"), tmp_path, "train", "train", None, _result())
     assert set(d) == {"error"} and "not a Chrome trace" in d["error"]
     assert "train: diagnosis failed" in capsys.readouterr().err
 
@@ -152,10 +163,9 @@ def test_cpu_profiled_run_carries_its_diagnosis_everywhere(profiled_cpu_run):
     data = json.loads((run_dir / "results.json").read_text())
     for exp in ("inference", "train"):
         d = data["experiments"][exp]["diagnosis"]
-        steps = 1 if exp == "train" else 2  # train: Lightning's first range (a warm-up step's backward) left out
-        assert d["kind"] == "cpu" and d["steps"] == steps and 1 <= len(d["verdict"]) <= 3, exp
-        assert d["trace_file"] == f"trace-{exp}.pt.trace.json" and (run_dir / d["trace_file"]).exists()
-        assert f"{exp}: diagnosis over {steps} profiled step(s)" in proc.stdout
+        assert d["kind"] == "cpu" and d["steps"] == 3 and 1 <= len(d["verdict"]) <= 3, exp  # the extra steps
+        assert d["trace_file"] == f"diagnosis-{exp}.pt.trace.json.gz" and (run_dir / d["trace_file"]).exists()
+        assert f"{exp}: diagnosis over 3 uncounted profiled step(s)" in proc.stdout
     report = (run_dir / "report.md").read_text()
     assert report.count("### Diagnosis") == 2 and "Memory split: parameters" in report
     # the per-module breakdown, everywhere the diagnosis is (issue 22)
@@ -165,7 +175,7 @@ def test_cpu_profiled_run_carries_its_diagnosis_everywhere(profiled_cpu_run):
     assert mlp["backward_ms"] > 0 and mlp["tflops"] > 0 and mlp["pct_of_peak"] is None  # no peak for a CPU
     assert report.count("Per-module breakdown, by part of the model") == 2 and "![module breakdown](modules.png)" in report
     assert (run_dir / "modules.png").exists()
-    assert proc.stdout.count("  modules (% of host time): ") == 2
+    assert proc.stdout.count("  modules (% of the un-profiled step): ") == 2
     assert "--memory-snapshot records CUDA allocations: nothing is recorded on the CPU" in proc.stderr
     assert not list(run_dir.glob("memory-*.pickle"))
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator

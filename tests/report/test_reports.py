@@ -1,5 +1,6 @@
 """What a run leaves for people: TensorBoard scalars, a trace, report.md, plots, and the comparison."""
 
+import gzip
 import json
 import os
 import socket
@@ -106,15 +107,16 @@ def test_per_step_scalars_match_results(profiled_run):
 
 
 def test_trace_report_and_plots(profiled_run):
-    traces = sorted(profiled_run.glob("*.pt.trace.json"))
-    assert [t.name for t in traces] == ["trace-inference.pt.trace.json", "trace-train.pt.trace.json"]
+    # on a CPU --profiler pytorch profiles the diagnosis's uncounted steps: their traces are the run's
+    traces = sorted(profiled_run.glob("*.pt.trace.json*"))
+    assert [t.name for t in traces] == ["diagnosis-inference.pt.trace.json.gz", "diagnosis-train.pt.trace.json.gz"]
     for trace in traces:
-        events = json.loads(trace.read_text())["traceEvents"]
+        events = json.loads(gzip.open(trace).read())["traceEvents"]
         assert any(e.get("name", "").startswith("aten::") for e in events)
     report = (profiled_run / "report.md").read_text()
     for text in ("## Environment", "## Settings", "## init", "## inference", "## train",
-                 "tokens/s", "MFU n/a (no peak for CPUs)", "Top operators", "aten::", "trace-train.pt.trace.json",
-                 "![phase breakdown]"):
+                 "tokens/s", "MFU n/a (no peak for CPUs)", "Top CPU operators", "aten::",
+                 "diagnosis-train.pt.trace.json.gz", "![phase breakdown]"):
         assert text in report, text
     assert "Naive vs synchronised" not in report and "Device start-up" not in report  # GPU-only lines
     for trace in traces:  # linked once, with how to open it (the diagnosis, reading the same file, linked it again)
@@ -123,8 +125,8 @@ def test_trace_report_and_plots(profiled_run):
         assert (profiled_run / png).read_bytes()[:8] == PNG_MAGIC
         assert f"({png})" in report
     results = json.loads((profiled_run / "results.json").read_text())
-    top = results["experiments"]["train"]["top_ops"]
-    assert top and top[0]["self_ms"] >= top[-1]["self_ms"] > 0
+    top = results["experiments"]["train"]["diagnosis"]["top_ops"]
+    assert top and top[0]["ms_per_step"] >= top[-1]["ms_per_step"] > 0
 
 
 @pytest.mark.parametrize("profiler", ["simple", "advanced"])
@@ -207,29 +209,50 @@ def test_compare_rows_unit():
     assert rows[0]["speedups"] == [1.0, 0.25, None]
 
 
+def _union(spans):
+    out = []
+    for a, b in sorted(spans):
+        if out and a <= out[-1][1]:
+            out[-1][1] = max(out[-1][1], b)
+        elif b > a:
+            out.append([a, b])
+    return out
+
+
+def _clip(spans, windows):
+    return [(max(a, s), min(b, e)) for a, b in spans for s, e in windows if min(b, e) > max(a, s)]
+
+
 def test_cpu_trace_gives_the_optimizer_its_share_of_the_step(profiled_run):
-    """The diagnosis of the tool's own CPU trace (Lightning's PyTorchProfiler) puts AdamW's operators under
-    ``optimizer``: its share of CPU operator time agrees with the share of the profiled steps that PhaseTimingCallback's
-    ``phase/optimizer`` ranges cover, read here straight from the trace's JSON."""
+    """The diagnosis of the tool's own CPU trace (the extra steps of --profiler pytorch) puts AdamW's update under
+    ``optimizer``, as the trace's raw JSON shows it, read here by other code: the update is what runs in an
+    ``Optimizer.step#`` range after its closure (the last backward operator or module range in it) and in an
+    ``Optimizer.zero_grad#`` range. Both sides measure the same intervals of the same trace, so a loaded machine
+    moves them together (the old check, against the ``phase/optimizer`` share, failed under load: 25.10 <= 24.15,
+    Lightning's hooks between backward and the update having grown with the load)."""
     diagnosis = json.loads((profiled_run / "results.json").read_text())["experiments"]["train"]["diagnosis"]
-    events = [e for e in json.loads((profiled_run / "trace-train.pt.trace.json").read_text())["traceEvents"]
+    events = [e for e in json.loads(gzip.open(profiled_run / diagnosis["trace_file"]).read())["traceEvents"]
               if e.get("ph") == "X"]
     steps = sorted((e["ts"], e["ts"] + e["dur"]) for e in events if e["name"].startswith("ProfilerStep#"))
-    kept = steps[1:]  # Lightning's first range holds the last warm-up step's backward and optimizer
-    assert diagnosis["steps"] == len(kept) >= 1
-
-    def inside(e):
-        return any(s <= e["ts"] < end for s, end in kept)
-
-    optimizer_ms = sum(e["dur"] for e in events if e["name"] == "phase/optimizer" and inside(e)) / 1000.0
-    window_ms = sum(end - s for s, end in kept) / 1000.0
-    share_of_step = 100.0 * optimizer_ms / window_ms
-    assert optimizer_ms > 0
-    # by host time (the per-module breakdown's optimizer row: from the closure's end to the update's end, so it also
-    # holds Lightning's hooks between the backward and phase/optimizer: 0.14-0.17 ms of a 13-15 ms step on a quiet
-    # machine, 2.5 points of the step once under load) ...
+    assert diagnosis["steps"] == len(steps) == 3
+    closure = [(e["ts"], e["ts"] + e["dur"]) for e in events
+               if e["name"].startswith(("autograd::engine::evaluate_function", "[pl][module]"))]
+    windows = []
+    for e in events:
+        start, end = e["ts"], e["ts"] + e["dur"]
+        if e["name"].startswith("Optimizer.step#"):
+            windows.append((max([start] + [min(b, end) for a, b in closure if start <= a < end]), end))
+        elif e["name"].startswith("Optimizer.zero_grad#"):
+            windows.append((start, end))
+    update = _union(_clip(windows, steps))
+    update_ms = sum(b - a for a, b in update) / 1000.0 / len(steps)
+    assert update_ms > 0
+    # by host time: the per-module breakdown's optimizer row, before it is scaled to the un-profiled optimizer phase
     row = next(r for r in diagnosis["modules"]["parts"] if r["part"] == "optimizer")
-    assert share_of_step - 2.0 <= row["pct"] <= share_of_step + 4.0
-    # ... and by operator self time (the categories: the optimizer's Python between operators is not in it; under a
-    # loaded 2-core machine the two shares were seen 0.4 to 5 points apart)
-    assert diagnosis["categories"]["optimizer"]["pct"] == pytest.approx(share_of_step, abs=8.0)
+    assert row["profiled_ms"] == pytest.approx(update_ms, rel=0.01)
+    # by operator self time (the categories): self times of nested operators add up to the time covered by the
+    # outermost ones, so the optimizer's is the part of the update windows that operators cover
+    ops = _union(_clip([(e["ts"], e["ts"] + e["dur"]) for e in events if e.get("cat") == "cpu_op"], update))
+    ops_ms = sum(b - a for a, b in ops) / 1000.0 / len(steps)
+    factor = diagnosis["scaled"]["factor"]  # the categories are quoted in the un-profiled step's time
+    assert diagnosis["categories"]["optimizer"]["ms_per_step"] / factor == pytest.approx(ops_ms, rel=0.01)
