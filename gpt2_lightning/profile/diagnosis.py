@@ -97,7 +97,7 @@ def diagnose_experiment(cfg: ProfileConfig, run_dir: Path, experiment: str, stag
         profiled_run = cfg.profiler != "none"  # the counted steps themselves ran under a profiler: slow on the host
         out = diagnose(analysis, step_ms=_step_ms(result, stage), phases=result.get("phases"),
                        host=result.get("host"), mfu_pct=(result.get("throughput") or {}).get("mfu_pct"),
-                       step_is_profiled=profiled_run, precision=cfg.precision)
+                       step_is_profiled=profiled_run, precision=cfg.precision, straggler=result.get("straggler"))
     except Exception as e:  # noqa: BLE001 - any failure: the measured figures still stand
         return addons.failed(experiment, "diagnosis", str(e).splitlines()[0] if isinstance(e, TraceError)
                              else addons.one_line(e))

@@ -22,6 +22,7 @@ from gpt2_lightning.report.noise import load_average
 from gpt2_lightning.profile.settings import ProfileConfig
 from gpt2_lightning.profile.profilers import make_profiler, name_traces, rank_suffix, top_operators
 from gpt2_lightning.profile.quiet import profiler_messages_hidden
+from gpt2_lightning.profile.rank_diagnoses import with_rank_diagnoses
 from gpt2_lightning.report.tensorboard_logs import make_logger
 from gpt2_lightning.profile.trainers import (free_device_memory, make_datamodule, make_module,
                                      make_progress, make_trainer, module_ranges, resolve_device)
@@ -138,6 +139,7 @@ def _timed_run(
         from gpt2_lightning.profile.diagnosis import diagnose_experiment  # it builds Trainers with this module's helpers
 
         diagnosis = diagnose_experiment(cfg, run_dir, experiment, stage, module, result)
+        diagnosis = with_rank_diagnoses(diagnosis, cfg.world_size)  # every rank's own trace, read by that rank
     if diagnosis is not None:
         result["diagnosis"] = diagnosis
     del module
