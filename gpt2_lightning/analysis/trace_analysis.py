@@ -242,7 +242,6 @@ def _host_collectives(c: Collected, steps: list[tuple[int, float, float]], sourc
     per_step = [union_length(spans.get(k, [])) / 1000.0 for k in range(len(steps))]
     return {"ms_per_step": statistics.fmean(per_step), "blocked_ms_by_step": per_step,
             "median_blocked_ms": statistics.median(per_step), "collectives_per_step": count / len(steps),
-            "overlapped_ms_per_step": None, "overlapped_pct": None,
             "source": "wall time of the collective backend's ranges (gloo:*): blocked, waiting for the other ranks"}
 
 

@@ -59,9 +59,7 @@ def check_environment(cfg: ProfileConfig) -> None:
 
         check_data(cfg.data, cfg.seq_len, cfg.vocab_size)
     if cfg.accelerator == "cpu" and isinstance(cfg.trainer_devices, int):
-        cores = os.cpu_count() or 1
-        if cfg.trainer_devices > cores:
-            raise ConfigError("devices", cfg.devices, f"this machine has {cores} CPU core(s)")
+        warn_oversubscribed(cfg)
     if cfg.accelerator == "auto" and ("," in cfg.devices or cfg.precision == "16-mixed") and auto_is_cpu():
         cfg.check_cpu(why=" (where --accelerator auto runs here)")
     if cfg.strategy.strip().lower().startswith("deepspeed") and importlib.util.find_spec("deepspeed") is None:
@@ -79,6 +77,17 @@ def check_environment(cfg: ProfileConfig) -> None:
             raise ConfigError("devices", cfg.devices, f"only {torch.cuda.device_count()} CUDA device(s) here")
     if cfg.precision == "fp8":
         check_float8(cfg)
+
+
+def warn_oversubscribed(cfg: ProfileConfig) -> None:
+    """More CPU processes (times --threads) than cores: Lightning runs it, slower than the cores allow; say so once."""
+    cores = os.cpu_count() or 1
+    wanted = cfg.trainer_devices * (cfg.threads or 1)
+    if wanted > cores and global_rank(cfg) == 0:
+        print(f"{prog_name('scripts/profile.py')}: warning: --devices {cfg.devices}"
+              f"{f' x --threads {cfg.threads}' if cfg.threads else ''} = {wanted} busy threads on {cores} CPU core(s): "
+              f"the processes will take turns on the cores (oversubscribed), so every rank's figures are slower than "
+              f"this machine's own", file=sys.stderr, flush=True)
 
 
 def no_nvidia_driver() -> bool:

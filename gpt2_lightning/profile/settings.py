@@ -19,7 +19,7 @@ PRECISIONS = ("32-true", "tf32", "16-mixed", "bf16-mixed", "bf16-true", "16-true
 PROFILERS = ("none", "simple", "advanced", "pytorch")
 INIT_ON = ("device", "cpu")
 IF_EXISTS = ("error", "rename")
-SWEEP_KEYS = ("batch_size", "seq_len", "model", "precision")
+SWEEP_KEYS = ("batch_size", "seq_len", "model", "precision", "devices")
 # Lightning's registered strategy names (lightning.pytorch.strategies.StrategyRegistry, Lightning 2.6), written out so
 # that a refusal needs no Lightning import; tests/profile/test_reliability.py checks them against the registry.
 _DDP = ("ddp", "ddp_spawn", "ddp_fork", "ddp_notebook")
