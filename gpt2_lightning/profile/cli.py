@@ -79,9 +79,17 @@ def check_environment(cfg: ProfileConfig) -> None:
         check_float8(cfg)
 
 
+MAX_PROCESSES_PER_CORE = 4  # beyond this, CPU processes (each with its own model copy) only measure the scheduler
+
+
 def warn_oversubscribed(cfg: ProfileConfig) -> None:
-    """More CPU processes (times --threads) than cores: Lightning runs it, slower than the cores allow; say so once."""
+    """More CPU processes (times --threads) than cores: Lightning runs it, slower than the cores allow; say so once.
+    Refused only past MAX_PROCESSES_PER_CORE processes per core (--devices 999 is a typo, not a plan)."""
     cores = os.cpu_count() or 1
+    if cfg.trainer_devices > MAX_PROCESSES_PER_CORE * cores:
+        raise ConfigError("devices", cfg.devices, f"this machine has {cores} CPU core(s); more than "
+                                                  f"{MAX_PROCESSES_PER_CORE} processes per core measure nothing but "
+                                                  f"the scheduler")
     wanted = cfg.trainer_devices * (cfg.threads or 1)
     if wanted > cores and global_rank(cfg) == 0:
         print(f"{prog_name('scripts/profile.py')}: warning: --devices {cfg.devices}"

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from gpt2_lightning.config import MODEL_NAMES
+from gpt2_lightning.report.costs import assumed_vs_measured
 from gpt2_lightning.report.noise import MIN_STEPS_TO_JUDGE, spread, timed_stats, unstable
 from gpt2_lightning.report.plots import plot_sweep
 from gpt2_lightning.report.formats import fmt_ms, fmt_rate, render_table
@@ -187,6 +188,7 @@ def write_sweep(key: str, runs: list[tuple[Any, dict[str, Any]]], parent: Path) 
     files = [parent / "sweep.json", parent / "sweep.md", parent / "sweep.png"]
     atomic_write_text(files[0], json.dumps(finite_or_null({"key": key, "rows": rows}), indent=2) + "\n")
     plot_sweep(key, rows, files[2], title=sweep_title(key, runs))
+    side_by_side = assumed_vs_measured([data for _, data in runs])  # --project-devices beside a measured N
     warnings = [f"- **{key}={r[key]}: {exp} figures are unstable** (p90/p10 {s:.2f}); rerun that point with more "
                 "--steps on a quiet machine." for r in rows for exp, s in unstable_experiments(r)]
     several = ("With several processes the per-process columns are rank 0's; the global columns are every rank's "
@@ -197,5 +199,7 @@ def write_sweep(key: str, runs: list[tuple[Any, dict[str, Any]]], parent: Path) 
              f"p90/p10 of its steps (of its repeats' medians with --repeat); under {MIN_STEPS_TO_JUDGE} not judged.")
     atomic_write_text(files[1], f"# Sweep over {key}\n\n{sweep_title(key, runs)}\n\n"
                       + ("\n".join(warnings) + "\n\n" if warnings else "")
-                      + f"{format_sweep(key, rows, markdown=True)}\n\n{notes}\n\n![sweep](sweep.png)\n")
-    return format_sweep(key, rows), files
+                      + f"{format_sweep(key, rows, markdown=True)}\n\n"
+                      + "".join(f"- {line}.\n" for line in side_by_side) + ("\n" if side_by_side else "")
+                      + f"{notes}\n\n![sweep](sweep.png)\n")
+    return "\n".join([format_sweep(key, rows), *side_by_side]), files
