@@ -36,6 +36,7 @@ SWEEP_COLUMNS: tuple[tuple[str, str, tuple[str, ...]], ...] = (
     ("train J/token", "train", ("energy", "joules_per_token")),
 )
 # several processes (--sweep devices=1,2): the job's rate over its slowest rank, and against N x one process
+PER_PROCESS_RATES = ("train tokens/s", "inference tokens/s")
 GLOBAL_COLUMNS = ("processes", "train global tokens/s", "train scaling efficiency %", "inference global tokens/s")
 
 
@@ -164,7 +165,9 @@ def format_sweep(key: str, rows: list[dict[str, Any]], markdown: bool = False) -
     columns = [c for c, _, _ in SWEEP_COLUMNS if any(r[c] is not None for r in rows)]
     columns += [c for c in GLOBAL_COLUMNS if several and any(r.get(c) is not None for r in rows)]
     formats = [_column_format(c, [r[c] for r in rows]) for c in columns]
-    header = [key, *(h for h, _ in formats), "noise", "failed"]
+    # several processes: a per-process column is rank 0's (the global columns are the job's)
+    header = [key, *(f"{h} (rank 0)" if several and h in PER_PROCESS_RATES else h for h, _ in formats), "noise",
+              "failed"]
     body = [[str(r[key]), *(fmt(r[c]) if r[c] is not None else "-" for c, (_, fmt) in zip(columns, formats)),
              noise_cell(r), ", ".join(r["errors"]) or "-"] for r in rows]
     return render_table(header, body, markdown)

@@ -100,7 +100,7 @@ def add_costs(result: dict[str, Any], experiment: str, config: dict[str, Any]) -
     if experiment == "train" and rate:
         tokens, basis = target_tokens(config)
         result["projection"] = projection(tokens, rate, devices, jpt, price, energy_price) | {"target_basis": basis}
-        if config.get("project_devices"):
+        if config.get("project_devices") and int(config["project_devices"]) != devices:  # N measured: no assuming
             result["projection"]["scaled"] = scaled(result["projection"], int(config["project_devices"]))
 
 
