@@ -103,3 +103,26 @@ def global_rate(ranks: list[dict[str, Any]], timed_phase: str) -> tuple[float | 
                   "job_tokens_per_step": sum(tokens), "slowest_rank": ranks[slowest]["rank"],
                   "slowest_step_ms": steps[slowest],
                   "sum_of_rank_rates": sum(t / (s / 1000.0) for t, s in zip(tokens, steps))}
+
+
+def waits_from_traces(result: dict[str, Any], diagnosis: dict[str, Any] | None, timed_phase: str) -> None:
+    """On a GPU the host cannot time the all-reduce (NCCL's future completes when it is queued): each rank's wait is
+    then its own trace's communication kernel time per profiled step (an NCCL kernel spins until its peers arrive),
+    and the straggler is judged again with it. Nothing changes where the waits were measured on the host."""
+    rows = {r["rank"]: r for r in (diagnosis or {}).get("ranks") or []}
+    ranks = result.get("ranks") or []
+    if not rows or not ranks or any(r.get("waiting_ms") is not None for r in ranks):
+        return
+    if any(rows.get(r["rank"], {}).get("communication_ms_per_step") is None for r in ranks):
+        return
+    for r in ranks:
+        r["waiting_ms"] = rows[r["rank"]]["communication_ms_per_step"]
+        r["waits_in"] = "all-reduce" if timed_phase == "step" else "collectives"
+        r["waiting_source"] = "communication kernels of the rank's own profiled steps"
+    result["straggler"] = straggler(ranks, timed_phase)
+    if result["straggler"] and isinstance(diagnosis.get("verdict"), list):
+        from gpt2_lightning.analysis.verdict import Evidence
+        from gpt2_lightning.analysis.verdict import straggler as straggler_rule
+
+        finding = straggler_rule(Evidence(analysis={}, straggler=result["straggler"]))
+        diagnosis["verdict"] = [finding.sentence, *diagnosis["verdict"]][:3]  # it sets every rank's pace: first

@@ -12,6 +12,7 @@ from callbacks import PhaseTimingCallback, ThroughputCallback
 from callbacks.collectives import CollectiveWaits
 from callbacks.delay import PlantedDelay
 from callbacks.loss_history import LossHistory
+from gpt2_lightning.analysis.ranks import waits_from_traces
 from gpt2_lightning.profile import addons
 from gpt2_lightning.profile.energy import energy_callback, energy_result, train_max_steps, until_window_done
 from gpt2_lightning.profile.experiment_summary import experiment_summary
@@ -140,6 +141,7 @@ def _timed_run(
 
         diagnosis = diagnose_experiment(cfg, run_dir, experiment, stage, module, result)
         diagnosis = with_rank_diagnoses(diagnosis, cfg.world_size)  # every rank's own trace, read by that rank
+        waits_from_traces(result, diagnosis, timed_phase)  # GPU: each rank's wait from its own NCCL kernels
     if diagnosis is not None:
         result["diagnosis"] = diagnosis
     del module

@@ -105,3 +105,20 @@ def test_each_ranks_gpu_trace_reports_its_nccl_time_and_overlap(tmp_path):
     assert "| 0 | `diagnosis-train-rank0.json` | 1.000 ms | 0.200 ms | 100% |" in text
     assert "| 1 | `diagnosis-train-rank1.json` | 1.000 ms | 0.200 ms | 0% |" in text
     assert "**Rank 1 is the straggler: +21.6 ms per step in forward" in text
+
+
+def test_on_a_gpu_each_ranks_wait_comes_from_its_own_nccl_kernels():
+    from gpt2_lightning.analysis.ranks import waits_from_traces
+
+    # lockstep steps (47 ms each), no host-timed wait: rank 0's NCCL kernels spin 20.5 ms a step waiting for rank 1
+    ranks = [{**r, "waiting_ms": None, "waits_in": None} for r in SLOW_RANK_1]
+    ranks[0]["phases"]["step"] = ranks[1]["phases"]["step"] = stats(47.0)
+    result = {"ranks": ranks, "straggler": straggler(ranks, "step")}
+    assert result["straggler"] is None  # the step alone cannot tell them apart
+    diagnosis = {"verdict": ["Matmuls take 80% ..."],
+                 "ranks": [{"rank": 0, "communication_ms_per_step": 20.5}, {"rank": 1, "communication_ms_per_step": 0.5}]}
+    waits_from_traces(result, diagnosis, "step")
+    s = result["straggler"]
+    assert s["rank"] == 1 and s["excess_ms"] == pytest.approx((47.0 - 0.5) - (47.0 - 20.5)) and s["phase"] == "forward"
+    assert s["others_wait_ms"] == 20.5
+    assert diagnosis["verdict"][0].startswith("Rank 1 is the straggler: +20.0 ms") and len(diagnosis["verdict"]) == 2
