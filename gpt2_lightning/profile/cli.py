@@ -253,7 +253,9 @@ def main(argv: list[str] | None = None) -> int:
 
     say = print if rank0 else (lambda *a, **k: None)  # one console, not one per process
     # repeats, sweep points and accelerators each in a fresh process (gpt2_lightning.profile.repeats), on one device
-    fresh = rank0 and (configs[0].repeat > 1 or len(configs) > 1) and configs[0].world_size == 1
+    # (a devices sweep: each point in its own process tree, that point's processes started by its first)
+    fresh = rank0 and (configs[0].repeat > 1 or len(configs) > 1) and (configs[0].world_size == 1
+                                                                       or sweep_key == "devices")
     if not fresh:
         from gpt2_lightning.profile.device_startup import device_startup_ms, run_device
 
