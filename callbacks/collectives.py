@@ -46,8 +46,9 @@ class CollectiveWaits(Callback):
         counted_steps: optimizer steps counted after warm-up (None: all).
     """
 
-    def __init__(self, warmup_steps: int = 0, counted_steps: int | None = None) -> None:
+    def __init__(self, warmup_steps: int = 0, counted_steps: int | None = None, timing: Any = None) -> None:
         self.warmup_steps, self.counted_steps = warmup_steps, counted_steps
+        self.timing = timing  # a PhaseTimingCallback: each counted step less its own wait (``own_ms``)
         self.step_waits_ms: list[float] = []  # every optimizer step's wait, warm-up included, in order
         self.unavailable: str | None = None  # why no wait was measured (no DDP, a hook already set, a GPU)
         self.rank_figures: dict[str, list[dict[str, Any]]] = {}  # stage -> every rank's figures, in rank order
@@ -110,9 +111,21 @@ class CollectiveWaits(Callback):
     def on_predict_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         self._gather(trainer, "predict")
 
+    def own_ms(self, stage: str) -> float | None:
+        """Median over counted steps of (step - that step's wait): the rank's own work per step. Step by step, since
+        the ranks' steps end together (after the all-reduce) while a median of steps and one of waits, taken apart,
+        can come from different steps on a busy machine."""
+        if stage != "train" or self.timing is None:
+            return None
+        steps = [r.phases.get("step") for r in self.timing.counted("train")]
+        waits = self.counted_waits()
+        if not steps or len(steps) != len(waits) or any(s is None for s in steps):
+            return None
+        return statistics.median(s - w for s, w in zip(steps, waits))
+
     def mine(self, trainer: L.Trainer, stage: str) -> dict[str, Any]:
         return {"rank": trainer.global_rank, "torch_threads": torch.get_num_threads(),
-                "waiting_ms": self.waiting_ms(stage),
+                "waiting_ms": self.waiting_ms(stage), "own_ms": self.own_ms(stage),
                 "waits_in": "all-reduce" if stage == "train" and self.unavailable is None else None,
                 "wait_unavailable": self.unavailable if stage == "train" else None}
 

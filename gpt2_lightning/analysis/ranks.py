@@ -27,7 +27,10 @@ def _median(result: dict[str, Any], phase: str) -> float | None:
 
 
 def own_ms(rank: dict[str, Any], timed_phase: str) -> float | None:
-    """The rank's median step (or forward) less its median wait in collectives."""
+    """The rank's own work per step: ``own_ms`` where the rank measured it step by step (each step less its own
+    wait), else its median step (or forward) less its median wait in collectives."""
+    if rank.get("own_ms") is not None:
+        return rank["own_ms"]
     step = _median(rank, timed_phase)
     return None if step is None else step - (rank.get("waiting_ms") or 0.0)
 

@@ -94,7 +94,7 @@ def _timed_run(
     timing = PhaseTimingCallback(warmup_steps=cfg.warmup_steps, counted_steps=cfg.steps, nvtx=cfg.nvtx)
     throughput = ThroughputCallback(timing, precision=cfg.precision)
     # each rank's time blocked in the all-reduce and its threads (several processes); --threads is set by make_trainer
-    waits = CollectiveWaits(warmup_steps=cfg.warmup_steps, counted_steps=cfg.steps) if cfg.world_size > 1 else None
+    waits = CollectiveWaits(cfg.warmup_steps, cfg.steps, timing) if cfg.world_size > 1 else None
     module = make_module(cfg)
     n = cfg.warmup_steps + cfg.steps
     profiler = _profiler(cfg, run_dir, experiment)

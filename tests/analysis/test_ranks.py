@@ -122,3 +122,10 @@ def test_on_a_gpu_each_ranks_wait_comes_from_its_own_nccl_kernels():
     assert s["rank"] == 1 and s["excess_ms"] == pytest.approx((47.0 - 0.5) - (47.0 - 20.5)) and s["phase"] == "forward"
     assert s["others_wait_ms"] == 20.5
     assert diagnosis["verdict"][0].startswith("Rank 1 is the straggler: +20.0 ms") and len(diagnosis["verdict"]) == 2
+
+
+def test_a_ranks_step_by_step_own_time_wins_over_its_medians():
+    # medians of steps and of waits taken apart came from different steps: 180.6 - 73.4 against 162.3 - 13.9
+    ranks = [rank(0, 73.4, forward=17.1, backward=93.3, step=180.6) | {"own_ms": 29.2},
+             rank(1, 13.9, forward=64.3, backward=40.5, step=162.3) | {"own_ms": 91.2}]
+    assert straggler(ranks, "step")["excess_ms"] == pytest.approx(62.0)

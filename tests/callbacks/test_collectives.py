@@ -41,6 +41,10 @@ def test_a_steps_wait_is_from_its_last_ready_bucket_to_the_last_completion(one_r
     assert cb.step_waits_ms == pytest.approx([5.0, 22.0, 0.5])
     assert cb.counted_waits() == pytest.approx([22.0, 0.5]) and cb.waiting_ms("train") == pytest.approx(11.25)
     assert cb.waiting_ms("predict") is None  # no collective inside a forward pass
+    # each counted step less its own wait: 50 - 22 and 40 - 0.5, then the median
+    steps = [SimpleNamespace(phases={"step": 50.0}), SimpleNamespace(phases={"step": 40.0})]
+    cb.timing = SimpleNamespace(counted=lambda stage: steps)
+    assert cb.own_ms("train") == pytest.approx((28.0 + 39.5) / 2) and cb.own_ms("predict") is None
 
 
 def test_no_ddp_model_no_wait_and_why():
