@@ -102,7 +102,8 @@ def finite_or_null(x: Any) -> Any:
 
 
 # ---------------------------------------------------------------------------------------------------- comparison
-# every process's tokens/s added up (several processes); the rows above it are rank 0's, i.e. per device
+# the job's rate (several processes): every rank's tokens over its slowest rank's median step; the rows above it are
+# rank 0's, i.e. per device
 ALL_RANKS = ("global_tokens_per_sec",)
 # (label, experiment, where the figure is, lower is better?)
 COMPARED: tuple[tuple[str, str, tuple[str, ...], bool], ...] = (
