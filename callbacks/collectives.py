@@ -10,9 +10,9 @@ are already waiting for it. This is the wall time of the blocking collective on 
 future completes when the collective is *queued*, not run, so the host clock says nothing there: the wait is None and
 the trace's communication kernels say how long they ran (``gpt2_lightning.analysis``).
 
-``TorchThreads`` (``--threads``): Lightning's launcher sets torch's threads to CPUs / processes when ``OMP_NUM_THREADS``
-is unset, after anything the caller set; a callback's ``setup`` runs after it, so the number asked for holds in every rank, and ``torch_threads`` is
-read back inside the process.
+``TorchThreads`` (``--threads``): Lightning's launcher sets torch's threads to CPUs / processes when
+``OMP_NUM_THREADS`` is unset, after anything the caller set; a callback's ``setup`` runs after it, so the number asked
+for holds in every rank, and ``torch_threads`` is read back inside the process.
 """
 
 from __future__ import annotations

@@ -2,8 +2,9 @@
 
 Plain Python over every rank's figures (``ranks`` in results.json: ``phases``, ``tokens``, ``waiting_ms``, ...).
 
-- A rank's **own time** per step is its median step (or forward pass) less the time it sat blocked in collectives
-  (``waiting_ms``): under DDP every rank's step lasts as long as the slowest's, so the step alone cannot tell them apart.
+- A rank's **own time** per step is its step (or forward pass) less the time it sat blocked in collectives
+  (``waiting_ms``): under DDP every rank's step lasts as long as the slowest's, so the step alone cannot tell them
+  apart.
 - The **straggler** is the rank with the most own time; its **excess** is that over the median of the other ranks (for
   two ranks, the other one). Ranks that differ by less than ``NOISE_FRACTION`` of a step (and ``NOISE_MS``) name none.
 - Its **phase** is the phase in which it is slowest against the others, once their wait (which sits in ``backward``,

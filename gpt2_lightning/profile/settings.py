@@ -202,7 +202,8 @@ class ProfileConfig:
                 raise ConfigError(name, value, "must be a positive number")
         if self.add_delay_ms != 0 and not is_finite_positive(self.add_delay_ms):
             raise ConfigError("add_delay_ms", self.add_delay_ms, "must be 0 or a positive number of milliseconds")
-        if self.add_delay_rank is not None and (not self.add_delay_ms or not 0 <= self.add_delay_rank < self.world_size):
+        rank = self.add_delay_rank
+        if rank is not None and (not self.add_delay_ms or not 0 <= rank < self.world_size):
             raise ConfigError("add_delay_rank", self.add_delay_rank, f"needs --add-delay-ms and a rank from 0 to "
                                                                      f"{self.world_size - 1} (the world size)")
         if self.energy_window_s is None or not is_finite_positive(self.energy_window_s) or self.energy_window_s < 1:

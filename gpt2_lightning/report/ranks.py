@@ -52,8 +52,8 @@ def markdown(exp: str, result: dict[str, Any]) -> list[str]:
             f"- Global throughput: {_global(result)[len('global '):]}: the job ends when its slowest rank ends."]
     rows = ((result.get("diagnosis") or {}).get("ranks")) or []
     if rows:
-        out += ["", "Each rank's own trace (profiled steps; communication = time blocked in collectives: the collective "
-                "ranges' wall time on a CPU, communication kernels on a GPU):", "",
+        out += ["", "Each rank's own trace (profiled steps; communication = time blocked in collectives: the "
+                "collective ranges' wall time on a CPU, communication kernels on a GPU):", "",
                 "| rank | trace | profiled step | communication per step | overlapped with compute |",
                 "|---|---|---:|---:|---:|"]
         out += [_trace_row(r) for r in rows]

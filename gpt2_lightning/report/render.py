@@ -82,7 +82,9 @@ def format_summary(data: dict[str, Any]) -> str:
         if thr:
             mem = result.get("memory", {})
             mem_s = ", ".join(f"{k.replace('_gib', '')} {v:.2f} GiB" for k, v in mem.items())
-            lines.append(f"{exp}: {fmt_rate(thr.get('tokens_per_sec'))} tokens/s, {fmt_flops(thr.get('tflops'))}, "
+            rank0 = "rank 0: " if result.get("world_size", 1) > 1 else ""  # per process; the global rate is above
+            lines.append(f"{exp}: {rank0}{fmt_rate(thr.get('tokens_per_sec'))} tokens/s, "
+                         f"{fmt_flops(thr.get('tflops'))}, "
                          f"MFU {fmt_mfu(thr.get('mfu_pct'), data, thr.get('mfu_note'))}; {mem_s}")
         lines += [x for x in (host_line(exp, result),) if x]
         lines += summary_lines(exp, result)  # energy, cost, time to train
@@ -241,7 +243,9 @@ def render_report(data: dict[str, Any], plots: dict[str, str]) -> str:
         out += rank_markdown(exp, result)
         thr = result.get("throughput")
         if thr:
-            out.append(f"- Throughput: {fmt_rate(thr.get('tokens_per_sec'))} tokens/s, {fmt_flops(thr.get('tflops'))}, "
+            rank0 = " (rank 0)" if result.get("world_size", 1) > 1 else ""
+            out.append(f"- Throughput{rank0}: {fmt_rate(thr.get('tokens_per_sec'))} tokens/s, "
+                       f"{fmt_flops(thr.get('tflops'))}, "
                        f"MFU {fmt_mfu(thr.get('mfu_pct'), data, thr.get('mfu_note'))}.")
         out += [f"- {x.split(': ', 1)[1]}." for x in (host_line(exp, result), fit_line(exp, result)) if x]
         if result.get("memory"):

@@ -116,7 +116,8 @@ def test_on_a_gpu_each_ranks_wait_comes_from_its_own_nccl_kernels():
     result = {"ranks": ranks, "straggler": straggler(ranks, "step")}
     assert result["straggler"] is None  # the step alone cannot tell them apart
     diagnosis = {"verdict": ["Matmuls take 80% ..."],
-                 "ranks": [{"rank": 0, "communication_ms_per_step": 20.5}, {"rank": 1, "communication_ms_per_step": 0.5}]}
+                 "ranks": [{"rank": 0, "communication_ms_per_step": 20.5},
+                           {"rank": 1, "communication_ms_per_step": 0.5}]}
     waits_from_traces(result, diagnosis, "step")
     s = result["straggler"]
     assert s["rank"] == 1 and s["excess_ms"] == pytest.approx((47.0 - 0.5) - (47.0 - 20.5)) and s["phase"] == "forward"

@@ -63,3 +63,34 @@ def test_projection_sets_the_assumption_beside_the_measured_processes():
     # 10M tokens: assumed 10e6 / (2 x 6350) s = 13.1 min; measured 10e6 / 8370 s = 19.9 min
     assert line.startswith("time to train 10M tokens on 2 devices: assumed 13.1 min")
     assert "measured with 2 processes 19.9 min" in line and line.endswith("scaling efficiency 66%")
+
+
+def test_each_rank_renames_only_its_own_traces(tmp_path):
+    from gpt2_lightning.profile.profilers import name_traces
+
+    for rank in (0, 1):  # Lightning's names, with the rank the tool put in the profiler's file name
+        (tmp_path / f"fit-profiler-train-rank{rank}-{rank}-[Strategy]DDPStrategy.training_step.1.pt.trace.json").touch()
+    assert name_traces(tmp_path, "train", rank=1, world_size=2) == ["trace-train-rank1.pt.trace.json"]
+    assert len(list(tmp_path.glob("fit-profiler-train-rank0-*"))) == 1  # rank 0's file is left to rank 0
+    assert name_traces(tmp_path, "train", rank=0, world_size=2) == ["trace-train-rank0.pt.trace.json"]
+
+
+def test_the_console_labels_rank_0s_own_rate_and_says_the_straggler():
+    from gpt2_lightning.report.render import format_summary
+
+    def stats(ms):
+        return {"n": 5, "median_ms": ms, "mean_ms": ms, "p10_ms": ms, "p90_ms": ms, "min_ms": ms, "max_ms": ms}
+
+    ranks = [{"rank": 0, "phases": {"forward": stats(3.4)}, "tokens": 128},
+             {"rank": 1, "phases": {"forward": stats(28.5)}, "tokens": 128}]
+    from gpt2_lightning.analysis.ranks import global_rate, straggler
+
+    rate, basis = global_rate(ranks, "forward")
+    inference = {"phases": {"forward": stats(3.4)}, "throughput": {"tokens_per_sec": 128 / 0.0034, "tflops": 1e-4},
+                 "memory": {}, "world_size": 2, "ranks": ranks, "straggler": straggler(ranks, "forward"),
+                 "global_tokens_per_sec": rate, "global_rate": basis}
+    text = format_summary({"env": {}, "config": {"model": "tiny"}, "experiments": {"inference": inference}})
+    assert ("inference: world size 2, per-rank medians 3.400 ms / 28.5 ms; global 8.98k tokens/s (every rank's 256 "
+            "tokens per step over rank 1's 28.5 ms)") in text
+    assert "inference: rank 1 is the straggler: +25.1 ms per step in forward" in text
+    assert "inference: rank 0: 37.65k tokens/s" in text
