@@ -140,7 +140,8 @@ def _timed_run(
         from gpt2_lightning.profile.diagnosis import diagnose_experiment  # it builds Trainers with this module's helpers
 
         diagnosis = diagnose_experiment(cfg, run_dir, experiment, stage, module, result)
-        diagnosis = with_rank_diagnoses(diagnosis, cfg.world_size)  # every rank's own trace, read by that rank
+        expected = not cfg.no_diagnose and (cfg.profiler == "pytorch" or resolve_device(cfg.accelerator).type == "cuda")
+        diagnosis = with_rank_diagnoses(diagnosis, cfg.world_size, expected)  # every rank's own trace, read by it
         waits_from_traces(result, diagnosis, timed_phase)  # GPU: each rank's wait from its own NCCL kernels
     if diagnosis is not None:
         result["diagnosis"] = diagnosis

@@ -20,12 +20,15 @@ def rank_row(rank: int, diagnosis: dict[str, Any] | None) -> dict[str, Any]:
             "verdict": (d.get("verdict") or [None])[0]}
 
 
-def with_rank_diagnoses(diagnosis: dict[str, Any] | None, world_size: int) -> dict[str, Any] | None:
-    """``diagnosis`` with ``ranks`` (every rank's row, in rank order) when several processes ran it."""
+def with_rank_diagnoses(diagnosis: dict[str, Any] | None, world_size: int, expected: bool) -> dict[str, Any] | None:
+    """``diagnosis`` with ``ranks`` (every rank's row, in rank order) when several processes ran it. ``expected``
+    (the same on every rank: from the settings, never from this rank's own outcome) decides whether to gather, so a
+    rank whose trace went missing still joins the collective, with a row that says so."""
     import torch.distributed as dist
 
-    if world_size <= 1 or diagnosis is None or not dist.is_available() or not dist.is_initialized():
+    if world_size <= 1 or not expected or not dist.is_available() or not dist.is_initialized():
         return diagnosis
+    mine = rank_row(dist.get_rank(), diagnosis if diagnosis is not None else {"error": "no diagnosis on this rank"})
     gathered: list[Any] = [None] * dist.get_world_size()
-    dist.all_gather_object(gathered, rank_row(dist.get_rank(), diagnosis))
-    return {**diagnosis, "ranks": sorted(gathered, key=lambda r: r["rank"])}
+    dist.all_gather_object(gathered, mine)
+    return None if diagnosis is None else {**diagnosis, "ranks": sorted(gathered, key=lambda r: r["rank"])}
