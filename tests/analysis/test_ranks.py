@@ -74,9 +74,14 @@ def test_cpu_trace_communication_is_the_gloo_ranges_wall_time(tmp_path):
     b.cpu_op("gloo:all_reduce", 20_100, 41_100, tid=9, cat="user_annotation")
     b.cpu_op("gloo:all_reduce", 39_100, 44_100, tid=10, cat="user_annotation")
     b.cpu_op("gloo:broadcast", 60_000, 70_000, tid=9, cat="user_annotation")
-    comm = analyze_trace(b.write(tmp_path / "t.json"))["communication"]
+    analysis = analyze_trace(b.write(tmp_path / "t.json"))
+    comm = analysis["communication"]
     assert comm["blocked_ms_by_step"] == pytest.approx([24.0, 10.0])
     assert comm["ms_per_step"] == pytest.approx(17.0) and comm["collectives_per_step"] == 1.5
+    from gpt2_lightning.report.diagnosis import format_text
+
+    assert "\nblocked in collectives 17.000 ms per profiled step (wall time of the backend's ranges, 1.5 per step" \
+        in format_text(analysis)  # what analyze_trace.py prints
     one = TraceBuilder().host_step(1, 0, 1000).cpu_op("aten::mm", 100, 900).write(tmp_path / "one.json")
     assert analyze_trace(one)["communication"] is None  # one process: no collective
 
