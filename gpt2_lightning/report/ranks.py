@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from gpt2_lightning.analysis.ranks import straggler_sentence
+from gpt2_lightning.analysis.ranks import own_ms, straggler_sentence
 from gpt2_lightning.report.formats import fmt_ms, fmt_rate
 
 STAGE_HAS_COLLECTIVES = {"train": True, "inference": False}  # DDP all-reduces gradients; a forward pass syncs nothing
@@ -43,12 +43,15 @@ def markdown(exp: str, result: dict[str, Any]) -> list[str]:
     ranks = result["ranks"]
     phases = list(ranks[0]["phases"])
     out = ["", f"Per rank (world size {result['world_size']}; the tables above are rank 0's):", "",
-           "| rank | " + " | ".join(phases) + " | blocked in collectives | torch threads | tokens/step |",
-           "|---|" + "---:|" * (len(phases) + 3)]
+           "| rank | " + " | ".join(phases) + " | blocked in collectives | own work | torch threads | tokens/step |",
+           "|---|" + "---:|" * (len(phases) + 4)]
+    timed = "step" if "step" in phases else "forward"
     out += [f"| {r['rank']} | " + " | ".join(fmt_ms((r["phases"].get(p) or {}).get("median_ms")) for p in phases)
-            + f" | {fmt_ms(r.get('waiting_ms'))} | {r.get('torch_threads', 'n/a')} | {r.get('tokens', 'n/a')} |"
-            for r in ranks]
-    out += ["", f"- **{sentence(exp, result)[0].upper()}{sentence(exp, result)[1:]}.**",
+            + f" | {fmt_ms(r.get('waiting_ms'))} | {fmt_ms(own_ms(r, timed))} | {r.get('torch_threads', 'n/a')} | "
+              f"{r.get('tokens', 'n/a')} |" for r in ranks]
+    said = sentence(exp, result)
+    out += ["", "Own work: a rank's step less its time blocked in collectives (the straggler is the rank with the "
+            "most).", "", f"- **{said[0].upper()}{said[1:]}.**",
             f"- Global throughput: {_global(result)[len('global '):]}: the job ends when its slowest rank ends."]
     rows = ((result.get("diagnosis") or {}).get("ranks")) or []
     if rows:
