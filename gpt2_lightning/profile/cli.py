@@ -16,6 +16,7 @@ from pathlib import Path
 
 from gpt2_lightning.cli_args import (EXIT_BAD_INPUT, EXIT_FAILED, HelpFormatter, UsageError, prog_name,
                                      raise_usage_errors)
+from gpt2_lightning.profile.cpu_processes import warn_oversubscribed
 from gpt2_lightning.profile.quiet import quiet_lightning
 from gpt2_lightning.profile.settings import ConfigError, ProfileConfig
 
@@ -59,7 +60,7 @@ def check_environment(cfg: ProfileConfig) -> None:
 
         check_data(cfg.data, cfg.seq_len, cfg.vocab_size)
     if cfg.accelerator == "cpu" and isinstance(cfg.trainer_devices, int):
-        warn_oversubscribed(cfg)
+        warn_oversubscribed(cfg, global_rank(cfg) == 0)
     if cfg.accelerator == "auto" and ("," in cfg.devices or cfg.precision == "16-mixed") and auto_is_cpu():
         cfg.check_cpu(why=" (where --accelerator auto runs here)")
     if cfg.strategy.strip().lower().startswith("deepspeed") and importlib.util.find_spec("deepspeed") is None:
@@ -77,25 +78,6 @@ def check_environment(cfg: ProfileConfig) -> None:
             raise ConfigError("devices", cfg.devices, f"only {torch.cuda.device_count()} CUDA device(s) here")
     if cfg.precision == "fp8":
         check_float8(cfg)
-
-
-MAX_PROCESSES_PER_CORE = 4  # beyond this, CPU processes (each with its own model copy) only measure the scheduler
-
-
-def warn_oversubscribed(cfg: ProfileConfig) -> None:
-    """More CPU processes (times --threads) than cores: Lightning runs it, slower than the cores allow; say so once.
-    Refused only past MAX_PROCESSES_PER_CORE processes per core (--devices 999 is a typo, not a plan)."""
-    cores = os.cpu_count() or 1
-    if cfg.trainer_devices > MAX_PROCESSES_PER_CORE * cores:
-        raise ConfigError("devices", cfg.devices, f"this machine has {cores} CPU core(s); more than "
-                                                  f"{MAX_PROCESSES_PER_CORE} processes per core measure nothing but "
-                                                  f"the scheduler")
-    wanted = cfg.trainer_devices * (cfg.threads or 1)
-    if wanted > cores and global_rank(cfg) == 0:
-        print(f"{prog_name('scripts/profile.py')}: warning: --devices {cfg.devices}"
-              f"{f' x --threads {cfg.threads}' if cfg.threads else ''} = {wanted} busy threads on {cores} CPU core(s): "
-              f"the processes will take turns on the cores (oversubscribed), so every rank's figures are slower than "
-              f"this machine's own", file=sys.stderr, flush=True)
 
 
 def no_nvidia_driver() -> bool:
