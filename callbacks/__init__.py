@@ -2,6 +2,7 @@
 
 The timing engine: ``timing`` (the one device-aware timer), ``step_records`` (what a step is made of),
 ``phase_timing`` (PhaseTimingCallback), ``phase_summary``, ``phase_ranges``, ``init_timing``, ``outside_steps``.
+Several processes: ``collectives`` (time blocked in the all-reduce, threads set in every rank).
 Rates: ``throughput`` (ThroughputCallback), ``devices`` (dense peaks, MFU). Energy: ``energy`` (EnergyCallback),
 ``energy_window``, ``energy_meters``. Around them: ``progress``, ``loss_history``, ``module_ranges``, ``delay``,
 ``failures``.

@@ -19,12 +19,13 @@ from lightning.pytorch.callbacks import Callback
 
 class PlantedDelay(Callback):
     """Sleeps ``delay_ms`` at the start of every forward call of ``pl_module.<attribute>`` (the whole LightningModule
-    when it has no such attribute) during fit and predict."""
+    when it has no such attribute) during fit and predict; with ``rank`` set, in that process only (a straggler of
+    known size among several processes)."""
 
-    def __init__(self, delay_ms: float, attribute: str = "model") -> None:
+    def __init__(self, delay_ms: float, attribute: str = "model", rank: int | None = None) -> None:
         if delay_ms <= 0:
             raise ValueError(f"delay_ms must be positive, got {delay_ms}")
-        self.delay_s, self.attribute = delay_ms / 1000, attribute
+        self.delay_s, self.attribute, self.rank = delay_ms / 1000, attribute, rank
         self.slept_ms: list[float] = []
         self._handle: Any = None
 
@@ -33,16 +34,18 @@ class PlantedDelay(Callback):
         time.sleep(self.delay_s)
         self.slept_ms.append((time.perf_counter() - start) * 1000)
 
-    def _attach(self, pl_module: Any) -> None:
+    def _attach(self, trainer: Any, pl_module: Any) -> None:
+        if self.rank is not None and trainer.global_rank != self.rank:
+            return
         if self._handle is None:
             target = getattr(pl_module, self.attribute, None) or pl_module
             self._handle = target.register_forward_pre_hook(self._sleep)
 
     def on_fit_start(self, trainer: Any, pl_module: Any) -> None:
-        self._attach(pl_module)
+        self._attach(trainer, pl_module)
 
     def on_predict_start(self, trainer: Any, pl_module: Any) -> None:
-        self._attach(pl_module)
+        self._attach(trainer, pl_module)
 
     def teardown(self, trainer: Any, pl_module: Any, stage: str) -> None:
         if self._handle is not None:
@@ -51,5 +54,5 @@ class PlantedDelay(Callback):
 
     def summary(self) -> dict[str, Any]:
         """What was asked and what the sleeps really took (median over every forward call)."""
-        return {"asked_ms": self.delay_s * 1000, "calls": len(self.slept_ms),
+        return {"asked_ms": self.delay_s * 1000, "rank": self.rank, "calls": len(self.slept_ms),
                 "median_slept_ms": statistics.median(self.slept_ms) if self.slept_ms else None}

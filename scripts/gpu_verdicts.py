@@ -168,6 +168,26 @@ def check_compiled(c: Checks, runs: dict[str, dict | None], skips: dict[str, str
           bool(fp8) and (peak or 0) >= FP8_PEAK_MIN and "no autocast" not in verdict)
 
 
+def check_ranks(c: Checks, runs: dict[str, dict | None], skips: dict[str, str]) -> None:
+    """Issue 28: FSDP keeps its path on one GPU (one rank); DDP on two GPUs names the rank planted slow, and each rank's
+    own trace gives its NCCL time and how much of it overlaps compute."""
+    train = _get(runs.get("fsdp-1"), "experiments", "train") or {}
+    step, skipped = _median(runs.get("fsdp-1"), "train", "step"), _get(train, "diagnosis", "skipped")
+    c.add("FSDP, one GPU", f"train step {step:.1f} ms, diagnosis skipped: {bool(skipped)}" if step else "missing",
+          "trains and times its steps; the diagnosis says why it is skipped", bool(step) and bool(skipped))
+    if "ddp-2gpu" in skips:
+        c.add("DDP, two GPUs", skips["ddp-2gpu"], "rank 1 (planted 20 ms) named the straggler, NCCL per rank", None)
+        return
+    train = _get(runs.get("ddp-2gpu"), "experiments", "train") or {}
+    s = train.get("straggler") or {}
+    ranks = _get(train, "diagnosis", "ranks") or []
+    comm = [r.get("communication_ms_per_step") for r in ranks]
+    c.add("DDP, two GPUs", f"straggler rank {s.get('rank')} +{s.get('excess_ms') or 0:.1f} ms in {s.get('phase')}, "
+          f"NCCL ms per step by rank {comm}" if train else "missing",
+          "rank 1 (planted 20 ms) named the straggler, NCCL per rank",
+          s.get("rank") == 1 and len(ranks) == 2 and all(x is not None and x > 0 for x in comm))
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--out", required=True, help="the OUT folder of scripts/gpu_checks.sh")
@@ -177,7 +197,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     out = Path(args.out)
     run_dir = Path(args.runs) if args.runs else out / "runs"
-    names = ("gpt2-fp32", "gpt2-bf16", "gpt2-fp32-bare", "snapshot", "compiled-bf16-b32", "fp8-b32")
+    names = ("gpt2-fp32", "gpt2-bf16", "gpt2-fp32-bare", "snapshot", "compiled-bf16-b32", "fp8-b32", "fsdp-1",
+             "ddp-2gpu")
     runs = {name: _load(run_dir / name / "results.json") for name in names}
     steps = _steps(out)
     skips = dict(s.split(":", 1) for s in args.skip if ":" in s)
@@ -187,6 +208,7 @@ def main(argv: list[str] | None = None) -> int:
     check_modules(c, runs)
     check_snapshot(c, runs, run_dir)
     check_compiled(c, runs, skips)
+    check_ranks(c, runs, skips)
     print("\n".join(c.lines()))
     counts = {v: sum(r[3] == v for r in c.rows) for v in ("PASS", "FAIL", "SKIP")}
     print(f"{counts['PASS']} passed, {counts['FAIL']} failed, {counts['SKIP']} skipped")

@@ -211,7 +211,38 @@ def _analyze_cpu(c: Collected, steps: list[tuple[int, float, float]], source: st
         "cpu_self_ms_per_step": summed / 1000.0 / len(steps),
         "categories": _shares(cat_totals, len(steps)),
         "top_ops": _top(op_totals, names, len(steps), summed),
+        "communication": _host_collectives(c, steps, source),
     }
+
+
+COLLECTIVE_RANGES = ("gloo:", "nccl:", "mpi:", "ucc:")  # a backend's range around one collective, on its own thread
+
+
+def _host_collectives(c: Collected, steps: list[tuple[int, float, float]], source: str) -> dict[str, Any] | None:
+    """How long this process was blocked in collectives per step, on a CPU: the wall time of the backend's ranges
+    (``gloo:all_reduce``, ...), which run from the collective's start until every rank has sent its part, so they hold
+    the wait for the slowest rank. Overlapping ranges count once; a range belongs to the step it starts in. Their
+    operators' self time (the ``communication`` category) is only the host's own work, a fraction of a millisecond.
+    None when the trace has no collective (one process)."""
+    names = list(c.names)
+    starts = [s for _, s, _ in steps]
+    whole = source.startswith("whole")
+    spans: dict[int, list[tuple[float, float]]] = {}
+    count = 0
+    for start_a, end_a, name_a, kind_a, _ in c.cpu.values():
+        for i in range(len(start_a)):
+            if kind_a[i] == OP or not names[name_a[i]].startswith(COLLECTIVE_RANGES):
+                continue
+            step = 0 if whole else locate(starts, steps, start_a[i])
+            if step >= 0:
+                spans.setdefault(step, []).append((start_a[i], end_a[i]))
+                count += 1
+    if not count:
+        return None
+    per_step = [union_length(spans.get(k, [])) / 1000.0 for k in range(len(steps))]
+    return {"ms_per_step": statistics.fmean(per_step), "blocked_ms_by_step": per_step,
+            "median_blocked_ms": statistics.median(per_step), "collectives_per_step": count / len(steps),
+            "source": "wall time of the collective backend's ranges (gloo:*): blocked, waiting for the other ranks"}
 
 
 def analyze_trace(path: str | os.PathLike) -> dict[str, Any]:

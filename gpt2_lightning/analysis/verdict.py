@@ -48,6 +48,7 @@ class Evidence:
     mfu_pct: float | None = None
     step_is_profiled: bool = False  # the step times came from profiled steps: too slow on the host to judge by
     precision: str | None = None  # the run's --precision, when known
+    straggler: dict[str, Any] | None = None  # several processes: results.json's straggler block (analysis.ranks)
 
     @property
     def step_times_usable(self) -> bool:
@@ -232,8 +233,24 @@ def cpu_matmul(e: Evidence) -> Finding | None:
                                        f"--batch-size).")
 
 
-RULES: tuple[Callable[[Evidence], Finding | None], ...] = (launch_bound, copy_cast, data_wait, communication,
-                                                           slow_part, matmul_busy, cpu_optimizer, cpu_matmul)
+def straggler(e: Evidence) -> Finding | None:
+    """Several processes: one rank slower than the others makes every rank wait for it, whatever the model does."""
+    s = e.straggler
+    if not s:
+        return None
+    wait = ("" if s.get("others_wait_ms") is None
+            else f", and the other ranks wait ~{_ms(s['others_wait_ms'])} per step for it in the "
+                 f"{s.get('waits_in') or 'collectives'}")
+    return Finding(
+        s["excess_ms"] * 10,  # it sets every rank's pace: first
+        f"Rank {s['rank']} is the straggler: +{_ms(s['excess_ms'])} per step in {s['phase']}{wait}; find what slows "
+        f"that rank (its device, its data, other work on its cores) before tuning the model.",
+    )
+
+
+RULES: tuple[Callable[[Evidence], Finding | None], ...] = (straggler, launch_bound, copy_cast, data_wait,
+                                                           communication, slow_part, matmul_busy, cpu_optimizer,
+                                                           cpu_matmul)
 
 
 def _nothing_fired(e: Evidence) -> str:
@@ -261,11 +278,11 @@ PROFILED_STEP_NOTE = ("the counted steps ran under a profiler, which slows the h
 
 def diagnose(analysis: dict[str, Any], step_ms: float | None = None, phases: dict[str, Any] | None = None,
              host: dict[str, Any] | None = None, mfu_pct: float | None = None, step_is_profiled: bool = False,
-             precision: str | None = None) -> dict[str, Any]:
+             precision: str | None = None, straggler: dict[str, Any] | None = None) -> dict[str, Any]:
     """The analysis with ``step_ms``, ``busy_pct`` and ``verdict`` added, only with a step time to judge against."""
     out = dict(analysis)
     if step_ms:
-        e = Evidence(analysis, step_ms, phases, host, mfu_pct, step_is_profiled, precision)
+        e = Evidence(analysis, step_ms, phases, host, mfu_pct, step_is_profiled, precision, straggler)
         out.update(step_ms=step_ms, busy_pct=e.busy_pct, verdict=verdict(e))
         if step_is_profiled:
             out["note"] = PROFILED_STEP_NOTE

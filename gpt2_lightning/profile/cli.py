@@ -16,6 +16,7 @@ from pathlib import Path
 
 from gpt2_lightning.cli_args import (EXIT_BAD_INPUT, EXIT_FAILED, HelpFormatter, UsageError, prog_name,
                                      raise_usage_errors)
+from gpt2_lightning.profile.cpu_processes import warn_oversubscribed
 from gpt2_lightning.profile.quiet import quiet_lightning
 from gpt2_lightning.profile.settings import ConfigError, ProfileConfig
 
@@ -59,9 +60,7 @@ def check_environment(cfg: ProfileConfig) -> None:
 
         check_data(cfg.data, cfg.seq_len, cfg.vocab_size)
     if cfg.accelerator == "cpu" and isinstance(cfg.trainer_devices, int):
-        cores = os.cpu_count() or 1
-        if cfg.trainer_devices > cores:
-            raise ConfigError("devices", cfg.devices, f"this machine has {cores} CPU core(s)")
+        warn_oversubscribed(cfg, global_rank(cfg) == 0)
     if cfg.accelerator == "auto" and ("," in cfg.devices or cfg.precision == "16-mixed") and auto_is_cpu():
         cfg.check_cpu(why=" (where --accelerator auto runs here)")
     if cfg.strategy.strip().lower().startswith("deepspeed") and importlib.util.find_spec("deepspeed") is None:
@@ -236,7 +235,9 @@ def main(argv: list[str] | None = None) -> int:
 
     say = print if rank0 else (lambda *a, **k: None)  # one console, not one per process
     # repeats, sweep points and accelerators each in a fresh process (gpt2_lightning.profile.repeats), on one device
-    fresh = rank0 and (configs[0].repeat > 1 or len(configs) > 1) and configs[0].world_size == 1
+    # (a devices sweep: each point in its own process tree, that point's processes started by its first)
+    fresh = rank0 and (configs[0].repeat > 1 or len(configs) > 1) and (configs[0].world_size == 1
+                                                                       or sweep_key == "devices")
     if not fresh:
         from gpt2_lightning.profile.device_startup import device_startup_ms, run_device
 

@@ -153,7 +153,7 @@ def diagnose_experiment(cfg: ProfileConfig, run_dir: Path, experiment: str, stag
         profiled_run = cfg.profiler != "none" and (cuda or cfg.profiler != "pytorch")
         out = diagnose(analysis, step_ms=_step_ms(result, stage), phases=result.get("phases"),
                        host=result.get("host"), mfu_pct=(result.get("throughput") or {}).get("mfu_pct"),
-                       step_is_profiled=profiled_run, precision=cfg.precision)
+                       step_is_profiled=profiled_run, precision=cfg.precision, straggler=result.get("straggler"))
     except RunInterrupted as e:
         if path is None:
             path = diagnosis_trace_path(run_dir, experiment)

@@ -6,6 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 from callbacks import PhaseTimingCallback, StepRecord, ThroughputCallback
+from gpt2_lightning.analysis.ranks import global_rate, straggler
 from gpt2_lightning.report.noise import load_average
 
 
@@ -21,21 +22,22 @@ def _first_step(timing: PhaseTimingCallback, stage: str, phase: str) -> dict[str
     }
 
 
-def _ranks(timing: PhaseTimingCallback, stage: str, timed_phase: str) -> dict[str, Any]:
-    """Per-rank medians and the global rate when several processes ran; nothing for one."""
+def _ranks(timing: PhaseTimingCallback, stage: str, timed_phase: str, waits: Any = None) -> dict[str, Any]:
+    """Per-rank figures (phases, tokens, threads really set, time blocked in collectives), the straggler and the
+    job's global rate when several processes ran; nothing for one (gpt2_lightning.analysis.ranks)."""
     ranks = timing.rank_summaries.get(stage)
     if not ranks:
         return {"world_size": 1}
-    rates = []
-    for r in ranks:  # a step's tokens (every micro-batch of it) over the rank's median step
-        median, tokens = r["phases"][timed_phase]["median_ms"], r.get("tokens")
-        if median and tokens:
-            rates.append(tokens / (median / 1000.0))
+    extra = {r["rank"]: r for r in (waits.rank_figures.get(stage, []) if waits is not None else [])}
+    ranks = [r | {k: v for k, v in extra.get(r["rank"], {}).items() if k != "rank"} for r in ranks]
+    rate, basis = global_rate(ranks, timed_phase)
     return {
         "world_size": len(ranks),
         "ranks": ranks,
-        # every rank's own tokens per second, added up: the whole job's rate
-        "global_tokens_per_sec": sum(rates) if len(rates) == len(ranks) else None,
+        "straggler": straggler(ranks, timed_phase),
+        # the job's tokens over its slowest rank's time: it ends when that rank ends
+        "global_tokens_per_sec": rate,
+        "global_rate": basis,
     }
 
 
@@ -50,7 +52,7 @@ def _per_step(records: list[StepRecord], stage: str) -> list[dict[str, Any]]:
 
 
 def experiment_summary(
-    timing: PhaseTimingCallback, throughput: ThroughputCallback, stage: str, timed_phase: str
+    timing: PhaseTimingCallback, throughput: ThroughputCallback, stage: str, timed_phase: str, waits: Any = None
 ) -> dict[str, Any]:
     """Phases, rates, memory, first step, per-step times and per-rank figures of one timed stage; on CUDA the host
     clock's view beside the device's (``host``); for training, fit's wall time against its parts (``fit``)."""
@@ -61,7 +63,7 @@ def experiment_summary(
         **_first_step(timing, stage, timed_phase),
         "per_step": _per_step(timing.records, stage),
         "extra_steps": sum(r.extra for r in timing.records if r.stage == stage),
-        **_ranks(timing, stage, timed_phase),
+        **_ranks(timing, stage, timed_phase, waits),
         "load_avg": load_average(),  # how busy the machine was, for the noise warning (gpt2_lightning.report.noise)
     }
     host = timing.host_summary(stage)

@@ -10,8 +10,10 @@ from typing import Any
 import lightning as L
 
 from callbacks import PhaseTimingCallback, ThroughputCallback
+from callbacks.collectives import CollectiveWaits
 from callbacks.delay import PlantedDelay
 from callbacks.loss_history import LossHistory
+from gpt2_lightning.analysis.ranks import waits_from_traces
 from gpt2_lightning.profile import addons
 from gpt2_lightning.profile.energy import energy_callback, energy_result, train_max_steps, until_window_done
 from gpt2_lightning.profile.experiment_summary import experiment_summary
@@ -20,8 +22,9 @@ from gpt2_lightning.profile.interrupts import check as check_interrupted
 from gpt2_lightning.profile.memory import MemorySnapshotCallback, memory_breakdown
 from gpt2_lightning.report.noise import load_average
 from gpt2_lightning.profile.settings import ProfileConfig
-from gpt2_lightning.profile.profilers import make_profiler, name_traces, top_operators
+from gpt2_lightning.profile.profilers import make_profiler, name_traces, rank_suffix, top_operators
 from gpt2_lightning.profile.quiet import profiler_messages_hidden
+from gpt2_lightning.profile.rank_diagnoses import with_rank_diagnoses
 from gpt2_lightning.report.tensorboard_logs import make_logger
 from gpt2_lightning.profile.trainers import (free_device_memory, make_datamodule, make_module,
                                      make_progress, make_trainer, module_ranges, resolve_device)
@@ -76,10 +79,10 @@ def _profiler(cfg: ProfileConfig, run_dir: Path, experiment: str) -> Any:
     return make_profiler(cfg.profiler, run_dir, experiment, cfg.warmup_steps, cfg.steps)
 
 
-def _profiler_results(profiler: Any, run_dir: Path, experiment: str) -> dict[str, Any]:
+def _profiler_results(profiler: Any, run_dir: Path, experiment: str, trainer: L.Trainer) -> dict[str, Any]:
     top = top_operators(profiler)
     out: dict[str, Any] = {} if top is None else {"top_ops": top[0], "top_ops_by": top[1]}
-    traces = name_traces(run_dir, experiment)
+    traces = name_traces(run_dir, experiment, trainer.global_rank, trainer.world_size)
     if traces:
         out["traces"] = traces
     return out
@@ -99,21 +102,25 @@ def _timed_run(
     energy = energy_callback(cfg)  # before the timing callback: its reads then fall in uncounted steps
     timing = PhaseTimingCallback(warmup_steps=cfg.warmup_steps, counted_steps=cfg.steps, nvtx=cfg.nvtx)
     throughput = ThroughputCallback(timing, precision=cfg.precision)
+    # each rank's time blocked in the all-reduce and its threads (several processes); --threads is set by make_trainer
+    waits = CollectiveWaits(cfg.warmup_steps, cfg.steps, timing) if cfg.world_size > 1 else None
     module = make_module(cfg)
     n = cfg.warmup_steps + cfg.steps
     profiler = _profiler(cfg, run_dir, experiment)
     # recorded through the warm-up steps and dumped at the last one's end, before the timing callback's mark
     snapshot = MemorySnapshotCallback(run_dir / f"memory-{experiment}.pickle", cfg.warmup_steps)
-    delay = PlantedDelay(cfg.add_delay_ms) if cfg.add_delay_ms else None  # --add-delay-ms: a known slowdown
+    delay = PlantedDelay(cfg.add_delay_ms, rank=cfg.add_delay_rank) if cfg.add_delay_ms else None  # a known slowdown
     # torch.profiler's C++ lines (this run's --profiler pytorch, the diagnosis's extra steps) reach the console
     # only with --verbose (gpt2_lightning.profile.quiet); progress goes to the real console meanwhile
     with profiler_messages_hidden(not cfg.verbose and (cfg.profiler == "pytorch" or not cfg.no_diagnose)) as console:
-        callbacks = [c for c in (snapshot if cfg.memory_snapshot else None, energy, timing, throughput, delay,
+        callbacks = [c for c in (snapshot if cfg.memory_snapshot else None, energy, timing, throughput, waits, delay,
                                  module_ranges(cfg) if cfg.profiler == "pytorch" and _profiles_counted_steps(cfg)
                                  else None,
                                  *extra_callbacks, *make_progress(cfg, experiment, stream=console)) if c is not None]
         trainer = make_trainer(cfg, callbacks, logger=make_logger(run_dir, experiment), profiler=profiler,
                                **trainer_kwargs)
+        if profiler is not None and trainer.world_size > 1:  # each rank's files carry its global rank (several nodes)
+            profiler.filename = f"profiler-{experiment}{rank_suffix(trainer.global_rank, trainer.world_size)}"
         data = make_datamodule(cfg, n)
         until_window_done(data, energy)  # predict batches go round until the energy window is long enough
         interrupted = None
@@ -124,8 +131,8 @@ def _timed_run(
             interrupted = e
         wall_s = time.perf_counter() - started  # the timed Trainer run: what the CPU breakdown's cost is set against
         result = {
-            **experiment_summary(timing, throughput, stage, timed_phase),
-            **({} if interrupted else _profiler_results(profiler, run_dir, experiment)),
+            **experiment_summary(timing, throughput, stage, timed_phase, waits),
+            **({} if interrupted else _profiler_results(profiler, run_dir, experiment, trainer)),
             **energy_result(energy, experiment, interrupted is not None),
         }
         result["memory_breakdown"] = memory_breakdown(module, trainer.optimizers, result["memory"])
@@ -148,6 +155,9 @@ def _timed_run(
         except RunInterrupted as e:  # during the extra, uncounted steps: every counted step ran, the figures stand
             e.partial = result | {"diagnosis": getattr(e, "diagnosis", None) or {"interrupted": str(e)}}
             raise
+        expected = not cfg.no_diagnose and (cfg.profiler == "pytorch" or resolve_device(cfg.accelerator).type == "cuda")
+        diagnosis = with_rank_diagnoses(diagnosis, cfg.world_size, expected)  # every rank's own trace, read by it
+        waits_from_traces(result, diagnosis, timed_phase)  # GPU: each rank's wait from its own NCCL kernels
     if diagnosis is not None:
         result["diagnosis"] = diagnosis
     del module

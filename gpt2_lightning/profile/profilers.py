@@ -72,14 +72,21 @@ def top_operators(profiler: Profiler | None, limit: int = 10) -> tuple[list[dict
     ], by
 
 
-def name_traces(run_dir: Path, experiment: str) -> list[str]:
-    """Give this experiment's new traces plain names: trace-<experiment>[-N].pt.trace.json (Lightning's have the
-    strategy's class name in brackets and a timestamp)."""
+def rank_suffix(rank: int, world_size: int) -> str:
+    """``-rank1`` in the names of a multi-process run's files (rank 0's too), nothing for one process."""
+    return f"-rank{rank}" if world_size > 1 else ""
+
+
+def name_traces(run_dir: Path, experiment: str, rank: int = 0, world_size: int = 1) -> list[str]:
+    """Give this experiment's new traces plain names: trace-<experiment>[-rankR][-N].pt.trace.json (Lightning's have
+    the strategy's class name in brackets and a timestamp). With several processes each rank renames only its own
+    files (``profiler-<experiment>-rankR`` in Lightning's name, see ``_timed_run``): never another rank's."""
     named = []
-    for path in sorted(run_dir.glob(f"*profiler-{experiment}*.pt.trace.json")):
-        target, n = run_dir / f"trace-{experiment}.pt.trace.json", 1
+    suffix = rank_suffix(rank, world_size)
+    for path in sorted(run_dir.glob(f"*profiler-{experiment}{suffix}-*.pt.trace.json")):
+        target, n = run_dir / f"trace-{experiment}{suffix}.pt.trace.json", 1
         while target.exists():
-            target, n = run_dir / f"trace-{experiment}-{n}.pt.trace.json", n + 1
+            target, n = run_dir / f"trace-{experiment}{suffix}-{n}.pt.trace.json", n + 1
         path.rename(target)
         named.append(target.name)
     return named

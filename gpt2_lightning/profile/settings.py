@@ -20,7 +20,7 @@ PRECISIONS = ("32-true", "tf32", "16-mixed", "bf16-mixed", "bf16-true", "16-true
 PROFILERS = ("none", "simple", "advanced", "pytorch")
 INIT_ON = ("device", "cpu")
 IF_EXISTS = ("error", "rename")
-SWEEP_KEYS = ("batch_size", "seq_len", "model", "precision")
+SWEEP_KEYS = ("batch_size", "seq_len", "model", "precision", "devices")
 # Lightning's registered strategy names (lightning.pytorch.strategies.StrategyRegistry, Lightning 2.6), written out so
 # that a refusal needs no Lightning import; tests/profile/test_reliability.py checks them against the registry.
 _DDP = ("ddp", "ddp_spawn", "ddp_fork", "ddp_notebook")
@@ -85,6 +85,9 @@ class ProfileConfig:
                                 "inference), inside the timed work: a known, planted slowdown, to check that a "
                                 "comparison tells it apart (scripts/noise_check.py); never for figures you quote",
                                 default=0.0)
+    add_delay_rank: int | None = _help("plant --add-delay-ms on this rank only (several processes): a known "
+                                       "straggler, to check that the per-rank figures name it (default: every rank)",
+                                       default=None)
     init_on: str = _help("build the model on the target 'device' directly, or on the 'cpu' then move it "
                          "(the study's way, slow for big models)", default="device")
     compile: bool = _help("run the model through torch.compile; compile time is reported apart", default=False)
@@ -216,6 +219,10 @@ class ProfileConfig:
                 raise ConfigError(name, value, "must be a positive number")
         if self.add_delay_ms != 0 and not is_finite_positive(self.add_delay_ms):
             raise ConfigError("add_delay_ms", self.add_delay_ms, "must be 0 or a positive number of milliseconds")
+        rank = self.add_delay_rank
+        if rank is not None and (not self.add_delay_ms or not 0 <= rank < self.world_size):
+            raise ConfigError("add_delay_rank", self.add_delay_rank, f"needs --add-delay-ms and a rank from 0 to "
+                                                                     f"{self.world_size - 1} (the world size)")
         if self.energy_window_s is None or not is_finite_positive(self.energy_window_s) or self.energy_window_s < 1:
             raise ConfigError("energy_window_s", self.energy_window_s, "must be at least 1 second")
         if self.target_tokens is not None:

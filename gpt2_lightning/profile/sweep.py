@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from gpt2_lightning.config import MODEL_NAMES
+from gpt2_lightning.report.costs import assumed_vs_measured
 from gpt2_lightning.report.noise import MIN_STEPS_TO_JUDGE, spread, timed_stats, unstable
 from gpt2_lightning.report.plots import plot_sweep
 from gpt2_lightning.report.formats import fmt_ms, fmt_rate, render_table
@@ -39,6 +40,9 @@ SWEEP_COLUMNS: tuple[tuple[str, str, tuple[str, ...]], ...] = (
     ("train peak allocated GiB", "train", ("memory", "max_allocated_gib")),  # GPU: tensors at their peak
     ("train J/token", "train", ("energy", "joules_per_token")),
 )
+# several processes (--sweep devices=1,2): the job's rate over its slowest rank, and against N x one process
+PER_PROCESS_RATES = ("train tokens/s", "inference tokens/s")
+GLOBAL_COLUMNS = ("processes", "train global tokens/s", "train scaling efficiency %", "inference global tokens/s")
 
 
 def sweep_dir_name(key: str, value: Any) -> str:
@@ -50,6 +54,8 @@ def value_order(key: str, value: Any) -> tuple[int, Any]:
     """Sort key of a swept value: numbers by size, models from the smallest preset up, anything else as given."""
     if isinstance(value, (int, float)):
         return (0, value)
+    if key == "devices" and str(value).isdigit():
+        return (0, int(value))
     if key == "model" and value in MODEL_NAMES:
         return (0, MODEL_NAMES.index(value))
     return (1, 0)  # sorted() is stable: the order given
@@ -102,8 +108,34 @@ def sweep_rows(key: str, runs: list[tuple[Any, dict[str, Any]]]) -> list[dict[st
         row["train step p10-p90 ms"] = span if step and step.get("n") and None not in span else None
         row["noise"] = point_noise(data)
         row["errors"] = {e: r["error"] for e, r in data.get("experiments", {}).items() if "error" in r}
-        rows.append(row)
+        rows.append(row | global_figures(data))
+    add_scaling_efficiency(rows)
     return rows
+
+
+def processes(data: dict[str, Any]) -> int:
+    exps = [r for r in data.get("experiments", {}).values() if isinstance(r, dict) and r.get("world_size")]
+    return max((r["world_size"] for r in exps), default=1)
+
+
+def global_figures(data: dict[str, Any]) -> dict[str, Any]:
+    """The job's rates: every rank's tokens over the slowest rank's step (one process: its own rate)."""
+    out: dict[str, Any] = {"processes": processes(data)}
+    for exp in ("train", "inference"):
+        r = data.get("experiments", {}).get(exp, {})
+        out[f"{exp} global tokens/s"] = (r.get("global_tokens_per_sec") if r.get("world_size", 1) > 1
+                                         else dig(r, ("throughput", "tokens_per_sec")))
+    return out
+
+
+def add_scaling_efficiency(rows: list[dict[str, Any]]) -> None:
+    """scaling efficiency = global rate / (N x one-process rate), where the sweep has a one-process point."""
+    one = next((r["train global tokens/s"] for r in rows if r["processes"] == 1 and r["train global tokens/s"]), None)
+    for r in rows:
+        rate = r["train global tokens/s"]
+        r["train scaling efficiency %"] = (100.0 * rate / (r["processes"] * one)
+                                           if one and rate is not None and any(x["processes"] > 1 for x in rows)
+                                           else None)
 
 
 def unstable_experiments(row: dict[str, Any]) -> list[tuple[str, float]]:
@@ -134,6 +166,10 @@ def noise_cell(row: dict[str, Any]) -> str:
 def _column_format(column: str, values: list[Any]) -> tuple[str, Any]:
     """(header, cell formatter) with one number format for a whole column: TFLOP/s move to the prefix that suits
     the largest value (GFLOP/s on a CPU), and every figure gets the decimals that give the largest three digits."""
+    if column == "processes":
+        return column, str
+    if column.endswith(" %"):
+        return column, lambda v: f"{v:.0f}"
     if column.endswith(" ms"):
         return column[: -len(" ms")], fmt_ms  # each time carries its own unit (12.5 ms, 1.71 s)
     if column.endswith("tokens/s"):
@@ -153,10 +189,14 @@ def _column_format(column: str, values: list[Any]) -> tuple[str, Any]:
 def format_sweep(key: str, rows: list[dict[str, Any]], markdown: bool = False) -> str:
     """One row per value, in value order; one number format per column; a status column when a point did not end
     complete (a sweep cut short)."""
+    several = any(r.get("processes", 1) > 1 for r in rows)
     columns = [c for c, _, _ in SWEEP_COLUMNS if any(r[c] is not None for r in rows)]
+    columns += [c for c in GLOBAL_COLUMNS if several and any(r.get(c) is not None for r in rows)]
     formats = [_column_format(c, [r[c] for r in rows]) for c in columns]
     status = any(r.get("status") not in ("complete", "failed") for r in rows)
-    header = [key, *(["status"] if status else []), *(h for h, _ in formats), "noise", "failed"]
+    # several processes: a per-process column is rank 0's (the global columns are the job's)
+    header = [key, *(["status"] if status else []),
+              *(f"{h} (rank 0)" if several and h in PER_PROCESS_RATES else h for h, _ in formats), "noise", "failed"]
     body = [[str(r[key]), *([r.get("status", "-")] if status else []),
              *(fmt(r[c]) if r[c] is not None else "-" for c, (_, fmt) in zip(columns, formats)),
              noise_cell(r), ", ".join(r["errors"]) or "-"] for r in rows]
@@ -205,15 +245,21 @@ def write_sweep(key: str, runs: list[tuple[Any, dict[str, Any]]], parent: Path,
             f" · interrupted: {len(drawn)} of {stopped['points']} points" if stopped else ""))
     else:
         files.pop()
+    side_by_side = assumed_vs_measured([data for _, data in runs])  # --project-devices beside a measured N
     warnings = [f"- **{key}={r[key]}: {exp} figures are unstable** (p90/p10 {s:.2f}); rerun that point with more "
                 "--steps on a quiet machine." for r in rows for exp, s in unstable_experiments(r)]
     if stopped:
         warnings.insert(0, f"- **{interrupted_line(key, rows, stopped)}**")
-    notes = ("Each point was measured in its own process. Memory: on a CPU the peak RSS of that process (the "
+    several = ("With several processes the per-process columns are rank 0's; the global columns are every rank's "
+               "tokens over the slowest rank's step, and scaling efficiency = global rate / (N x one-process rate). "
+               if any(r.get("processes", 1) > 1 for r in rows) else "")
+    notes = (several + "Each point was measured in its own process. Memory: on a CPU the peak RSS of that process (the "
              "libraries included), on a GPU the peak allocated by tensors. Noise: every experiment of a point, "
              f"p90/p10 of its steps (of its repeats' medians with --repeat); under {MIN_STEPS_TO_JUDGE} not judged.")
     atomic_write_text(files[1], f"# Sweep over {key}\n\n{sweep_title(key, runs)}\n\n"
                       + ("\n".join(warnings) + "\n\n" if warnings else "")
-                      + f"{format_sweep(key, rows, markdown=True)}\n\n{notes}\n"
+                      + f"{format_sweep(key, rows, markdown=True)}\n\n"
+                      + "".join(f"- {line}.\n" for line in side_by_side) + ("\n" if side_by_side else "")
+                      + f"{notes}\n"
                       + ("\n![sweep](sweep.png)\n" if drawn else ""))
-    return format_sweep(key, rows), files
+    return "\n".join([format_sweep(key, rows), *side_by_side]), files

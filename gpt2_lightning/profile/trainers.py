@@ -13,6 +13,7 @@ import lightning as L
 import torch
 from lightning.pytorch.callbacks import ProgressBar
 
+from callbacks.collectives import TorchThreads
 from callbacks.module_ranges import ModuleRangesCallback
 from callbacks.progress import ProgressCallback, StepProgressBar
 from gpt2_lightning.data import SyntheticTokenDataModule, TokenFileDataModule
@@ -62,7 +63,8 @@ def make_trainer(cfg: ProfileConfig, callbacks: list[Any], logger: Any = False, 
         strategy=cfg.strategy,
         num_nodes=cfg.num_nodes,
         precision=cfg.trainer_precision,
-        callbacks=[*callbacks, RaiseOnSignal()],
+        # --threads set again when the Trainer sets up, after Lightning's launcher set its own (every rank)
+        callbacks=[*callbacks, *([TorchThreads(cfg.threads)] if cfg.threads is not None else []), RaiseOnSignal()],
         logger=logger,
         enable_checkpointing=False,
         enable_model_summary=cfg.verbose,

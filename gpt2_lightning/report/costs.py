@@ -100,7 +100,7 @@ def add_costs(result: dict[str, Any], experiment: str, config: dict[str, Any]) -
     if experiment == "train" and rate:
         tokens, basis = target_tokens(config)
         result["projection"] = projection(tokens, rate, devices, jpt, price, energy_price) | {"target_basis": basis}
-        if config.get("project_devices"):
+        if config.get("project_devices") and int(config["project_devices"]) != devices:  # N measured: no assuming
             result["projection"]["scaled"] = scaled(result["projection"], int(config["project_devices"]))
 
 
@@ -202,6 +202,29 @@ def projection_line(names: list[str], runs: list[dict[str, Any]]) -> str | None:
         line += "; on " + ", ".join(f"{s['devices']} devices: {n} {fmt_duration(s['hours'])}" for n, s in scaled_runs)
         line += f" ({LINEAR_ASSUMPTION})"
     return line
+
+
+def assumed_vs_measured(runs: list[dict[str, Any]]) -> list[str]:
+    """Where one run projects N devices by assumption (``--project-devices N``) and another measured N processes (a
+    ``--sweep devices=1,N``): both times side by side, and the scaling the assumption took for granted."""
+    measured = {}
+    for r in runs:
+        train = r.get("experiments", {}).get("train", {})
+        if train.get("world_size", 1) > 1 and train.get("projection"):
+            measured[train["world_size"]] = train["projection"]
+    lines = []
+    for r in runs:
+        p = r.get("experiments", {}).get("train", {}).get("projection") or {}
+        s = p.get("scaled")
+        m = measured.get((s or {}).get("devices"))
+        if not s or not m or p.get("devices") != 1 or s["target_tokens"] != m["target_tokens"]:
+            continue
+        efficiency = 100.0 * m["tokens_per_sec"] / (s["devices"] * p["tokens_per_sec"])
+        lines.append(f"time to train {fmt_tokens(s['target_tokens'])} tokens on {s['devices']} devices: assumed "
+                     f"{fmt_duration(s['hours'])} ({LINEAR_ASSUMPTION}, from 1 process); measured with {s['devices']} "
+                     f"processes {fmt_duration(m['hours'])} (the job's rate over its slowest rank): scaling "
+                     f"efficiency {efficiency:.0f}%")
+    return lines
 
 
 def is_finite_positive(x: float) -> bool:

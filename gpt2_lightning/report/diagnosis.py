@@ -42,13 +42,28 @@ def busy_line(d: dict[str, Any]) -> str:
     return line
 
 
+def communication_line(d: dict[str, Any]) -> str | None:
+    """Time blocked in collectives (several processes): the gloo ranges' wall time on a CPU, NCCL kernels on a GPU."""
+    comm = d.get("communication") or {}
+    if not comm.get("ms_per_step"):
+        return None
+    if d.get("kind") != "gpu":
+        return (f"blocked in collectives {comm['ms_per_step']:.3f} ms per profiled step (wall time of the backend's "
+                f"ranges, {comm.get('collectives_per_step', 0):.3g} per step; the communication category counts only "
+                f"the host's own work in them)")
+    overlapped = comm.get("overlapped_pct")
+    return (f"communication kernels {comm['ms_per_step']:.3f} ms per step"
+            + ("" if overlapped is None else f", {overlapped:.0f}% of it overlapped with compute"))
+
+
 def format_text(d: dict[str, Any], top: int = 10) -> str:
     """What scripts/analyze_trace.py prints."""
     lines = [f"trace: {d.get('trace')}",
              f"{d['steps']} profiled step(s), from {d['step_source']}"
              + ("" if d.get("profiled_step_ms") is None else
                 f"; a profiled step took {d['profiled_step_ms']:.3f} ms on the host (profiler overhead included)"),
-             busy_line(d)] + ([f"note: {d['note']}"] if d.get("note") else []) + [""]
+             busy_line(d)] + [x for x in (communication_line(d),) if x] + (
+                 [f"note: {d['note']}"] if d.get("note") else []) + [""]
     share = "kernel time" if d.get("kind") == "gpu" else "CPU operator self time"
     lines += [f"{'category':<18} {'ms/step':>9} {'% of ' + share:>12}"]
     for cat in CATEGORIES:
@@ -103,7 +118,8 @@ def markdown(d: dict[str, Any], top: int = 5, linked: tuple[str, ...] = ()) -> l
                 f"({d.get('extra_wall_s', 0.0):.1f} s of extra wall time)")
     else:
         over = f"over the {d['steps']} profiled step(s) of the trace"
-    out += [f"- {busy_line(d)}, {over}."] + ([f"- Note: {d['note']}."] if d.get("note") else [])
+    out += [f"- {busy_line(d)}, {over}."] + [f"- {x[0].upper()}{x[1:]}." for x in (communication_line(d),) if x]
+    out += [f"- Note: {d['note']}."] if d.get("note") else []
     out += ["", "| category | ms per step | % |", "|---|---:|---:|"]
     out += [f"| {cat} | {d['categories'][cat]['ms_per_step']:.3f} | {d['categories'][cat]['pct']:.1f} |"
             for cat in CATEGORIES if d["categories"][cat]["ms_per_step"] > 0]

@@ -11,6 +11,8 @@ from gpt2_lightning.report.diagnosis import markdown as diagnosis_markdown
 from gpt2_lightning.report.diagnosis import summary_lines as diagnosis_summary_lines
 from gpt2_lightning.report.noise import TIMED_PHASE, instability_lines
 from gpt2_lightning.report.profiled import counted_steps_profiler
+from gpt2_lightning.report.ranks import console_lines as rank_lines
+from gpt2_lightning.report.ranks import markdown as rank_markdown
 from gpt2_lightning.report.repeat_summary import repeat_lines, status_line
 from gpt2_lightning.report.timing import fit_line, host_line
 from gpt2_lightning.report.training import LOSS_PLOT, diverged_lines, loss_section, title
@@ -78,16 +80,14 @@ def format_summary(data: dict[str, Any]) -> str:
         if why:
             no_energy.setdefault(why, []).append(exp)
             result = {**result, "energy": None}  # said once for the run, below
-        if result.get("world_size", 1) > 1:
-            medians = [r["phases"][TIMED_PHASE[exp]]["median_ms"] for r in result["ranks"]]
-            lines.append(f"{exp}: world size {result['world_size']}, per-rank medians "
-                         f"{' / '.join(fmt_ms(m) for m in medians)}, global "
-                         f"{fmt_rate(result.get('global_tokens_per_sec'))} tokens/s")
+        lines += rank_lines(exp, result, TIMED_PHASE[exp])  # several processes: ranks, straggler, global rate
         thr = result.get("throughput")
         if thr:
             mem = result.get("memory", {})
             mem_s = ", ".join(f"{k.replace('_gib', '')} {v:.2f} GiB" for k, v in mem.items())
-            lines.append(f"{exp}: {fmt_rate(thr.get('tokens_per_sec'))} tokens/s, {fmt_flops(thr.get('tflops'))}, "
+            rank0 = "rank 0: " if result.get("world_size", 1) > 1 else ""  # per process; the global rate is above
+            lines.append(f"{exp}: {rank0}{fmt_rate(thr.get('tokens_per_sec'))} tokens/s, "
+                         f"{fmt_flops(thr.get('tflops'))}, "
                          f"MFU {fmt_mfu(thr.get('mfu_pct'), data, thr.get('mfu_note'))}; {mem_s}")
         lines += [x for x in (host_line(exp, result),) if x]
         lines += summary_lines(exp, result)  # energy, cost, time to train
@@ -249,16 +249,12 @@ def render_report(data: dict[str, Any], plots: dict[str, str]) -> str:
             versus = ("" if extra is None else f", {fmt_ms(extra)} over a steady one" if extra >= 0
                       else f", {fmt_ms(-extra)} faster than a steady one")
             out.append(f"- First (warm-up, not counted) step: {fmt_ms(result['first_step_ms'])}{versus}.{compiled}")
-        if result.get("world_size", 1) > 1:
-            out += ["", f"Per rank (world size {result['world_size']}; the tables above are rank 0's):", "",
-                    "| rank | " + " | ".join(result["ranks"][0]["phases"]) + " |",
-                    "|---|" + "---:|" * len(result["ranks"][0]["phases"])]
-            out += [f"| {r['rank']} | " + " | ".join(fmt_ms(s.get("median_ms")) for s in r["phases"].values()) + " |"
-                    for r in result["ranks"]]
-            out += ["", f"- Global throughput (all ranks): {fmt_rate(result.get('global_tokens_per_sec'))} tokens/s."]
+        out += rank_markdown(exp, result)
         thr = result.get("throughput")
         if thr:
-            out.append(f"- Throughput: {fmt_rate(thr.get('tokens_per_sec'))} tokens/s, {fmt_flops(thr.get('tflops'))}, "
+            rank0 = " (rank 0)" if result.get("world_size", 1) > 1 else ""
+            out.append(f"- Throughput{rank0}: {fmt_rate(thr.get('tokens_per_sec'))} tokens/s, "
+                       f"{fmt_flops(thr.get('tflops'))}, "
                        f"MFU {fmt_mfu(thr.get('mfu_pct'), data, thr.get('mfu_note'))}.")
         out += [f"- {x.split(': ', 1)[1]}." for x in (host_line(exp, result), fit_line(exp, result)) if x]
         if result.get("memory"):

@@ -28,7 +28,7 @@ def test_step_limits_fit_one_call():
     limits = [int(n) for n in re.findall(r"^\s*step \S+ (\d+) ", text, flags=re.M)]
     env_s = int(re.search(r"^ENV_TIMEOUT_S=(\d+)", suite, flags=re.M).group(1))
     budget = int(re.search(r"^BUDGET_S=\$\{BUDGET_S:-(\d+)\}", text, flags=re.M).group(1))
-    assert len(limits) == 9 and budget <= ONE_CALL_S
+    assert len(limits) == 11 and budget <= ONE_CALL_S
     assert sum(limits) + env_s <= budget - 10, (limits, env_s)  # 10 s left for packing the results between steps
     assert "BUDGET_S" in suite and "DEADLINE_S" in suite  # and the script itself never runs past the budget
 
@@ -102,6 +102,12 @@ def _good_out(tmp_path):
     fp8 = _train(60.0, 540e3, diagnosis={"verdict": ["Casts and copies take 20%: fp8 runs under bf16 autocast ..."]})
     fp8["throughput"] |= {"peak_tflops": 1978.9, "mfu_pct": 23.0}
     _write(out / "runs" / "fp8-b32" / "results.json", {"experiments": {"train": fp8}})
+    _write(out / "runs" / "fsdp-1" / "results.json",
+           {"experiments": {"train": _train(31.0, diagnosis={"skipped": "--strategy fsdp has sharded the module"})}})
+    ddp = _train(48.0, straggler={"rank": 1, "excess_ms": 20.4, "phase": "forward"},
+                 diagnosis={"ranks": [{"rank": 0, "communication_ms_per_step": 2.1},
+                                      {"rank": 1, "communication_ms_per_step": 1.9}]})
+    _write(out / "runs" / "ddp-2gpu" / "results.json", {"experiments": {"train": ddp}})
     _write(out / "data-check.json", {"loader_ms": 30.0, "host_data_ms": 30.4, "device_data_ms": 30.3})
     (out / "steps.tsv").write_text("no-sync\t0\t20000\ngpt2-fp32\t0\t45000\ngpt2-bf16\t0\t34000\n"
                                    "gpt2-fp32-bare\t0\t38500\n")
@@ -111,7 +117,7 @@ def _good_out(tmp_path):
 def test_every_check_passes_on_good_figures(verdicts, tmp_path, capsys):
     assert verdicts.main(["--out", str(_good_out(tmp_path))]) == 0
     lines = capsys.readouterr().out.strip().splitlines()
-    assert lines[-1] == "13 passed, 0 failed, 0 skipped"
+    assert lines[-1] == "15 passed, 0 failed, 0 skipped"
     assert all(line.startswith("PASS  ") and "(target: " in line for line in lines[:-1]), lines
     assert any("diagnosis + energy wall time: +6.5 s (45.0 s against 38.5 s)" in line for line in lines)
     assert any("host vs device data, 30 ms loader: host 30.40 ms, device 30.30 ms" in line for line in lines)
