@@ -35,17 +35,17 @@ import lightning as L
 import torch
 from lightning.pytorch.callbacks import Callback
 
-from callbacks import step_records
-from callbacks.energy_meters import EnergyMeter, EnergyUnavailable, meter_for
-from callbacks.energy_window import (
+from . import step_records
+from .energy_meters import EnergyMeter, EnergyUnavailable, meter_for
+from .energy_window import (
     MIN_WINDOW_S,
     EnergyWindow,
     energy_figures,
     unavailable,
 )
-from callbacks.failures import one_line
-from callbacks.timing import DeviceTimer, Mark
-from callbacks.tokens import count_tokens, read_count, tokens_in_batch
+from .failures import one_line
+from .timing import DeviceTimer, Mark
+from .tokens import count_tokens, read_count, tokens_in_batch
 
 __all__ = ["MIN_WINDOW_S", "EnergyCallback", "EnergyWindow", "batch_tokens", "energy_figures", "unavailable"]
 
@@ -132,7 +132,7 @@ class EnergyCallback(Callback):
 
     # ------------------------------------------------------------------ Lightning hooks
     def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
-        from callbacks.phase_timing import PhaseTimingCallback
+        from .phase_timing import PhaseTimingCallback
 
         mine = trainer.callbacks.index(self)
         if any(isinstance(c, PhaseTimingCallback) for c in trainer.callbacks[:mine]):

@@ -12,8 +12,8 @@ from dataclasses import dataclass, field
 from typing import Any, Callable
 
 
-from callbacks.timing import DeviceTimer, Mark
-from callbacks.tokens import count_tokens, first_tensor, read_count
+from .timing import DeviceTimer, Mark
+from .tokens import count_tokens, first_tensor, read_count
 
 # the phase each mark opens (None: time that belongs to no phase, e.g. Lightning's bookkeeping between hooks)
 OPENS_AUTOMATIC: dict[str, str | None] = {

@@ -19,12 +19,12 @@ import lightning as L
 import torch
 from lightning.pytorch.callbacks import Callback
 
-from callbacks.devices import mfu_pct, peak_lookup
-from callbacks.phase_timing import PhaseTimingCallback, StepRecord
-from callbacks.step_records import METRIC_PREFIX, BatchCount, batch_tokens, count_batch, logged_per_step
-from callbacks.stats import percentile
-from callbacks.tokens import SOURCES as TOKEN_SOURCES
-from callbacks.tokens import token_source, tokens_in_batch
+from .devices import mfu_pct, peak_lookup
+from .phase_timing import PhaseTimingCallback, StepRecord
+from .step_records import METRIC_PREFIX, BatchCount, batch_tokens, count_batch, logged_per_step
+from .stats import percentile
+from .tokens import SOURCES as TOKEN_SOURCES
+from .tokens import token_source, tokens_in_batch
 
 __all__ = ["GIB", "TOKEN_SOURCES", "Throughput", "ThroughputCallback", "peak_memory", "token_source",
            "tokens_in_batch"]
