@@ -4,9 +4,12 @@ A trace made with module ranges (``callbacks.module_ranges``, or Lightning's ``r
 range ``[pl][module]<module>.<Class>: <qualified name>`` around every submodule's forward. Each host thread's timeline
 is walked once with a stack of its open events; at any moment the stack says who owns the thread:
 
-- inside a backward operator (``autograd::engine::evaluate_function: XBackward0``, the outermost one): the module
-  whose forward created that autograd node. The link is autograd's **sequence number**: the forward operator that
-  made the node and the backward operator that runs it carry the same one (per process);
+- inside a module range inside a backward operator: that module's **recompute** (activation checkpointing reruns a
+  module's forward in backward; the range is the module's own, not that of the caller of ``checkpoint()``);
+- inside a backward operator (``autograd::engine::evaluate_function: XBackward0``, the innermost one: reentrant
+  checkpointing runs a backward inside a backward): the module whose forward (or recompute) created that autograd
+  node. The link is autograd's **sequence number**: the forward operator that made the node and the backward
+  operator that runs it carry the same one (per process);
 - else inside an optimizer's update (``Optimizer.step#...`` after the closure, ``trace_steps``): the optimizer;
 - else inside a module range: that module (the innermost one) in forward, with the outermost operator under it
   (which tells a model's loss from the rest of its own code);
@@ -15,7 +18,7 @@ is walked once with a stack of its open events; at any moment the stack says who
 **Time** is what the device spent: on a GPU trace each kernel's, memcpy's and memset's duration goes to the owner
 of the host thread that launched it, at the moment of the launch; on a CPU trace (no GPU events) the thread's own wall
 time goes to its owner, moment by moment. Either way every microsecond of the profiled steps lands in exactly one
-row (a module's forward, a module's backward, the optimizer, or outside any module), so the rows add up to the
+row (a module's forward, backward or recompute, the optimizer, or outside any module), so the rows add up to the
 kernel time (GPU) or to the profiled steps' host time (CPU). Plain Python, no torch.
 """
 
@@ -28,7 +31,7 @@ from typing import Any
 from gpt2_lightning.analysis.trace_events import MODULE_PREFIX, MODULE_RANGE, OP, OPTIMIZER_RANGE, Collected
 from gpt2_lightning.analysis.trace_steps import BACKWARD_OP, locate, update_starts
 
-OUTSIDE, FORWARD, BACKWARD, OPTIMIZER = 0, 1, 2, 3
+OUTSIDE, FORWARD, BACKWARD, OPTIMIZER, RECOMPUTE = 0, 1, 2, 3, 4
 UNAVAILABLE = ("the trace holds no module ranges ([pl][module]...): profile with this tool's module ranges "
                "(callbacks.module_ranges.ModuleRangesCallback, on by default for --profiler pytorch and the GPU "
                "diagnosis, off with --compile) or Lightning's PyTorchProfiler(record_module_names=True)")
@@ -74,6 +77,8 @@ def _thread_segments(arrays: tuple, names: list[str], owners: _Owners, pid: int,
         _, kind, module, op, seq, update = stack[-1]
         if kind == BACKWARD:
             return owners.id((BACKWARD, -1, -1, seq, pid))
+        if kind == RECOMPUTE:
+            return owners.id((RECOMPUTE, module, op, -1, -1))
         if module >= 0:  # a module's forward, also inside optimizer.step(closure)
             return owners.id((FORWARD, module, op, -1, -1))
         return owners.id((OPTIMIZER, -1, -1, -1, -1)) if update is not None and t >= update else outside
@@ -99,7 +104,14 @@ def _thread_segments(arrays: tuple, names: list[str], owners: _Owners, pid: int,
         t = max(t, s)
         kind, module, op, seq, update = (stack[-1][1:] if stack else (OUTSIDE, -1, -1, -1, None))
         k, name = kind_a[i], names[name_a[i]]
-        if kind != BACKWARD:
+        if kind in (BACKWARD, RECOMPUTE):
+            if k == OP and name.startswith(BACKWARD_OP):  # a backward inside a backward (reentrant checkpointing)
+                kind, module, op, seq = BACKWARD, -1, -1, seq_a[i]
+            elif k == MODULE_RANGE:  # a forward rerun in backward: activation checkpointing's recompute
+                kind, module, op = RECOMPUTE, name_a[i], -1
+            elif k == OP and kind == RECOMPUTE and op < 0:
+                op = name_a[i]
+        else:
             if k == OP and name.startswith(BACKWARD_OP):
                 kind, seq = BACKWARD, seq_a[i]
             elif k == MODULE_RANGE:
@@ -109,7 +121,10 @@ def _thread_segments(arrays: tuple, names: list[str], owners: _Owners, pid: int,
             elif k == OP and op < 0 and module >= 0:
                 op = name_a[i]  # the outermost operator under the innermost module
         if k == OP and kind != BACKWARD and seq_a[i] >= 0:  # outside any module too: its backward is outside
-            seq_owner[(pid, seq_a[i])] = (module, op)
+            if kind == RECOMPUTE:  # the recompute's own nodes (reentrant: their backward runs next)
+                seq_owner.setdefault((pid, seq_a[i]), (module, op))
+            else:
+                seq_owner[(pid, seq_a[i])] = (module, op)
         stack.append((e, kind, module, op, seq, update))
     while stack:
         emit(t, stack[-1][0])
@@ -131,7 +146,8 @@ def _steps_clip(steps: list[tuple[int, float, float]], a: float, b: float) -> li
 def attribute(c: Collected, steps: list[tuple[int, float, float]]) -> dict[str, Any] | None:
     """Time per owner over the profiled steps, in us: {"rows": {(kind, module path, class, op): us}, "steps",
     "basis", "total_us", "unlinked_backward_us"}; None when the trace has no module ranges. ``kind`` is one of
-    OUTSIDE, FORWARD, BACKWARD, OPTIMIZER; a backward whose forward is not in the trace counts as OUTSIDE."""
+    OUTSIDE, FORWARD, BACKWARD, RECOMPUTE, OPTIMIZER; a backward whose forward is not in the trace counts as
+    OUTSIDE."""
     if not any(MODULE_RANGE in arrays[3] for arrays in c.cpu.values()):
         return None
     names = list(c.names)
