@@ -16,10 +16,18 @@ is walked once with a stack of its open events; at any moment the stack says who
 - else: outside any module (data, Lightning's hooks, zero_grad, autograd's own bookkeeping).
 
 **Time** is what the device spent: on a GPU trace each kernel's, memcpy's and memset's duration goes to the owner
-of the host thread that launched it, at the moment of the launch; on a CPU trace (no GPU events) the thread's own wall
-time goes to its owner, moment by moment. Either way every microsecond of the profiled steps lands in exactly one
-row (a module's forward, backward or recompute, the optimizer, or outside any module), so the rows add up to the
-kernel time (GPU) or to the profiled steps' host time (CPU). Plain Python, no torch.
+of the host thread that launched it, at the moment of the launch; on a CPU trace (no GPU events) the wall time of
+each thread that runs the model goes to its owner, moment by moment. Either way every microsecond of the profiled
+steps lands in exactly one row (a module's forward, backward or recompute, the optimizer, or outside any module), so
+the rows add up to the kernel time (GPU) or to the profiled steps' host time (CPU).
+
+The threads that run the model are the steps' own thread and any thread with module ranges or backward operators
+(autograd's device threads). Other threads work beside the step, not inside it: with several processes, the
+collectives' threads (gloo's ``gloo:all_reduce`` ranges run for as long as a rank waits for the others). Their time is
+reported beside the rows (``beside``: collectives' threads, other threads), never added to the step a second time.
+A model thread's time outside any module while a collective is in flight in its process (a gloo range on another
+thread, a c10d operator on its own) is **waiting for collectives**: with several processes, a rank blocked until the
+others arrive. Plain Python, no torch.
 """
 
 from __future__ import annotations
@@ -28,10 +36,11 @@ import bisect
 from array import array
 from typing import Any
 
+from gpt2_lightning.analysis.categories import CPU_RULES
 from gpt2_lightning.analysis.trace_events import MODULE_PREFIX, MODULE_RANGE, OP, OPTIMIZER_RANGE, Collected
 from gpt2_lightning.analysis.trace_steps import BACKWARD_OP, locate, update_starts
 
-OUTSIDE, FORWARD, BACKWARD, OPTIMIZER, RECOMPUTE = 0, 1, 2, 3, 4
+OUTSIDE, FORWARD, BACKWARD, OPTIMIZER, RECOMPUTE, WAITING = 0, 1, 2, 3, 4, 5
 UNAVAILABLE = ("the trace holds no module ranges ([pl][module]...): profile with this tool's module ranges "
                "(callbacks.module_ranges.ModuleRangesCallback, on by default for --profiler pytorch and the GPU "
                "diagnosis, off with --compile) or Lightning's PyTorchProfiler(record_module_names=True)")
@@ -133,6 +142,82 @@ def _thread_segments(arrays: tuple, names: list[str], owners: _Owners, pid: int,
     return seg_start, seg_end, seg_owner
 
 
+COLLECTIVE_WORDS = next(words for category, words in CPU_RULES if category == "communication")
+
+
+def _runs_the_model(key: Any, arrays: tuple, names: list[str], step_thread: Any) -> bool:
+    """The steps' thread, or a thread with a module range or a backward operator."""
+    if key == step_thread:
+        return True
+    return any(k == MODULE_RANGE or (k == OP and names[n].startswith(BACKWARD_OP)) for k, n in zip(arrays[3], arrays[2]))
+
+
+def _collective_thread(arrays: tuple, names: list[str]) -> bool:
+    """A thread whose events are mostly collectives (by time): gloo's, NCCL's, c10d's."""
+    start_a, end_a, name_a = arrays[0], arrays[1], arrays[2]
+    total = sum(e - s for s, e in zip(start_a, end_a))
+    comm = sum(e - s for s, e, n in zip(start_a, end_a, name_a)
+               if any(w in names[n].lower() for w in COLLECTIVE_WORDS))
+    return total > 0 and comm >= 0.5 * total
+
+
+def _busy_in_steps(arrays: tuple, steps: list[tuple[int, float, float]]) -> float:
+    """A thread's time inside its outermost events, within the profiled steps (us, all steps)."""
+    spans = sorted(zip(arrays[0], arrays[1]))
+    total, reach = 0.0, float("-inf")
+    for s, e in spans:
+        s = max(s, reach)
+        if e > s:
+            total += sum(us for _, us in _steps_clip(steps, s, e))
+            reach = e
+    return total
+
+
+def _merged(spans: list[tuple[float, float]]) -> list[tuple[float, float]]:
+    out: list[tuple[float, float]] = []
+    for s, e in sorted(spans):
+        if out and s <= out[-1][1]:
+            out[-1] = (out[-1][0], max(out[-1][1], e))
+        elif e > s:
+            out.append((s, e))
+    return out
+
+
+def _collective_spans(c: Collected, names: list[str], model: set[Any]) -> dict[Any, list[tuple[float, float]]]:
+    """Per process: when a collective was in flight (merged spans): the events of its collectives' threads, and the
+    collective operators of the threads that run the model."""
+    spans: dict[Any, list[tuple[float, float]]] = {}
+    for key, arrays in c.cpu.items():
+        whole = key not in model and _collective_thread(arrays, names)
+        for s, e, n in zip(arrays[0], arrays[1], arrays[2]):
+            if whole or (key in model and any(w in names[n].lower() for w in COLLECTIVE_WORDS)):
+                spans.setdefault(key[0], []).append((s, e))
+    return {pid: _merged(v) for pid, v in spans.items()}
+
+
+def _split(a: float, b: float, spans: list[tuple[float, float]]) -> list[tuple[float, float, bool]]:
+    """[a, b) cut into pieces (start, end, inside one of the merged ``spans``)."""
+    out, t = [], a
+    j = max(0, bisect.bisect_right(spans, (a, float("inf"))) - 1)
+    while t < b and j < len(spans):
+        s, e = spans[j]
+        if e <= t:
+            j += 1
+            continue
+        if s >= b:
+            break
+        if s > t:
+            out.append((t, s, False))
+            t = s
+        end = min(e, b)
+        out.append((t, end, True))
+        t = end
+        j += 1
+    if t < b:
+        out.append((t, b, False))
+    return out
+
+
 def _steps_clip(steps: list[tuple[int, float, float]], a: float, b: float) -> list[tuple[int, float]]:
     """(step index, length) of the parts of [a, b) inside the profiled steps."""
     out = []
@@ -145,9 +230,10 @@ def _steps_clip(steps: list[tuple[int, float, float]], a: float, b: float) -> li
 
 def attribute(c: Collected, steps: list[tuple[int, float, float]]) -> dict[str, Any] | None:
     """Time per owner over the profiled steps, in us: {"rows": {(kind, module path, class, op): us}, "steps",
-    "basis", "total_us", "unlinked_backward_us"}; None when the trace has no module ranges. ``kind`` is one of
-    OUTSIDE, FORWARD, BACKWARD, RECOMPUTE, OPTIMIZER; a backward whose forward is not in the trace counts as
-    OUTSIDE."""
+    "basis", "total_us", "unlinked_backward_us", "beside"}; None when the trace has no module ranges. ``beside``: on a
+    CPU trace, the time of threads that do not run the model (collectives' threads, others), in us over all steps. ``kind`` is one of
+    OUTSIDE, FORWARD, BACKWARD, RECOMPUTE, OPTIMIZER, WAITING (for collectives); a backward whose forward is not in
+    the trace counts as OUTSIDE."""
     if not any(MODULE_RANGE in arrays[3] for arrays in c.cpu.values()):
         return None
     names = list(c.names)
@@ -155,9 +241,19 @@ def attribute(c: Collected, steps: list[tuple[int, float, float]]) -> dict[str, 
     seq_owner: dict[tuple[int, int], tuple[int, int]] = {}
     pids = {pid: i for i, pid in enumerate(dict.fromkeys(key[0] for key in c.cpu))}
     updates = update_starts(c)
+    model = {key for key, arrays in c.cpu.items() if _runs_the_model(key, arrays, names, c.step_thread)}
     segments = {key: _thread_segments(arrays, names, owners, pids[key[0]], seq_owner,
                                       {i: t for (thread, i), t in updates.items() if thread == key})
-                for key, arrays in c.cpu.items()}
+                for key, arrays in c.cpu.items() if key in model}
+    beside = {"collective_threads_us": 0.0, "other_threads_us": 0.0, "threads": 0}
+    if not c.g_start:  # CPU: the other threads' time, beside the step (a GPU trace counts kernels, whoever waits)
+        for key, arrays in c.cpu.items():
+            if key not in model:
+                us = _busy_in_steps(arrays, steps)
+                if us > 0:
+                    kind = "collective_threads_us" if _collective_thread(arrays, names) else "other_threads_us"
+                    beside[kind] += us
+                    beside["threads"] += 1
     n_steps = len(steps)
     per_owner: dict[int, list[float]] = {}
 
@@ -181,15 +277,20 @@ def attribute(c: Collected, steps: list[tuple[int, float, float]]) -> dict[str, 
     else:  # CPU: each thread's wall time, to whoever owned it at that moment
         basis = "host time (each moment of the profiled steps to the module the thread was running)"
         outside = owners.id((OUTSIDE, -1, -1, -1, -1))
+        waiting = owners.id((WAITING, -1, -1, -1, -1))
+        collectives = _collective_spans(c, names, model)
         for thread, (seg_start, seg_end, seg_owner) in segments.items():
-            covered = [0.0] * n_steps
-            for a, b, owner in zip(seg_start, seg_end, seg_owner):
-                for step, us in _steps_clip(steps, a, b):
-                    add(owner, step, us)
-                    covered[step] += us
-            if thread == c.step_thread:  # the steps' thread before its first event and after its last one
-                for j, (_, s, e) in enumerate(steps):
-                    add(outside, j, max(0.0, e - s - covered[j]))
+            timeline = list(zip(seg_start, seg_end, seg_owner))
+            if thread == c.step_thread and steps:  # the steps' thread before its first event and after its last one
+                first = timeline[0][0] if timeline else steps[-1][2]
+                last = timeline[-1][1] if timeline else steps[-1][2]
+                timeline = [(steps[0][1], first, outside)] + timeline + [(last, steps[-1][2], outside)]
+            spans = collectives.get(thread[0], [])
+            for a, b, owner in timeline:
+                pieces = _split(a, b, spans) if owner == outside and spans else [(a, b, False)]
+                for x, y, in_flight in pieces:
+                    for step, us in _steps_clip(steps, x, y):
+                        add(waiting if in_flight else owner, step, us)
     rows: dict[tuple[int, str, str, str], float] = {}
     unlinked = 0.0
     for owner, per_step in per_owner.items():
@@ -205,5 +306,5 @@ def attribute(c: Collected, steps: list[tuple[int, float, float]]) -> dict[str, 
         key = (kind, path, cls, names[op] if op >= 0 else "")
         rows[key] = rows.get(key, 0.0) + sum(per_step)
     return {"rows": rows, "steps": n_steps, "basis": basis,
-            "total_us": sum(rows.values()), "unlinked_backward_us": unlinked}
+            "total_us": sum(rows.values()), "unlinked_backward_us": unlinked, "beside": beside}
 

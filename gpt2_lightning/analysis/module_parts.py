@@ -6,7 +6,7 @@ projections, the attention kernel (the attention module's own work: scaled_dot_p
 MLP, layer norms, residual adds (the blocks' own work), output head, loss, other model code (the GPT module's own
 work besides the loss), summed over the blocks. Any other model is grouped by module name with block indices folded
 (``layers.*.ffn.w1 (Linear)``) and each module's class. Then two rows that belong to no module: the optimizer, and
-everything outside any module. Every part has forward, backward and (under activation checkpointing) recompute time.
+everything outside any module (with several processes, a third: waiting for collectives). Every part has forward, backward and (under activation checkpointing) recompute time.
 
 For any model with a repeated layer list (modules named ``<list>.<N>`` all of one class: GPT-2's ``transformer.h.N``,
 a Llama's ``model.layers.N``, ``blocks.N``) there is one row per layer, with what it and everything inside it took,
@@ -26,10 +26,11 @@ from gpt2_lightning.analysis.module_breakdown import (
     OUTSIDE,
     RECOMPUTE,
     UNAVAILABLE,
+    WAITING,
     attribute,
 )
 
-OPTIMIZER_ROW, OUTSIDE_ROW = "optimizer", "outside any module"
+OPTIMIZER_ROW, OUTSIDE_ROW, WAITING_ROW = "optimizer", "outside any module", "waiting for collectives"
 GPT2_PARTS = ("embeddings", "attention projections", "attention kernel", "MLP", "layer norms", "residual adds",
               "output head", "loss", "other model code")
 _GPT2_RULES = (  # (part, pattern on the module's path below the GPT module)
@@ -122,10 +123,13 @@ def summarize(c: Any, steps: list[tuple[int, float, float]]) -> dict[str, Any]:
     layers = layer_list({(path, cls) for _, path, cls, _ in attr["rows"] if path})
     parts: dict[str, list[float]] = {name: [0.0, 0.0, 0.0] for name in (GPT2_PARTS if gpt2 else ())}
     blocks: dict[int, list[float]] = {}
-    optimizer = outside = 0.0
+    optimizer = outside = waiting = 0.0
     for (kind, path, cls, op), us in attr["rows"].items():
         if kind == OPTIMIZER:
             optimizer += us
+            continue
+        if kind == WAITING:
+            waiting += us
             continue
         if kind == OUTSIDE:
             outside += us
@@ -153,6 +157,8 @@ def summarize(c: Any, steps: list[tuple[int, float, float]]) -> dict[str, Any]:
                                             [sum(v[c] for _, v in rest) for c in range(3)])]
     rows = [row(name, f, b, r, f + b + r) for name, (f, b, r) in ranked]
     rows += [row(OPTIMIZER_ROW, None, None, None, optimizer), row(OUTSIDE_ROW, None, None, None, outside)]
+    if waiting:  # several processes: outside any module while a collective was in flight
+        rows.insert(-1, row(WAITING_ROW, None, None, None, waiting))
     block_rows = [{"block": i, "name": f"{layers[0]}.{i}" if layers else str(i), "forward_ms": f / per,
                    "backward_ms": b / per if has_backward else None,
                    "recompute_ms": r / per if has_recompute else None, "total_ms": (f + b + r) / per}
@@ -170,6 +176,10 @@ def summarize(c: Any, steps: list[tuple[int, float, float]]) -> dict[str, Any]:
         "blocks": block_rows,
         "outlier_blocks": _outliers(block_rows),
         "block_list": None if layers is None else {"path": layers[0], "class": layers[1]},
+        # threads that do not run the model (gloo's collectives), beside the step and never added to its total
+        "beside_the_step": {"collective_threads_ms": attr["beside"]["collective_threads_us"] / per,
+                            "other_threads_ms": attr["beside"]["other_threads_us"] / per,
+                            "threads": attr["beside"]["threads"]},
         "backward_without_forward_ms": attr["unlinked_backward_us"] / per,
     }
 

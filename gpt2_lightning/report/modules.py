@@ -52,6 +52,15 @@ def _blocks_line(m: dict[str, Any]) -> str | None:
     return line
 
 
+def _beside_line(m: dict[str, Any]) -> str | None:
+    """Threads that do not run the model (gloo's collectives): their time, which is not part of the step's."""
+    b = m.get("beside_the_step") or {}
+    if not b.get("threads"):
+        return None
+    return (f"beside the step, on {b['threads']} other thread(s) (not in the total above): collectives "
+            f"{b['collective_threads_ms']:.3f} ms per step, other work {b['other_threads_ms']:.3f} ms per step")
+
+
 def _header(m: dict[str, Any]) -> str:
     return (f"by part of the model, grouped by {m['grouping'] if m['grouping'] != 'gpt2' else 'GPT-2 part'}: "
             f"{m['total_ms_per_step']:.3f} ms per step of {m['basis']}")
@@ -76,6 +85,9 @@ def text_lines(m: dict[str, Any]) -> list[str]:
     blocks = _blocks_line(m)
     if blocks:
         lines.append(blocks)
+    beside = _beside_line(m)
+    if beside:
+        lines.append(beside)
     if m.get("backward_without_forward_ms"):
         lines.append(f"backward whose forward ran before the trace began (counted outside any module): "
                      f"{m['backward_without_forward_ms']:.3f} ms per step")
@@ -96,8 +108,9 @@ def markdown_lines(m: dict[str, Any]) -> list[str]:
         out.append(f"| {r['part']} | {_ms(r['forward_ms'])} | {_ms(r['backward_ms'])} | "
                    + (f"{_ms(r.get('recompute_ms'))} | " if rec else "")
                    + f"{r['total_ms']:.3f} | {r['pct']:.1f} | {tflops} | {pct} |")
-    blocks = _blocks_line(m)
-    return out + ([""] + [blocks[0].upper() + blocks[1:] + "."] if blocks else []) + [""]
+    blocks, beside = _blocks_line(m), _beside_line(m)
+    out += [""] + [blocks[0].upper() + blocks[1:] + "."] if blocks else []
+    return out + ([""] + [beside[0].upper() + beside[1:] + "."] if beside else []) + [""]
 
 
 def console_line(m: dict[str, Any]) -> str | None:
