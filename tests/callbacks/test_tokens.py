@@ -11,6 +11,7 @@ from torch.utils.data import DataLoader, Dataset
 from callbacks import EnergyCallback, PhaseTimingCallback, ThroughputCallback
 from callbacks.throughput import TOKEN_SOURCES, token_source, tokens_in_batch
 from tests.callbacks.test_energy import ScriptedMeter
+from tests.conftest import requires_cuda
 from tests.helpers import RecordingLogger, ScriptedClock, trainer
 
 B, T = 4, 64
@@ -96,3 +97,23 @@ def test_energy_per_token_counts_real_tokens():
     assert r["window_steps"] == 16 and r["joules"] == 400.0
     assert r["window_tokens"] == 16 * REAL_PER_BATCH == 2048
     assert r["joules_per_token"] == 400.0 / 2048
+
+
+@requires_cuda
+@pytest.mark.gpu
+def test_gpu_mask_sums_never_synchronise():
+    """On a GPU the mask's sum is a device value: counted without any host-device sync inside the counted steps (its
+    copy to the host is read once the timer knows the step finished), and the count is still the real tokens."""
+    from tests.callbacks.test_no_sync import SyncsAreErrors
+
+    timing = PhaseTimingCallback(warmup_steps=2)
+    throughput = ThroughputCallback(timing)
+    guard = SyncsAreErrors(first=2, last=9)
+    try:
+        trainer([timing, throughput, guard], accelerator="gpu", max_steps=10).fit(
+            _Tok(lambda ms: None, 0.0), DataLoader(_Padded(), batch_size=None))
+    finally:
+        torch.cuda.set_sync_debug_mode("default")
+    assert guard.steps_checked == 8
+    assert [r.tokens for r in timing.counted("train")] == [REAL_PER_BATCH] * 8
+    assert throughput.summary()["tokens_from"] == "attention_mask"
