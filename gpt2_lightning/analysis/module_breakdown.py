@@ -149,7 +149,8 @@ def _runs_the_model(key: Any, arrays: tuple, names: list[str], step_thread: Any)
     """The steps' thread, or a thread with a module range or a backward operator."""
     if key == step_thread:
         return True
-    return any(k == MODULE_RANGE or (k == OP and names[n].startswith(BACKWARD_OP)) for k, n in zip(arrays[3], arrays[2]))
+    return any(k == MODULE_RANGE or (k == OP and names[n].startswith(BACKWARD_OP))
+               for k, n in zip(arrays[3], arrays[2]))
 
 
 def _collective_thread(arrays: tuple, names: list[str]) -> bool:
@@ -231,9 +232,9 @@ def _steps_clip(steps: list[tuple[int, float, float]], a: float, b: float) -> li
 def attribute(c: Collected, steps: list[tuple[int, float, float]]) -> dict[str, Any] | None:
     """Time per owner over the profiled steps, in us: {"rows": {(kind, module path, class, op): us}, "steps",
     "basis", "total_us", "unlinked_backward_us", "beside"}; None when the trace has no module ranges. ``beside``: on a
-    CPU trace, the time of threads that do not run the model (collectives' threads, others), in us over all steps. ``kind`` is one of
-    OUTSIDE, FORWARD, BACKWARD, RECOMPUTE, OPTIMIZER, WAITING (for collectives); a backward whose forward is not in
-    the trace counts as OUTSIDE."""
+    CPU trace, the time of threads that do not run the model (collectives' threads, others), in us over all steps.
+    ``kind`` is one of OUTSIDE, FORWARD, BACKWARD, RECOMPUTE, OPTIMIZER, WAITING (for collectives); a backward whose
+    forward is not in the trace counts as OUTSIDE."""
     if not any(MODULE_RANGE in arrays[3] for arrays in c.cpu.values()):
         return None
     names = list(c.names)

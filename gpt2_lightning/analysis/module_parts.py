@@ -6,7 +6,8 @@ projections, the attention kernel (the attention module's own work: scaled_dot_p
 MLP, layer norms, residual adds (the blocks' own work), output head, loss, other model code (the GPT module's own
 work besides the loss), summed over the blocks. Any other model is grouped by module name with block indices folded
 (``layers.*.ffn.w1 (Linear)``) and each module's class. Then two rows that belong to no module: the optimizer, and
-everything outside any module (with several processes, a third: waiting for collectives). Every part has forward, backward and (under activation checkpointing) recompute time.
+everything outside any module (with several processes, a third: waiting for collectives). Every part has forward,
+backward and (under activation checkpointing) recompute time.
 
 For any model with a repeated layer list (modules named ``<list>.<N>`` all of one class: GPT-2's ``transformer.h.N``,
 a Llama's ``model.layers.N``, ``blocks.N``) there is one row per layer, with what it and everything inside it took,
