@@ -84,7 +84,8 @@ def format_summary(data: dict[str, Any]) -> str:
         if thr:
             mem = result.get("memory", {})
             mem_s = ", ".join(f"{k.replace('_gib', '')} {v:.2f} GiB" for k, v in mem.items())
-            lines.append(f"{exp}: {fmt_rate(thr.get('tokens_per_sec'))} tokens/s, {fmt_flops(thr.get('tflops'))}, "
+            lines.append(f"{exp}: {fmt_rate(thr.get('tokens_per_sec'))} tokens/s{_padding(thr)}, "
+                         f"{fmt_flops(thr.get('tflops'))}, "
                          f"MFU {fmt_mfu(thr.get('mfu_pct'), data, thr.get('mfu_note'))}; {mem_s}")
         lines += [x for x in (host_line(exp, result),) if x]
         lines += summary_lines(exp, result)  # energy, cost, time to train
@@ -94,6 +95,11 @@ def format_summary(data: dict[str, Any]) -> str:
             lines += diagnosis_summary_lines(exp, result["diagnosis"])
     unstable = diverged_lines(data) + instability_lines(data)
     return "\n".join(lines + ([""] + unstable if unstable else []))
+
+
+def _padding(thr: dict[str, Any]) -> str:
+    """" (tokens: non-padding, from attention_mask)" when the batches' padding was left out of the tokens."""
+    return f" ({thr['tokens_note']})" if thr.get("tokens_from") == "attention_mask" and thr.get("tokens_note") else ""
 
 
 def fmt_flops(tflops: float | None) -> str:
@@ -249,7 +255,8 @@ def render_report(data: dict[str, Any], plots: dict[str, str]) -> str:
             out += ["", f"- Global throughput (all ranks): {fmt_rate(result.get('global_tokens_per_sec'))} tokens/s."]
         thr = result.get("throughput")
         if thr:
-            out.append(f"- Throughput: {fmt_rate(thr.get('tokens_per_sec'))} tokens/s, {fmt_flops(thr.get('tflops'))}, "
+            out.append(f"- Throughput: {fmt_rate(thr.get('tokens_per_sec'))} tokens/s{_padding(thr)}, "
+                       f"{fmt_flops(thr.get('tflops'))}, "
                        f"MFU {fmt_mfu(thr.get('mfu_pct'), data, thr.get('mfu_note'))}.")
         out += [f"- {x.split(': ', 1)[1]}." for x in (host_line(exp, result), fit_line(exp, result)) if x]
         if result.get("memory"):

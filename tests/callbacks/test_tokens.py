@@ -117,3 +117,14 @@ def test_gpu_mask_sums_never_synchronise():
     assert guard.steps_checked == 8
     assert [r.tokens for r in timing.counted("train")] == [REAL_PER_BATCH] * 8
     assert throughput.summary()["tokens_from"] == "attention_mask"
+
+
+def test_console_and_report_say_the_tokens_leave_padding_out():
+    from gpt2_lightning.report.render import format_summary, render_report
+
+    thr = {"tokens_per_sec": 6400.0, "tflops": None, "mfu_pct": None, "tokens_from": "attention_mask",
+           "tokens_note": TOKEN_SOURCES["attention_mask"]}
+    data = {"schema_version": 1, "env": {}, "config": {"accelerator": "cpu"},
+            "experiments": {"train": {"phases": {}, "throughput": thr, "memory": {}}}}
+    assert "6.40k tokens/s (tokens: non-padding, from attention_mask)" in format_summary(data)
+    assert "6.40k tokens/s (tokens: non-padding, from attention_mask)" in render_report(data, {})
