@@ -72,8 +72,8 @@ def count_tokens(batch: Any, length_fn: Callable[[Any], int] | None = None) -> t
     if source == "attention_mask":
         mask = _mask(batch)
         total = mask.sum()  # type: ignore[union-attr]
-        if total.device.type == "cpu":
-            return int(total), source
+        if total.device.type != "cuda":
+            return int(total), source  # the CPU: at once (another accelerator: its copy waits)
         return total.to("cpu", non_blocking=True), source  # pinned host memory, filled when the device gets there
     if source == "shape":
         shape = first_tensor(batch).shape  # type: ignore[union-attr]
