@@ -135,6 +135,26 @@ def _llama(slept: Slept, checkpointing: str, slow: int = 2) -> Wrapped:
     return Wrapped(model, slept, hf=True)
 
 
+def _hf_gpt2(slept: Slept, checkpointing: str, slow: int = 2) -> Wrapped:
+    from transformers import GPT2Config, GPT2LMHeadModel
+
+    torch.manual_seed(0)
+    model = GPT2LMHeadModel(GPT2Config(vocab_size=64, n_embd=32, n_layer=4, n_head=4, n_positions=32))
+    mlp = model.transformer.h[slow].mlp
+    mlp.act = torch.nn.Sequential(Planted(slept), mlp.act)
+    if checkpointing != "off":
+        model.gradient_checkpointing_enable(
+            gradient_checkpointing_kwargs={"use_reentrant": checkpointing == "reentrant"})
+    return Wrapped(model, slept, hf=True)
+
+
+MODELS = {  # name -> (build, the layer list expected, the part the planted sleep is in)
+    "llama": (_llama, {"path": "model.model.layers", "class": "LlamaDecoderLayer"},
+              "model.model.layers.*.mlp.act_fn.* (Planted)"),
+    "hf-gpt2": (_hf_gpt2, {"path": "model.transformer.h", "class": "GPT2Block"}, "MLP"),  # read as GPT-2's parts
+}
+
+
 def _check_common(m: dict, seen: list[int], slept: Slept) -> dict:
     rows = {r["part"]: r for r in m["parts"]}
     assert seen and not any(seen), f"module ranges left open at a batch's end: {seen}"
@@ -144,12 +164,14 @@ def _check_common(m: dict, seen: list[int], slept: Slept) -> dict:
     return rows
 
 
-@pytest.mark.parametrize("checkpointing", ["non-reentrant", "reentrant", "off"])
-def test_a_slow_llama_layer_is_named_with_its_forward_backward_and_recompute(tmp_path, checkpointing):
+@pytest.mark.parametrize("model, checkpointing", [("llama", "non-reentrant"), ("llama", "reentrant"),
+                                                   ("llama", "off"), ("hf-gpt2", "non-reentrant")])
+def test_a_slow_hugging_face_layer_is_named_with_its_forward_backward_and_recompute(tmp_path, model, checkpointing):
     slept = Slept()
-    m, seen = _profiled_fit(tmp_path, _llama(slept, checkpointing), vocab=64)
+    build, layers, planted_part = MODELS[model]
+    m, seen = _profiled_fit(tmp_path, build(slept, checkpointing), vocab=64)
     _check_common(m, seen, slept)
-    assert m["block_list"] == {"path": "model.model.layers", "class": "LlamaDecoderLayer"}
+    assert m["block_list"] == layers
     blocks = {b["block"]: b for b in m["blocks"]}
     assert sorted(blocks) == [0, 1, 2, 3] and m["outlier_blocks"] == [2]
     forward = slept.per_step("forward")  # with checkpointing: the forward's sleep and the recompute's
@@ -166,7 +188,7 @@ def test_a_slow_llama_layer_is_named_with_its_forward_backward_and_recompute(tmp
         assert slept.ms["forward"] and len(slept.ms["forward"]) == 2 * (STEPS + 2)
     # the planted module's row holds it, the largest of the model's parts (part names fold the layer index)
     planted = max(m["parts"][:-2], key=lambda r: r["total_ms"])
-    assert planted["part"] == "model.model.layers.*.mlp.act_fn.* (Planted)"
+    assert planted["part"] == planted_part
     assert planted["total_ms"] == pytest.approx(forward + backward, rel=0.3)
 
 
