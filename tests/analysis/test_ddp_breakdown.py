@@ -58,11 +58,11 @@ def _free_port() -> int:
 
 
 def test_ddp_over_gloo_rank_zero_waits_for_the_slow_rank(tmp_path):
-    """Two real processes; rank 1 sleeps 20 ms before each forward. Rank 0's breakdown adds up to its own steps (read
+    """Two real processes; rank 1 sleeps 40 ms before each forward. Rank 0's breakdown adds up to its own steps (read
     from the trace's ProfilerStep ranges), the gloo threads are beside them, and its wait is about rank 1's sleep."""
     script = Path(__file__).with_name("ddp_gloo_trace.py")
     proc = subprocess.run([sys.executable, str(script), "--out", str(tmp_path), "--port", str(_free_port()),
-                           "--sleep-ms", "20"], capture_output=True, text=True, timeout=180)
+                           "--sleep-ms", "40"], capture_output=True, text=True, timeout=180)
     assert proc.returncode == 0, proc.stderr[-2000:]
     slept = statistics.fmean(json.loads((tmp_path / "slept1.json").read_text()))
     path = tmp_path / "rank0.json"
