@@ -36,8 +36,16 @@ import bisect
 from array import array
 from typing import Any
 
-from gpt2_lightning.analysis.categories import CPU_RULES
 from gpt2_lightning.analysis.trace_events import MODULE_PREFIX, MODULE_RANGE, OP, OPTIMIZER_RANGE, Collected
+from gpt2_lightning.analysis.module_threads import (
+    busy_in_steps,
+    collective_ids,
+    collective_spans,
+    collective_thread,
+    runs_the_model,
+    split_in_flight,
+    steps_clip,
+)
 from gpt2_lightning.analysis.trace_steps import BACKWARD_OP, locate, update_starts
 
 OUTSIDE, FORWARD, BACKWARD, OPTIMIZER, RECOMPUTE, WAITING = 0, 1, 2, 3, 4, 5
@@ -142,93 +150,6 @@ def _thread_segments(arrays: tuple, names: list[str], owners: _Owners, pid: int,
     return seg_start, seg_end, seg_owner
 
 
-COLLECTIVE_WORDS = next(words for category, words in CPU_RULES if category == "communication")
-
-
-def _runs_the_model(key: Any, arrays: tuple, names: list[str], step_thread: Any) -> bool:
-    """The steps' thread, or a thread with a module range or a backward operator."""
-    if key == step_thread:
-        return True
-    return any(k == MODULE_RANGE or (k == OP and names[n].startswith(BACKWARD_OP))
-               for k, n in zip(arrays[3], arrays[2]))
-
-
-def _collective_thread(arrays: tuple, names: list[str]) -> bool:
-    """A thread whose events are mostly collectives (by time): gloo's, NCCL's, c10d's."""
-    start_a, end_a, name_a = arrays[0], arrays[1], arrays[2]
-    total = sum(e - s for s, e in zip(start_a, end_a))
-    comm = sum(e - s for s, e, n in zip(start_a, end_a, name_a)
-               if any(w in names[n].lower() for w in COLLECTIVE_WORDS))
-    return total > 0 and comm >= 0.5 * total
-
-
-def _busy_in_steps(arrays: tuple, steps: list[tuple[int, float, float]]) -> float:
-    """A thread's time inside its outermost events, within the profiled steps (us, all steps)."""
-    spans = sorted(zip(arrays[0], arrays[1]))
-    total, reach = 0.0, float("-inf")
-    for s, e in spans:
-        s = max(s, reach)
-        if e > s:
-            total += sum(us for _, us in _steps_clip(steps, s, e))
-            reach = e
-    return total
-
-
-def _merged(spans: list[tuple[float, float]]) -> list[tuple[float, float]]:
-    out: list[tuple[float, float]] = []
-    for s, e in sorted(spans):
-        if out and s <= out[-1][1]:
-            out[-1] = (out[-1][0], max(out[-1][1], e))
-        elif e > s:
-            out.append((s, e))
-    return out
-
-
-def _collective_spans(c: Collected, names: list[str], model: set[Any]) -> dict[Any, list[tuple[float, float]]]:
-    """Per process: when a collective was in flight (merged spans): the events of its collectives' threads, and the
-    collective operators of the threads that run the model."""
-    spans: dict[Any, list[tuple[float, float]]] = {}
-    for key, arrays in c.cpu.items():
-        whole = key not in model and _collective_thread(arrays, names)
-        for s, e, n in zip(arrays[0], arrays[1], arrays[2]):
-            if whole or (key in model and any(w in names[n].lower() for w in COLLECTIVE_WORDS)):
-                spans.setdefault(key[0], []).append((s, e))
-    return {pid: _merged(v) for pid, v in spans.items()}
-
-
-def _split(a: float, b: float, spans: list[tuple[float, float]]) -> list[tuple[float, float, bool]]:
-    """[a, b) cut into pieces (start, end, inside one of the merged ``spans``)."""
-    out, t = [], a
-    j = max(0, bisect.bisect_right(spans, (a, float("inf"))) - 1)
-    while t < b and j < len(spans):
-        s, e = spans[j]
-        if e <= t:
-            j += 1
-            continue
-        if s >= b:
-            break
-        if s > t:
-            out.append((t, s, False))
-            t = s
-        end = min(e, b)
-        out.append((t, end, True))
-        t = end
-        j += 1
-    if t < b:
-        out.append((t, b, False))
-    return out
-
-
-def _steps_clip(steps: list[tuple[int, float, float]], a: float, b: float) -> list[tuple[int, float]]:
-    """(step index, length) of the parts of [a, b) inside the profiled steps."""
-    out = []
-    for j, (_, s, e) in enumerate(steps):
-        lo, hi = max(a, s), min(b, e)
-        if hi > lo:
-            out.append((j, hi - lo))
-    return out
-
-
 def attribute(c: Collected, steps: list[tuple[int, float, float]]) -> dict[str, Any] | None:
     """Time per owner over the profiled steps, in us: {"rows": {(kind, module path, class, op): us}, "steps",
     "basis", "total_us", "unlinked_backward_us", "beside"}; None when the trace has no module ranges. ``beside``: on a
@@ -242,17 +163,18 @@ def attribute(c: Collected, steps: list[tuple[int, float, float]]) -> dict[str, 
     seq_owner: dict[tuple[int, int], tuple[int, int]] = {}
     pids = {pid: i for i, pid in enumerate(dict.fromkeys(key[0] for key in c.cpu))}
     updates = update_starts(c)
-    model = {key for key, arrays in c.cpu.items() if _runs_the_model(key, arrays, names, c.step_thread)}
+    model = {key for key, arrays in c.cpu.items() if runs_the_model(key, arrays, names, c.step_thread)}
     segments = {key: _thread_segments(arrays, names, owners, pids[key[0]], seq_owner,
                                       {i: t for (thread, i), t in updates.items() if thread == key})
                 for key, arrays in c.cpu.items() if key in model}
     beside = {"collective_threads_us": 0.0, "other_threads_us": 0.0, "threads": 0}
+    collective = collective_ids(names)
     if not c.g_start:  # CPU: the other threads' time, beside the step (a GPU trace counts kernels, whoever waits)
         for key, arrays in c.cpu.items():
             if key not in model:
-                us = _busy_in_steps(arrays, steps)
+                us = busy_in_steps(arrays, steps)
                 if us > 0:
-                    kind = "collective_threads_us" if _collective_thread(arrays, names) else "other_threads_us"
+                    kind = "collective_threads_us" if collective_thread(arrays, collective) else "other_threads_us"
                     beside[kind] += us
                     beside["threads"] += 1
     n_steps = len(steps)
@@ -279,7 +201,7 @@ def attribute(c: Collected, steps: list[tuple[int, float, float]]) -> dict[str, 
         basis = "host time (each moment of the profiled steps to the module the thread was running)"
         outside = owners.id((OUTSIDE, -1, -1, -1, -1))
         waiting = owners.id((WAITING, -1, -1, -1, -1))
-        collectives = _collective_spans(c, names, model)
+        collectives = collective_spans(c, collective, model)
         for thread, (seg_start, seg_end, seg_owner) in segments.items():
             timeline = list(zip(seg_start, seg_end, seg_owner))
             if thread == c.step_thread and steps:  # the steps' thread before its first event and after its last one
@@ -288,9 +210,9 @@ def attribute(c: Collected, steps: list[tuple[int, float, float]]) -> dict[str, 
                 timeline = [(steps[0][1], first, outside)] + timeline + [(last, steps[-1][2], outside)]
             spans = collectives.get(thread[0], [])
             for a, b, owner in timeline:
-                pieces = _split(a, b, spans) if owner == outside and spans else [(a, b, False)]
+                pieces = split_in_flight(a, b, spans) if owner == outside and spans else [(a, b, False)]
                 for x, y, in_flight in pieces:
-                    for step, us in _steps_clip(steps, x, y):
+                    for step, us in steps_clip(steps, x, y):
                         add(waiting if in_flight else owner, step, us)
     rows: dict[tuple[int, str, str, str], float] = {}
     unlinked = 0.0
