@@ -235,6 +235,13 @@ def test_recompute_inside_backward_goes_to_the_recomputed_module_on_a_gpu(tmp_pa
     assert rows["model.gpt (GPT)"]["backward_ms"] == pytest.approx(0.005)  # the checkpoint node's own launch
     assert rows[OUTSIDE_ROW]["total_ms"] == 0
     assert m["total_ms_per_step"] == pytest.approx(0.125)  # every kernel once: 40 + 30 + 50 + 5
+    from gpt2_lightning.report.modules import markdown_lines, text_lines
+
+    text = text_lines(m)
+    assert "recomp ms" in text[1]
+    assert next(line for line in text if line.startswith("model.gpt.h.* (Block)")).split()[2:6] == [
+        "0.040", "0.050", "0.030", "0.120"]  # forward, backward, recompute, total
+    assert "| model.gpt.h.* (Block) | 0.040 | 0.050 | 0.030 | 0.120 |" in "\n".join(markdown_lines(m))
 
 
 def test_the_layer_list_of_any_model():
