@@ -16,7 +16,7 @@ from gpt2_lightning.report.plots import save_figure  # noqa: E402
 
 # phases.png's colours: forward, backward, optimizer; grey: outside any module
 FORWARD, BACKWARD, OPTIMIZER, OUTSIDE = "#1f77b4", "#ff7f0e", "#2ca02c", "#9e9e9e"
-RECOMPUTE = "#9467bd"  # activation checkpointing's recompute
+RECOMPUTE, WAITING = "#9467bd", "#d62728"  # activation checkpointing's recompute; a rank waiting for the others
 
 
 def module_breakdowns(data: dict[str, Any]) -> dict[str, dict[str, Any]]:
@@ -51,7 +51,8 @@ def plot_modules(data: dict[str, Any], path: Path, title: str = "") -> Path | No
             ax.barh(y, bwd, left=fwd, color=BACKWARD, label="backward")
         if any(rec):
             ax.barh(y, rec, left=[f + b for f, b in zip(fwd, bwd)], color=RECOMPUTE, label="recompute")
-        for name, color in (("optimizer", OPTIMIZER), ("outside any module", OUTSIDE)):
+        for name, color in (("optimizer", OPTIMIZER), ("waiting for collectives", WAITING),
+                            ("outside any module", OUTSIDE)):
             if any(r["part"] == name for r in rows):
                 ax.barh(y, [r["total_ms"] if r["part"] == name else 0.0 for r in rows], color=color, label=name)
         for i, r in enumerate(rows):
@@ -61,7 +62,7 @@ def plot_modules(data: dict[str, Any], path: Path, title: str = "") -> Path | No
         ax.set_xlabel(f"ms per step of {_of(m)}")
         ax.set_xlim(0, max(r["total_ms"] for r in rows) * 1.35)  # room for the labels
         ax.set_title(f"{exp}: {fmt_ms(m['total_ms_per_step'])} per step, {m['steps']} profiled step(s)", fontsize=10)
-        ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.13), ncol=4, fontsize=8, frameon=False)
+        ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.13), ncol=3, fontsize=8, frameon=False)
         ax.grid(axis="x", alpha=0.3)
     fig.suptitle(title or "Where each step's time goes, by part of the model", fontsize=11)
     fig.tight_layout()
