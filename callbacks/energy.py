@@ -35,24 +35,26 @@ import lightning as L
 import torch
 from lightning.pytorch.callbacks import Callback
 
-from callbacks import step_records
-from callbacks.energy_meters import EnergyMeter, EnergyUnavailable, meter_for
-from callbacks.energy_window import (
+from . import step_records
+from .energy_meters import EnergyMeter, EnergyUnavailable, meter_for
+from .energy_window import (
     MIN_WINDOW_S,
     EnergyWindow,
     energy_figures,
     unavailable,
 )
-from callbacks.failures import one_line
-from callbacks.timing import DeviceTimer, Mark
+from .failures import one_line
+from .timing import DeviceTimer, Mark
+from .tokens import count_tokens, read_count, tokens_in_batch
 
 __all__ = ["MIN_WINDOW_S", "EnergyCallback", "EnergyWindow", "batch_tokens", "energy_figures", "unavailable"]
 
 
 def batch_tokens(batch: Any, length_fn: Callable[[Any], int] | None = None) -> int:
-    """The tokens of a batch by ThroughputCallback's rule (``step_records.count_batch``): B x T of a (B, T) tensor of
-    token ids, ``length_fn(batch)`` when given, and 0 for features (floats, images): then no figure per token."""
-    return step_records.count_batch(batch, length_fn=length_fn).tokens or 0
+    """The tokens of a batch by ThroughputCallback's rule (``callbacks.tokens``): an ``attention_mask``'s sum (padding
+    never counts), else B x T of a (B, T) tensor of token ids, ``length_fn(batch)`` when given, and 0 for features
+    (floats, images): then no figure per token. Waits for the device (the callback itself counts without waiting)."""
+    return tokens_in_batch(batch, length_fn) or 0
 
 
 class EnergyCallback(Callback):
@@ -95,7 +97,8 @@ class EnergyCallback(Callback):
         self._timer: DeviceTimer | None = None
         self._steps = 0  # steps finished in this stage
         self._first_global_step = self._last_global_step = 0
-        self._pending_tokens = 0
+        self._pending_tokens: list[Any] = []  # this step's batches' counts, read once the device has passed them
+        self._window_tokens: list[Any] = []  # the open window's
         self._checkpoint = self.warmup_steps + self.counted_steps
         self._evaluate_next = False  # several processes: look at the next hook, where a collective costs no timing
         self._close_next = False  # the window is long enough: close it at the next hook (after the timer's marks)
@@ -129,7 +132,7 @@ class EnergyCallback(Callback):
 
     # ------------------------------------------------------------------ Lightning hooks
     def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
-        from callbacks.phase_timing import PhaseTimingCallback
+        from .phase_timing import PhaseTimingCallback
 
         mine = trainer.callbacks.index(self)
         if any(isinstance(c, PhaseTimingCallback) for c in trainer.callbacks[:mine]):
@@ -196,13 +199,14 @@ class EnergyCallback(Callback):
             self._evaluate(trainer)
         if self._close_next:
             self._close(trainer)
-        self._pending_tokens += batch_tokens(batch, self.length_fn)
+        self._pending_tokens.append(count_tokens(batch, self.length_fn)[0])  # never waits for the device
 
     def _step_end(self, trainer: L.Trainer, steps: int) -> None:
         self._steps = steps
-        tokens, self._pending_tokens = self._pending_tokens, 0
+        tokens, self._pending_tokens = self._pending_tokens, []
         if self._window is not None:
-            self._window.add_step(tokens)
+            self._window.add_step(0)  # the tokens are added up when the window closes, after the device wait
+            self._window_tokens.extend(tokens)
             self._marks.append((self._window.steps, self._timer.mark()))  # an event: never blocks
             while self._marks and self._timer.done(self._marks[0][1]):  # queries, never a wait
                 self._device_done = self._marks.pop(0)
@@ -237,7 +241,7 @@ class EnergyCallback(Callback):
             return
         self._window_start = self._timer.mark()
         self._device_done, self._marks = (0, self._window_start), []
-        self._window = window
+        self._window, self._window_tokens = window, []
 
     def _device_rate(self) -> tuple[int, float] | None:
         """(window steps the device has finished, the device seconds they took), from marks it has passed."""
@@ -263,6 +267,7 @@ class EnergyCallback(Callback):
         window, self._window = self._window, None
         self._timer.wait()  # the window ends with every queued kernel finished: their energy is inside it
         now = self.clock()
+        window.tokens = sum(read_count(t) or 0 for t in self._window_tokens)  # the device is done: counts readable
         try:
             mine: dict[str, Any] = window.close(now)
         except EnergyUnavailable as e:

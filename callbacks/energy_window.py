@@ -7,7 +7,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from callbacks.energy_meters import EnergyMeter
+from .energy_meters import EnergyMeter
 
 MIN_WINDOW_S = 2.0  # NVML's counter moves about every 100 ms: over 2 s that read-out step is at most ~5 %
 J_PER_KWH = 3.6e6

@@ -8,7 +8,7 @@ from typing import Any
 
 import lightning as L
 
-from callbacks.timing import DeviceTimer, Mark
+from .timing import DeviceTimer, Mark
 
 _WRAPPED = (("configure_model", "init_model"), ("configure_optimizers", "init_optimizer"))
 

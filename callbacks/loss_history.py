@@ -15,7 +15,7 @@ import lightning as L
 import torch
 from lightning.pytorch.callbacks import Callback
 
-from callbacks.step_records import optimizer_step_index
+from .step_records import optimizer_step_index
 
 
 def _loss_of(outputs: Any) -> torch.Tensor | None:

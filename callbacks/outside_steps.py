@@ -13,7 +13,7 @@ from typing import Any
 import lightning as L
 from lightning.pytorch.callbacks import Callback
 
-from callbacks.timing import DeviceTimer, Mark
+from .timing import DeviceTimer, Mark
 
 PendingWindow = tuple[str, int, Mark, Mark]  # (kind, the global step it followed, start, end)
 

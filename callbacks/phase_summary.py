@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from callbacks.step_records import StepRecord, WindowRecord
-from callbacks.stats import summarize
+from .step_records import StepRecord, WindowRecord
+from .stats import summarize
 
 TRAIN_PHASES = ("data", "forward", "backward", "optimizer", "step")
 WINDOW_PHASES = ("checkpoint", "validation")

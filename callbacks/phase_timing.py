@@ -30,11 +30,11 @@ import lightning as L
 import torch
 from lightning.pytorch.callbacks import Callback
 
-from callbacks.init_timing import InitTimer
-from callbacks.outside_steps import AfterOtherCallbacks, OutsideSteps
-from callbacks.phase_ranges import PhaseRanges
-from callbacks.phase_summary import INFERENCE_PHASES, INIT_PHASES, TRAIN_PHASES, WINDOW_PHASES, PhaseSummaries  # noqa: F401
-from callbacks.step_records import (
+from .init_timing import InitTimer
+from .outside_steps import AfterOtherCallbacks, OutsideSteps
+from .phase_ranges import PhaseRanges
+from .phase_summary import INFERENCE_PHASES, INIT_PHASES, TRAIN_PHASES, WINDOW_PHASES, PhaseSummaries  # noqa: F401
+from .step_records import (
     METRIC_PREFIX,
     OPENS_AUTOMATIC,
     OPENS_MANUAL,
@@ -47,7 +47,7 @@ from callbacks.step_records import (
     optimizer_step_index,
     resolve,
 )
-from callbacks.timing import DeviceTimer, Mark
+from .timing import DeviceTimer, Mark
 
 _INFERENCE_OPENS: dict[str, str | None] = {"batch_start": "forward"}
 

@@ -11,9 +11,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
-import torch
 
-from callbacks.timing import DeviceTimer, Mark
+from .timing import DeviceTimer, Mark
+from .tokens import count_tokens, first_tensor, read_count
 
 # the phase each mark opens (None: time that belongs to no phase, e.g. Lightning's bookkeeping between hooks)
 OPENS_AUTOMATIC: dict[str, str | None] = {
@@ -49,6 +49,7 @@ class StepRecord:
     host: dict[str, float] = field(default_factory=dict)  # the same phases on the host clock (CUDA only)
     caught_up: bool | None = None  # CUDA: the device had finished the previous step when this one started
     samples: int | None = None  # summed over micro-batches, each from its own size
+    tokens_from: str | None = None  # "attention_mask" (padding left out), "shape" (B x T) or "length_fn"
 
     @property
     def counted(self) -> bool:
@@ -104,7 +105,8 @@ class PendingStep:
         return StepRecord(
             stage=self.stage, step=self.step, warmup=self.warmup, phases=phases,
             batch_shape=shapes[0] if shapes else None, naive_ms=self.naive_ms,
-            tokens=_total(c.tokens for c in self.counts), micro_batches=shapes,
+            tokens=_total(read_count(c.tokens) for c in self.counts), micro_batches=shapes,
+            tokens_from=next((c.source for c in self.counts if c.source), None),
             extra=self.extra, index=self.index, host=host, caught_up=self.caught_up,
             samples=_total(c.samples for c in self.counts),
         )
@@ -121,35 +123,19 @@ class BatchCount:
     """What one batch holds: samples, tokens (None when it holds no token ids) and its first tensor's shape."""
 
     samples: int | None
-    tokens: int | None
+    tokens: Any  # an int, None, or a host tensor a device copy is filling (``callbacks.tokens.read_count`` reads it)
     shape: tuple[int, ...] | None
-
-
-def first_tensor(batch: Any) -> torch.Tensor | None:
-    """The first tensor found in a batch (a tensor, or nested lists, tuples and dicts of them)."""
-    if isinstance(batch, torch.Tensor):
-        return batch
-    if isinstance(batch, (list, tuple)):
-        items = batch
-    elif isinstance(batch, dict):
-        items = batch.values()
-    else:
-        return None
-    for item in items:
-        found = first_tensor(item)
-        if found is not None:
-            return found
-    return None
+    source: str | None = None  # where the tokens come from: "attention_mask", "shape", "length_fn" (callbacks.tokens)
 
 
 def count_batch(batch: Any, batch_size_fn: Callable[[Any], int] | None = None,
                 length_fn: Callable[[Any], int] | None = None) -> BatchCount:
     """Samples and tokens of a batch.
 
-    By default the first tensor decides: its first dimension is the number of samples, and it holds tokens only when
-    it is a 2-D tensor of integers, token ids of shape (B, T): then B x T tokens. Features (floats, images, a 1-D
-    tensor) hold samples, not tokens. ``batch_size_fn(batch)`` and ``length_fn(batch)`` say it instead, as in
-    Lightning's ThroughputMonitor: samples, and tokens (items) in the whole batch.
+    By default the first tensor decides the samples (its first dimension) and the tokens follow ``callbacks.tokens``:
+    an ``attention_mask``'s sum in a dict batch, else B x T of a 2-D tensor of integers (token ids of shape (B, T)),
+    else none (features, images, a 1-D tensor). ``batch_size_fn(batch)`` and ``length_fn(batch)`` say it instead, as
+    in Lightning's ThroughputMonitor: samples, and tokens (items) in the whole batch. Never waits for the device.
     """
     tensor = first_tensor(batch)
     shape = None if tensor is None else tuple(tensor.shape)
@@ -157,14 +143,8 @@ def count_batch(batch: Any, batch_size_fn: Callable[[Any], int] | None = None,
         samples = int(batch_size_fn(batch))
     else:
         samples = shape[0] if shape else None
-    if length_fn is not None:
-        tokens = int(length_fn(batch))
-    elif tensor is not None and tensor.dim() == 2 and not tensor.is_floating_point() and not tensor.is_complex() \
-            and tensor.dtype != torch.bool:
-        tokens = shape[0] * shape[1]
-    else:
-        tokens = None
-    return BatchCount(samples, tokens, shape)
+    tokens, source = count_tokens(batch, length_fn)
+    return BatchCount(samples, tokens, shape, source)
 
 
 def batch_tokens(shape: tuple[int, ...] | None) -> tuple[int, int] | None:

@@ -3,8 +3,10 @@
 ``Throughput`` is a plain accumulator with no Trainer in it; ``ThroughputCallback`` is the thin Lightning side that
 feeds it. Rates come from the timing callback's durations, never from a clock of their own: one timer, one truth.
 Tokens and samples come from each step's own batches (every micro-batch of an optimizer step, a short last batch as
-it is), never from a shape assumed fixed. Only token ids count as tokens (``step_records.count_batch``): a batch of
-features is counted in samples, unless the user's ``batch_size_fn`` / ``length_fn`` say what it holds.
+it is), never from a shape assumed fixed. Tokens are real tokens (``callbacks.tokens``): a dict batch's
+``attention_mask`` sum, so padding never counts; B x T only for token ids with no mask. A batch of features is counted
+in samples, unless the user's ``batch_size_fn`` / ``length_fn`` say what it holds. ``tokens_in_batch(batch)`` and
+``token_source(batch)`` give the same rule to code outside the callbacks (the study's workload).
 """
 
 from __future__ import annotations
@@ -17,10 +19,15 @@ import lightning as L
 import torch
 from lightning.pytorch.callbacks import Callback
 
-from callbacks.devices import mfu_pct, peak_lookup
-from callbacks.phase_timing import PhaseTimingCallback, StepRecord
-from callbacks.step_records import METRIC_PREFIX, BatchCount, batch_tokens, count_batch, logged_per_step
-from callbacks.stats import percentile
+from .devices import mfu_pct, peak_lookup
+from .phase_timing import PhaseTimingCallback, StepRecord
+from .step_records import METRIC_PREFIX, BatchCount, batch_tokens, count_batch, logged_per_step
+from .stats import percentile
+from .tokens import SOURCES as TOKEN_SOURCES
+from .tokens import token_source, tokens_in_batch
+
+__all__ = ["GIB", "TOKEN_SOURCES", "Throughput", "ThroughputCallback", "peak_memory", "token_source",
+           "tokens_in_batch"]
 
 GIB = 1024**3
 
@@ -100,7 +107,8 @@ class ThroughputCallback(Callback):
     ``throughput/mfu_pct`` per step, and with ``log_memory=True`` ``memory/*`` too.
 
     Works with any LightningModule. What a batch holds is read off its first tensor: a 2-D integer tensor is token
-    ids, (B, T), and gives tokens/s; anything else (features, images) gives samples/s (its first dimension), and
+    ids, (B, T), and gives tokens/s (a dict batch with an ``attention_mask``: the mask's sum, padding left out; the
+    summary's ``tokens_from`` and ``tokens_note`` say which); anything else (features, images) gives samples/s (its first dimension), and
     tokens/s is null. ``batch_size_fn(batch)`` and ``length_fn(batch)`` say it instead, like Lightning's
     ThroughputMonitor: the samples, and the tokens (items) of the whole batch, e.g. ``lambda b: int(b["mask"].sum())``
     for padded sequences. They run on the host at each batch's start: read sizes, not device values (a ``.sum()`` on
@@ -124,6 +132,7 @@ class ThroughputCallback(Callback):
         self.peak_note: str | None = None  # why the peak (and so MFU) is unknown
         self.device_name: str | None = None
         self.throughput: dict[str, Throughput] = {}
+        self.tokens_from: dict[str, str] = {}  # stage -> "attention_mask", "shape" or "length_fn"
         self._device = torch.device("cpu")
         self._subscribed = False
 
@@ -154,6 +163,9 @@ class ThroughputCallback(Callback):
         """THR, with the peak it was measured against and, when MFU is null, why."""
         acc = self.throughput.get(stage) or Throughput(self.peak_tflops)
         out: dict[str, Any] = acc.compute() | {"peak_tflops": self.peak_tflops}
+        source = self.tokens_from.get(stage)
+        if source is not None and out["tokens_per_sec"] is not None:
+            out["tokens_from"], out["tokens_note"] = source, TOKEN_SOURCES[source]
         if self.peak_tflops is None:
             out["mfu_note"] = self.peak_note
         return out
@@ -178,6 +190,8 @@ class ThroughputCallback(Callback):
                 shapes = [batch_tokens(s) for s in r.micro_batches]
                 flops = sum(flops_fn(b, t, training=r.stage == "train") for b, t in filter(None, shapes))
             acc = self.throughput.setdefault(r.stage, Throughput(self.peak_tflops))
+            if r.tokens_from is not None:
+                self.tokens_from.setdefault(r.stage, r.tokens_from)
             rates = acc.update(timed, r.tokens, flops, r.samples)
             if not logged_per_step(r, trainer):
                 continue

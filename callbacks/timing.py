@@ -17,7 +17,7 @@ from typing import Union
 
 import torch
 
-from callbacks.stats import STATS_KEYS, percentile, summarize  # noqa: F401 - where they were first
+from .stats import STATS_KEYS, percentile, summarize  # noqa: F401 - where they were first
 
 Mark = Union[float, "torch.cuda.Event"]
 

@@ -19,6 +19,9 @@ class GPTConfig:
     bias: bool = True  # GPT-2 has biases in Linear and LayerNorm; False is slightly faster and as good
     layer_norm_eps: float = 1e-5  # GPT-2's (and torch's) LayerNorm epsilon
     vocab_multiple: int = 64  # embedding rows are padded to a multiple of this: 50304 matmuls run ~faster than 50257
+    # recompute each block's forward in backward (torch.utils.checkpoint, non-reentrant) instead of keeping its
+    # activations: memory for a longer sequence or a bigger batch, at about one more forward per step
+    activation_checkpointing: bool = False
 
     def __post_init__(self) -> None:
         for name in ("n_layer", "n_head", "n_embd", "block_size", "vocab_size", "vocab_multiple"):
@@ -29,6 +32,9 @@ class GPTConfig:
             raise ValueError(
                 f"GPTConfig.n_embd ({self.n_embd}) must be divisible by n_head ({self.n_head})"
             )
+        if not isinstance(self.activation_checkpointing, bool):
+            raise ValueError(f"GPTConfig.activation_checkpointing must be True or False, got "
+                             f"{self.activation_checkpointing!r}")
         if not 0.0 <= self.dropout < 1.0:
             raise ValueError(f"GPTConfig.dropout must be in [0, 1), got {self.dropout!r}")
 

@@ -13,6 +13,7 @@ from collections.abc import Mapping
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+from torch.utils.checkpoint import checkpoint
 
 from gpt2_lightning.config import GPTConfig
 
@@ -120,8 +121,11 @@ class GPT(nn.Module):
             raise ValueError(f"sequence length {T} exceeds block_size {self.config.block_size}")
         pos = torch.arange(T, dtype=torch.long, device=idx.device)  # (T,), made where the input lives
         x = self.transformer.drop(self.transformer.wte(idx) + self.transformer.wpe(pos))  # (B, T, C)
+        recompute = self.config.activation_checkpointing and self.training and torch.is_grad_enabled()
         for block in self.transformer.h:
-            x = block(x)
+            # activation checkpointing: keep only the block's input; backward reruns its forward (non-reentrant, the
+            # kind torch recommends: it works with hooks, keyword arguments and inputs that need no grad)
+            x = checkpoint(block, x, use_reentrant=False) if recompute else block(x)  # (B, T, C)
         x = self.transformer.ln_f(x)
         logits = self.lm_head(x)  # (B, T, padded vocab)
         V = self.config.vocab_size

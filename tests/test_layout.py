@@ -28,7 +28,9 @@ MODULES = _modules()
 
 
 def _imports(path: Path, module_level_only: bool) -> set[str]:
-    """What a file imports (absolute names), at module level only or anywhere in it (inside functions too)."""
+    """What a file imports (absolute names; relative imports, as callbacks/ has, resolved against the file's
+    package), at module level only or anywhere in it (inside functions too)."""
+    package = path.relative_to(ROOT).with_suffix("").parts[:-1]  # of a module, and of a package's __init__ alike
     tree = ast.parse(path.read_text(encoding="utf-8"))
     nodes = (n for stmt in tree.body for n in ast.walk(stmt) if not (
         module_level_only and isinstance(stmt, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef))))
@@ -36,9 +38,11 @@ def _imports(path: Path, module_level_only: bool) -> set[str]:
     for node in nodes:
         if isinstance(node, ast.Import):
             names |= {a.name for a in node.names}
-        elif isinstance(node, ast.ImportFrom) and node.module and not node.level:
-            names.add(node.module)
-            names |= {f"{node.module}.{a.name}" for a in node.names if f"{node.module}.{a.name}" in MODULES}
+        elif isinstance(node, ast.ImportFrom) and (node.module or node.level):
+            base = ".".join(package[:len(package) - node.level + 1]) if node.level else ""
+            module = ".".join(filter(None, (base, node.module)))
+            names.add(module)
+            names |= {f"{module}.{a.name}" for a in node.names if f"{module}.{a.name}" in MODULES}
     return names
 
 

@@ -4,19 +4,30 @@ A trace made with module ranges (``callbacks.module_ranges``, or Lightning's ``r
 range ``[pl][module]<module>.<Class>: <qualified name>`` around every submodule's forward. Each host thread's timeline
 is walked once with a stack of its open events; at any moment the stack says who owns the thread:
 
-- inside a backward operator (``autograd::engine::evaluate_function: XBackward0``, the outermost one): the module
-  whose forward created that autograd node. The link is autograd's **sequence number**: the forward operator that
-  made the node and the backward operator that runs it carry the same one (per process);
+- inside a module range inside a backward operator: that module's **recompute** (activation checkpointing reruns a
+  module's forward in backward; the range is the module's own, not that of the caller of ``checkpoint()``);
+- inside a backward operator (``autograd::engine::evaluate_function: XBackward0``, the innermost one: reentrant
+  checkpointing runs a backward inside a backward): the module whose forward (or recompute) created that autograd
+  node. The link is autograd's **sequence number**: the forward operator that made the node and the backward
+  operator that runs it carry the same one (per process);
 - else inside an optimizer's update (``Optimizer.step#...`` after the closure, ``trace_steps``): the optimizer;
 - else inside a module range: that module (the innermost one) in forward, with the outermost operator under it
   (which tells a model's loss from the rest of its own code);
 - else: outside any module (data, Lightning's hooks, zero_grad, autograd's own bookkeeping).
 
 **Time** is what the device spent: on a GPU trace each kernel's, memcpy's and memset's duration goes to the owner
-of the host thread that launched it, at the moment of the launch; on a CPU trace (no GPU events) the thread's own wall
-time goes to its owner, moment by moment. Either way every microsecond of the profiled steps lands in exactly one
-row (a module's forward, a module's backward, the optimizer, or outside any module), so the rows add up to the
-kernel time (GPU) or to the profiled steps' host time (CPU). Plain Python, no torch.
+of the host thread that launched it, at the moment of the launch; on a CPU trace (no GPU events) the wall time of
+each thread that runs the model goes to its owner, moment by moment. Either way every microsecond of the profiled
+steps lands in exactly one row (a module's forward, backward or recompute, the optimizer, or outside any module), so
+the rows add up to the kernel time (GPU) or to the profiled steps' host time (CPU).
+
+The threads that run the model are the steps' own thread and any thread with module ranges or backward operators
+(autograd's device threads). Other threads work beside the step, not inside it: with several processes, the
+collectives' threads (gloo's ``gloo:all_reduce`` ranges run for as long as a rank waits for the others). Their time is
+reported beside the rows (``beside``: collectives' threads, other threads), never added to the step a second time.
+A model thread's time outside any module while a collective is in flight in its process (a gloo range on another
+thread, a c10d operator on its own) is **waiting for collectives**: with several processes, a rank blocked until the
+others arrive. Plain Python, no torch.
 """
 
 from __future__ import annotations
@@ -26,9 +37,18 @@ from array import array
 from typing import Any
 
 from gpt2_lightning.analysis.trace_events import MODULE_PREFIX, MODULE_RANGE, OP, OPTIMIZER_RANGE, Collected
+from gpt2_lightning.analysis.module_threads import (
+    busy_in_steps,
+    collective_ids,
+    collective_spans,
+    collective_thread,
+    runs_the_model,
+    split_in_flight,
+    steps_clip,
+)
 from gpt2_lightning.analysis.trace_steps import BACKWARD_OP, locate, update_starts
 
-OUTSIDE, FORWARD, BACKWARD, OPTIMIZER = 0, 1, 2, 3
+OUTSIDE, FORWARD, BACKWARD, OPTIMIZER, RECOMPUTE, WAITING = 0, 1, 2, 3, 4, 5
 UNAVAILABLE = ("the trace holds no module ranges ([pl][module]...): profile with this tool's module ranges "
                "(callbacks.module_ranges.ModuleRangesCallback, on by default for --profiler pytorch and the GPU "
                "diagnosis, off with --compile) or Lightning's PyTorchProfiler(record_module_names=True)")
@@ -74,6 +94,8 @@ def _thread_segments(arrays: tuple, names: list[str], owners: _Owners, pid: int,
         _, kind, module, op, seq, update = stack[-1]
         if kind == BACKWARD:
             return owners.id((BACKWARD, -1, -1, seq, pid))
+        if kind == RECOMPUTE:
+            return owners.id((RECOMPUTE, module, op, -1, -1))
         if module >= 0:  # a module's forward, also inside optimizer.step(closure)
             return owners.id((FORWARD, module, op, -1, -1))
         return owners.id((OPTIMIZER, -1, -1, -1, -1)) if update is not None and t >= update else outside
@@ -99,7 +121,14 @@ def _thread_segments(arrays: tuple, names: list[str], owners: _Owners, pid: int,
         t = max(t, s)
         kind, module, op, seq, update = (stack[-1][1:] if stack else (OUTSIDE, -1, -1, -1, None))
         k, name = kind_a[i], names[name_a[i]]
-        if kind != BACKWARD:
+        if kind in (BACKWARD, RECOMPUTE):
+            if k == OP and name.startswith(BACKWARD_OP):  # a backward inside a backward (reentrant checkpointing)
+                kind, module, op, seq = BACKWARD, -1, -1, seq_a[i]
+            elif k == MODULE_RANGE:  # a forward rerun in backward: activation checkpointing's recompute
+                kind, module, op = RECOMPUTE, name_a[i], -1
+            elif k == OP and kind == RECOMPUTE and op < 0:
+                op = name_a[i]
+        else:
             if k == OP and name.startswith(BACKWARD_OP):
                 kind, seq = BACKWARD, seq_a[i]
             elif k == MODULE_RANGE:
@@ -109,7 +138,10 @@ def _thread_segments(arrays: tuple, names: list[str], owners: _Owners, pid: int,
             elif k == OP and op < 0 and module >= 0:
                 op = name_a[i]  # the outermost operator under the innermost module
         if k == OP and kind != BACKWARD and seq_a[i] >= 0:  # outside any module too: its backward is outside
-            seq_owner[(pid, seq_a[i])] = (module, op)
+            if kind == RECOMPUTE:  # the recompute's own nodes (reentrant: their backward runs next)
+                seq_owner.setdefault((pid, seq_a[i]), (module, op))
+            else:
+                seq_owner[(pid, seq_a[i])] = (module, op)
         stack.append((e, kind, module, op, seq, update))
     while stack:
         emit(t, stack[-1][0])
@@ -118,20 +150,12 @@ def _thread_segments(arrays: tuple, names: list[str], owners: _Owners, pid: int,
     return seg_start, seg_end, seg_owner
 
 
-def _steps_clip(steps: list[tuple[int, float, float]], a: float, b: float) -> list[tuple[int, float]]:
-    """(step index, length) of the parts of [a, b) inside the profiled steps."""
-    out = []
-    for j, (_, s, e) in enumerate(steps):
-        lo, hi = max(a, s), min(b, e)
-        if hi > lo:
-            out.append((j, hi - lo))
-    return out
-
-
 def attribute(c: Collected, steps: list[tuple[int, float, float]]) -> dict[str, Any] | None:
     """Time per owner over the profiled steps, in us: {"rows": {(kind, module path, class, op): us}, "steps",
-    "basis", "total_us", "unlinked_backward_us"}; None when the trace has no module ranges. ``kind`` is one of
-    OUTSIDE, FORWARD, BACKWARD, OPTIMIZER; a backward whose forward is not in the trace counts as OUTSIDE."""
+    "basis", "total_us", "unlinked_backward_us", "beside"}; None when the trace has no module ranges. ``beside``: on a
+    CPU trace, the time of threads that do not run the model (collectives' threads, others), in us over all steps.
+    ``kind`` is one of OUTSIDE, FORWARD, BACKWARD, RECOMPUTE, OPTIMIZER, WAITING (for collectives); a backward whose
+    forward is not in the trace counts as OUTSIDE."""
     if not any(MODULE_RANGE in arrays[3] for arrays in c.cpu.values()):
         return None
     names = list(c.names)
@@ -139,9 +163,20 @@ def attribute(c: Collected, steps: list[tuple[int, float, float]]) -> dict[str, 
     seq_owner: dict[tuple[int, int], tuple[int, int]] = {}
     pids = {pid: i for i, pid in enumerate(dict.fromkeys(key[0] for key in c.cpu))}
     updates = update_starts(c)
+    model = {key for key, arrays in c.cpu.items() if runs_the_model(key, arrays, names, c.step_thread)}
     segments = {key: _thread_segments(arrays, names, owners, pids[key[0]], seq_owner,
                                       {i: t for (thread, i), t in updates.items() if thread == key})
-                for key, arrays in c.cpu.items()}
+                for key, arrays in c.cpu.items() if key in model}
+    beside = {"collective_threads_us": 0.0, "other_threads_us": 0.0, "threads": 0}
+    collective = collective_ids(names)
+    if not c.g_start:  # CPU: the other threads' time, beside the step (a GPU trace counts kernels, whoever waits)
+        for key, arrays in c.cpu.items():
+            if key not in model:
+                us = busy_in_steps(arrays, steps)
+                if us > 0:
+                    kind = "collective_threads_us" if collective_thread(arrays, collective) else "other_threads_us"
+                    beside[kind] += us
+                    beside["threads"] += 1
     n_steps = len(steps)
     per_owner: dict[int, list[float]] = {}
 
@@ -165,15 +200,20 @@ def attribute(c: Collected, steps: list[tuple[int, float, float]]) -> dict[str, 
     else:  # CPU: each thread's wall time, to whoever owned it at that moment
         basis = "host time (each moment of the profiled steps to the module the thread was running)"
         outside = owners.id((OUTSIDE, -1, -1, -1, -1))
+        waiting = owners.id((WAITING, -1, -1, -1, -1))
+        collectives = collective_spans(c, collective, model)
         for thread, (seg_start, seg_end, seg_owner) in segments.items():
-            covered = [0.0] * n_steps
-            for a, b, owner in zip(seg_start, seg_end, seg_owner):
-                for step, us in _steps_clip(steps, a, b):
-                    add(owner, step, us)
-                    covered[step] += us
-            if thread == c.step_thread:  # the steps' thread before its first event and after its last one
-                for j, (_, s, e) in enumerate(steps):
-                    add(outside, j, max(0.0, e - s - covered[j]))
+            timeline = list(zip(seg_start, seg_end, seg_owner))
+            if thread == c.step_thread and steps:  # the steps' thread before its first event and after its last one
+                first = timeline[0][0] if timeline else steps[-1][2]
+                last = timeline[-1][1] if timeline else steps[-1][2]
+                timeline = [(steps[0][1], first, outside)] + timeline + [(last, steps[-1][2], outside)]
+            spans = collectives.get(thread[0], [])
+            for a, b, owner in timeline:
+                pieces = split_in_flight(a, b, spans) if owner == outside and spans else [(a, b, False)]
+                for x, y, in_flight in pieces:
+                    for step, us in steps_clip(steps, x, y):
+                        add(waiting if in_flight else owner, step, us)
     rows: dict[tuple[int, str, str, str], float] = {}
     unlinked = 0.0
     for owner, per_step in per_owner.items():
@@ -189,5 +229,5 @@ def attribute(c: Collected, steps: list[tuple[int, float, float]]) -> dict[str, 
         key = (kind, path, cls, names[op] if op >= 0 else "")
         rows[key] = rows.get(key, 0.0) + sum(per_step)
     return {"rows": rows, "steps": n_steps, "basis": basis,
-            "total_us": sum(rows.values()), "unlinked_backward_us": unlinked}
+            "total_us": sum(rows.values()), "unlinked_backward_us": unlinked, "beside": beside}
 

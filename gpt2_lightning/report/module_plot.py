@@ -10,11 +10,13 @@ import matplotlib
 matplotlib.use("Agg")  # files only: works on machines without a display
 import matplotlib.pyplot as plt  # noqa: E402
 
+from gpt2_lightning.analysis.module_parts import short_names  # noqa: E402
 from gpt2_lightning.report.formats import fmt_ms  # noqa: E402
 from gpt2_lightning.report.plots import save_figure  # noqa: E402
 
 # phases.png's colours: forward, backward, optimizer; grey: outside any module
 FORWARD, BACKWARD, OPTIMIZER, OUTSIDE = "#1f77b4", "#ff7f0e", "#2ca02c", "#9e9e9e"
+RECOMPUTE, WAITING = "#9467bd", "#d62728"  # activation checkpointing's recompute; a rank waiting for the others
 
 
 def module_breakdowns(data: dict[str, Any]) -> dict[str, dict[str, Any]]:
@@ -45,20 +47,25 @@ def plot_modules(data: dict[str, Any], path: Path, title: str = "") -> Path | No
         y = range(len(rows))
         fwd = [r["forward_ms"] if r["forward_ms"] is not None else 0.0 for r in rows]
         bwd = [r["backward_ms"] or 0.0 for r in rows]
+        rec = [r.get("recompute_ms") or 0.0 for r in rows]  # activation checkpointing's forward rerun in backward
         ax.barh(y, fwd, color=FORWARD, label="forward")
         if any(bwd):
             ax.barh(y, bwd, left=fwd, color=BACKWARD, label="backward")
-        for name, color in (("optimizer", OPTIMIZER), ("outside any module", OUTSIDE)):
+        if any(rec):
+            ax.barh(y, rec, left=[f + b for f, b in zip(fwd, bwd)], color=RECOMPUTE, label="recompute")
+        for name, color in (("optimizer", OPTIMIZER), ("waiting for collectives", WAITING),
+                            ("outside any module", OUTSIDE)):
             if any(r["part"] == name for r in rows):
                 ax.barh(y, [r["total_ms"] if r["part"] == name else 0.0 for r in rows], color=color, label=name)
         for i, r in enumerate(rows):
             ax.text(r["total_ms"], i, f" {fmt_ms(r['total_ms'])} ({r['pct']:.0f}%)", va="center", fontsize=8)
-        ax.set_yticks(list(y), [r["part"] for r in rows], fontsize=9)
+        names = short_names([r["part"] for r in rows], 40)  # shortened from the left, never alike
+        ax.set_yticks(list(y), [names[r["part"]] for r in rows], fontsize=9)
         ax.set_xlabel(f"ms per step of {_of(m)}")
         ax.set_xlim(0, max(r["total_ms"] for r in rows) * 1.35)  # room for the labels
         ax.set_title(f"{exp}: {fmt_ms(m['total_ms_per_step'])} per step, {m['steps']} profiled step(s)"
                      + ("\ntimes scaled to the un-profiled phases" if m.get("scaled") else ""), fontsize=10)
-        ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.13), ncol=4, fontsize=8, frameon=False)
+        ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.13), ncol=3, fontsize=8, frameon=False)
         ax.grid(axis="x", alpha=0.3)
     fig.suptitle(title or "Where each step's time goes, by part of the model", fontsize=11)
     fig.tight_layout()

@@ -86,7 +86,7 @@ def format_summary(data: dict[str, Any]) -> str:
             mem = result.get("memory", {})
             mem_s = ", ".join(f"{k.replace('_gib', '')} {v:.2f} GiB" for k, v in mem.items())
             rank0 = "rank 0: " if result.get("world_size", 1) > 1 else ""  # per process; the global rate is above
-            lines.append(f"{exp}: {rank0}{fmt_rate(thr.get('tokens_per_sec'))} tokens/s, "
+            lines.append(f"{exp}: {rank0}{fmt_rate(thr.get('tokens_per_sec'))} tokens/s{_padding(thr)}, "
                          f"{fmt_flops(thr.get('tflops'))}, "
                          f"MFU {fmt_mfu(thr.get('mfu_pct'), data, thr.get('mfu_note'))}; {mem_s}")
         lines += [x for x in (host_line(exp, result),) if x]
@@ -97,6 +97,11 @@ def format_summary(data: dict[str, Any]) -> str:
             lines += diagnosis_summary_lines(exp, result["diagnosis"])
     unstable = diverged_lines(data) + instability_lines(data)
     return "\n".join(lines + ([""] + unstable if unstable else []))
+
+
+def _padding(thr: dict[str, Any]) -> str:
+    """" (tokens: non-padding, from attention_mask)" when the batches' padding was left out of the tokens."""
+    return f" ({thr['tokens_note']})" if thr.get("tokens_from") == "attention_mask" and thr.get("tokens_note") else ""
 
 
 def fmt_flops(tflops: float | None) -> str:
@@ -253,7 +258,7 @@ def render_report(data: dict[str, Any], plots: dict[str, str]) -> str:
         thr = result.get("throughput")
         if thr:
             rank0 = " (rank 0)" if result.get("world_size", 1) > 1 else ""
-            out.append(f"- Throughput{rank0}: {fmt_rate(thr.get('tokens_per_sec'))} tokens/s, "
+            out.append(f"- Throughput{rank0}: {fmt_rate(thr.get('tokens_per_sec'))} tokens/s{_padding(thr)}, "
                        f"{fmt_flops(thr.get('tflops'))}, "
                        f"MFU {fmt_mfu(thr.get('mfu_pct'), data, thr.get('mfu_note'))}.")
         out += [f"- {x.split(': ', 1)[1]}." for x in (host_line(exp, result), fit_line(exp, result)) if x]

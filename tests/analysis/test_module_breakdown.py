@@ -200,3 +200,73 @@ def test_a_closure_inside_optimizer_step_on_a_gpu(tmp_path):
     assert rows["model.a (Linear)"]["forward_ms"] == pytest.approx(0.040)
     assert rows["model.a (Linear)"]["backward_ms"] == pytest.approx(0.080)
     assert rows[OPTIMIZER_ROW]["total_ms"] == pytest.approx(0.050)  # not the forward before it
+
+
+def test_recompute_inside_backward_goes_to_the_recomputed_module_on_a_gpu(tmp_path):
+    """Activation checkpointing on a GPU (us): block h.0's forward [10, 100) launches k_fwd (40) at 20, its op carries
+    sequence number 5; the caller's CheckpointFunction op (sequence number 6) sits in model.gpt [0, 200). In backward,
+    on autograd's thread 2, the checkpoint's node [300, 600) reruns h.0's forward [310, 400) (launching k_rec, 30 us,
+    at 320; its op gets sequence number 9), then runs a backward inside itself (reentrant) for sequence number 9
+    [420, 500), launching k_bwd (50 us) at 430; at 550 the node itself launches k_tail (5 us)."""
+    b = TraceBuilder().host_step(1, 0, 1000)
+    b.cpu_op("[pl][module]my.GPT: model.gpt", 0, 200, cat="user_annotation")
+    b.cpu_op("CheckpointFunction", 5, 150)
+    b.events[-1]["args"]["Sequence number"] = 6
+    b.cpu_op("[pl][module]my.Block: model.gpt.h.0", 10, 100, cat="user_annotation")
+    b.cpu_op("aten::mul", 15, 90)
+    b.events[-1]["args"]["Sequence number"] = 5
+    b.cpu_op("autograd::engine::evaluate_function: CheckpointFunctionBackward", 300, 600, tid=2)
+    b.events[-1]["args"]["Sequence number"] = 6
+    b.cpu_op("[pl][module]my.Block: model.gpt.h.0", 310, 400, tid=2, cat="user_annotation")
+    b.cpu_op("aten::mul", 315, 390, tid=2)
+    b.events[-1]["args"]["Sequence number"] = 9
+    b.cpu_op("autograd::engine::evaluate_function: MulBackward0", 420, 500, tid=2)
+    b.events[-1]["args"]["Sequence number"] = 9
+    for name, start, dur, launch, tid in (("k_fwd", 30, 40, 20, 1), ("k_rec", 330, 30, 320, 2),
+                                          ("k_bwd", 440, 50, 430, 2), ("k_tail", 560, 5, 550, 2)):
+        b.gpu(name, start, dur, launch=launch)
+        b.events[-2]["tid"] = tid
+    m = analyze_trace(b.write(tmp_path / "r.json"))["modules"]
+    rows = {r["part"]: r for r in m["parts"]}
+    block = rows["model.gpt.h.* (Block)"]
+    assert block["forward_ms"] == pytest.approx(0.040)
+    assert block["recompute_ms"] == pytest.approx(0.030)  # the block's own, not its caller's
+    assert block["backward_ms"] == pytest.approx(0.050)  # the inner backward, linked to the recompute's op
+    assert rows["model.gpt (GPT)"]["backward_ms"] == pytest.approx(0.005)  # the checkpoint node's own launch
+    assert rows[OUTSIDE_ROW]["total_ms"] == 0
+    assert m["total_ms_per_step"] == pytest.approx(0.125)  # every kernel once: 40 + 30 + 50 + 5
+    from gpt2_lightning.report.modules import markdown_lines, text_lines
+
+    text = text_lines(m)
+    assert "recomp ms" in text[1]
+    assert next(line for line in text if line.startswith("model.gpt.h.* (Block)")).split()[2:6] == [
+        "0.040", "0.050", "0.030", "0.120"]  # forward, backward, recompute, total
+    assert "| model.gpt.h.* (Block) | 0.040 | 0.050 | 0.030 | 0.120 |" in "\n".join(markdown_lines(m))
+
+
+def test_the_layer_list_of_any_model():
+    from gpt2_lightning.analysis.module_parts import layer_list
+
+    llama = [("model.model", "LlamaModel"), *[(f"model.model.layers.{i}", "LlamaDecoderLayer") for i in range(4)],
+             *[(f"model.model.layers.{i}.mlp", "LlamaMLP") for i in range(4)]]
+    assert layer_list(llama) == ("model.model.layers", "LlamaDecoderLayer")
+    moe = [*[(f"blocks.{i}", "Block") for i in range(2)], *[(f"blocks.{i}.experts.{j}", "Expert")
+                                                          for i in range(2) for j in range(8)]]
+    assert layer_list(moe) == ("blocks", "Block")  # the layers, not the more numerous experts inside them
+    assert layer_list([("seq.0", "Linear"), ("seq.1", "ReLU")]) is None  # a Sequential of different layers
+    assert layer_list([("h.0", "Block")]) is None  # one is no list
+
+
+def test_part_names_shorten_from_the_left_and_never_read_alike():
+    from gpt2_lightning.analysis.module_parts import short_names
+
+    names = ["model.model.layers.*.self_attn.q_proj (Linear)", "model.model.layers.*.self_attn.k_proj (Linear)",
+             "model.model.layers.*.mlp.down_proj (Linear)", "model.encoder.layers.*.attention.output (Linear)",
+             "model.decoder.layers.*.attention.output (Linear)", "optimizer"]
+    short = short_names(names, 32)
+    assert short[names[0]] == "...*.self_attn.q_proj (Linear)" and short[names[1]] == "...*.self_attn.k_proj (Linear)"
+    assert short[names[2]] == "...*.mlp.down_proj (Linear)"
+    assert short[names[3]] == "...encoder.layers.*.attention.output (Linear)"  # back to where they differ
+    assert short[names[4]] == "...decoder.layers.*.attention.output (Linear)"
+    assert short["optimizer"] == "optimizer"
+    assert len(set(short.values())) == len(names)
