@@ -19,6 +19,7 @@ class GPTConfig:
     bias: bool = True  # GPT-2 has biases in Linear and LayerNorm; False is slightly faster and as good
     layer_norm_eps: float = 1e-5  # GPT-2's (and torch's) LayerNorm epsilon
     vocab_multiple: int = 64  # embedding rows are padded to a multiple of this: 50304 matmuls run ~faster than 50257
+    activation_checkpointing: bool = False  # recompute each block in backward (torch.utils.checkpoint): less memory
 
     def __post_init__(self) -> None:
         for name in ("n_layer", "n_head", "n_embd", "block_size", "vocab_size", "vocab_multiple"):

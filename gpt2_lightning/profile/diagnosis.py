@@ -20,7 +20,8 @@ import lightning as L
 from gpt2_lightning.profile import addons
 from gpt2_lightning.analysis.verdict import diagnose
 from gpt2_lightning.profile.trainers import make_datamodule, make_trainer, module_ranges, resolve_device
-from gpt2_lightning.flops import MATMUL_PARTS, part_train_flops_per_token
+from gpt2_lightning.flops import MATMUL_PARTS
+from gpt2_lightning.profile.workload import workload_for
 from gpt2_lightning.analysis.module_parts import add_flops
 from gpt2_lightning.profile.settings import ProfileConfig
 from gpt2_lightning.profile.profilers import ProfilerStepCallback, kernel_profiler
@@ -91,9 +92,11 @@ def diagnose_experiment(cfg: ProfileConfig, run_dir: Path, experiment: str, stag
         else:
             path, keep, extra_steps = lightning_traces[0], True, 0
         analysis = analyze_trace(path)
-        add_flops(analysis["modules"], part_train_flops_per_token(cfg.gpt_config(), cfg.seq_len),
-                  tokens_per_step=cfg.batch_size * cfg.seq_len, training=stage == "train",
-                  peak_tflops=(result.get("throughput") or {}).get("peak_tflops"), matmul_parts=MATMUL_PARTS)
+        part_flops = workload_for(cfg).part_flops_per_token()  # None for a model whose parts the tool does not know
+        if part_flops is not None:
+            add_flops(analysis["modules"], part_flops, tokens_per_step=cfg.batch_size * cfg.seq_len,
+                      training=stage == "train", peak_tflops=(result.get("throughput") or {}).get("peak_tflops"),
+                      matmul_parts=MATMUL_PARTS)
         profiled_run = cfg.profiler != "none"  # the counted steps themselves ran under a profiler: slow on the host
         out = diagnose(analysis, step_ms=_step_ms(result, stage), phases=result.get("phases"),
                        host=result.get("host"), mfu_pct=(result.get("throughput") or {}).get("mfu_pct"),

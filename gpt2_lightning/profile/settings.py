@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import json
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -20,6 +21,8 @@ PROFILERS = ("none", "simple", "advanced", "pytorch")
 INIT_ON = ("device", "cpu")
 IF_EXISTS = ("error", "rename")
 SWEEP_KEYS = ("batch_size", "seq_len", "model", "precision")
+ARGS_SWEEP_PREFIXES = ("module_args.", "datamodule_args.")  # --sweep module_args.n_layer=2,4: the module's own args
+GPT2_ONLY = ("n_layer", "n_head", "n_embd", "vocab_size", "data", "activation_checkpointing")  # refused with --module
 # Lightning's registered strategy names (lightning.pytorch.strategies.StrategyRegistry, Lightning 2.6), written out so
 # that a refusal needs no Lightning import; tests/profile/test_reliability.py checks them against the registry.
 _DDP = ("ddp", "ddp_spawn", "ddp_fork", "ddp_notebook")
@@ -63,6 +66,18 @@ class ProfileConfig:
     n_embd: int | None = _help("override the preset's width (default: the preset's)", default=None)
     vocab_size: int | None = _help("override the preset's vocabulary size (default: the preset's, or the "
                                                  "data's with --data)", default=None)
+    activation_checkpointing: bool = _help("recompute every block's activations in backward instead of keeping them "
+                                           "(torch.utils.checkpoint per block): less memory, more compute; built-in "
+                                           "GPT-2 only", default=False)
+    module: str | None = _help("profile your own LightningModule instead of the built-in GPT-2: PKG.MOD:CLASS "
+                               "(importable from the current directory or PYTHONPATH) or path/to/file.py:CLASS "
+                               "(docs/own-model.md)", default=None)
+    module_args: Any = _help("the module's constructor arguments as a JSON object, e.g. '{\"n_layer\": 2}'",
+                             default=None)
+    datamodule: str | None = _help("its LightningDataModule, PKG.MOD:CLASS or path/to/file.py:CLASS; given "
+                                   "batch_size, seq_len and num_batches when its constructor names them (default: "
+                                   "the module's own dataloaders)", default=None)
+    datamodule_args: Any = _help("the DataModule's constructor arguments as a JSON object", default=None)
     batch_size: int = _help("sequences per batch (the study's: 8)", default=8)
     seq_len: int = _help("tokens per sequence (the study's: 1024); at most the model's block_size", default=1024)
     warmup_steps: int = _help("steps (and init repeats) run first and never counted", default=2)
@@ -123,6 +138,7 @@ class ProfileConfig:
         if self.accelerator not in ACCELERATORS:
             raise ConfigError("accelerator", self.accelerator, f"valid: {', '.join(ACCELERATORS)}")
         self._check_strategy()
+        self._check_module()
         if self.model not in MODEL_NAMES:
             raise ConfigError("model", self.model, f"unknown model; valid: {', '.join(MODEL_NAMES)}")
         for name in ("batch_size", "seq_len", "steps", "num_nodes", "diagnose_steps", "repeat"):
@@ -137,7 +153,7 @@ class ProfileConfig:
         gpt = self.gpt_config_unchecked()
         if gpt["n_embd"] % gpt["n_head"] != 0:
             raise ConfigError("n_embd", gpt["n_embd"], f"must be divisible by --n-head ({gpt['n_head']})")
-        if self.seq_len > gpt["block_size"]:
+        if self.seq_len > gpt["block_size"] and not self.module:
             raise ConfigError("seq_len", self.seq_len, f"must be at most the model's block_size ({gpt['block_size']})")
         if self.precision not in PRECISIONS:
             raise ConfigError("precision", self.precision, f"valid: {', '.join(PRECISIONS)}")
@@ -180,6 +196,40 @@ class ProfileConfig:
             raise ConfigError("strategy", self.strategy, f"Lightning runs it on CUDA GPUs only: give --accelerator gpu "
                                                          f"(not {self.accelerator})")
 
+    def _check_module(self) -> None:
+        """--module and its companions: the forms and the JSON here; importing and building them is the workload's
+        (``gpt2_lightning.profile.workload``), checked before any work by the CLI."""
+        for name in ("module", "datamodule"):
+            spec = getattr(self, name)
+            if spec is not None and (spec.count(":") < 1 or not all(spec.rpartition(":")[::2])):
+                raise ConfigError(name, spec, "PKG.MOD:CLASS or path/to/file.py:CLASS")
+        for name in ("module_args", "datamodule_args"):
+            value = getattr(self, name)
+            if isinstance(value, str):
+                try:
+                    value = json.loads(value)
+                except ValueError as e:
+                    raise ConfigError(name, value, f"is not JSON ({e})") from None
+                if not isinstance(value, dict):
+                    raise ConfigError(name, getattr(self, name), "must be a JSON object, e.g. '{\"n_layer\": 2}'")
+                setattr(self, name, value)
+            owner = name.removesuffix("_args")
+            if value is not None and not getattr(self, owner):
+                raise ConfigError(name, json.dumps(value), f"needs --{owner}")
+        if self.datamodule and not self.module:
+            raise ConfigError("datamodule", self.datamodule, "needs --module (the built-in GPT-2 has its own data)")
+        if self.module:
+            for name in GPT2_ONLY:
+                if getattr(self, name) not in (None, False):
+                    raise ConfigError(name, getattr(self, name), "is for the built-in GPT-2, not --module "
+                                                                  "(give your module's own settings in --module-args)")
+            if self.precision == "fp8":
+                raise ConfigError("precision", "fp8", "converts the built-in GPT-2's Linear layers; with --module, "
+                                                      "convert yours in the module itself")
+            if self.init_on != "device":
+                raise ConfigError("init_on", self.init_on, "is for the built-in GPT-2; your module builds itself "
+                                                           "where its constructor and configure_model say")
+
     def check_cpu(self, why: str = "") -> None:
         """What Lightning would refuse, or quietly change, on a CPU. ``why`` says how the run came to be on the CPU
         (--accelerator auto on a machine without a GPU)."""
@@ -213,12 +263,24 @@ class ProfileConfig:
     def sweep_values(self) -> tuple[str, list[str]]:
         """(key, values) of --sweep KEY=V1,V2,...; ConfigError if malformed."""
         key, sep, raw = (self.sweep or "").partition("=")
-        key = key.strip().replace("-", "_")
+        key = key.strip()
+        prefix = next((p for p in ARGS_SWEEP_PREFIXES if key.startswith(p) and len(key) > len(p)), None)
+        key = key if prefix else key.replace("-", "_")
         values = [v.strip() for v in raw.split(",") if v.strip()]
-        if not sep or key not in SWEEP_KEYS or len(values) < 2 or len(set(values)) != len(values):
-            raise ConfigError("sweep", self.sweep, f"KEY=V1,V2,... with KEY one of {', '.join(SWEEP_KEYS)} and two or "
-                                                   "more distinct values")
+        if not sep or not (key in SWEEP_KEYS or prefix) or len(values) < 2 or len(set(values)) != len(values):
+            raise ConfigError("sweep", self.sweep, f"KEY=V1,V2,... with KEY one of {', '.join(SWEEP_KEYS)}, or "
+                                                   "module_args.NAME / datamodule_args.NAME, and two or more distinct "
+                                                   "values")
+        if prefix and not getattr(self, prefix.replace("_args.", "")):
+            raise ConfigError("sweep", self.sweep, f"{prefix.rstrip('.')} needs --{prefix.replace('_args.', '')}")
         return key, values
+
+    def swept_value(self, key: str) -> Any:
+        """This config's value of a --sweep KEY (``module_args.n_layer`` reads inside --module-args)."""
+        if "." in key:
+            field_name, _, arg = key.partition(".")
+            return (getattr(self, field_name) or {}).get(arg)
+        return getattr(self, key)
 
     def sweep_configs(self) -> list["ProfileConfig"]:
         """One config per swept value, each fully checked (so a bad value fails before any work)."""
@@ -228,11 +290,18 @@ class ProfileConfig:
             if key in ("batch_size", "seq_len"):
                 if not v.lstrip("-").isdigit():
                     raise ConfigError("sweep", self.sweep, f"{key} values must be integers, got {v!r}")
-                value: Any = int(v)
+                change: dict[str, Any] = {key: int(v)}
+            elif "." in key:  # one of the module's (or DataModule's) own arguments: a JSON value, else a string
+                field_name, _, arg = key.partition(".")
+                try:
+                    value: Any = json.loads(v)
+                except ValueError:
+                    value = v
+                change = {field_name: {**(getattr(self, field_name) or {}), arg: value}}
             else:
-                value = v
+                change = {key: v}
             try:
-                configs.append(dataclasses.replace(self, sweep=None, **{key: value}))
+                configs.append(dataclasses.replace(self, sweep=None, **change))
             except ConfigError as e:
                 raise ConfigError("sweep", self.sweep, f"value {v!r} is invalid ({e})") from None
         return configs
@@ -269,7 +338,7 @@ class ProfileConfig:
     def gpt_config(self) -> GPTConfig:
         return GPTConfig.from_name(
             self.model, n_layer=self.n_layer, n_head=self.n_head, n_embd=self.n_embd,
-            vocab_size=self.model_vocab_size(),
+            vocab_size=self.model_vocab_size(), activation_checkpointing=self.activation_checkpointing,
         )
 
     @property
