@@ -304,19 +304,30 @@ class ModuleWorkload(Workload):
         self.attach_flops(module)
         return module
 
-    def make_datamodule(self, num_batches: int) -> L.LightningDataModule:
+    def user_datamodule(self, num_batches: int) -> L.LightningDataModule | None:
+        """The user's DataModule as built (train.py trains on it as it is), or None: the module's own dataloaders."""
         from gpt2_lightning.profile.user_classes import build
 
         if self.data_cls is not None:
             source = build("datamodule", self.data_cls, self._data_kwargs(num_batches))
             if not _overrides(source, "train_dataloader"):
                 raise ConfigError("datamodule", self.cfg.datamodule, "defines no train_dataloader")
-        else:
-            source = self._probe
-            if not _overrides(source, "train_dataloader"):
-                raise ConfigError("module", self.cfg.module, "has no train_dataloader: give --datamodule "
-                                                             "PKG.MOD:CLASS, or define train_dataloader in it")
-        return StudyData(source, num_batches * self.cfg.world_size)
+            return source
+        if not _overrides(self._probe, "train_dataloader"):
+            raise ConfigError("module", self.cfg.module, "has no train_dataloader: give --datamodule "
+                                                         "PKG.MOD:CLASS, or define train_dataloader in it")
+        return None
+
+    def can_validate(self) -> bool:
+        """Whether train.py can validate: a validation_step, and a val_dataloader in the data or the module."""
+        source = self.data_cls if self.data_cls is not None else self.module_cls
+        base = L.LightningDataModule if self.data_cls is not None else L.LightningModule
+        return _overrides(self._probe, "validation_step") and getattr(source, "val_dataloader") is not getattr(
+            base, "val_dataloader")
+
+    def make_datamodule(self, num_batches: int) -> L.LightningDataModule:
+        source = self.user_datamodule(num_batches)
+        return StudyData(self._probe if source is None else source, num_batches * self.cfg.world_size)
 
     def cannot_run(self, experiment: str) -> str | None:
         p = self._probe
