@@ -24,6 +24,6 @@ class HFLlama(L.LightningModule):
 
     def train_dataloader(self):  # synthetic token ids, every token real (attention_mask all ones)
         h = self.hparams
-        ids = torch.randint(0, h.vocab, (h.batches * h.batch_size, h.seq_len), generator=torch.Generator().manual_seed(0))
+        ids = torch.randint(0, h.vocab, (h.batches * h.batch_size, h.seq_len))
         rows = [{"input_ids": i, "attention_mask": torch.ones_like(i)} for i in ids]
         return torch.utils.data.DataLoader(rows, batch_size=h.batch_size)

@@ -285,7 +285,8 @@ def main(argv: list[str] | None = None) -> int:
         if rank0 and sweep_key is not None:
             from gpt2_lightning.profile.sweep import write_sweep
 
-            table, files = write_sweep(sweep_key, [(c.swept_value(sweep_key), r) for c, r in zip(configs, runs)], run_dir)
+            points = [(c.swept_value(sweep_key), r) for c, r in zip(configs, runs)]
+            table, files = write_sweep(sweep_key, points, run_dir)
             say(table + "\n\n" + "\n".join(f"wrote {f}" for f in files))
         elif rank0 and len(runs) > 1:
             from gpt2_lightning.report.compare import labels_for, write_comparison

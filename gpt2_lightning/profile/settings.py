@@ -71,13 +71,14 @@ class ProfileConfig:
                                            "GPT-2 only", default=False)
     module: str | None = _help("profile your own LightningModule instead of the built-in GPT-2: PKG.MOD:CLASS "
                                "(importable from the current directory or PYTHONPATH) or path/to/file.py:CLASS "
-                               "(docs/own-model.md)", default=None)
-    module_args: Any = _help("the module's constructor arguments as a JSON object, e.g. '{\"n_layer\": 2}'",
-                             default=None)
+                               "(docs/own-model.md) (default: the built-in GPT-2, --model)", default=None)
+    module_args: Any = _help("the module's constructor arguments as a JSON object, e.g. '{\"n_layer\": 2}' "
+                             "(default: the class's own defaults)", default=None)
     datamodule: str | None = _help("its LightningDataModule, PKG.MOD:CLASS or path/to/file.py:CLASS; given "
                                    "batch_size, seq_len and num_batches when its constructor names them (default: "
                                    "the module's own dataloaders)", default=None)
-    datamodule_args: Any = _help("the DataModule's constructor arguments as a JSON object", default=None)
+    datamodule_args: Any = _help("the DataModule's constructor arguments as a JSON object (default: the class's own "
+                                 "defaults)", default=None)
     batch_size: int = _help("sequences per batch (the study's: 8)", default=8)
     seq_len: int = _help("tokens per sequence (the study's: 1024); at most the model's block_size", default=1024)
     warmup_steps: int = _help("steps (and init repeats) run first and never counted", default=2)

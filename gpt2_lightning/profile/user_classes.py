@@ -40,8 +40,8 @@ def load_class(flag: str, spec: str, base: type) -> type:
     except ConfigError:
         raise
     except Exception as e:  # noqa: BLE001 - whatever importing the user's code raised: one line
-        raise ConfigError(flag, spec, f"does not import ({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''})"
-                          ) from None
+        first = str(e).splitlines()[0] if str(e) else ""
+        raise ConfigError(flag, spec, f"does not import ({type(e).__name__}: {first})") from None
     cls = getattr(module, name, None)
     if cls is None:
         raise ConfigError(flag, spec, f"{target} has no {name!r}")

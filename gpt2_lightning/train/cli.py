@@ -29,15 +29,18 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog=prog_name("scripts/train.py"), allow_abbrev=False,
                                 description="Train GPT-2 on real tokens, timed by the same callbacks as the profiler.",
                                 epilog=f"examples:\n{examples}\n\n{schedule}", formatter_class=HelpFormatter)
-    p.add_argument("--data", default=None, help="token directory made by scripts/prepare_data.py (required for the "
-                                                "built-in GPT-2; a --module brings its own data)")
-    p.add_argument("--module", default=None, help="train your own LightningModule instead: PKG.MOD:CLASS or "
-                                                  "path/to/file.py:CLASS (docs/own-model.md); its configure_optimizers "
-                                                  "and data rule, so --lr and the schedule flags are GPT-2's only")
-    p.add_argument("--module-args", default=None, help="its constructor arguments as a JSON object")
+    p.add_argument("--data", default=None, help="token directory made by scripts/prepare_data.py (default: none; "
+                                                "required for the built-in GPT-2, a --module brings its own data)")
+    p.add_argument("--module", default=None,
+                   help="train your own LightningModule instead: PKG.MOD:CLASS or path/to/file.py:CLASS "
+                        "(docs/own-model.md); its configure_optimizers and data rule, so --lr and the schedule flags "
+                        "are GPT-2's only (default: the built-in GPT-2, --model)")
+    p.add_argument("--module-args", default=None, help="its constructor arguments as a JSON object (default: the "
+                                                       "class's own defaults)")
     p.add_argument("--datamodule", default=None, help="its LightningDataModule, PKG.MOD:CLASS or path/to/file.py:CLASS "
                                                       "(default: the module's own dataloaders)")
-    p.add_argument("--datamodule-args", default=None, help="the DataModule's constructor arguments as a JSON object")
+    p.add_argument("--datamodule-args", default=None, help="the DataModule's constructor arguments as a JSON object "
+                                                           "(default: the class's own defaults)")
     p.add_argument("--activation-checkpointing", action="store_true",
                    help="built-in GPT-2: recompute every block's activations in backward (less memory, more compute)")
     p.add_argument("--model", default="tiny", help=f"GPT-2 preset: {', '.join(MODEL_NAMES)}")

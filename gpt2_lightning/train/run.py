@@ -106,7 +106,7 @@ def train(cfg: ProfileConfig, args: argparse.Namespace, run_dir: Path, resume: d
         e.results = results  # the summary below is filled in before the exception leaves: train.py's message reads it
         raise
     finally:
-        summary = experiment_summary(timing, throughput, "train", "step", flops_fields(cfg, "train"))
+        summary = experiment_summary(timing, throughput, "train", "step", flops_fields(cfg, "train", args.accumulate))
         losses.collect()
         summary.update(train_loss=losses.values, val_loss=vals.values,
                        global_step=trainer.global_step, last_checkpoint=checkpoints.last_model_path or None,
