@@ -1,0 +1,148 @@
+"""profile.py and train.py on your own LightningModule (--module): the study, its FLOPs, its title, its refusals."""
+
+import json
+import subprocess
+import sys
+
+import pytest
+import torch
+from torch.utils.flop_counter import FlopCounterMode
+
+from tests.conftest import ROOT
+
+OWN = "tests/profile/own_models.py"
+V, D, LAYERS, B, T = 64, 16, 2, 4, 8  # TinyLM's defaults and TokenData's shape, as the test passes them
+
+
+def _run(tool, *args, timeout=300):
+    return subprocess.run([sys.executable, f"scripts/{tool}", *args], cwd=ROOT, capture_output=True, text=True,
+                          timeout=timeout)
+
+
+@pytest.fixture(scope="module")
+def tiny_lm_run(tmp_path_factory):
+    out = tmp_path_factory.mktemp("own")
+    proc = _run("profile.py", "--accelerator", "cpu", "--module", f"{OWN}:TinyLM", "--module-args",
+                json.dumps({"width": D, "layers": LAYERS}), "--datamodule", f"{OWN}:TokenData", "--datamodule-args",
+                json.dumps({"vocab": V}), "--batch-size", str(B), "--seq-len", str(T), "--steps", "3",
+                "--warmup-steps", "1", "--no-energy", "--threads", "1", "--out", str(out), "--run-name", "r")
+    return proc, out / "r"
+
+
+def test_own_module_runs_the_whole_study_and_records_its_settings(tiny_lm_run):
+    proc, run_dir = tiny_lm_run
+    assert proc.returncode == 0, proc.stderr
+    data = json.loads((run_dir / "results.json").read_text())
+    c = data["config"]
+    assert (c["module"], c["module_args"]) == (f"{OWN}:TinyLM", {"width": D, "layers": LAYERS})
+    assert (c["datamodule"], c["datamodule_args"]) == (f"{OWN}:TokenData", {"vocab": V})
+    assert (c["model"], c["batch_size"], c["seq_len"]) == ("TinyLM", B, T)
+    assert c["repeated_layers"] == [{"name": "blocks", "count": LAYERS, "class": "Block"}]
+    # by hand: embedding V*d, each block's Linear d*d + d, the head d*V without bias
+    params = V * D + LAYERS * (D * D + D) + D * V
+    assert c["num_params"] == params
+    assert set(data["experiments"]) == {"init", "inference", "train"} and data["status"] == "complete"
+    assert data["experiments"]["train"]["phases"]["step"]["n"] == 3
+    report = (run_dir / "report.md").read_text()
+    assert report.startswith(f"# TinyLM ({params / 1000:.4g}k parameters) profile: ")
+    assert "TinyLM on cpu" in proc.stdout and "GPT-2" not in report.split("\n")[0]
+
+
+def test_tflops_times_step_is_flopcountermodes_count(tiny_lm_run):
+    """TFLOP/s x the median step = the FLOPs of that step, counted here on a fresh instance (and by hand)."""
+    proc, run_dir = tiny_lm_run
+    assert proc.returncode == 0, proc.stderr
+    sys.path.insert(0, str(ROOT))
+    from tests.profile.own_models import TinyLM
+
+    model, ids = TinyLM(vocab=V, width=D, layers=LAYERS), torch.randint(0, V, (B, T))
+    with FlopCounterMode(display=False) as train_count:
+        model.training_step({"input_ids": ids}, 0).backward()
+    with torch.no_grad(), FlopCounterMode(display=False) as forward_count:
+        model.predict_step({"input_ids": ids}, 0)
+    forward_by_hand = 2 * B * T * (LAYERS * D * D + D * V)  # the matmuls; the embedding lookup does none
+    assert forward_count.get_total_flops() == forward_by_hand
+    assert train_count.get_total_flops() == 3 * forward_by_hand  # backward: input and weight gradients, 2x forward
+    data = json.loads((run_dir / "results.json").read_text())
+    for exp, phase, count in (("train", "step", train_count), ("inference", "forward", forward_count)):
+        result = data["experiments"][exp]
+        thr = result["throughput"]
+        assert thr["flops_source"] == "FlopCounterMode"
+        achieved = thr["tflops"] * 1e12 * result["phases"][phase]["median_ms"] / 1000.0
+        assert achieved == pytest.approx(count.get_total_flops(), rel=1e-9)
+    assert f"train: FLOPs per step {3 * forward_by_hand / 1e3:.4g}k by FlopCounterMode" in proc.stdout
+
+
+@pytest.mark.parametrize("args, says", [
+    (["--module", "tests/profile/nowhere.py:X"], "--module tests/profile/nowhere.py:X: tests/profile/nowhere.py: no "
+                                                 "such file"),
+    (["--module", "no_such_package.models:X"], "does not import (ModuleNotFoundError"),
+    (["--module", f"{OWN}:Missing"], "has no 'Missing'"),
+    (["--module", f"{OWN}:NotAModule"], "NotAModule is not a LightningModule subclass"),
+    (["--module", f"{OWN}:TinyLM", "--datamodule", f"{OWN}:TinyLM"], "TinyLM is not a LightningDataModule subclass"),
+    (["--module", "TinyLM"], "PKG.MOD:CLASS or path/to/file.py:CLASS"),
+    (["--module", f"{OWN}:TinyLM", "--module-args", "{width: 8}"], "--module-args {width: 8}: is not JSON"),
+    (["--module", f"{OWN}:TinyLM", "--module-args", "[8]"], "must be a JSON object"),
+    (["--module", f"{OWN}:TinyLM", "--module-args", '{"depth": 3}', "--datamodule", f"{OWN}:TokenData"],
+     "TinyLM refused them (TypeError"),
+    (["--module", f"{OWN}:Strict", "--module-args", '{"width": 12}', "--datamodule", f"{OWN}:TokenData"],
+     "Strict refused them (ValueError: width must be a multiple of 8, got 12)"),
+    (["--module", f"{OWN}:NoData"], "has no train_dataloader: give --datamodule"),
+    (["--module-args", '{"width": 8}'], "needs --module"),
+    (["--module", f"{OWN}:TinyLM", "--n-layer", "2"], "--n-layer 2: is for the built-in GPT-2"),
+    (["--module", f"{OWN}:TinyLM", "--activation-checkpointing"], "is for the built-in GPT-2"),
+    (["--module", f"{OWN}:TinyLM", "--sweep", "module_args=1,2"], "module_args.NAME"),
+])
+def test_bad_module_input_is_one_line_and_exit_2(args, says, tmp_path, capsys, monkeypatch):
+    from gpt2_lightning.profile.cli import main
+
+    monkeypatch.chdir(ROOT)
+    assert main(["--accelerator", "cpu", "--out", str(tmp_path), *args]) == 2
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert len(lines) == 1 and says in lines[0], lines
+    assert not any(tmp_path.iterdir())  # no run directory left behind
+
+
+def test_an_experiment_the_model_cannot_run_is_skipped_with_one_line(tmp_path):
+    proc = _run("profile.py", "--accelerator", "cpu", "--module", f"{OWN}:NoPredict", "--experiments",
+                "inference", "--no-energy", "--out", str(tmp_path), "--run-name", "r")
+    assert proc.returncode == 0, proc.stderr
+    why = "NoPredict defines neither predict_step nor forward"
+    assert f"profile.py: inference: skipped: {why}" in proc.stderr
+    data = json.loads((tmp_path / "r" / "results.json").read_text())
+    assert data["experiments"]["inference"] == {"skipped": why}
+    assert f"**Skipped:** {why}" in (tmp_path / "r" / "report.md").read_text()
+
+
+def test_train_py_trains_your_module_without_data(tmp_path):
+    proc = _run("train.py", "--accelerator", "cpu", "--module", f"{OWN}:TinyLM", "--datamodule", f"{OWN}:TokenData",
+                "--max-steps", "4", "--warmup-steps", "1", "--out", str(tmp_path), "--run-name", "t")
+    assert proc.returncode == 0, proc.stderr
+    data = json.loads((tmp_path / "t" / "results.json").read_text())
+    assert data["config"]["module"] == f"{OWN}:TinyLM" and data["experiments"]["train"]["global_step"] == 4
+    assert data["experiments"]["train"]["throughput"]["flops_source"] == "FlopCounterMode"
+    assert (tmp_path / "t" / "report.md").read_text().startswith("# TinyLM (2.592k parameters) training run: ")
+
+
+def test_train_py_refuses_no_data_and_resume_with_module(tmp_path, capsys, monkeypatch):
+    from gpt2_lightning.train.cli import main
+
+    monkeypatch.chdir(ROOT)
+    for args, says in ((["--model", "tiny"], "--data None: is required"),
+                       (["--module", f"{OWN}:TinyLM", "--resume", "x.ckpt"],
+                        "--resume x.ckpt: resumes the built-in GPT-2 only")):
+        assert main(["--accelerator", "cpu", "--out", str(tmp_path), *args]) == 2
+        lines = capsys.readouterr().err.strip().splitlines()
+        assert len(lines) == 1 and says in lines[0], lines
+
+
+def test_activation_checkpointing_reaches_gpt2s_config():
+    from gpt2_lightning.profile.settings import ProfileConfig
+    from gpt2_lightning.profile.trainers import make_module
+    from gpt2_lightning.train.cli import parse
+
+    cfg = ProfileConfig(accelerator="cpu", model="tiny", activation_checkpointing=True)
+    assert make_module(cfg).config.activation_checkpointing is True
+    assert ProfileConfig(accelerator="cpu", model="tiny").gpt_config().activation_checkpointing is False
+    _, train_cfg, _ = parse(["--data", "d", "--activation-checkpointing", "--accelerator", "cpu"])
+    assert train_cfg.activation_checkpointing is True  # train.run builds GPT-2 from cfg.gpt_config(), as above
