@@ -1,8 +1,9 @@
 """profile.py and train.py on your own LightningModule (--module): the study, its FLOPs, its title, its refusals."""
 
+import contextlib
+import io
 import json
-import subprocess
-import sys
+from types import SimpleNamespace
 
 import pytest
 import torch
@@ -14,9 +15,16 @@ OWN = "tests/profile/own_models.py"
 V, D, LAYERS, B, T = 64, 16, 2, 4, 8  # TinyLM's defaults and TokenData's shape, as the test passes them
 
 
-def _run(tool, *args, timeout=300):
-    return subprocess.run([sys.executable, f"scripts/{tool}", *args], cwd=ROOT, capture_output=True, text=True,
-                          timeout=timeout)
+def _run(tool, *args):
+    """The CLI's main in this process (a fresh python would spend most of a test importing torch): its exit code
+    and what it printed."""
+    from gpt2_lightning.profile.cli import main as profile_main
+    from gpt2_lightning.train.cli import main as train_main
+
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.chdir(ROOT), contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        code = (profile_main if tool == "profile.py" else train_main)(list(args))
+    return SimpleNamespace(returncode=code, stdout=out.getvalue(), stderr=err.getvalue())
 
 
 @pytest.fixture(scope="module")
@@ -52,7 +60,6 @@ def test_tflops_times_step_is_flopcountermodes_count(tiny_lm_run):
     """TFLOP/s x the median step = the FLOPs of that step, counted here on a fresh instance (and by hand)."""
     proc, run_dir = tiny_lm_run
     assert proc.returncode == 0, proc.stderr
-    sys.path.insert(0, str(ROOT))
     from tests.profile.own_models import TinyLM
 
     model, ids = TinyLM(vocab=V, width=D, layers=LAYERS), torch.randint(0, V, (B, T))
@@ -146,3 +153,31 @@ def test_activation_checkpointing_reaches_gpt2s_config():
     assert ProfileConfig(accelerator="cpu", model="tiny").gpt_config().activation_checkpointing is False
     _, train_cfg, _ = parse(["--data", "d", "--activation-checkpointing", "--accelerator", "cpu"])
     assert train_cfg.activation_checkpointing is True  # train.run builds GPT-2 from cfg.gpt_config(), as above
+
+
+def test_a_planted_sleep_in_one_hf_layer_raises_the_train_forward_by_that_time(tmp_path):
+    """The docs' Hugging Face Llama, one decoder layer of which sleeps in its forward, against itself without the
+    sleep (--module-args): the train forward median rises by the planted time."""
+    sleep_ms = 300.0  # far above a tiny Llama's forward (~10 ms here) and a busy machine's noise
+    forward = {}
+    for point in (0.0, sleep_ms):
+        proc = _run("profile.py", "--accelerator", "cpu", "--module", "tests/profile/own_hf_models.py:SlowLayerLlama",
+                    "--module-args", json.dumps({"sleep_ms": point}), "--experiments", "train", "--steps", "3",
+                    "--warmup-steps", "1", "--no-energy", "--threads", "1", "--out", str(tmp_path), "--run-name",
+                    f"sleep-{point:g}")
+        assert proc.returncode == 0, proc.stderr
+        data = json.loads((tmp_path / f"sleep-{point:g}" / "results.json").read_text())
+        assert data["config"]["module_args"] == {"sleep_ms": point} and data["config"]["model"] == "SlowLayerLlama"
+        forward[point] = data["experiments"]["train"]["phases"]["forward"]["median_ms"]
+    assert 0.95 * sleep_ms <= forward[sleep_ms] - forward[0.0] <= sleep_ms + 60.0, forward
+
+
+def test_a_sweep_over_the_modules_own_args_makes_one_config_per_value():
+    from gpt2_lightning.profile.settings import ProfileConfig
+
+    cfg = ProfileConfig(accelerator="cpu", module=f"{OWN}:TinyLM", module_args='{"width": 16}',
+                        sweep="module_args.layers=1,2,x")
+    configs = cfg.sweep_configs()
+    assert [c.module_args for c in configs] == [{"width": 16, "layers": 1}, {"width": 16, "layers": 2},
+                                                {"width": 16, "layers": "x"}]  # JSON values, else strings
+    assert [c.swept_value("module_args.layers") for c in configs] == [1, 2, "x"] and cfg.module_args == {"width": 16}
