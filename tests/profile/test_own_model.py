@@ -3,6 +3,7 @@
 import contextlib
 import io
 import json
+from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
@@ -155,21 +156,34 @@ def test_activation_checkpointing_reaches_gpt2s_config():
     assert train_cfg.activation_checkpointing is True  # train.run builds GPT-2 from cfg.gpt_config(), as above
 
 
+DOCS_COMMAND = ["--module", "examples/hf_llama.py:HFLlama", "--module-args", '{"layers": 2}', "--accelerator", "cpu"]
+
+
 def test_a_planted_sleep_in_one_hf_layer_raises_the_train_forward_by_that_time(tmp_path):
-    """The docs' Hugging Face Llama, one decoder layer of which sleeps in its forward, against itself without the
-    sleep (--module-args): the train forward median rises by the planted time."""
+    """The docs' command (examples/hf_llama.py, a Hugging Face Llama), then the same model with one decoder layer
+    sleeping in its forward: the train forward median rises by the planted time."""
     sleep_ms = 300.0  # far above a tiny Llama's forward (~10 ms here) and a busy machine's noise
+    slow = ["--module", "tests/profile/own_hf_models.py:SlowLayerLlama", "--module-args",
+            json.dumps({"sleep_ms": sleep_ms, "layers": 2}), "--accelerator", "cpu"]
     forward = {}
-    for point in (0.0, sleep_ms):
-        proc = _run("profile.py", "--accelerator", "cpu", "--module", "tests/profile/own_hf_models.py:SlowLayerLlama",
-                    "--module-args", json.dumps({"sleep_ms": point}), "--experiments", "train", "--steps", "3",
-                    "--warmup-steps", "1", "--no-energy", "--threads", "1", "--out", str(tmp_path), "--run-name",
-                    f"sleep-{point:g}")
+    for name, args in (("docs", DOCS_COMMAND), ("slow", slow)):
+        proc = _run("profile.py", *args, "--experiments", "train", "--steps", "3", "--warmup-steps", "1",
+                    "--no-energy", "--threads", "1", "--out", str(tmp_path), "--run-name", name)
         assert proc.returncode == 0, proc.stderr
-        data = json.loads((tmp_path / f"sleep-{point:g}" / "results.json").read_text())
-        assert data["config"]["module_args"] == {"sleep_ms": point} and data["config"]["model"] == "SlowLayerLlama"
-        forward[point] = data["experiments"]["train"]["phases"]["forward"]["median_ms"]
-    assert 0.95 * sleep_ms <= forward[sleep_ms] - forward[0.0] <= sleep_ms + 60.0, forward
+        data = json.loads((tmp_path / name / "results.json").read_text())
+        forward[name] = data["experiments"]["train"]["phases"]["forward"]["median_ms"]
+    # by hand: embedding and untied head 2 x 512 x 64; per layer q, k, v, o 4 x 64 x 64, gate, up, down 3 x 64 x 256
+    # and two RMSNorms 2 x 64; the final norm 64
+    params = 2 * 512 * 64 + 2 * (4 * 64 * 64 + 3 * 64 * 256 + 2 * 64) + 64
+    assert data["config"]["model"] == "SlowLayerLlama" and data["config"]["num_params"] == params
+    assert 0.95 * sleep_ms <= forward["slow"] - forward["docs"] <= sleep_ms + 60.0, forward
+
+
+def test_the_docs_example_is_short_and_its_command_is_the_tested_one():
+    assert len((Path(ROOT) / "examples" / "hf_llama.py").read_text().splitlines()) < 30
+    command = " ".join(DOCS_COMMAND).replace('{"layers": 2}', """'{"layers": 2}'""")
+    for page in ("docs/own-model.md", "README.md"):
+        assert command in (Path(ROOT) / page).read_text(), page
 
 
 def test_a_sweep_over_the_modules_own_args_makes_one_config_per_value():
