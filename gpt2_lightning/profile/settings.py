@@ -13,6 +13,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from gpt2_lightning.config import MODEL_NAMES, GPTConfig
+from gpt2_lightning.profile.config_error import ConfigError
+from gpt2_lightning.profile.module_settings import check_module_settings
 
 EXPERIMENTS = ("init", "inference", "train")
 ACCELERATORS = ("auto", "cpu", "gpu", "cuda")
@@ -22,7 +24,6 @@ INIT_ON = ("device", "cpu")
 IF_EXISTS = ("error", "rename")
 SWEEP_KEYS = ("batch_size", "seq_len", "model", "precision")
 ARGS_SWEEP_PREFIXES = ("module_args.", "datamodule_args.")  # --sweep module_args.n_layer=2,4: the module's own args
-GPT2_ONLY = ("n_layer", "n_head", "n_embd", "vocab_size", "data", "activation_checkpointing")  # refused with --module
 # Lightning's registered strategy names (lightning.pytorch.strategies.StrategyRegistry, Lightning 2.6), written out so
 # that a refusal needs no Lightning import; tests/profile/test_reliability.py checks them against the registry.
 _DDP = ("ddp", "ddp_spawn", "ddp_fork", "ddp_notebook")
@@ -32,15 +33,6 @@ STRATEGIES = ("auto", *_DDP, *(f"{d}_find_unused_parameters_{b}" for d in _DDP f
               "deepspeed_stage_3_offload_nvme")
 GPU_ONLY_STRATEGIES = tuple(s for s in STRATEGIES if s.startswith(("fsdp", "deepspeed")))  # Lightning: CUDA only
 TPU_STRATEGIES = ("xla", "xla_debug", "single_xla", "single_tpu")  # registered too; this tool has no TPU accelerator
-
-
-class ConfigError(ValueError):
-    """A setting that cannot work; the message names the flag, the value and what is valid."""
-
-    def __init__(self, flag: str, value: Any, valid: str) -> None:
-        if isinstance(value, float) and value.is_integer():
-            value = int(value)  # as typed: --price-per-hour -1, not -1.0 (argparse made a float of it)
-        super().__init__(f"--{flag.replace('_', '-')} {value}: {valid}")
 
 
 def _help(text: str, **kw: Any) -> Any:
@@ -139,7 +131,7 @@ class ProfileConfig:
         if self.accelerator not in ACCELERATORS:
             raise ConfigError("accelerator", self.accelerator, f"valid: {', '.join(ACCELERATORS)}")
         self._check_strategy()
-        self._check_module()
+        check_module_settings(self)  # --module and its companions (their JSON parsed into dicts here)
         if self.model not in MODEL_NAMES:
             raise ConfigError("model", self.model, f"unknown model; valid: {', '.join(MODEL_NAMES)}")
         for name in ("batch_size", "seq_len", "steps", "num_nodes", "diagnose_steps", "repeat"):
@@ -196,40 +188,6 @@ class ProfileConfig:
         if strategy in GPU_ONLY_STRATEGIES and self.accelerator not in ("gpu", "cuda"):
             raise ConfigError("strategy", self.strategy, f"Lightning runs it on CUDA GPUs only: give --accelerator gpu "
                                                          f"(not {self.accelerator})")
-
-    def _check_module(self) -> None:
-        """--module and its companions: the forms and the JSON here; importing and building them is the workload's
-        (``gpt2_lightning.profile.workload``), checked before any work by the CLI."""
-        for name in ("module", "datamodule"):
-            spec = getattr(self, name)
-            if spec is not None and (spec.count(":") < 1 or not all(spec.rpartition(":")[::2])):
-                raise ConfigError(name, spec, "PKG.MOD:CLASS or path/to/file.py:CLASS")
-        for name in ("module_args", "datamodule_args"):
-            value = getattr(self, name)
-            if isinstance(value, str):
-                try:
-                    value = json.loads(value)
-                except ValueError as e:
-                    raise ConfigError(name, value, f"is not JSON ({e})") from None
-                if not isinstance(value, dict):
-                    raise ConfigError(name, getattr(self, name), "must be a JSON object, e.g. '{\"n_layer\": 2}'")
-                setattr(self, name, value)
-            owner = name.removesuffix("_args")
-            if value is not None and not getattr(self, owner):
-                raise ConfigError(name, json.dumps(value), f"needs --{owner}")
-        if self.datamodule and not self.module:
-            raise ConfigError("datamodule", self.datamodule, "needs --module (the built-in GPT-2 has its own data)")
-        if self.module:
-            for name in GPT2_ONLY:
-                if getattr(self, name) not in (None, False):
-                    raise ConfigError(name, getattr(self, name), "is for the built-in GPT-2, not --module "
-                                                                  "(give your module's own settings in --module-args)")
-            if self.precision == "fp8":
-                raise ConfigError("precision", "fp8", "converts the built-in GPT-2's Linear layers; with --module, "
-                                                      "convert yours in the module itself")
-            if self.init_on != "device":
-                raise ConfigError("init_on", self.init_on, "is for the built-in GPT-2; your module builds itself "
-                                                           "where its constructor and configure_model say")
 
     def check_cpu(self, why: str = "") -> None:
         """What Lightning would refuse, or quietly change, on a CPU. ``why`` says how the run came to be on the CPU

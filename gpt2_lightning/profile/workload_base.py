@@ -1,0 +1,126 @@
+"""``Workload``: what the study needs of a model (see ``workload``), with the parts every kind shares: FLOPs counted by
+FlopCounterMode on a probe, tokens by the callbacks' rule, the repeated layers, the record for results.json."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import lightning as L
+import torch
+
+from callbacks.step_records import count_batch
+from gpt2_lightning.profile.flop_count import count_flops
+from gpt2_lightning.profile.settings import ProfileConfig
+
+COUNTED = "FlopCounterMode"
+
+
+class Workload:
+    """What every workload gives; see the module's docstring."""
+
+    name: str = ""  # for titles, tables and labels: the preset's name or the module's class
+    class_name: str = ""
+
+    def __init__(self, cfg: ProfileConfig) -> None:
+        self.cfg = cfg
+        self._flops: dict[str, Any] | None = None
+
+    # ---------------------------------------------------------------- building
+    def make_module(self) -> L.LightningModule:
+        raise NotImplementedError
+
+    def make_datamodule(self, num_batches: int) -> L.LightningDataModule:
+        raise NotImplementedError
+
+    def cannot_run(self, experiment: str) -> str | None:
+        """Why this model cannot run ``experiment`` (init, inference, train), or None."""
+        return None
+
+    # ---------------------------------------------------------------- what the figures need
+    def num_params(self) -> int:
+        raise NotImplementedError
+
+    def probe(self) -> L.LightningModule:
+        """A module never timed: for counting (parameters, FLOPs, layers)."""
+        raise NotImplementedError
+
+    def probe_batch(self) -> Any:
+        """One training batch, as the data gives it (on the host)."""
+        return next(iter(self.make_datamodule(1).train_dataloader()))
+
+    def batch_shape(self) -> tuple[int, int]:
+        """(batch size, sequence length) of a batch: its first tensor's first two dimensions."""
+        count = count_batch(self.probe_batch())
+        shape = count.shape or (0,)
+        return shape[0], (shape[1] if len(shape) > 1 else 1)
+
+    def tokens_per_batch(self, batch: Any) -> int | None:
+        """Real tokens of a batch, by the callbacks' rule (non-padding where the batch has an attention_mask)."""
+        return count_batch(batch).tokens
+
+    def measured_flops(self) -> dict[str, Any]:
+        """FLOPs of one training step (forward + backward) and one inference forward of a probe batch, counted once
+        by FlopCounterMode on a throwaway copy; ``error`` says why a count is missing."""
+        if self._flops is None:
+            out: dict[str, Any] = {"batch_shape": list(self.batch_shape())}
+            batch = self.probe_batch()
+            for key, training in (("train", True), ("inference", False)):
+                if self.cannot_run(key) is not None:
+                    out[key] = None
+                    continue
+                try:
+                    out[key], out["counted_on"] = count_flops(self.probe(), batch, training)
+                except Exception as e:  # noqa: BLE001 - a model that cannot be counted: TFLOP/s unknown, said why
+                    out[key] = None
+                    out[f"{key}_error"] = f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"
+            self._flops = out
+        return self._flops
+
+    def flops_used(self) -> dict[str, Any]:
+        """The FLOPs per step that TFLOP/s and MFU use, by experiment, and their source (``flops_source``)."""
+        m = self.measured_flops()
+        return {"train": m.get("train"), "inference": m.get("inference"), "source": COUNTED,
+                "measured": {k: m.get(k) for k in ("train", "inference")}}
+
+    def flops_per_batch(self, batch_size: int, seq_len: int, training: bool = True) -> float | None:
+        """FLOPs of a batch of this shape: the counted step's, scaled by its tokens (B x T) where the shape differs
+        (a short last batch)."""
+        used = self.flops_used()["train" if training else "inference"]
+        if used is None:
+            return None
+        b, t = self.batch_shape()
+        return used * (batch_size * seq_len) / (b * t)
+
+    def repeated_layers(self) -> list[dict[str, Any]]:
+        """Every ModuleList of two or more modules of one class: ``{"name", "count", "class"}``, outermost first."""
+        return repeated_layers(self.probe())
+
+    def part_flops_per_token(self) -> dict[str, float] | None:
+        """The formula's FLOPs per token by model part, where the workload knows its parts (GPT-2); else None."""
+        return None
+
+    def record(self) -> dict[str, Any]:
+        """What results.json's ``config`` adds for this model."""
+        b, t = self.batch_shape()
+        return {"model": self.name, "model_class": self.class_name, "num_params": self.num_params(),
+                "batch_size": b, "seq_len": t, "repeated_layers": self.repeated_layers(),
+                "flops_counted": self.measured_flops()}  # counted here, before any experiment is timed
+
+    def attach_flops(self, module: L.LightningModule) -> None:
+        """Give ``module`` the ``flops_per_batch`` that ThroughputCallback reads, unless its class has its own."""
+        if not callable(getattr(type(module), "flops_per_batch", None)):
+            used = self.flops_used()
+            if used["train"] is not None or used["inference"] is not None:
+                object.__setattr__(module, "flops_per_batch",
+                                   lambda b, t, training=True: self.flops_per_batch(b, t, training) or 0.0)
+
+
+def repeated_layers(module: torch.nn.Module) -> list[dict[str, Any]]:
+    out = []
+    for name, child in module.named_modules():
+        if isinstance(child, torch.nn.ModuleList) and len(child) >= 2:
+            kinds = {type(m) for m in child}
+            if len(kinds) == 1:
+                out.append({"name": name, "count": len(child), "class": next(iter(kinds)).__name__})
+    return out
