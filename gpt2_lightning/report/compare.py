@@ -8,6 +8,7 @@ warnings come first, then the table, whose every speed-up carries its range and 
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -125,8 +126,19 @@ def format_comparison(labels: list[str], rows: list[dict[str, Any]], runs: list[
 
 # ------------------------------------------------------------------------------------------- settings that differ
 def _model(c: dict[str, Any], e: dict[str, Any]) -> Any:
+    if c.get("module"):  # your own module: its class and its arguments are the model (another argument, another model)
+        args = c.get("module_args")
+        return c["module"] + (" " + json.dumps(args, sort_keys=True) if args else "")
     overrides = [f"{k}={c[k]}" for k in ("n_layer", "n_head", "n_embd", "vocab_size") if c.get(k) is not None]
+    overrides += ["activation checkpointing"] if c.get("activation_checkpointing") else []
     return f"{c.get('model')} ({', '.join(overrides)})" if overrides else c.get("model")
+
+
+def _data(c: dict[str, Any]) -> str:
+    if c.get("datamodule"):
+        args = c.get("datamodule_args")
+        return c["datamodule"] + (" " + json.dumps(args, sort_keys=True) if args else "")
+    return c.get("data") or ("the module's own" if c.get("module") else "synthetic")
 
 
 def planted_delay(c: dict[str, Any]) -> str | None:
@@ -155,7 +167,7 @@ SETTINGS: tuple[tuple[str, Callable[[dict[str, Any], dict[str, Any]], Any]], ...
     ("device", lambda c, e: f"{e.get('device_type')}: {e.get('device_name')}"),
     ("torch", lambda c, e: e.get("torch")),
     ("lightning", lambda c, e: e.get("lightning")),
-    ("data", lambda c, e: c.get("data") or "synthetic"),
+    ("data", lambda c, e: _data(c)),
     ("steps", lambda c, e: f"{c.get('warmup_steps')} warm-up + {c.get('steps')} timed"),
     ("planted delay", lambda c, e: planted_delay(c) or "none"),
     ("init on", lambda c, e: c.get("init_on")),

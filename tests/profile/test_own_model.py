@@ -195,3 +195,21 @@ def test_a_sweep_over_the_modules_own_args_makes_one_config_per_value():
     assert [c.module_args for c in configs] == [{"width": 16, "layers": 1}, {"width": 16, "layers": 2},
                                                 {"width": 16, "layers": "x"}]  # JSON values, else strings
     assert [c.swept_value("module_args.layers") for c in configs] == [1, 2, "x"] and cfg.module_args == {"width": 16}
+
+
+def test_compare_calls_another_module_argument_another_model():
+    """Two runs of one class with other --module-args are two models to the comparison and its gate; so are the
+    built-in GPT-2 with and without --activation-checkpointing."""
+    from gpt2_lightning.report.compare import settings_table
+    from gpt2_lightning.report.gate import mismatched
+
+    def run(**config):
+        return {"config": {"model": "TinyLM", "batch_size": 4, "seq_len": 8, **config}, "env": {}}
+
+    a = run(module=f"{OWN}:TinyLM", module_args={"layers": 2}, datamodule=f"{OWN}:TokenData")
+    b = run(module=f"{OWN}:TinyLM", module_args={"layers": 4}, datamodule=f"{OWN}:TokenData")
+    differ, same = settings_table([a, b])
+    assert mismatched(differ) == [("model", [f'{OWN}:TinyLM {{"layers": 2}}', f'{OWN}:TinyLM {{"layers": 4}}'])]
+    assert ("data", f"{OWN}:TokenData") in same
+    differ, _ = settings_table([run(model="tiny"), run(model="tiny", activation_checkpointing=True)])
+    assert mismatched(differ) == [("model", ["tiny", "tiny (activation checkpointing)"])]
