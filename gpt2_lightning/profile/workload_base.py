@@ -83,15 +83,6 @@ class Workload:
         return {"train": m.get("train"), "inference": m.get("inference"), "source": COUNTED,
                 "measured": {k: m.get(k) for k in ("train", "inference")}}
 
-    def flops_per_batch(self, batch_size: int, seq_len: int, training: bool = True) -> float | None:
-        """FLOPs of a batch of this shape: the counted step's, scaled by its tokens (B x T) where the shape differs
-        (a short last batch)."""
-        used = self.flops_used()["train" if training else "inference"]
-        if used is None:
-            return None
-        b, t = self.batch_shape()
-        return used * (batch_size * seq_len) / (b * t)
-
     def repeated_layers(self) -> list[dict[str, Any]]:
         """Every ModuleList of two or more modules of one class: ``{"name", "count", "class"}``, outermost first."""
         return repeated_layers(self.probe())
@@ -108,12 +99,25 @@ class Workload:
                 "flops_counted": self.measured_flops()}  # counted here, before any experiment is timed
 
     def attach_flops(self, module: L.LightningModule) -> None:
-        """Give ``module`` the ``flops_per_batch`` that ThroughputCallback reads, unless its class has its own."""
-        if not callable(getattr(type(module), "flops_per_batch", None)):
-            used = self.flops_used()
-            if used["train"] is not None or used["inference"] is not None:
-                object.__setattr__(module, "flops_per_batch",
-                                   lambda b, t, training=True: self.flops_per_batch(b, t, training) or 0.0)
+        """Give ``module`` the ``flops_per_batch`` that ThroughputCallback reads, unless its class has its own. Only
+        when both counts are known: a step without a count must read null, never 0 FLOP/s."""
+        used = self.flops_used()
+        if not callable(getattr(type(module), "flops_per_batch", None)) and None not in (used["train"],
+                                                                                        used["inference"]):
+            b, t = self.batch_shape()
+            object.__setattr__(module, "flops_per_batch", FlopsPerBatch(used["train"], used["inference"], b * t))
+
+
+class FlopsPerBatch:
+    """``flops_per_batch(batch_size, seq_len, training)`` from the counted steps, scaled by a batch's B x T where its
+    shape differs from the counted one (a short last batch). A plain object: a module holding it still pickles
+    (ddp_spawn)."""
+
+    def __init__(self, train: float, inference: float, counted_tokens: int) -> None:
+        self.train, self.inference, self.counted_tokens = train, inference, counted_tokens
+
+    def __call__(self, batch_size: int, seq_len: int, training: bool = True) -> float:
+        return (self.train if training else self.inference) * batch_size * seq_len / self.counted_tokens
 
 
 def repeated_layers(module: torch.nn.Module) -> list[dict[str, Any]]:

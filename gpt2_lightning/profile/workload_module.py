@@ -79,9 +79,11 @@ class ModuleWorkload(Workload):
         self._probe = build("module", self.module_cls, dict(cfg.module_args or {}))
         if _overrides(self._probe, "configure_model"):
             self._probe.configure_model()  # a module that builds its layers there: count them too
-        self._data_probe = self.make_datamodule(1)  # refuses bad --datamodule-args, or a module without data
+        data = self.make_datamodule(1)  # refuses bad --datamodule-args, or a module without data
         try:
-            self._batch = next(iter(self._data_probe.train_dataloader()))
+            data.prepare_data()
+            data.setup("fit")  # where a DataModule usually makes its datasets
+            self._batch = next(iter(data.train_dataloader()))
         except ConfigError:
             raise
         except Exception as e:  # noqa: BLE001 - the user's data could not give a batch
@@ -141,6 +143,17 @@ class ModuleWorkload(Workload):
         if experiment == "inference" and not (_overrides(p, "predict_step") or _overrides(p, "forward")):
             return f"{self.name} defines neither predict_step nor forward"
         return None
+
+    def flops_used(self) -> dict[str, Any]:
+        """FlopCounterMode's counts, unless the module's class has its own ``flops_per_batch``: then that rules."""
+        own = getattr(self.module_cls, "flops_per_batch", None)
+        if not callable(own):
+            return super().flops_used()
+        b, t = self.batch_shape()
+        counted = self.measured_flops()
+        return {"train": own(self._probe, b, t, training=True), "inference": own(self._probe, b, t, training=False),
+                "source": "the module's flops_per_batch",
+                "measured": {k: counted.get(k) for k in ("train", "inference")}}
 
     def num_params(self) -> int:
         return sum(p.numel() for p in self._probe.parameters())

@@ -213,3 +213,18 @@ def test_compare_calls_another_module_argument_another_model():
     assert ("data", f"{OWN}:TokenData") in same
     differ, _ = settings_table([run(model="tiny"), run(model="tiny", activation_checkpointing=True)])
     assert mismatched(differ) == [("model", ["tiny", "tiny (activation checkpointing)"])]
+
+
+def test_a_module_with_its_own_flops_per_batch_keeps_them_and_the_count_stands_beside(monkeypatch):
+    from gpt2_lightning.profile.settings import ProfileConfig
+    from gpt2_lightning.profile.workload import flops_fields, workload_for
+
+    monkeypatch.chdir(ROOT)
+    cfg = ProfileConfig(accelerator="cpu", module=f"{OWN}:OwnFlops", datamodule=f"{OWN}:TokenData", batch_size=B,
+                        seq_len=T)
+    forward_by_hand = 2 * B * T * (LAYERS * D * D + D * V)
+    assert flops_fields(cfg, "train") == {"flops_source": "the module's flops_per_batch",
+                                          "flops_per_step": 3000.0 * B * T,
+                                          "flops_counted_per_step": 3 * forward_by_hand}
+    module = workload_for(cfg).make_module()
+    assert module.flops_per_batch(2, T, training=False) == 1000.0 * 2 * T  # its own method, not replaced
