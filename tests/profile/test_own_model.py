@@ -228,3 +228,18 @@ def test_a_module_with_its_own_flops_per_batch_keeps_them_and_the_count_stands_b
                                           "flops_counted_per_step": 3 * forward_by_hand}
     module = workload_for(cfg).make_module()
     assert module.flops_per_batch(2, T, training=False) == 1000.0 * 2 * T  # its own method, not replaced
+
+
+def test_the_hf_llamas_counted_flops_include_attention(monkeypatch):
+    """By hand for the docs' Llama (B4 x T64, d 64, 2 layers, MLP 256, vocabulary 512): 2 FLOPs per matmul weight per
+    token, plus attention's two T x T matmuls (4 B T^2 d per layer); training 3x. torch's fused CPU attention kernel
+    is invisible to FlopCounterMode: counted through the math backend, attention is in."""
+    from gpt2_lightning.profile.settings import ProfileConfig
+    from gpt2_lightning.profile.workload import workload_for
+
+    monkeypatch.chdir(ROOT)
+    b, t, d, layers = 4, 64, 64, 2
+    matmul_weights = layers * (4 * d * d + 3 * d * 256) + d * 512
+    forward = 2 * matmul_weights * b * t + layers * 4 * b * t * t * d
+    counted = workload_for(ProfileConfig(accelerator="cpu", module="examples/hf_llama.py:HFLlama")).measured_flops()
+    assert (counted["inference"], counted["train"]) == (forward, 3 * forward)
