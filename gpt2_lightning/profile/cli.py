@@ -49,6 +49,10 @@ def parse_configs(argv: list[str] | None) -> list[ProfileConfig]:
         # auto in a list is one of the others (cpu,auto on a machine without a GPU compared the CPU with itself)
         raise ConfigError("accelerator", ns.accelerator, "a comma list of distinct accelerators, e.g. cpu,gpu "
                           "(auto only alone)")
+    given = sys.argv[1:] if argv is None else argv
+    if ns.module and any(a == "--model" or a.startswith("--model=") for a in given):
+        raise ConfigError("model", ns.model, "is the built-in GPT-2's preset, not --module's (give your module's own "
+                                             "settings in --module-args)")
     return [ProfileConfig.from_namespace(ns, accelerator=a) for a in accelerators]
 
 

@@ -118,6 +118,10 @@ def parse(argv):
     if args.data is None and args.module is None:
         raise ConfigError("data", None, "is required: a token directory made by scripts/prepare_data.py (or give "
                                         "--module to train your own model on its own data)")
+    given = sys.argv[1:] if argv is None else argv
+    if args.module is not None and any(a == "--model" or a.startswith("--model=") for a in given):
+        raise ConfigError("model", args.model, "is the built-in GPT-2's preset, not --module's (give your module's "
+                                               "own settings in --module-args)")
     if args.module is not None and args.resume is not None:
         raise ConfigError("resume", args.resume, "resumes the built-in GPT-2 only; with --module, continue with "
                                                  "Lightning's own ckpt_path in your code")

@@ -98,6 +98,7 @@ def test_tflops_times_step_is_flopcountermodes_count(tiny_lm_run):
     (["--module", f"{OWN}:NoData"], "has no train_dataloader: give --datamodule"),
     (["--module-args", '{"width": 8}'], "needs --module"),
     (["--module", f"{OWN}:TinyLM", "--n-layer", "2"], "--n-layer 2: is for the built-in GPT-2"),
+    (["--module", f"{OWN}:TinyLM", "--model", "tiny"], "--model tiny: is the built-in GPT-2's preset"),
     (["--module", f"{OWN}:TinyLM", "--activation-checkpointing"], "is for the built-in GPT-2"),
     (["--module", f"{OWN}:TinyLM", "--sweep", "module_args=1,2"], "module_args.NAME"),
 ])
