@@ -5,7 +5,7 @@ dataloaders)."""
 from __future__ import annotations
 
 import inspect
-import itertools
+from collections.abc import Iterator
 from typing import Any
 
 import lightning as L
@@ -25,8 +25,17 @@ class _Batches:
     def __len__(self) -> int:
         return self.n
 
-    def __iter__(self):
-        return itertools.islice(itertools.chain.from_iterable(iter(self.loader) for _ in itertools.count()), self.n)
+    def __iter__(self) -> Iterator[Any]:
+        given = 0
+        while given < self.n:
+            before = given
+            for batch in self.loader:
+                yield batch
+                given += 1
+                if given == self.n:
+                    return
+            if given == before:  # an empty loader: no batches, rather than going round it for ever
+                return
 
 
 class StudyData(L.LightningDataModule):

@@ -244,3 +244,11 @@ def test_the_hf_llamas_counted_flops_include_attention(monkeypatch):
     forward = 2 * matmul_weights * b * t + layers * 4 * b * t * t * d
     counted = workload_for(ProfileConfig(accelerator="cpu", module="examples/hf_llama.py:HFLlama")).measured_flops()
     assert (counted["inference"], counted["train"]) == (forward, 3 * forward)
+
+
+def test_the_study_gets_exactly_the_batches_it_needs_from_any_loader():
+    from gpt2_lightning.profile.workload_module import _Batches
+
+    assert list(_Batches([1, 2], 5)) == [1, 2, 1, 2, 1] and len(_Batches([1, 2], 5)) == 5  # round again
+    assert list(_Batches(range(10), 3)) == [0, 1, 2]  # cut
+    assert list(_Batches([], 3)) == []  # an empty loader ends, never loops
