@@ -252,3 +252,15 @@ def test_the_study_gets_exactly_the_batches_it_needs_from_any_loader():
     assert list(_Batches([1, 2], 5)) == [1, 2, 1, 2, 1] and len(_Batches([1, 2], 5)) == 5  # round again
     assert list(_Batches(range(10), 3)) == [0, 1, 2]  # cut
     assert list(_Batches([], 3)) == []  # an empty loader ends, never loops
+
+
+def test_tensorboards_hparams_name_your_model_and_its_data():
+    from gpt2_lightning.report.tensorboard_summary import hparams
+
+    config = {"model": "TinyLM", "module": f"{OWN}:TinyLM", "module_args": {"layers": 2}, "num_params": 2592,
+              "batch_size": 4, "seq_len": 8}
+    got = hparams({"config": config, "env": {}}, "train")
+    assert (got["model"], got["shape"], got["tokens"]) == ("TinyLM", "2592 parameters, args {'layers': 2}",
+                                                           "the module's own")
+    got = hparams({"config": config | {"datamodule": f"{OWN}:TokenData"}, "env": {}}, "train")
+    assert got["tokens"] == f"{OWN}:TokenData"
