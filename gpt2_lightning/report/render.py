@@ -249,6 +249,9 @@ def render_report(data: dict[str, Any], plots: dict[str, str]) -> str:
                        f"first build in the process, not counted: {fmt_ms(result.get('cold_init_ms'))}.")
         elif exp == "init":
             out.append(f"- First build in the process, not counted: {fmt_ms(result.get('cold_init_ms'))}.")
+        if exp == "init" and (result.get("construct") or {}).get("n"):
+            out.append(f"- The module's constructor, before any Trainer (host clock, not in the table): "
+                       f"{fmt_ms(result['construct']['median_ms'])} median.")
         if exp == "inference" and on_gpu and result.get("naive_ms") is not None:
             fwd = result["phases"]["forward"]["median_ms"]
             ratio = fwd / result["naive_ms"] if result["naive_ms"] else float("nan")

@@ -65,6 +65,16 @@ class OwnFlops(TinyLM):
         return 1000.0 * batch_size * seq_len * (3 if training else 1)
 
 
+class SlowInit(TinyLM):
+    """Its constructor sleeps ``sleep_ms``: time spent before any Trainer exists."""
+
+    def __init__(self, sleep_ms: float = 0.0) -> None:
+        import time
+
+        time.sleep(sleep_ms / 1000.0)
+        super().__init__()
+
+
 class NoPredict(L.LightningModule):
     """Trains, but has neither predict_step nor forward: inference is skipped."""
 

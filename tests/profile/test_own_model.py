@@ -264,3 +264,15 @@ def test_tensorboards_hparams_name_your_model_and_its_data():
                                                            "the module's own")
     got = hparams({"config": config | {"datamodule": f"{OWN}:TokenData"}, "env": {}}, "train")
     assert got["tokens"] == f"{OWN}:TokenData"
+
+
+def test_init_times_the_modules_constructor_apart(tmp_path):
+    """A constructor that sleeps 200 ms: ``construct`` holds it, Lightning's set-up (``init``) does not."""
+    proc = _run("profile.py", "--accelerator", "cpu", "--module", f"{OWN}:SlowInit", "--module-args",
+                '{"sleep_ms": 200}', "--datamodule", f"{OWN}:TokenData", "--experiments", "init", "--steps", "3",
+                "--warmup-steps", "1", "--no-energy", "--out", str(tmp_path), "--run-name", "r")
+    assert proc.returncode == 0, proc.stderr
+    init = json.loads((tmp_path / "r" / "results.json").read_text())["experiments"]["init"]
+    assert init["construct"]["n"] == 3 and 200.0 <= init["construct"]["median_ms"] < 260.0
+    assert init["phases"]["init"]["median_ms"] < 100.0
+    assert "The module's constructor, before any Trainer" in (tmp_path / "r" / "report.md").read_text()
