@@ -276,3 +276,15 @@ def test_init_times_the_modules_constructor_apart(tmp_path):
     assert init["construct"]["n"] == 3 and 200.0 <= init["construct"]["median_ms"] < 260.0
     assert init["phases"]["init"]["median_ms"] < 100.0
     assert "The module's constructor, before any Trainer" in (tmp_path / "r" / "report.md").read_text()
+
+
+def test_the_gpt2_workload_names_its_class_and_its_repeated_blocks():
+    from gpt2_lightning.profile.settings import ProfileConfig
+    from gpt2_lightning.profile.workload import workload_for
+
+    record = workload_for(ProfileConfig(accelerator="cpu", model="tiny", batch_size=2, seq_len=64)).record()
+    d, layers, vocab = 128, 4, 1024  # tiny: 4 layers x 128 wide, 1024 tokens (already a multiple of 64)
+    per_block = 2 * 2 * d + (3 * d * d + 3 * d) + (d * d + d) + (4 * d * d + 4 * d) + (4 * d * d + d)
+    assert record["num_params"] == vocab * d + layers * per_block + 2 * d + 1024 * d  # + ln_f, + position table
+    assert (record["model"], record["model_class"]) == ("tiny", "GPT2LightningModule")
+    assert record["repeated_layers"] == [{"name": "model.transformer.h", "count": layers, "class": "Block"}]
