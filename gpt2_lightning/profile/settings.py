@@ -22,7 +22,8 @@ PRECISIONS = ("32-true", "tf32", "16-mixed", "bf16-mixed", "bf16-true", "16-true
 PROFILERS = ("none", "simple", "advanced", "pytorch")
 INIT_ON = ("device", "cpu")
 IF_EXISTS = ("error", "rename")
-SWEEP_KEYS = ("batch_size", "seq_len", "model", "precision")
+SWEEP_KEYS = ("batch_size", "seq_len", "model", "precision", "compile", "devices")
+ON, OFF = ("true", "on", "1", "yes"), ("false", "off", "0", "no")  # --sweep compile=off,on
 ARGS_SWEEP_PREFIXES = ("module_args.", "datamodule_args.")  # --sweep module_args.n_layer=2,4: the module's own args
 # Lightning's registered strategy names (lightning.pytorch.strategies.StrategyRegistry, Lightning 2.6), written out so
 # that a refusal needs no Lightning import; tests/profile/test_reliability.py checks them against the registry.
@@ -100,7 +101,8 @@ class ProfileConfig:
                              "vocabulary size comes from its meta.json (default: synthetic tokens)", default=None)
     sweep: str | None = _help(
         f"KEY=V1,V2,...: one profile per value into one parent directory, with a combined table and plots; "
-        f"KEY is one of {', '.join(SWEEP_KEYS)} (default: no sweep)", default=None)
+        f"KEY is one of {', '.join(SWEEP_KEYS)}, or module_args.NAME / datamodule_args.NAME (one of --module's own "
+        f"arguments) (default: no sweep)", default=None)
     verbose: bool = _help("show Lightning's own messages, warnings and progress bar, and torch.profiler's C++ "
                           "messages", default=False)
     no_energy: bool = _help("do not read energy counters, nor run the extra (uncounted) steps an energy window may "
@@ -250,6 +252,10 @@ class ProfileConfig:
                 if not v.lstrip("-").isdigit():
                     raise ConfigError("sweep", self.sweep, f"{key} values must be integers, got {v!r}")
                 change: dict[str, Any] = {key: int(v)}
+            elif key == "compile":
+                if v.lower() not in ON + OFF:
+                    raise ConfigError("sweep", self.sweep, f"compile values are on or off (true or false), got {v!r}")
+                change = {key: v.lower() in ON}
             elif "." in key:  # one of the module's (or DataModule's) own arguments: a JSON value, else a string
                 field_name, _, arg = key.partition(".")
                 try:

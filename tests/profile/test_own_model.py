@@ -288,3 +288,14 @@ def test_the_gpt2_workload_names_its_class_and_its_repeated_blocks():
     assert record["num_params"] == vocab * d + layers * per_block + 2 * d + 1024 * d  # + ln_f, + position table
     assert (record["model"], record["model_class"]) == ("tiny", "GPT2LightningModule")
     assert record["repeated_layers"] == [{"name": "model.transformer.h", "count": layers, "class": "Block"}]
+
+
+def test_compile_and_devices_can_be_swept():
+    from gpt2_lightning.profile.settings import ConfigError, ProfileConfig
+
+    configs = ProfileConfig(accelerator="cpu", model="tiny", sweep="compile=off,on").sweep_configs()
+    assert [c.compile for c in configs] == [False, True]
+    configs = ProfileConfig(accelerator="cpu", model="tiny", sweep="devices=1,2").sweep_configs()
+    assert [c.world_size for c in configs] == [1, 2]
+    with pytest.raises(ConfigError, match="compile values are on or off"):
+        ProfileConfig(accelerator="cpu", model="tiny", sweep="compile=maybe,on").sweep_configs()
