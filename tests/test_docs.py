@@ -18,8 +18,6 @@ from tests.conftest import ROOT
 
 ROOT = Path(ROOT)
 PAGES = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
-# pages other helpers write in parallel (issue 29): linked from the README before they land; remove once merged
-WRITTEN_ELSEWHERE = {"docs/own-model.md"}
 FENCE = re.compile(r"^```[^\n]*\n(.*?)^```", re.S | re.M)
 SCRIPT = re.compile(r"(?:^|\s)(?:python3?|torchrun\s[^#]*?)\s+scripts/(\w+)\.py\b")
 STOP = {"|", ">", ">>", "&&", ";", "2>", "&", "||"}
@@ -135,8 +133,6 @@ def test_every_relative_link_and_anchor_exists(page):
             continue
         path, _, anchor = target.partition("#")
         file = (page.parent / path).resolve() if path else page
-        if file.relative_to(ROOT).as_posix() in WRITTEN_ELSEWHERE:
-            continue
         if not file.exists():
             dead.append(target)
         elif anchor and file.suffix == ".md" and anchor not in anchors(file):

@@ -25,14 +25,15 @@ from gpt2_lightning.profile.settings import ConfigError, ProfileConfig
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog=prog_name("scripts/profile.py"), allow_abbrev=False,  # --step 3 is a typo, not --steps 3
-        description="Time GPT-2 honestly: model build, inference and training split into data / forward /\n"
-        "backward / optimizer, on CPU or GPU. Writes <out>/<run-name>/: results.json, report.md, plots and\n"
+        description="Time GPT-2 (or your own LightningModule, --module) honestly: model build, inference and\n"
+        "training split into data / forward / backward / optimizer, on CPU or GPU. Writes <out>/<run-name>/: results.json, report.md, plots and\n"
         "TensorBoard logs.",
         epilog="examples:\n"
         "  %(prog)s --accelerator gpu   # the study: GPT-2 small, B8 x T1024, 5 timed steps\n"
         "  %(prog)s --accelerator cpu --model tiny --batch-size 2 --seq-len 64 --steps 3   # seconds\n"
         "  %(prog)s --accelerator cpu,gpu --run-name cpu-vs-gpu   # both, then a comparison\n"
-        "  %(prog)s --sweep batch_size=4,8,16 --experiments train",
+        "  %(prog)s --sweep batch_size=4,8,16 --experiments train\n"
+        "  %(prog)s --module examples/hf_llama.py:HFLlama --module-args '{\"layers\": 2}'   # your own model",
         formatter_class=HelpFormatter,
     )
     ProfileConfig.add_arguments(parser)
@@ -49,6 +50,10 @@ def parse_configs(argv: list[str] | None) -> list[ProfileConfig]:
         # auto in a list is one of the others (cpu,auto on a machine without a GPU compared the CPU with itself)
         raise ConfigError("accelerator", ns.accelerator, "a comma list of distinct accelerators, e.g. cpu,gpu "
                           "(auto only alone)")
+    given = sys.argv[1:] if argv is None else argv
+    if ns.module and any(a == "--model" or a.startswith("--model=") for a in given):
+        raise ConfigError("model", ns.model, "is the built-in GPT-2's preset, not --module's (give your module's own "
+                                             "settings in --module-args)")
     return [ProfileConfig.from_namespace(ns, accelerator=a) for a in accelerators]
 
 
@@ -78,6 +83,10 @@ def check_environment(cfg: ProfileConfig) -> None:
             raise ConfigError("devices", cfg.devices, f"only {torch.cuda.device_count()} CUDA device(s) here")
     if cfg.precision == "fp8":
         check_float8(cfg)
+    if cfg.module:  # imports the class, builds it (and its data) once: a bad path, class or argument is one line
+        from gpt2_lightning.profile.workload import workload_for
+
+        workload_for(cfg)
 
 
 def no_nvidia_driver() -> bool:
@@ -210,7 +219,7 @@ def plan(argv: list[str] | None) -> tuple[list[ProfileConfig], list[Path], Path,
     if sweep_key is not None:
         from gpt2_lightning.profile.sweep import sweep_dir_name
 
-        run_dirs = [run_dir / sweep_dir_name(sweep_key, getattr(cfg, sweep_key)) for cfg in configs]
+        run_dirs = [run_dir / sweep_dir_name(sweep_key, cfg.swept_value(sweep_key)) for cfg in configs]
     elif len(configs) > 1:  # one sub-run per accelerator, compared in the parent
         run_dirs = [run_dir / cfg.accelerator for cfg in configs]
     else:
@@ -284,7 +293,8 @@ def main(argv: list[str] | None = None) -> int:
         if rank0 and sweep_key is not None:
             from gpt2_lightning.profile.sweep import write_sweep
 
-            table, files = write_sweep(sweep_key, [(getattr(c, sweep_key), r) for c, r in zip(configs, runs)], run_dir)
+            points = [(c.swept_value(sweep_key), r) for c, r in zip(configs, runs)]
+            table, files = write_sweep(sweep_key, points, run_dir)
             say(table + "\n\n" + "\n".join(f"wrote {f}" for f in files))
         elif rank0 and len(runs) > 1:
             from gpt2_lightning.report.compare import labels_for, write_comparison

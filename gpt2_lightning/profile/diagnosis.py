@@ -26,7 +26,8 @@ from gpt2_lightning.profile import addons
 from gpt2_lightning.profile.interrupts import RunInterrupted
 from gpt2_lightning.analysis.verdict import diagnose
 from gpt2_lightning.profile.trainers import make_datamodule, make_trainer, module_ranges, resolve_device
-from gpt2_lightning.flops import MATMUL_PARTS, part_train_flops_per_token
+from gpt2_lightning.flops import MATMUL_PARTS
+from gpt2_lightning.profile.workload import workload_for
 from gpt2_lightning.analysis.module_parts import add_flops
 from gpt2_lightning.profile.settings import ProfileConfig
 from gpt2_lightning.profile.profilers import ProfilerStepCallback, kernel_profiler
@@ -146,9 +147,11 @@ def diagnose_experiment(cfg: ProfileConfig, run_dir: Path, experiment: str, stag
         analysis = analyze_trace(path)
         if not cuda:  # the profiler slowed the host: the rows in the un-profiled phases' time
             analysis = scale_cpu_analysis(analysis, result.get("phases"), training=stage == "train")
-        add_flops(analysis["modules"], part_train_flops_per_token(cfg.gpt_config(), cfg.seq_len),
-                  tokens_per_step=cfg.batch_size * cfg.seq_len, training=stage == "train",
-                  peak_tflops=(result.get("throughput") or {}).get("peak_tflops"), matmul_parts=MATMUL_PARTS)
+        part_flops = workload_for(cfg).part_flops_per_token()  # None for a model whose parts the tool does not know
+        if part_flops is not None:
+            add_flops(analysis["modules"], part_flops, tokens_per_step=cfg.batch_size * cfg.seq_len,
+                      training=stage == "train", peak_tflops=(result.get("throughput") or {}).get("peak_tflops"),
+                      matmul_parts=MATMUL_PARTS)
         # the counted steps themselves ran under a profiler (on a CPU --profiler pytorch profiles only these steps)
         profiled_run = cfg.profiler != "none" and (cuda or cfg.profiler != "pytorch")
         out = diagnose(analysis, step_ms=_step_ms(result, stage), phases=result.get("phases"),

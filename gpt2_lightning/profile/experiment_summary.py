@@ -52,13 +52,14 @@ def _per_step(records: list[StepRecord], stage: str) -> list[dict[str, Any]]:
 
 
 def experiment_summary(
-    timing: PhaseTimingCallback, throughput: ThroughputCallback, stage: str, timed_phase: str, waits: Any = None
+    timing: PhaseTimingCallback, throughput: ThroughputCallback, stage: str, timed_phase: str, waits: Any = None,
+    flops: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Phases, rates, memory, first step, per-step times and per-rank figures of one timed stage; on CUDA the host
     clock's view beside the device's (``host``); for training, fit's wall time against its parts (``fit``)."""
     out = {
         "phases": timing.summary(stage),
-        "throughput": throughput.summary(stage),
+        "throughput": throughput.summary(stage) | (flops or {}),  # with the FLOPs count used, and its source
         "memory": throughput.memory_summary(),
         **_first_step(timing, stage, timed_phase),
         "per_step": _per_step(timing.records, stage),

@@ -14,6 +14,7 @@ from callbacks.collectives import CollectiveWaits
 from callbacks.delay import PlantedDelay
 from callbacks.loss_history import LossHistory
 from gpt2_lightning.analysis.ranks import waits_from_traces
+from callbacks.stats import summarize
 from gpt2_lightning.profile import addons
 from gpt2_lightning.profile.energy import energy_callback, energy_result, train_max_steps, until_window_done
 from gpt2_lightning.profile.experiment_summary import experiment_summary
@@ -26,6 +27,7 @@ from gpt2_lightning.profile.profilers import make_profiler, name_traces, rank_su
 from gpt2_lightning.profile.quiet import profiler_messages_hidden
 from gpt2_lightning.profile.rank_diagnoses import with_rank_diagnoses
 from gpt2_lightning.report.tensorboard_logs import make_logger
+from gpt2_lightning.profile.workload import flops_fields
 from gpt2_lightning.profile.trainers import (free_device_memory, make_datamodule, make_module,
                                      make_progress, make_trainer, module_ranges, resolve_device)
 
@@ -39,29 +41,34 @@ def run_init(cfg: ProfileConfig, run_dir: Path) -> dict[str, Any]:
     """
     timing = PhaseTimingCallback(warmup_steps=0, warmup_inits=cfg.warmup_steps)
     progress = make_progress(cfg, "init", per="fit")
+    construct: list[float] = []  # the constructor, before any Trainer: a module that builds its layers there
     try:
         for _ in range(cfg.warmup_steps + cfg.steps):
+            start = time.perf_counter()  # host clock: a constructor builds on the host (the GPU's part is in init)
             module = make_module(cfg)
+            construct.append((time.perf_counter() - start) * 1000.0)
             trainer = make_trainer(cfg, [timing, *progress], limit_train_batches=0, max_epochs=1)
             trainer.fit(module, datamodule=make_datamodule(cfg, 1))  # no batch runs: setup, build, optimizer, stop
             del module, trainer
             free_device_memory()
             check_interrupted()
     except RunInterrupted as e:  # the builds timed before the signal are kept
-        e.partial = _init_result(cfg, timing) | {"interrupted": True}
+        e.partial = _init_result(cfg, timing, construct) | {"interrupted": True}
         raise
     logger = make_logger(run_dir, "init")
     for i, rec in enumerate(timing.init_records):
         logger.log_metrics({f"time/{k}_ms": v for k, v in rec.items()}, step=i)
     logger.finalize("success")
-    return _init_result(cfg, timing)
+    return _init_result(cfg, timing, construct)
 
 
-def _init_result(cfg: ProfileConfig, timing: PhaseTimingCallback) -> dict[str, Any]:
+def _init_result(cfg: ProfileConfig, timing: PhaseTimingCallback, construct: list[float]) -> dict[str, Any]:
     return {
         "phases": timing.summary("init"),
         "cold_init_ms": timing.init_records[0]["init"] if timing.init_records else None,
-        "per_step": [{"step": i, "warmup": i < cfg.warmup_steps, **{f"{k}_ms": v for k, v in rec.items()}}
+        "construct": summarize(construct[cfg.warmup_steps:len(timing.init_records)]),  # the module's constructor
+        "per_step": [{"step": i, "warmup": i < cfg.warmup_steps, **{f"{k}_ms": v for k, v in rec.items()},
+                      "construct_ms": construct[i] if i < len(construct) else None}
                      for i, rec in enumerate(timing.init_records)],
         "load_avg": load_average(),
     }
@@ -131,7 +138,7 @@ def _timed_run(
             interrupted = e
         wall_s = time.perf_counter() - started  # the timed Trainer run: what the CPU breakdown's cost is set against
         result = {
-            **experiment_summary(timing, throughput, stage, timed_phase, waits),
+            **experiment_summary(timing, throughput, stage, timed_phase, waits, flops=flops_fields(cfg, experiment)),
             **({} if interrupted else _profiler_results(profiler, run_dir, experiment, trainer)),
             **energy_result(energy, experiment, interrupted is not None),
         }

@@ -8,7 +8,6 @@ up so the CLI exits 128 + signal number (130 for Ctrl-C, 143 for SIGTERM).
 
 from __future__ import annotations
 
-import dataclasses
 import sys
 from pathlib import Path
 
@@ -19,10 +18,10 @@ from gpt2_lightning.profile.environment import measured_env
 from gpt2_lightning.profile.estimate import say_estimate
 from gpt2_lightning.profile.experiments import EXPERIMENT_RUNNERS
 from gpt2_lightning.profile.trainers import apply_matmul_precision, free_device_memory
-from gpt2_lightning.flops import num_params
 from gpt2_lightning.profile.interrupts import RunInterrupted, check
 from gpt2_lightning.profile.machine import Contention
 from gpt2_lightning.profile.settings import ProfileConfig
+from gpt2_lightning.profile.workload import workload_for
 from gpt2_lightning.report.atomic_files import write_failure
 from gpt2_lightning.report.results import RunResults
 from gpt2_lightning.report.run_report import write_report
@@ -40,9 +39,10 @@ def is_out_of_memory(e: BaseException) -> bool:
 
 
 def oom_message(cfg: ProfileConfig, name: str) -> str:
+    model = cfg.module or cfg.model
     return (
         f"{name}: out of memory with --batch-size {cfg.batch_size} --seq-len {cfg.seq_len} "
-        f"({cfg.model}, {cfg.precision}); try a smaller --batch-size or --seq-len, --precision bf16-mixed, "
+        f"({model}, {cfg.precision}); try a smaller --batch-size or --seq-len, --precision bf16-mixed, "
         f"or activation checkpointing"
     )
 
@@ -67,12 +67,9 @@ def run_profile(cfg: ProfileConfig, run_dir: Path, write: bool = True) -> RunRes
         env["estimate"] = say_estimate(cfg, device.type, lambda line: print(line, file=sys.stderr, flush=True))
     if not cfg.no_energy and {"inference", "train"} & set(cfg.experiment_list):
         env["idle_power"] = idle_power(cfg)  # before the first experiment, while nothing runs
-    gpt = cfg.gpt_config()
-    config = cfg.to_dict() | {
-        "run_dir": str(run_dir),
-        "gpt": dataclasses.asdict(gpt),  # the model's full shape after presets and overrides
-        "num_params": num_params(gpt, non_embedding=False),
-    }
+    workload = workload_for(cfg)
+    # the model's name, class, parameters, batch shape and repeated layers (GPT-2: its full shape, "gpt")
+    config = cfg.to_dict() | {"run_dir": str(run_dir)} | workload.record()
     results = RunResults(env=env, config=config)
     save_now = (lambda: save(results, run_dir)) if write else (lambda: None)
     save_now()
@@ -106,6 +103,10 @@ def run_profile(cfg: ProfileConfig, run_dir: Path, write: bool = True) -> RunRes
 
 
 def _run_one(cfg: ProfileConfig, name: str, run_dir: Path) -> dict:
+    why = workload_for(cfg).cannot_run(name)
+    if why is not None:  # e.g. a module without predict_step or forward: no inference
+        print(f"profile.py: {name}: skipped: {why}", file=sys.stderr, flush=True)
+        return {"skipped": why}
     contention = Contention().start()  # what kept the process waiting, for the noise warnings
     try:
         result = EXPERIMENT_RUNNERS[name](cfg, run_dir)

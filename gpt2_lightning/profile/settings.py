@@ -8,11 +8,14 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import json
 import re
 from dataclasses import dataclass, field
 from typing import Any
 
 from gpt2_lightning.config import MODEL_NAMES, GPTConfig
+from gpt2_lightning.profile.config_error import ConfigError
+from gpt2_lightning.profile.module_settings import check_module_settings
 
 EXPERIMENTS = ("init", "inference", "train")
 ACCELERATORS = ("auto", "cpu", "gpu", "cuda")
@@ -20,7 +23,9 @@ PRECISIONS = ("32-true", "tf32", "16-mixed", "bf16-mixed", "bf16-true", "16-true
 PROFILERS = ("none", "simple", "advanced", "pytorch")
 INIT_ON = ("device", "cpu")
 IF_EXISTS = ("error", "rename")
-SWEEP_KEYS = ("batch_size", "seq_len", "model", "precision", "devices")
+SWEEP_KEYS = ("batch_size", "seq_len", "model", "precision", "compile", "devices")
+ON, OFF = ("true", "on", "1", "yes"), ("false", "off", "0", "no")  # --sweep compile=off,on
+ARGS_SWEEP_PREFIXES = ("module_args.", "datamodule_args.")  # --sweep module_args.n_layer=2,4: the module's own args
 # Lightning's registered strategy names (lightning.pytorch.strategies.StrategyRegistry, Lightning 2.6), written out so
 # that a refusal needs no Lightning import; tests/profile/test_reliability.py checks them against the registry.
 _DDP = ("ddp", "ddp_spawn", "ddp_fork", "ddp_notebook")
@@ -36,15 +41,6 @@ TPU_STRATEGIES = ("xla", "xla_debug", "single_xla", "single_tpu")  # registered 
 RUN_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9._-]*")
 RUN_NAME_RULE = ("letters A-Z a-z, digits, '.', '_' and '-' only (not first: '.' or '-'), so that the commands the "
                  "run prints paste into a shell as they are")
-
-
-class ConfigError(ValueError):
-    """A setting that cannot work; the message names the flag, the value and what is valid."""
-
-    def __init__(self, flag: str, value: Any, valid: str) -> None:
-        if isinstance(value, float) and value.is_integer():
-            value = int(value)  # as typed: --price-per-hour -1, not -1.0 (argparse made a float of it)
-        super().__init__(f"--{flag.replace('_', '-')} {value}: {valid}")
 
 
 def _help(text: str, **kw: Any) -> Any:
@@ -70,6 +66,19 @@ class ProfileConfig:
     n_embd: int | None = _help("override the preset's width (default: the preset's)", default=None)
     vocab_size: int | None = _help("override the preset's vocabulary size (default: the preset's, or the "
                                                  "data's with --data)", default=None)
+    activation_checkpointing: bool = _help("recompute every block's activations in backward instead of keeping them "
+                                           "(torch.utils.checkpoint per block): less memory, more compute; built-in "
+                                           "GPT-2 only", default=False)
+    module: str | None = _help("profile your own LightningModule instead of the built-in GPT-2: PKG.MOD:CLASS "
+                               "(importable from the current directory or PYTHONPATH) or path/to/file.py:CLASS "
+                               "(docs/own-model.md) (default: the built-in GPT-2, --model)", default=None)
+    module_args: Any = _help("the module's constructor arguments as a JSON object, e.g. '{\"n_layer\": 2}' "
+                             "(default: the class's own defaults)", default=None)
+    datamodule: str | None = _help("its LightningDataModule, PKG.MOD:CLASS or path/to/file.py:CLASS; given "
+                                   "batch_size, seq_len and num_batches when its constructor names them (default: "
+                                   "the module's own dataloaders)", default=None)
+    datamodule_args: Any = _help("the DataModule's constructor arguments as a JSON object (default: the class's own "
+                                 "defaults)", default=None)
     batch_size: int = _help("sequences per batch (the study's: 8)", default=8)
     seq_len: int = _help("tokens per sequence (the study's: 1024); at most the model's block_size", default=1024)
     warmup_steps: int = _help("steps (and init repeats) run first and never counted", default=2)
@@ -103,7 +112,8 @@ class ProfileConfig:
                              "vocabulary size comes from its meta.json (default: synthetic tokens)", default=None)
     sweep: str | None = _help(
         f"KEY=V1,V2,...: one profile per value into one parent directory, with a combined table and plots; "
-        f"KEY is one of {', '.join(SWEEP_KEYS)} (default: no sweep)", default=None)
+        f"KEY is one of {', '.join(SWEEP_KEYS)}, or module_args.NAME / datamodule_args.NAME (one of --module's own "
+        f"arguments) (default: no sweep)", default=None)
     verbose: bool = _help("show Lightning's own messages, warnings and progress bar, and torch.profiler's C++ "
                           "messages", default=False)
     no_energy: bool = _help("do not read energy counters, nor run the extra (uncounted) steps an energy window may "
@@ -135,6 +145,7 @@ class ProfileConfig:
         if self.accelerator not in ACCELERATORS:
             raise ConfigError("accelerator", self.accelerator, f"valid: {', '.join(ACCELERATORS)}")
         self._check_strategy()
+        check_module_settings(self)  # --module and its companions (their JSON parsed into dicts here)
         if self.model not in MODEL_NAMES:
             raise ConfigError("model", self.model, f"unknown model; valid: {', '.join(MODEL_NAMES)}")
         for name in ("batch_size", "seq_len", "steps", "num_nodes", "diagnose_steps", "repeat"):
@@ -149,7 +160,7 @@ class ProfileConfig:
         gpt = self.gpt_config_unchecked()
         if gpt["n_embd"] % gpt["n_head"] != 0:
             raise ConfigError("n_embd", gpt["n_embd"], f"must be divisible by --n-head ({gpt['n_head']})")
-        if self.seq_len > gpt["block_size"]:
+        if self.seq_len > gpt["block_size"] and not self.module:
             raise ConfigError("seq_len", self.seq_len, f"must be at most the model's block_size ({gpt['block_size']})")
         if self.precision not in PRECISIONS:
             raise ConfigError("precision", self.precision, f"valid: {', '.join(PRECISIONS)}")
@@ -237,12 +248,24 @@ class ProfileConfig:
     def sweep_values(self) -> tuple[str, list[str]]:
         """(key, values) of --sweep KEY=V1,V2,...; ConfigError if malformed."""
         key, sep, raw = (self.sweep or "").partition("=")
-        key = key.strip().replace("-", "_")
+        key = key.strip()
+        prefix = next((p for p in ARGS_SWEEP_PREFIXES if key.startswith(p) and len(key) > len(p)), None)
+        key = key if prefix else key.replace("-", "_")
         values = [v.strip() for v in raw.split(",") if v.strip()]
-        if not sep or key not in SWEEP_KEYS or len(values) < 2 or len(set(values)) != len(values):
-            raise ConfigError("sweep", self.sweep, f"KEY=V1,V2,... with KEY one of {', '.join(SWEEP_KEYS)} and two or "
-                                                   "more distinct values")
+        if not sep or not (key in SWEEP_KEYS or prefix) or len(values) < 2 or len(set(values)) != len(values):
+            raise ConfigError("sweep", self.sweep, f"KEY=V1,V2,... with KEY one of {', '.join(SWEEP_KEYS)}, or "
+                                                   "module_args.NAME / datamodule_args.NAME, and two or more distinct "
+                                                   "values")
+        if prefix and not getattr(self, prefix.replace("_args.", "")):
+            raise ConfigError("sweep", self.sweep, f"{prefix.rstrip('.')} needs --{prefix.replace('_args.', '')}")
         return key, values
+
+    def swept_value(self, key: str) -> Any:
+        """This config's value of a --sweep KEY (``module_args.n_layer`` reads inside --module-args)."""
+        if "." in key:
+            field_name, _, arg = key.partition(".")
+            return (getattr(self, field_name) or {}).get(arg)
+        return getattr(self, key)
 
     def sweep_configs(self) -> list["ProfileConfig"]:
         """One config per swept value, each fully checked (so a bad value fails before any work)."""
@@ -252,11 +275,22 @@ class ProfileConfig:
             if key in ("batch_size", "seq_len"):
                 if not v.lstrip("-").isdigit():
                     raise ConfigError("sweep", self.sweep, f"{key} values must be integers, got {v!r}")
-                value: Any = int(v)
+                change: dict[str, Any] = {key: int(v)}
+            elif key == "compile":
+                if v.lower() not in ON + OFF:
+                    raise ConfigError("sweep", self.sweep, f"compile values are on or off (true or false), got {v!r}")
+                change = {key: v.lower() in ON}
+            elif "." in key:  # one of the module's (or DataModule's) own arguments: a JSON value, else a string
+                field_name, _, arg = key.partition(".")
+                try:
+                    value: Any = json.loads(v)
+                except ValueError:
+                    value = v
+                change = {field_name: {**(getattr(self, field_name) or {}), arg: value}}
             else:
-                value = v
+                change = {key: v}
             try:
-                configs.append(dataclasses.replace(self, sweep=None, **{key: value}))
+                configs.append(dataclasses.replace(self, sweep=None, **change))
             except ConfigError as e:
                 raise ConfigError("sweep", self.sweep, f"value {v!r} is invalid ({e})") from None
         return configs
@@ -293,7 +327,7 @@ class ProfileConfig:
     def gpt_config(self) -> GPTConfig:
         return GPTConfig.from_name(
             self.model, n_layer=self.n_layer, n_head=self.n_head, n_embd=self.n_embd,
-            vocab_size=self.model_vocab_size(),
+            vocab_size=self.model_vocab_size(), activation_checkpointing=self.activation_checkpointing,
         )
 
     @property

@@ -16,9 +16,7 @@ from lightning.pytorch.callbacks import ProgressBar
 from callbacks.collectives import TorchThreads
 from callbacks.module_ranges import ModuleRangesCallback
 from callbacks.progress import ProgressCallback, StepProgressBar
-from gpt2_lightning.data import SyntheticTokenDataModule, TokenFileDataModule
 from gpt2_lightning.profile.interrupts import RaiseOnSignal
-from gpt2_lightning.module import GPT2LightningModule
 from gpt2_lightning.profile.settings import ProfileConfig
 
 
@@ -34,21 +32,18 @@ def apply_matmul_precision(cfg: ProfileConfig) -> None:
     torch.set_float32_matmul_precision("high" if cfg.precision == "tf32" else "highest")
 
 
-def make_module(cfg: ProfileConfig) -> GPT2LightningModule:
-    L.seed_everything(cfg.seed, verbose=False)  # same seed, same weights
-    return GPT2LightningModule(cfg.gpt_config(), init_on=cfg.init_on, compile=cfg.compile, float8=cfg.precision == "fp8")
+def make_module(cfg: ProfileConfig) -> L.LightningModule:
+    """A fresh module of the run's workload (the built-in GPT-2 or --module), seeded: same seed, same weights."""
+    from gpt2_lightning.profile.workload import workload_for
+
+    return workload_for(cfg).make_module()
 
 
 def make_datamodule(cfg: ProfileConfig, num_batches: int) -> L.LightningDataModule:
-    """``num_batches`` batches for every process: with several, Lightning's sampler deals them out in turn.
+    """``num_batches`` batches for every process of the run's workload (``Workload.make_datamodule``)."""
+    from gpt2_lightning.profile.workload import workload_for
 
-    With --data, real tokens: training batches from train.bin, inference batches from val.bin."""
-    if cfg.data is not None:
-        return TokenFileDataModule(cfg.data, cfg.seq_len, cfg.batch_size, seed=cfg.seed, val_batches=num_batches)
-    vocab = cfg.gpt_config().vocab_size
-    return SyntheticTokenDataModule(
-        vocab, cfg.seq_len, cfg.batch_size, seed=cfg.seed, num_batches=num_batches * cfg.world_size
-    )
+    return workload_for(cfg).make_datamodule(num_batches)
 
 
 def module_ranges(cfg: ProfileConfig) -> ModuleRangesCallback | None:

@@ -4,6 +4,7 @@ and their straggler, a planted delay, an unstable or busy run)."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from typing import Any
 
@@ -13,8 +14,19 @@ from gpt2_lightning.report.profiled import counted_steps_profiler
 
 
 def model_setting(c: dict[str, Any], e: dict[str, Any]) -> Any:
+    if c.get("module"):  # your own module: its class and its arguments are the model (another argument, another model)
+        args = c.get("module_args")
+        return c["module"] + (" " + json.dumps(args, sort_keys=True) if args else "")
     overrides = [f"{k}={c[k]}" for k in ("n_layer", "n_head", "n_embd", "vocab_size") if c.get(k) is not None]
+    overrides += ["activation checkpointing"] if c.get("activation_checkpointing") else []
     return f"{c.get('model')} ({', '.join(overrides)})" if overrides else c.get("model")
+
+
+def data_setting(c: dict[str, Any]) -> str:
+    if c.get("datamodule"):
+        args = c.get("datamodule_args")
+        return c["datamodule"] + (" " + json.dumps(args, sort_keys=True) if args else "")
+    return c.get("data") or ("the module's own" if c.get("module") else "synthetic")
 
 
 def planted_delay(c: dict[str, Any]) -> str | None:
@@ -43,7 +55,7 @@ SETTINGS: tuple[tuple[str, Callable[[dict[str, Any], dict[str, Any]], Any]], ...
     ("device", lambda c, e: f"{e.get('device_type')}: {e.get('device_name')}"),
     ("torch", lambda c, e: e.get("torch")),
     ("lightning", lambda c, e: e.get("lightning")),
-    ("data", lambda c, e: c.get("data") or "synthetic"),
+    ("data", lambda c, e: data_setting(c)),
     ("steps", lambda c, e: f"{c.get('warmup_steps')} warm-up + {c.get('steps')} timed"),
     ("planted delay", lambda c, e: planted_delay(c) or "none"),
     ("init on", lambda c, e: c.get("init_on")),

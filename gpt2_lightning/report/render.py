@@ -59,6 +59,8 @@ def format_summary(data: dict[str, Any]) -> str:
     for exp, result in experiments.items():
         if "error" in result:
             lines.append(f"{exp}: FAILED: {result['error']}")
+        elif result.get("skipped"):
+            lines.append(f"{exp}: skipped: {result['skipped']}")
         elif result.get("interrupted"):
             lines.append(f"{exp}: {interrupted_text(result)}")
     on_gpu = data.get("env", {}).get("device_type") == "cuda"  # start-up and the naive timer mean nothing on a CPU
@@ -89,7 +91,7 @@ def format_summary(data: dict[str, Any]) -> str:
             lines.append(f"{exp}: {rank0}{fmt_rate(thr.get('tokens_per_sec'))} tokens/s{_padding(thr)}, "
                          f"{fmt_flops(thr.get('tflops'))}, "
                          f"MFU {fmt_mfu(thr.get('mfu_pct'), data, thr.get('mfu_note'))}; {mem_s}")
-        lines += [x for x in (host_line(exp, result),) if x]
+        lines += [x for x in (flops_line(exp, result), host_line(exp, result)) if x]
         lines += summary_lines(exp, result)  # energy, cost, time to train
     lines += [f"energy unavailable ({', '.join(exps)}): {why}" for why, exps in no_energy.items()]
     for exp, result in experiments.items():
@@ -102,6 +104,25 @@ def format_summary(data: dict[str, Any]) -> str:
 def _padding(thr: dict[str, Any]) -> str:
     """" (tokens: non-padding, from attention_mask)" when the batches' padding was left out of the tokens."""
     return f" ({thr['tokens_note']})" if thr.get("tokens_from") == "attention_mask" and thr.get("tokens_note") else ""
+
+
+def fmt_count(n: float) -> str:
+    for div, prefix in ((1e12, "T"), (1e9, "G"), (1e6, "M"), (1e3, "k")):
+        if n >= div:
+            return f"{n / div:.4g}{prefix}"
+    return f"{n:.0f}"
+
+
+def flops_line(exp: str, result: dict[str, Any]) -> str | None:
+    """Which FLOPs count TFLOP/s and MFU use (``flops_source``), and FlopCounterMode's beside a formula's."""
+    thr = result.get("throughput") or {}
+    used, counted, source = thr.get("flops_per_step"), thr.get("flops_counted_per_step"), thr.get("flops_source")
+    if used is None:
+        return f"{exp}: FLOPs unknown ({thr['flops_note']})" if thr.get("flops_note") else None
+    line = f"{exp}: FLOPs per step {fmt_count(used)} by {source}"
+    if counted and source != "FlopCounterMode":
+        line += f"; FlopCounterMode counts {fmt_count(counted)} ({(counted - used) / used * 100:+.2f}%)"
+    return line
 
 
 def fmt_flops(tflops: float | None) -> str:
@@ -226,6 +247,9 @@ def render_report(data: dict[str, Any], plots: dict[str, str]) -> str:
         if "error" in result:
             out += [f"**Failed:** {result['error']}", ""]
             continue
+        if result.get("skipped"):
+            out += [f"**Skipped:** {result['skipped']}", ""]
+            continue
         if result.get("interrupted"):
             detail = interrupted_detail(result)
             out += [f"**Interrupted:** {detail}." if detail else f"**Interrupted** {NOTHING_COUNTED}.", ""]
@@ -239,6 +263,9 @@ def render_report(data: dict[str, Any], plots: dict[str, str]) -> str:
                        f"first build in the process, not counted: {fmt_ms(result.get('cold_init_ms'))}.")
         elif exp == "init":
             out.append(f"- First build in the process, not counted: {fmt_ms(result.get('cold_init_ms'))}.")
+        if exp == "init" and (result.get("construct") or {}).get("n"):
+            out.append(f"- The module's constructor, before any Trainer (host clock, not in the table): "
+                       f"{fmt_ms(result['construct']['median_ms'])} median.")
         if exp == "inference" and on_gpu and result.get("naive_ms") is not None:
             fwd = result["phases"]["forward"]["median_ms"]
             ratio = fwd / result["naive_ms"] if result["naive_ms"] else float("nan")
@@ -261,7 +288,8 @@ def render_report(data: dict[str, Any], plots: dict[str, str]) -> str:
             out.append(f"- Throughput{rank0}: {fmt_rate(thr.get('tokens_per_sec'))} tokens/s{_padding(thr)}, "
                        f"{fmt_flops(thr.get('tflops'))}, "
                        f"MFU {fmt_mfu(thr.get('mfu_pct'), data, thr.get('mfu_note'))}.")
-        out += [f"- {x.split(': ', 1)[1]}." for x in (host_line(exp, result), fit_line(exp, result)) if x]
+        out += [f"- {x.split(': ', 1)[1]}." for x in (flops_line(exp, result), host_line(exp, result),
+                                                     fit_line(exp, result)) if x]
         if result.get("memory"):
             out.append("- Memory: " + ", ".join(f"{k} {v:.3f} GiB" for k, v in result["memory"].items()) + ".")
         out += [f"- {line.split(': ', 1)[1]}" for line in summary_lines(exp, result)]

@@ -116,10 +116,11 @@ def hparams(data: dict[str, Any], exp: str = "-") -> dict[str, Any]:
         "run": run_name(data),
         "seq_len": int(c.get("seq_len") or 0),
         "sequences_per_batch": int(c.get("batch_size") or 0),
-        "shape": f"{gpt.get('n_layer')}L {gpt.get('n_head')}H {gpt.get('n_embd')}d" if gpt else "-",
+        "shape": f"{gpt.get('n_layer')}L {gpt.get('n_head')}H {gpt.get('n_embd')}d" if gpt else (
+            f"{c.get('num_params')} parameters, args {c.get('module_args') or {}}" if c.get("module") else "-"),
         "steps": int(c.get("steps") or 0),
         "strategy": str(c.get("strategy") or "-"),
-        "tokens": str(c.get("data") or "synthetic"),
+        "tokens": str(c.get("data") or c.get("datamodule") or ("the module's own" if c.get("module") else "synthetic")),
         "tool": "train.py" if "train" in c else "profile.py",
         "torch_compile": bool(c.get("compile")),
         "torch_profiler": str(c.get("profiler") or "none"),

@@ -67,8 +67,23 @@ def diverged_lines(data: dict[str, Any]) -> list[str]:
 
 
 def title(data: dict[str, Any]) -> str:
-    kind = "GPT-2 training run" if is_training_run(data) else "GPT-2 profile"
-    return f"# {kind}: {data.get('config', {}).get('run_dir', '')}"
+    """``# GPT-2 profile: DIR``; a --module run is titled with its class and parameter count instead."""
+    c = data.get("config") or {}
+    model = "GPT-2"
+    if c.get("module"):
+        model = f"{c.get('model_class') or c.get('model')} ({fmt_params(c.get('num_params'))} parameters)"
+    kind = "training run" if is_training_run(data) else "profile"
+    return f"# {model} {kind}: {c.get('run_dir', '')}"
+
+
+def fmt_params(n: Any) -> str:
+    """124.4M, 196.9k, 1.56B: a parameter count as a title shows it."""
+    if not isinstance(n, (int, float)):
+        return "?"
+    for scale, unit in ((1e9, "B"), (1e6, "M"), (1e3, "k")):
+        if n >= scale:
+            return f"{n / scale:.4g}{unit}"
+    return str(int(n))
 
 
 def loss_section(data: dict[str, Any], plots: dict[str, str]) -> list[str]:

@@ -30,7 +30,20 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog=prog_name("scripts/train.py"), allow_abbrev=False,
                                 description="Train GPT-2 on real tokens, timed by the same callbacks as the profiler.",
                                 epilog=f"examples:\n{examples}\n\n{schedule}", formatter_class=HelpFormatter)
-    p.add_argument("--data", required=True, help="token directory made by scripts/prepare_data.py (required)")
+    p.add_argument("--data", default=None, help="token directory made by scripts/prepare_data.py (default: none; "
+                                                "required for the built-in GPT-2, a --module brings its own data)")
+    p.add_argument("--module", default=None,
+                   help="train your own LightningModule instead: PKG.MOD:CLASS or path/to/file.py:CLASS "
+                        "(docs/own-model.md); its configure_optimizers and data rule, so --lr and the schedule flags "
+                        "are GPT-2's only (default: the built-in GPT-2, --model)")
+    p.add_argument("--module-args", default=None, help="its constructor arguments as a JSON object (default: the "
+                                                       "class's own defaults)")
+    p.add_argument("--datamodule", default=None, help="its LightningDataModule, PKG.MOD:CLASS or path/to/file.py:CLASS "
+                                                      "(default: the module's own dataloaders)")
+    p.add_argument("--datamodule-args", default=None, help="the DataModule's constructor arguments as a JSON object "
+                                                           "(default: the class's own defaults)")
+    p.add_argument("--activation-checkpointing", action="store_true",
+                   help="built-in GPT-2: recompute every block's activations in backward (less memory, more compute)")
     p.add_argument("--model", default="tiny", help=f"GPT-2 preset: {', '.join(MODEL_NAMES)}")
     for flag, what in (("--n-layer", "number of layers"), ("--n-head", "attention heads"), ("--n-embd", "width")):
         p.add_argument(flag, type=int, default=None, metavar="N",
@@ -105,8 +118,20 @@ def parse(argv):
         raise ConfigError("lr", args.lr, "must be positive")
     if args.min_lr is not None and not (math.isfinite(args.min_lr) and 0 <= args.min_lr <= args.lr):
         raise ConfigError("min_lr", args.min_lr, f"must be between 0 and --lr {args.lr:g} (the cosine decays to it)")
+    if args.data is None and args.module is None:
+        raise ConfigError("data", None, "is required: a token directory made by scripts/prepare_data.py (or give "
+                                        "--module to train your own model on its own data)")
+    given = sys.argv[1:] if argv is None else argv
+    if args.module is not None and any(a == "--model" or a.startswith("--model=") for a in given):
+        raise ConfigError("model", args.model, "is the built-in GPT-2's preset, not --module's (give your module's "
+                                               "own settings in --module-args)")
+    if args.module is not None and args.resume is not None:
+        raise ConfigError("resume", args.resume, "resumes the built-in GPT-2 only; with --module, continue with "
+                                                 "Lightning's own ckpt_path in your code")
     # the settings shared with the profiler are checked by its config
     cfg = ProfileConfig(
+        module=args.module, module_args=args.module_args, datamodule=args.datamodule,
+        datamodule_args=args.datamodule_args, activation_checkpointing=args.activation_checkpointing,
         accelerator=args.accelerator, devices=args.devices, strategy=args.strategy, precision=args.precision,
         model=args.model, n_layer=args.n_layer, n_head=args.n_head, n_embd=args.n_embd, batch_size=args.batch_size,
         seq_len=args.seq_len, warmup_steps=args.warmup_steps, steps=max(1, args.max_steps - args.warmup_steps),

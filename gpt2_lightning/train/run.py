@@ -19,6 +19,7 @@ from gpt2_lightning.data import TokenFileDataModule
 from gpt2_lightning.profile.interrupts import RunInterrupted
 from gpt2_lightning.module import GPT2LightningModule
 from gpt2_lightning.profile.settings import ProfileConfig
+from gpt2_lightning.profile.workload import flops_fields, workload_for
 from gpt2_lightning.profile.run import RESULTS_FILE, finish
 from gpt2_lightning.report.results import RunResults
 
@@ -58,13 +59,19 @@ def train(cfg: ProfileConfig, args: argparse.Namespace, run_dir: Path, resume: d
 
         torch.set_num_threads(cfg.threads)  # before anything runs, so that env records it (as profile.py)
     env = measured_env(run_device(cfg))  # this process's own device
-    data = TokenFileDataModule(args.data, cfg.seq_len, cfg.batch_size, seed=cfg.seed, val_batches=args.val_batches)
-    L.seed_everything(cfg.seed, verbose=False)
-    module = GPT2LightningModule(
-        cfg.gpt_config(), learning_rate=args.lr, weight_decay=args.weight_decay, compile=cfg.compile,
-        lr_warmup_steps=args.lr_warmup_steps, lr_decay_steps=args.lr_decay_steps, min_lr=args.min_lr,
-        float8=cfg.precision == "fp8",  # float8 Linear layers under bf16 autocast, as profile.py trains fp8
-    )
+    if cfg.module:  # your own module and its data (gpt2_lightning.profile.workload)
+        workload = workload_for(cfg)
+        module, data = workload.make_module(), workload.user_datamodule(args.max_steps * args.accumulate)
+        validates = workload.can_validate()
+    else:
+        data = TokenFileDataModule(args.data, cfg.seq_len, cfg.batch_size, seed=cfg.seed, val_batches=args.val_batches)
+        L.seed_everything(cfg.seed, verbose=False)
+        module = GPT2LightningModule(
+            cfg.gpt_config(), learning_rate=args.lr, weight_decay=args.weight_decay, compile=cfg.compile,
+            lr_warmup_steps=args.lr_warmup_steps, lr_decay_steps=args.lr_decay_steps, min_lr=args.min_lr,
+            float8=cfg.precision == "fp8",  # float8 Linear layers under bf16 autocast, as profile.py trains fp8
+        )
+        validates = True
     timing = PhaseTimingCallback(warmup_steps=cfg.warmup_steps)
     throughput = ThroughputCallback(timing, precision=cfg.precision)  # MFU against this precision's peak (fp8, tf32)
     losses, vals = LossHistory(args.log_every, write=True, module_logs=True), ValHistory()
@@ -79,7 +86,7 @@ def train(cfg: ProfileConfig, args: argparse.Namespace, run_dir: Path, resume: d
         gradient_clip_val=args.grad_clip or None,
         val_check_interval=args.val_every * args.accumulate,  # counted in batches
         check_val_every_n_epoch=None,  # the training stream has no epochs
-        limit_val_batches=args.val_batches,
+        limit_val_batches=args.val_batches if validates else 0,
         log_every_n_steps=args.log_every,
         enable_checkpointing=True,
         enable_progress_bar=cfg.verbose or sys.stderr.isatty(),
@@ -87,14 +94,15 @@ def train(cfg: ProfileConfig, args: argparse.Namespace, run_dir: Path, resume: d
         # an inference tensor, which the next validation could not update
         inference_mode=False,
     )
-    config = cfg.to_dict() | {"train": vars(args), "run_dir": str(run_dir), "gpt": module.hparams["config"]}
+    config = cfg.to_dict() | {"train": vars(args), "run_dir": str(run_dir)} | (
+        workload.record() if cfg.module else {"gpt": module.hparams["config"]})
     results = RunResults(env=env, config=config)
     results.save(run_dir / RESULTS_FILE)
     try:
-        if args.resume is None:
+        if args.resume is None and validates:
             trainer.validate(module, datamodule=data, verbose=False)  # the loss before any training, at step 0
         trainer.fit(module, datamodule=data, ckpt_path=args.resume)
-        if not vals.values or vals.values[-1]["step"] != trainer.global_step:
+        if validates and (not vals.values or vals.values[-1]["step"] != trainer.global_step):
             trainer.validate(module, datamodule=data, verbose=False)  # the loss the run ends with
         results.status = "complete"
     except RunInterrupted as e:
@@ -102,7 +110,8 @@ def train(cfg: ProfileConfig, args: argparse.Namespace, run_dir: Path, resume: d
         e.results = results  # the summary below is filled in before the exception leaves: train.py's message reads it
         raise
     finally:
-        summary = experiment_summary(timing, throughput, "train", "step")
+        summary = experiment_summary(timing, throughput, "train", "step",
+                                     flops=flops_fields(cfg, "train", args.accumulate))
         losses.collect()
         summary.update(train_loss=losses.values, val_loss=vals.values,
                        global_step=trainer.global_step, last_checkpoint=checkpoints.last_model_path or None,
