@@ -30,7 +30,7 @@ from gpt2_lightning.flops import MATMUL_PARTS
 from gpt2_lightning.profile.workload import workload_for
 from gpt2_lightning.analysis.module_parts import add_flops
 from gpt2_lightning.profile.settings import ProfileConfig
-from gpt2_lightning.profile.profilers import ProfilerStepCallback, kernel_profiler
+from gpt2_lightning.profile.profilers import ProfilerStepCallback, kernel_profiler, rank_suffix
 from gpt2_lightning.analysis.trace_analysis import TraceError, analyze_trace
 
 PROFILER_WARMUP_STEPS = 1  # traced, then dropped: the tracer's start-up lands in it, not in a recorded step
@@ -40,9 +40,9 @@ CPU_BREAKDOWN_MAX_SHARE = 0.20
 CPU_PROFILED_SLOWDOWN = 5.0  # GPT-2 small: 8.33 s against 1.63 s; tiny at T16-T32: 4-9x
 
 
-def diagnosis_trace_path(run_dir: Path, experiment: str, rank: int = 0) -> Path:
-    suffix = f"-rank{rank}" if rank else ""
-    return run_dir / f"diagnosis-{experiment}{suffix}.pt.trace.json.gz"
+def diagnosis_trace_path(run_dir: Path, experiment: str, rank: int = 0, world_size: int = 1) -> Path:
+    """diagnosis-<experiment>[-rankR].pt.trace.json.gz: with several processes each rank writes its own file."""
+    return run_dir / f"diagnosis-{experiment}{rank_suffix(rank, world_size)}.pt.trace.json.gz"
 
 
 def profile_extra_steps(cfg: ProfileConfig, module: L.LightningModule, stage: str, run_dir: Path,
@@ -54,10 +54,10 @@ def profile_extra_steps(cfg: ProfileConfig, module: L.LightningModule, stage: st
     overrides: dict[str, Any] = {"max_steps": n} if stage == "train" else {}
     ranges = module_ranges(cfg)  # which module ran what: the per-module breakdown
     # --add-delay-ms: the planted slowdown is part of the model, in these steps as in the counted ones
-    delay = PlantedDelay(cfg.add_delay_ms) if cfg.add_delay_ms else None
+    delay = PlantedDelay(cfg.add_delay_ms, rank=cfg.add_delay_rank) if cfg.add_delay_ms else None
     trainer = make_trainer(cfg, [c for c in (ranges, delay) if c is not None], enable_progress_bar=False,
                            **overrides)
-    path = diagnosis_trace_path(run_dir, experiment, trainer.global_rank)
+    path = diagnosis_trace_path(run_dir, experiment, trainer.global_rank, trainer.world_size)
     cuda = resolve_device(cfg.accelerator).type == "cuda"
     with kernel_profiler(path, cfg.diagnose_steps, cuda=cuda, warmup=PROFILER_WARMUP_STEPS) as prof:
         trainer.callbacks.insert(0, ProfilerStepCallback(prof))
@@ -66,6 +66,12 @@ def profile_extra_steps(cfg: ProfileConfig, module: L.LightningModule, stage: st
         else:
             trainer.predict(module, datamodule=data, return_predictions=False)
     return path
+
+
+def _global_rank() -> int:
+    import torch.distributed as dist
+
+    return dist.get_rank() if dist.is_available() and dist.is_initialized() else 0
 
 
 def _step_ms(result: dict[str, Any], stage: str) -> float | None:
@@ -159,7 +165,7 @@ def diagnose_experiment(cfg: ProfileConfig, run_dir: Path, experiment: str, stag
                        step_is_profiled=profiled_run, precision=cfg.precision, straggler=result.get("straggler"))
     except RunInterrupted as e:
         if path is None:
-            path = diagnosis_trace_path(run_dir, experiment)
+            path = diagnosis_trace_path(run_dir, experiment, _global_rank(), cfg.world_size)
         path.unlink(missing_ok=True)  # a trace cut short (if written at all) is not kept
         e.diagnosis = diagnosis_interrupted(e, time.perf_counter() - start)
         raise
