@@ -53,7 +53,7 @@ def profile_extra_steps(cfg: ProfileConfig, module: L.LightningModule, stage: st
     overrides: dict[str, Any] = {"max_steps": n} if stage == "train" else {}
     ranges = module_ranges(cfg)  # which module ran what: the per-module breakdown
     # --add-delay-ms: the planted slowdown is part of the model, in these steps as in the counted ones
-    delay = PlantedDelay(cfg.add_delay_ms) if cfg.add_delay_ms else None
+    delay = PlantedDelay(cfg.add_delay_ms, rank=cfg.add_delay_rank) if cfg.add_delay_ms else None
     trainer = make_trainer(cfg, [c for c in (ranges, delay) if c is not None], enable_progress_bar=False,
                            **overrides)
     path = diagnosis_trace_path(run_dir, experiment, trainer.global_rank)
