@@ -76,7 +76,7 @@ def verdicts(a: dict, b: dict) -> dict:
     """compare.py's judgement of b against a, per figure: (ratio, its range, verdict)."""
     from gpt2_lightning.report.results import compare
 
-    rows = {r["label"]: r for r in compare([a, b])}
+    rows = {r["key"]: r for r in compare([a, b])}  # by key: labels gain "(rank 0)" with several processes
     return {f: (rows[f]["speedups"][1], rows[f]["speedup_ranges"][1], rows[f]["noise"][1], rows[f]["notes"][1])
             for f in FIGURES if f in rows}
 

@@ -148,3 +148,12 @@ def test_the_checks_catch_a_dead_link_and_a_bad_flag(tmp_path):
     assert commands(page) == [("profile", ["--accelerator", "cpu", "--stepz", "3"])]
     assert "did you mean --steps" in parse_error("profile", ["--accelerator", "cpu", "--stepz", "3"])
     assert parse_error("compare", ["runs/a", "runs/b", "--fail-if-slower", "x"]).startswith("exit 2")
+
+
+@pytest.mark.parametrize("page", PAGES, ids=lambda p: p.name)
+def test_a_page_that_shows_the_callbacks_import_gives_the_collision_free_name(page):
+    """`from callbacks import ...` finds a user's own callbacks.py first: a page that shows it also shows
+    `lightning_phase_callbacks`, the name that always finds these callbacks (README and docs/training.md do)."""
+    text = page.read_text(encoding="utf-8")
+    if "from callbacks import" in text or page.name in ("README.md", "training.md"):
+        assert "from lightning_phase_callbacks import" in text, page.name

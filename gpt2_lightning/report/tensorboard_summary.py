@@ -17,6 +17,7 @@ from typing import Any
 
 from gpt2_lightning.report.diagnosis import markdown_all as diagnosis_markdown
 from gpt2_lightning.report.noise import spread, timed_stats
+from gpt2_lightning.report.profiled import counted_steps_profiler
 from gpt2_lightning.report.render import markdown_summary
 from gpt2_lightning.report.tensorboard_files import EVENTS, flops_metric
 
@@ -84,12 +85,15 @@ def trial_name(data: dict[str, Any], exp: str) -> str:
 
 
 def experiment_label(data: dict[str, Any], exp: str) -> str:
-    """The ``experiment`` column (ticked by default): a run whose figures are not the code's alone says so there,
-    ``train (profiled)`` under a profiler, ``train (delayed)`` with a planted delay."""
+    """The ``experiment`` column (ticked by default), in the Trial ID's words (``init``, ``infer``, ``train``): a run
+    whose figures are not the code's alone says so there, ``train·prof`` when a profiler ran over the counted steps
+    (not ``--profiler pytorch`` on a CPU: it profiles only the diagnosis's extra steps), ``train·delay`` with a planted
+    delay, ``infer·prof·delay`` with both. The column is as narrow as the Trial ID's: ``inference (profiled)`` read
+    ``inference (profil...`` there, while ``infer·prof·delay`` reads whole (headless Chromium, TensorBoard 2.21)."""
     c = data.get("config", {})
-    marks = [m for m, on in (("profiled", str(c.get("profiler") or "none") != "none"),
-                             ("delayed", bool(c.get("add_delay_ms")))) if on]
-    return f"{exp} ({', '.join(marks)})" if marks else exp
+    marks = [m for m, on in (("prof", counted_steps_profiler(data) != "none"), ("delay", bool(c.get("add_delay_ms"))))
+             if on]
+    return "·".join([SHORT_EXPERIMENT.get(exp, exp), *marks])
 
 
 def device_label(env: dict[str, Any]) -> str:

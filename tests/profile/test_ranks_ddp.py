@@ -35,6 +35,11 @@ def test_a_planted_straggler_is_named_and_the_other_rank_waits_for_it(tmp_path):
         slowest = max(x["phases"][phase]["median_ms"] for x in r["ranks"])
         assert r["global_tokens_per_sec"] == pytest.approx(2 * 2 * 32 / (slowest / 1000), rel=1e-9)
         assert f"{exp}: rank 1 is the straggler: +" in proc.stdout
+        # results.json (rank 0's) reports the delayed rank's own sleeps: one per forward pass (1 warm-up + 4 counted),
+        # none shorter than asked, gathered from rank 1 when the stage ended
+        planted = r["planted_delay"]
+        assert (planted["rank"], planted["slept_on_rank"], planted["calls"]) == (1, 1, 5), (exp, planted)
+        assert PLANTED_MS <= planted["median_slept_ms"] < 1.5 * PLANTED_MS, (exp, planted)
     waits = {x["rank"]: x["waiting_ms"] for x in data["experiments"]["train"]["ranks"]}
     assert waits[0] >= 0.7 * PLANTED_MS and waits[0] - waits[1] >= 0.5 * PLANTED_MS, waits  # rank 0 waits for 1
     assert "**Rank 1 is the straggler" in (tmp_path / "slow" / "report.md").read_text()

@@ -94,3 +94,25 @@ def test_the_console_labels_rank_0s_own_rate_and_says_the_straggler():
             "tokens per step over rank 1's 28.5 ms)") in text
     assert "inference: rank 1 is the straggler: +25.1 ms per step in forward" in text
     assert "inference: rank 0: 37.65k tokens/s" in text
+
+
+def test_the_diagnosis_steps_plant_the_delay_on_the_same_rank_only(tmp_path):
+    """The diagnosis's extra steps plant --add-delay-ms as the counted steps do: with --add-delay-rank 1, on rank 1
+    only (it was planted on every rank there, so each rank's breakdown carried a sleep that its counted steps did not)."""
+    from callbacks.delay import PlantedDelay
+    from gpt2_lightning.profile import diagnosis
+
+    class Stop(Exception):
+        pass
+
+    seen = []
+
+    def capture(cfg, callbacks, **kwargs):
+        seen.extend(c for c in callbacks if isinstance(c, PlantedDelay))
+        raise Stop
+
+    cfg = ProfileConfig(accelerator="cpu", model="tiny", devices="2", strategy="ddp", add_delay_ms=20, add_delay_rank=1)
+    with mock.patch.object(diagnosis, "make_trainer", capture), mock.patch.object(diagnosis, "make_datamodule"), \
+            pytest.raises(Stop):
+        diagnosis.profile_extra_steps(cfg, None, "train", tmp_path, "train")
+    assert [(d.delay_s, d.rank) for d in seen] == [(0.02, 1)]

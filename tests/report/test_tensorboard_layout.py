@@ -161,11 +161,19 @@ def test_profiled_and_delayed_runs_are_marked_in_a_default_column():
 
     base = {"config": {"profiler": "none"}, "env": {"device_type": "cpu", "device_name": "Intel(R) Xeon(R) Processor"}}
     assert hparams(base, "train")["experiment"] == "train"
+    assert hparams(base, "inference")["experiment"] == "infer"  # the Trial ID's word
     assert hparams(base, "train")["device"] == "CPU Intel Xeon Processor"
-    profiled = {**base, "config": {"profiler": "pytorch"}}
-    assert hparams(profiled, "train")["experiment"] == "train (profiled)"
+    simple = {**base, "config": {"profiler": "simple"}}
+    assert hparams(simple, "train")["experiment"] == "train·prof"
+    # --profiler pytorch on a CPU profiles only the diagnosis's extra steps: the counted ones ran un-profiled
+    assert hparams({**base, "config": {"profiler": "pytorch"}}, "train")["experiment"] == "train"
+    gpu_pytorch = {"config": {"profiler": "pytorch"}, "env": {"device_type": "cuda", "device_name": "NVIDIA H100"}}
+    assert hparams(gpu_pytorch, "train")["experiment"] == "train·prof"
     both = {**base, "config": {"profiler": "simple", "add_delay_ms": 5.0}}
-    assert hparams(both, "inference")["experiment"] == "inference (profiled, delayed)"
+    assert hparams(both, "inference")["experiment"] == "infer·prof·delay"
+    # HParams' experiment column is about as narrow as the Trial ID's: "inference (profiled)" read
+    # "inference (profil..." in headless Chromium, "infer·prof·delay" whole (docs/reading-results.md)
+    assert max(len(hparams(both, exp)["experiment"]) for exp in ("init", "inference", "train")) <= 16
     gpu = {"env": {"device_type": "cuda", "device_name": "NVIDIA H100 80GB HBM3"}}
     assert hparams(gpu, "train")["device"] == "H100 80GB HBM3"
 
