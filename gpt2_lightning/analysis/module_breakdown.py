@@ -78,14 +78,12 @@ class _Owners:
 
 def _thread_segments(arrays: tuple, names: list[str], owners: _Owners, pid: int,
                      seq_owner: dict[tuple[int, int], tuple[int, int]],
-                     update_from: dict[int, float]) -> tuple[array, array, array, array, array, array]:
-    """The thread's timeline as consecutive segments (start, end, owner id, 1 when inside an operator), the start and
-    owner of every operator (nested ones too), and, into ``seq_owner``, the module and operator of every forward
-    operator that carries an autograd sequence number."""
+                     update_from: dict[int, float]) -> tuple[array, array, array, array]:
+    """The thread's timeline as consecutive segments (start, end, owner id, 1 when inside an operator), and, into
+    ``seq_owner``, the module and operator of every forward operator that carries an autograd sequence number."""
     start_a, end_a, name_a, kind_a, seq_a = arrays
     order = sorted(range(len(start_a)), key=lambda i: (start_a[i], -end_a[i], -kind_a[i]))
     seg_start, seg_end, seg_owner, seg_op = array("d"), array("d"), array("i"), array("b")
-    op_start, op_owner = array("d"), array("i")
     # stack entries: (end, kind, module, op, seq, update start, operators open); context is inherited from below
     stack: list[tuple[float, int, int, int, int, float | None, int]] = []
     outside = owners.id((OUTSIDE, -1, -1, -1, -1))
@@ -146,13 +144,11 @@ def _thread_segments(arrays: tuple, names: list[str], owners: _Owners, pid: int,
             else:
                 seq_owner[(pid, seq_a[i])] = (module, op)
         stack.append((e, kind, module, op, seq, update, open_ops + (k == OP)))
-        if k == OP:
-            op_start.append(s), op_owner.append(owner_at(s))
     while stack:
         emit(t, stack[-1][0])
         t = max(t, stack[-1][0])
         stack.pop()
-    return seg_start, seg_end, seg_owner, seg_op, op_start, op_owner
+    return seg_start, seg_end, seg_owner, seg_op
 
 
 def attribute(c: Collected, steps: list[tuple[int, float, float]]) -> dict[str, Any] | None:
@@ -160,9 +156,9 @@ def attribute(c: Collected, steps: list[tuple[int, float, float]]) -> dict[str, 
     "basis", "total_us", "unlinked_backward_us", "beside"}; None when the trace has no module ranges. ``beside``: on a
     CPU trace, the time of threads that do not run the model (collectives' threads, others), in us over all steps.
     ``kind`` is one of OUTSIDE, FORWARD, BACKWARD, RECOMPUTE, OPTIMIZER, WAITING (for collectives); a backward whose
-    forward is not in the trace counts as OUTSIDE. On a CPU trace also, per row, ``op_us``: the part of its time
-    inside operators (the rest is Python between them, a sleep, a wait) and ``ops``: how many operators (nested ones
-    too) started in it, what the profiler's per-operator overhead scales with (``phase_scaling``); None on a GPU."""
+    forward is not in the trace counts as OUTSIDE. On a CPU trace also ``op_us``: per row, the part of its time inside
+    operators (the rest is Python between them, a sleep, a wait), what the profiler slows (``phase_scaling``); None
+    on a GPU."""
     if not any(MODULE_RANGE in arrays[3] for arrays in c.cpu.values()):
         return None
     names = list(c.names)
@@ -186,8 +182,7 @@ def attribute(c: Collected, steps: list[tuple[int, float, float]]) -> dict[str, 
                     beside["threads"] += 1
     n_steps = len(steps)
     per_owner: dict[int, list[float]] = {}
-    op_us: dict[int, float] = {}  # CPU: the part of an owner's time inside operators, and its operators' count
-    op_count: dict[int, int] = {}
+    op_us: dict[int, float] = {}  # CPU: the part of an owner's time inside operators
 
     def add(owner: int, step: int, us: float) -> None:
         per_owner.setdefault(owner, [0.0] * n_steps)[step] += us
@@ -211,8 +206,7 @@ def attribute(c: Collected, steps: list[tuple[int, float, float]]) -> dict[str, 
         outside = owners.id((OUTSIDE, -1, -1, -1, -1))
         waiting = owners.id((WAITING, -1, -1, -1, -1))
         collectives = collective_spans(c, collective, model)
-        starts = [s for _, s, _ in steps]
-        for thread, (seg_start, seg_end, seg_owner, seg_op, op_start, op_owner) in segments.items():
+        for thread, (seg_start, seg_end, seg_owner, seg_op) in segments.items():
             timeline = list(zip(seg_start, seg_end, seg_owner, seg_op))
             if thread == c.step_thread and steps:  # the steps' thread before its first event and after its last one
                 first = timeline[0][0] if timeline else steps[-1][2]
@@ -227,12 +221,8 @@ def attribute(c: Collected, steps: list[tuple[int, float, float]]) -> dict[str, 
                         if in_op:
                             key = waiting if in_flight else owner
                             op_us[key] = op_us.get(key, 0.0) + us
-            for t, owner in zip(op_start, op_owner):
-                if locate(starts, steps, t) >= 0:
-                    op_count[owner] = op_count.get(owner, 0) + 1
     rows: dict[tuple[int, str, str, str], float] = {}
     rows_op: dict[tuple[int, str, str, str], float] = {}
-    rows_ops: dict[tuple[int, str, str, str], int] = {}
     unlinked = 0.0
     for owner, per_step in per_owner.items():
         kind, module, op, seq, pid = owners.keys[owner]
@@ -247,8 +237,7 @@ def attribute(c: Collected, steps: list[tuple[int, float, float]]) -> dict[str, 
         key = (kind, path, cls, names[op] if op >= 0 else "")
         rows[key] = rows.get(key, 0.0) + sum(per_step)
         rows_op[key] = rows_op.get(key, 0.0) + op_us.get(owner, 0.0)
-        rows_ops[key] = rows_ops.get(key, 0) + op_count.get(owner, 0)
     return {"rows": rows, "steps": n_steps, "basis": basis,
             "total_us": sum(rows.values()), "unlinked_backward_us": unlinked, "beside": beside,
-            "op_us": rows_op if not c.g_start else None, "ops": rows_ops if not c.g_start else None}
+            "op_us": rows_op if not c.g_start else None}
 

@@ -163,8 +163,8 @@ def summarize(c: Any, steps: list[tuple[int, float, float]]) -> dict[str, Any]:
     def op_ms(us: list[float] | None) -> dict[str, float] | None:  # CPU: time inside operators, per column
         if op_us is None:
             return None
-        return {"forward_ms": (us or [0.0])[0] / per, "backward_ms": (us or [0.0, 0.0])[1] / per,
-                "recompute_ms": (us or [0.0, 0.0, 0.0])[2] / per}
+        f, b, r = us or (0.0, 0.0, 0.0)
+        return {"forward_ms": f / per, "backward_ms": b / per, "recompute_ms": r / per}
 
     ranked = sorted(parts.items(), key=lambda kv: -sum(kv[1]))
     if not gpt2 and len(ranked) > TOP_PARTS:
