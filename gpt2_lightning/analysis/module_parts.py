@@ -201,6 +201,8 @@ def summarize(c: Any, steps: list[tuple[int, float, float]]) -> dict[str, Any]:
                             "other_threads_ms": attr["beside"]["other_threads_us"] / per,
                             "threads": attr["beside"]["threads"]},
         "backward_without_forward_ms": attr["unlinked_backward_us"] / per,
+        # CPU: the steps' time inside operators on the model's threads (the rest is Python, sleeps, waits)
+        "profiled_op_ms_per_step": None if op_us is None else sum(op_us.values()) / per,
     }
 
 

@@ -21,8 +21,10 @@ brought phase by phase to the counted, un-profiled medians of the same run:
   shrunk by one factor to fit it (``scaled.fitted``) and nothing is left outside.
   In inference the quoted figure is the forward pass (``phases.forward``): the parts add up to it.
 
-Every row and block keeps its profiled time (``profiled_ms``). The operator categories and top operators (self time,
-which the phases do not split) are scaled by one factor, the un-profiled step over the profiled one; their shares stay
+Every row and block keeps its profiled time (``profiled_ms``). The operator categories and top operators (operator
+self time, which the phases do not split) are scaled by one factor for the step, found the same way: the step's time
+outside operators kept, f = (un-profiled step - that time) / the step's operator time (``scaled.method``
+``"operators"``; ``"step"``, the un-profiled step over the profiled one, when that is not positive); their shares stay
 those of the profiled steps. Plain Python, no torch.
 """
 
@@ -135,21 +137,29 @@ def scale_modules(modules: dict[str, Any], phases: dict[str, Any], training: boo
 
 
 def scale_cpu_analysis(analysis: dict[str, Any], phases: dict[str, Any] | None, training: bool) -> dict[str, Any]:
-    """A CPU trace analysis in the un-profiled step's time: the module rows phase by phase (``scale_modules``), the
-    categories and top operators by the un-profiled step over the profiled one. Unchanged without the phases, or
-    for a GPU trace (kernel time is not slowed by the profiler)."""
+    """A CPU trace analysis in the un-profiled step's time: the module rows phase by phase (``scale_modules``); the
+    categories and top operators (operator self time) by the step's operator factor, (the un-profiled step - the
+    profiled step's time outside operators) / its operator time, as the rows' operators are scaled
+    (``scaled.method`` = ``"operators"``), or, without the split or when that is not positive, by the un-profiled
+    step over the profiled one (``"step"``). Unchanged without the phases, or for a GPU trace (kernel time is not
+    slowed by the profiler)."""
     if analysis.get("kind") == "gpu" or not phases:
         return analysis
     step = _median(phases, "step" if training else "forward")
     profiled = analysis.get("profiled_step_ms")
     out = dict(analysis)
-    if analysis.get("modules"):
-        out["modules"] = scale_modules(analysis["modules"], phases, training)
-    factor = _factor(step, profiled or 0.0)
+    modules = analysis.get("modules") or {}
+    if modules:
+        out["modules"] = scale_modules(modules, phases, training)
+    factor, method = _factor(step, profiled or 0.0), "step"
+    ops, total = modules.get("profiled_op_ms_per_step"), modules.get("total_ms_per_step")
+    if step is not None and ops and total and step > total - ops:  # the model threads' time outside operators kept
+        factor, method = (step - (total - ops)) / ops, "operators"
     if factor is None:
         return out
     out["categories"] = {k: dict(v, ms_per_step=v["ms_per_step"] * factor) for k, v in analysis["categories"].items()}
     out["top_ops"] = [dict(r, ms_per_step=r["ms_per_step"] * factor) for r in analysis.get("top_ops") or []]
     out["cpu_self_ms_per_step"] = analysis.get("cpu_self_ms_per_step", 0.0) * factor
-    out["scaled"] = {"note": SCALED_NOTE, "step_ms": step, "profiled_step_ms": profiled, "factor": factor}
+    out["scaled"] = {"note": SCALED_NOTE, "step_ms": step, "profiled_step_ms": profiled, "factor": factor,
+                     "method": method}
     return out

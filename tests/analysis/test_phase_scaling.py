@@ -130,7 +130,8 @@ def test_categories_scaled_by_the_step_shares_kept():
     assert s["categories"]["matmul"] == {"ms_per_step": pytest.approx(30.0), "pct": 40.0}
     assert s["top_ops"][0]["ms_per_step"] == pytest.approx(20.0) and s["cpu_self_ms_per_step"] == pytest.approx(75.0)
     assert s["modules"]["total_ms_per_step"] == pytest.approx(100.0)
-    assert s["scaled"] == {"note": SCALED_NOTE, "step_ms": 100.0, "profiled_step_ms": 400.0, "factor": 0.25}
+    assert s["scaled"] == {"note": SCALED_NOTE, "step_ms": 100.0, "profiled_step_ms": 400.0, "factor": 0.25,
+                           "method": "step"}  # these rows carry no operator time for the step
 
 
 def test_phase_medians_that_exceed_the_steps_are_fitted_to_it():
@@ -204,3 +205,23 @@ def test_a_sleep_in_a_traced_forward_keeps_its_length(tmp_path):
     rows = {r["part"]: r for r in m["parts"]}
     assert m["scaled"]["method"]["forward"] == "phase"
     assert rows["model (GPT)"]["forward_ms"] == pytest.approx(4.1 * 4.0 / 6.0)
+
+
+def test_a_traces_operator_categories_scaled_as_its_operators_are(tmp_path):
+    """The sleepy trace's operators (self time) take 4.9 ms of its 10 ms step: linear 0.1 (addmm 0.7 inside it),
+    mul 0.8, MulBackward0 1.0, AddmmBackward0 0.2 (mm 0.8 inside it), add_ 1.3; the other 5.1 ms (the sleep, Python,
+    the optimizer's and outside's) are kept, so to a 6.8 ms step the operators scale by (6.8 - 5.1) / 4.9. One factor
+    for the step (6.8 / 10) would have said 3.3 ms of operator time in a step whose operators take 1.7."""
+    a = _sleepy_trace(tmp_path)
+    assert a["cpu_self_ms_per_step"] == pytest.approx(4.9)
+    assert a["modules"]["profiled_op_ms_per_step"] == pytest.approx(4.9)
+    phases = {"forward": {"median_ms": 4.8}, "backward": {"median_ms": 1.0}, "optimizer": {"median_ms": 0.5},
+              "step": {"median_ms": 6.8}}
+    s = scale_cpu_analysis(a, phases, training=True)
+    assert s["cpu_self_ms_per_step"] == pytest.approx(1.7)
+    assert s["scaled"]["method"] == "operators" and s["scaled"]["factor"] == pytest.approx(1.7 / 4.9)
+    add = next(r for r in s["top_ops"] if r["name"] == "aten::add_")
+    assert add["ms_per_step"] == pytest.approx(1.3 * 1.7 / 4.9)
+    # a step no longer than its time outside operators: one factor, the un-profiled step over the profiled one
+    s = scale_cpu_analysis(a, {**phases, "step": {"median_ms": 5.0}}, training=True)
+    assert s["scaled"]["method"] == "step" and s["cpu_self_ms_per_step"] == pytest.approx(4.9 * 0.5)
