@@ -242,8 +242,9 @@ def test_a_sleep_keeps_its_length_and_the_profilers_operator_cost_is_taken_out(t
     slept = train["planted_delay"]["median_slept_ms"]  # the counted steps' sleeps, by the sleep's own clock
     m = train["diagnosis"]["modules"]
     rows = {r["part"]: r for r in m["parts"]}
-    # the trace saw the planted matmuls as the head's operator time, and the sleep as no operator's
-    assert rows["output head"]["profiled_op_ms"]["forward_ms"] >= OPERATORS_MS
+    # the trace saw the planted matmuls as the head's operator time (all but the loop's Python between them), and the
+    # sleep as no operator's
+    assert rows["output head"]["profiled_op_ms"]["forward_ms"] >= 0.8 * OPERATORS_MS
     assert rows["other model code"]["profiled_op_ms"]["forward_ms"] < 0.1 * slept
     assert m["scaled"]["method"]["forward"] == "operators"
     assert rows["other model code"]["forward_ms"] == pytest.approx(slept, rel=0.15)
