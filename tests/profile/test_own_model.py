@@ -99,7 +99,8 @@ def test_tflops_times_step_is_flopcountermodes_count(tiny_lm_run):
     (["--module-args", '{"width": 8}'], "needs --module"),
     (["--module", f"{OWN}:TinyLM", "--n-layer", "2"], "--n-layer 2: is for the built-in GPT-2"),
     (["--module", f"{OWN}:TinyLM", "--model", "tiny"], "--model tiny: is the built-in GPT-2's preset"),
-    (["--module", f"{OWN}:TinyLM", "--activation-checkpointing"], "is for the built-in GPT-2"),
+    (["--module", f"{OWN}:TinyLM", "--activation-checkpointing"],  # a switch is named alone, never "True"
+     "error: --activation-checkpointing: is for the built-in GPT-2"),
     (["--module", f"{OWN}:TinyLM", "--sweep", "module_args=1,2"], "module_args.NAME"),
 ])
 def test_bad_module_input_is_one_line_and_exit_2(args, says, tmp_path, capsys, monkeypatch):
