@@ -128,6 +128,15 @@ def test_train_py_trains_your_module_without_data(tmp_path):
     proc = _run("train.py", "--accelerator", "cpu", "--module", f"{OWN}:TinyLM", "--datamodule", f"{OWN}:TokenData",
                 "--max-steps", "4", "--warmup-steps", "1", "--out", str(tmp_path), "--run-name", "t")
     assert proc.returncode == 0, proc.stderr
+    # the module's configure_optimizers sets its rate: no word on --lr-warmup-steps (100 by default, > 4 steps)
+    assert "warning" not in proc.stderr and "--lr" not in proc.stderr, proc.stderr
+    # train.py's --resume would refuse this run's checkpoint: its last lines offer Lightning's ckpt_path instead
+    assert "--resume" not in proc.stdout.replace("train.py --resume continues the built-in GPT-2 only", "")
+    assert f"trainer.fit(..., ckpt_path='{tmp_path / 't' / 'checkpoints' / 'last.ckpt'}')" in proc.stdout
+    # one logged step (the last, 3: fewer steps than --log-every 10): said once, not "x at step 3 -> x at step 3"
+    loss = json.loads((tmp_path / "t" / "results.json").read_text())["experiments"]["train"]["train_loss"]
+    assert [x["step"] for x in loss] == [3]
+    assert f"train loss: {loss[0]['loss']:.4f} at step 3 (the only logged step)" in proc.stdout.splitlines()
     data = json.loads((tmp_path / "t" / "results.json").read_text())
     assert data["config"]["module"] == f"{OWN}:TinyLM" and data["experiments"]["train"]["global_step"] == 4
     assert data["experiments"]["train"]["throughput"]["flops_source"] == "FlopCounterMode"
