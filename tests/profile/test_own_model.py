@@ -197,6 +197,30 @@ def test_the_docs_example_is_short_and_its_command_is_the_tested_one():
         assert command in (Path(ROOT) / page).read_text(), page
 
 
+def test_the_docs_say_how_to_install_what_the_example_imports_beyond_the_tool():
+    """examples/hf_llama.py imports transformers, which only the [dev] extra has: the page gives the install line
+    with pyproject's own version range, and the extra."""
+    import ast
+    import re
+    import tomllib
+
+    tree = ast.parse((Path(ROOT) / "examples" / "hf_llama.py").read_text())
+    imported = {a.name.split(".")[0] for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names}
+    imported |= {n.module.split(".")[0] for n in ast.walk(tree) if isinstance(n, ast.ImportFrom) and n.module}
+    project = tomllib.loads((Path(ROOT) / "pyproject.toml").read_text())["project"]
+
+    def by_name(specs):
+        return {re.split(r"[<>=!~\[; ]", spec, maxsplit=1)[0]: spec for spec in specs}
+
+    core, dev = by_name(project["dependencies"]), by_name(project["optional-dependencies"]["dev"])
+    extra = sorted(name for name in imported if name not in core)
+    assert extra == ["transformers"]  # what this test was written for; a new import needs its line on the page too
+    page = (Path(ROOT) / "docs" / "own-model.md").read_text()
+    for name in extra:
+        assert f'pip install "{dev[name]}"' in page, name
+    assert 'pip install -e ".[dev]"' in page
+
+
 def test_a_sweep_over_the_modules_own_args_makes_one_config_per_value():
     from gpt2_lightning.profile.settings import ProfileConfig
 
