@@ -11,4 +11,6 @@ class ConfigError(ValueError):
     def __init__(self, flag: str, value: Any, valid: str) -> None:
         if isinstance(value, float) and value.is_integer():
             value = int(value)  # as typed: --price-per-hour -1, not -1.0 (argparse made a float of it)
-        super().__init__(f"--{flag.replace('_', '-')} {value}: {valid}")
+        flag = f"--{flag.replace('_', '-')}"
+        # a switch (--activation-checkpointing) is named alone: "True" is not what anyone typed
+        super().__init__(f"{flag}: {valid}" if isinstance(value, bool) else f"{flag} {value}: {valid}")

@@ -7,6 +7,11 @@ token, a third of it per inferred token) over the rate this machine reaches on o
 weights with random numbers. It counts every step that runs, warm-up and the uncounted ones (an energy window's,
 the diagnosis's) included, and says what to run instead for a first look. GPU runs are not estimated: their steps
 take milliseconds to seconds.
+
+With ``--module`` the FLOPs are the workload's (FlopCounterMode's count of one step, made once for results.json
+anyway, never inside a counted step) at the batch shape its data really gives; the quick alternative is fewer
+--steps or a smaller --module-args / --datamodule-args (``--model tiny`` is refused beside --module). Where the
+workload has no count (FlopCounterMode could not count the model), nothing is said: no figure beats a wrong one.
 """
 
 from __future__ import annotations
@@ -56,20 +61,55 @@ def measure_rates(seconds: float = 0.3, n: int = 1024, clock: Callable[[], float
     return MachineRates(flops_per_s=2.0 * n**3 * count / elapsed, init_values_per_s=w.numel() / init_s)
 
 
-def estimate_seconds(cfg: Any, rates: MachineRates) -> dict[str, float]:
-    """Seconds per experiment that cfg asks for, on a machine with these rates."""
-    gpt = cfg.gpt_config()
-    tokens = cfg.batch_size * cfg.seq_len
+@dataclass
+class StepWork:
+    """What the run's steps cost: FLOPs of one train step and one inference step (None: not known), the parameters
+    each build fills, the batch shape, and the experiments the model cannot run (not estimated)."""
+
+    name: str
+    batch_size: int
+    seq_len: int
+    flops: dict[str, float | None]
+    params: int
+    skipped: tuple[str, ...] = ()
+
+
+def step_work(cfg: Any) -> StepWork:
+    """The built-in GPT-2 by its formula (no model built); --module by its workload (built once per process, its
+    FLOPs counted once: the run's record reuses both)."""
+    if not getattr(cfg, "module", None):
+        gpt, tokens = cfg.gpt_config(), cfg.batch_size * cfg.seq_len
+        return StepWork(cfg.model, cfg.batch_size, cfg.seq_len,
+                        {"inference": inference_flops_per_token(gpt, cfg.seq_len) * tokens,
+                         "train": train_flops_per_token(gpt, cfg.seq_len) * tokens},
+                        num_params(gpt, non_embedding=False))
+    from gpt2_lightning.profile.workload import workload_for
+
+    workload = workload_for(cfg)
+    used = workload.flops_used()
+    b, t = workload.batch_shape()
+    return StepWork(workload.name, b, t, {"train": used["train"], "inference": used["inference"]},
+                    workload.num_params(),
+                    tuple(e for e in ("init", "inference", "train") if workload.cannot_run(e) is not None))
+
+
+def estimate_seconds(cfg: Any, rates: MachineRates, work: StepWork | None = None) -> dict[str, float] | None:
+    """Seconds per experiment that cfg asks for, on a machine with these rates; None when a step's FLOPs are not
+    known (an own module FlopCounterMode could not count)."""
+    work = step_work(cfg) if work is None else work
     steps = cfg.warmup_steps + cfg.steps
     extra = 0 if cfg.no_diagnose or cfg.profiler != "pytorch" else 1 + cfg.diagnose_steps  # CPU diagnosis
-    per_step = {
-        "inference": inference_flops_per_token(gpt, cfg.seq_len) * tokens
-        / (rates.flops_per_s * MODEL_EFFICIENCY["inference"]),
-        "train": train_flops_per_token(gpt, cfg.seq_len) * tokens / (rates.flops_per_s * MODEL_EFFICIENCY["train"]),
-    }
-    build_s = num_params(gpt, non_embedding=False) / rates.init_values_per_s
+    per_step: dict[str, float] = {}
+    for exp in ("inference", "train"):
+        if exp in cfg.experiment_list and exp not in work.skipped:
+            if work.flops.get(exp) is None:
+                return None
+            per_step[exp] = work.flops[exp] / (rates.flops_per_s * MODEL_EFFICIENCY[exp])
+    build_s = work.params / rates.init_values_per_s
     out: dict[str, float] = {}
     for exp in cfg.experiment_list:
+        if exp in work.skipped:
+            continue
         if exp == "init":
             out[exp] = (steps + 1) * build_s  # and the first, uncounted build of the process
             continue
@@ -86,9 +126,22 @@ def fmt_duration(seconds: float) -> str:
     return f"{seconds / 3600:.1f} h"
 
 
-def estimate_line(cfg: Any, rates: MachineRates) -> tuple[float, str | None]:
-    """The estimate in seconds, and the line to print when it is worth saying (None below WORTH_SAYING_S)."""
-    parts = estimate_seconds(cfg, rates)
+def quicker(cfg: Any) -> str:
+    """What to run instead for a first look: the README's tiny GPT-2, or for --module fewer steps or a smaller model
+    or batch through its own arguments (--model is refused beside --module)."""
+    if not getattr(cfg, "module", None):
+        return f"for a first look in seconds: {QUICK}"
+    smaller = "--module-args" + (" or --datamodule-args" if getattr(cfg, "datamodule", None) else "")
+    return f"for a first look sooner: fewer --steps (now {cfg.steps}), or a smaller model or batch through {smaller}"
+
+
+def estimate_line(cfg: Any, rates: MachineRates, work: StepWork | None = None) -> tuple[float | None, str | None]:
+    """The estimate in seconds, and the line to print when it is worth saying (None below WORTH_SAYING_S); (None,
+    None) when it cannot be made."""
+    work = step_work(cfg) if work is None else work
+    parts = estimate_seconds(cfg, rates, work)
+    if parts is None:
+        return None, None
     total = sum(parts.values())
     if total < WORTH_SAYING_S:
         return total, None
@@ -96,10 +149,9 @@ def estimate_line(cfg: Any, rates: MachineRates) -> tuple[float, str | None]:
     repeat = getattr(cfg, "repeat", 1) or 1  # each repeat is a process of its own, and each says this line
     what = (f"each of the {repeat} repeats will take about {fmt_duration(total)} ({fmt_duration(total * repeat)} in "
             f"all)" if repeat > 1 else f"this run will take about {fmt_duration(total)}")
-    line = (f"{what} on this CPU ({split}: {cfg.model}, "
-            f"B{cfg.batch_size} x T{cfg.seq_len}, {cfg.warmup_steps} + {cfg.steps} steps each, at the "
-            f"{rates.flops_per_s / 1e9:.0f} GFLOP/s this machine's matmul reached just now); for a first look in "
-            f"seconds: {QUICK}")
+    line = (f"{what} on this CPU ({split}: {work.name}, "
+            f"B{work.batch_size} x T{work.seq_len}, {cfg.warmup_steps} + {cfg.steps} steps each, at the "
+            f"{rates.flops_per_s / 1e9:.0f} GFLOP/s this machine's matmul reached just now); {quicker(cfg)}")
     busy = busy_note()
     return total, line + (f"; {busy}" if busy else "")
 
@@ -126,12 +178,14 @@ def say_estimate(cfg: Any, device_type: str, say: Callable[[str], None],
     (``env.estimate``), to set against what the run then took. None on a GPU."""
     if device_type != "cpu":
         return None
-    if sum(estimate_seconds(cfg, SLOW_MACHINE).values()) < WORTH_SAYING_S:
-        return None  # short even on a slow machine: not worth the measurement's 0.3 s
+    work = step_work(cfg)
+    slow = estimate_seconds(cfg, SLOW_MACHINE, work)
+    if slow is None or sum(slow.values()) < WORTH_SAYING_S:
+        return None  # no FLOPs count, or short even on a slow machine: not worth the measurement's 0.3 s
     rates = measure()
-    total, line = estimate_line(cfg, rates)
+    total, line = estimate_line(cfg, rates, work)
     if line:
         say(f"profile.py: {line}")
     return {"seconds": round(total, 1), "per_experiment_s": {k: round(v, 1) for k, v in
-                                                             estimate_seconds(cfg, rates).items()},
+                                                             estimate_seconds(cfg, rates, work).items()},
             "matmul_gflops": round(rates.flops_per_s / 1e9, 1), "said": line is not None}

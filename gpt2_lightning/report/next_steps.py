@@ -21,9 +21,12 @@ def written(run_dir: Path) -> list[str]:
     return [name for name in READ_FIRST if (Path(run_dir) / name).is_file()]
 
 
-def footer(run_dir: Path, tool: str = "profile.py", sweep: bool = False, compared: bool = False) -> str:
+def footer(run_dir: Path, tool: str = "profile.py", sweep: bool = False, compared: bool = False,
+           resumable: bool = True) -> str:
     """The run's last lines: where to read it, then the next commands (compare, a sweep, TensorBoard). Every path
-    in a command is quoted as a shell needs it (``shlex.quote``), so each line pastes as it is."""
+    in a command is quoted as a shell needs it (``shlex.quote``), so each line pastes as it is. ``resumable=False``
+    (train.py --module: its --resume reads the built-in GPT-2's checkpoints only): no --resume line, since train.py
+    would refuse it; the checkpoint is named for Lightning's own ``ckpt_path`` instead."""
     run_dir = Path(run_dir)
     q = shlex.quote
     files = written(run_dir)
@@ -37,7 +40,10 @@ def footer(run_dir: Path, tool: str = "profile.py", sweep: bool = False, compare
         lines.append(f"  python scripts/compare.py {target}    # {what}")
     if not sweep and tool == "profile.py":
         lines.append("  add --sweep batch_size=1,2,4,8 to the same command    # how the rates scale with the batch")
-    if tool == "train.py":
+    if tool == "train.py" and not resumable:
+        lines.append(f"  trainer.fit(..., ckpt_path={str(run_dir / 'checkpoints' / 'last.ckpt')!r}) in your own code    "
+                     "# train on (train.py --resume continues the built-in GPT-2 only)")
+    elif tool == "train.py":
         lines.append(f"  the same command with --resume {q(str(run_dir / 'checkpoints' / 'last.ckpt'))} and a larger "
                      "--max-steps    # train on")
     return "\n".join(lines)

@@ -18,7 +18,21 @@ from gpt2_lightning.report.formats import fmt_ms, fmt_rate, fmt_speedup  # noqa:
 PHASE_COLORS = {
     "data": "#9e9e9e", "forward": "#1f77b4", "backward": "#ff7f0e", "optimizer": "#2ca02c", "other": "#d9d9d9",
     "init_model": "#1f77b4", "init_optimizer": "#2ca02c", "step": "#000000", "init": "#000000",
+    "construct": "#9467bd",  # purple: the init panel's blue is init_model's
 }
+# for a phase not named above: distinct from the others' colours and from each other (matplotlib's own cycle would
+# give a new colour to every marker, and start at init_model's blue)
+SPARE_COLORS = ("#9467bd", "#8c564b", "#e377c2", "#17becf", "#bcbd22", "#d62728")
+
+
+def phase_colors(phases: list[str]) -> dict[str, str]:
+    """One colour per phase of a panel, each distinct: the phase's own, else a spare one no other phase there has."""
+    out = {p: PHASE_COLORS[p] for p in phases if p in PHASE_COLORS}
+    spare = [c for c in SPARE_COLORS if c not in out.values()]
+    for p in phases:
+        if p not in out:
+            out[p] = spare.pop(0) if spare else "#999999"
+    return out
 # which phases make up each experiment's whole, and what the whole is called
 BREAKDOWN = {
     "init": (("init_model", "init_optimizer"), "init"),
@@ -104,11 +118,12 @@ def plot_per_step(data: dict[str, Any], path: Path) -> Path | None:
     for ax, exp in zip(axes[0], exps):
         steps = data["experiments"][exp]["per_step"]
         keys = [k for k in steps[0] if k.endswith("_ms")]
+        colors = phase_colors([k[: -len("_ms")] for k in keys])
         for key in keys:
             phase = key[: -len("_ms")]
             xs = [s["step"] for s in steps]
             ys = [s.get(key) for s in steps]
-            color = PHASE_COLORS.get(phase)
+            color = colors[phase]  # the line, its markers and its legend entry alike
             ax.plot(xs, ys, "-", color=color, alpha=0.6, label=phase)
             for x, y, s in zip(xs, ys, steps):
                 ax.plot([x], [y], "o", color=color, markerfacecolor="none" if s["warmup"] else color, markersize=4)

@@ -39,7 +39,9 @@ def train_loss_line(values: list[dict[str, Any]]) -> str | None:
     m = loss_means(values)
     if m is None:
         return None
-    if m["k"] > 1:
+    if m["first_steps"] == m["last_steps"]:  # one logged step: nothing to go from and to
+        line = f"train loss: {m['first']:.4f} at step {m['first_steps'][0]} (the only logged step)"
+    elif m["k"] > 1:
         line = (f"train loss: mean of the first {m['k']} logged steps ({_steps(m['first_steps'])}) {m['first']:.4f} "
                 f"-> of the last {m['k']} ({_steps(m['last_steps'])}) {m['last']:.4f}")
     else:  # too few logged steps for a mean: say that these are single batches
@@ -96,6 +98,8 @@ def loss_section(data: dict[str, Any], plots: dict[str, str]) -> list[str]:
     if m is not None and m["k"] > 1:  # means, not single batches: one batch's loss moves more than the run learns
         out.append(f"| train loss, mean of {m['k']} logged steps ({_steps(m['first_steps'])} → "
                    f"{_steps(m['last_steps'])}) | {m['first']:.4f} | {m['last']:.4f} |")
+    elif m is not None and m["first_steps"] == m["last_steps"]:  # one logged step: said once
+        out.append(f"| train loss (step {m['first_steps'][0]}, the only logged step) | {m['first']:.4f} | - |")
     elif m is not None:
         out.append(f"| train loss (step {m['first_steps'][0]} → {m['last_steps'][0]}) | {m['first']:.4f} | "
                    f"{m['last']:.4f} |")

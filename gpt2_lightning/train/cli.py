@@ -92,8 +92,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def warn_schedule(args: argparse.Namespace) -> str | None:
-    """A warm-up as long as the run leaves the learning rate short of --lr, or at it only on the last step."""
-    if args.lr_warmup_steps < args.max_steps:
+    """A warm-up as long as the run leaves the learning rate short of --lr, or at it only on the last step. None with
+    --module: its own configure_optimizers sets the rate, and --lr and the schedule flags do not reach it."""
+    if args.module is not None or args.lr_warmup_steps < args.max_steps:
         return None
     peak = args.lr * args.max_steps / args.lr_warmup_steps
     what = ("reaches --lr only at the last step and never decays" if args.lr_warmup_steps == args.max_steps
@@ -174,7 +175,7 @@ def main(argv=None) -> int:
         with interruptible():
             results = train(cfg, args, run_dir, resume)
     except RunInterrupted as e:
-        print(f"train.py: {interrupted_message(e, run_dir)}", file=sys.stderr)
+        print(f"train.py: {interrupted_message(e, run_dir, resumable=args.module is None)}", file=sys.stderr)
         return e.exit_code
     except BaseException:
         remove_failed_start(run_dir)  # nothing measured, nothing saved: leave no empty run directory behind
@@ -186,19 +187,23 @@ def main(argv=None) -> int:
     from gpt2_lightning.report.next_steps import footer
 
     print(f"results: {run_dir / 'results.json'}\ncheckpoints: {run_dir / 'checkpoints'}")
-    print(footer(run_dir, tool="train.py"))
+    print(footer(run_dir, tool="train.py", resumable=args.module is None))  # --resume: the built-in GPT-2's only
     return 1 if results.not_written else 0  # a file a full disk refused: said above, results.json has the figures
 
 
-def interrupted_message(e, run_dir) -> str:
-    """Where the run stopped, what results.json keeps, and which step ``last.ckpt`` holds (to resume from)."""
+def interrupted_message(e, run_dir, resumable: bool = True) -> str:
+    """Where the run stopped, what results.json keeps, and which step ``last.ckpt`` holds (to resume from; with
+    --module, ``resumable=False``, through Lightning's ckpt_path: train.py's --resume is the built-in GPT-2's)."""
     results = getattr(e, "results", None)
     train = results.experiments.get("train", {}) if results is not None else {}
     at = f" at step {train['global_step']}" if train.get("global_step") is not None else ""
     counted = (train.get("phases", {}).get("step") or {}).get("n") or 0
     text = f"interrupted by {e}{at}; {run_dir / 'results.json'} holds the {counted} timed step(s) before it (marked " \
            "interrupted)"
-    if train.get("last_checkpoint"):
+    if train.get("last_checkpoint") and not resumable:
+        text += (f"; {train['last_checkpoint']} holds step {train['last_checkpoint_step']}: continue with Lightning's "
+                 "trainer.fit(..., ckpt_path=...) in your own code")
+    elif train.get("last_checkpoint"):
         text += (f"; {train['last_checkpoint']} holds step {train['last_checkpoint_step']}: resume with --resume "
                  f"{shlex.quote(str(train['last_checkpoint']))}")
     else:

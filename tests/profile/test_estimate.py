@@ -77,3 +77,52 @@ def test_a_repeated_run_says_each_repeat_and_the_whole():
     assert total == once  # per repeat: each is its own process
     assert line.startswith(f"each of the 5 repeats will take about {round(once / 60)} min "
                            f"({round(5 * once / 60)} min in all) on this CPU")
+
+
+OWN = "tests/profile/own_models.py"
+
+
+def _own_cfg(monkeypatch, **kw):
+    from tests.conftest import ROOT
+
+    monkeypatch.chdir(ROOT)  # --module takes the file's path from the current directory
+    return _cfg(**{"module": f"{OWN}:TinyLM", "module_args": {"width": 16, "layers": 2},
+                   "datamodule": f"{OWN}:TokenData", "datamodule_args": {"vocab": 64}} | kw)
+
+
+def test_own_module_is_estimated_from_its_counted_flops_and_real_batch(monkeypatch):
+    """--module: the workload's FlopCounterMode count at the batch its data gives, not GPT-2 small at B8 x T1024;
+    the quick alternative is the module's own, never --model tiny (refused beside --module)."""
+    from gpt2_lightning.profile.estimate import MODEL_EFFICIENCY, MachineRates, estimate_line
+
+    cfg = _own_cfg(monkeypatch, batch_size=4, seq_len=8, experiments="train", no_energy=True)
+    # TinyLM by hand: forward 2·B·T·(layers·d² + d·vocab) in matmuls, a training step 3x that (input and weight grads)
+    train_flops = 3 * 2 * 4 * 8 * (2 * 16 * 16 + 16 * 64)  # 294,912
+    rates = MachineRates(flops_per_s=1000.0, init_values_per_s=1e12)  # a slow enough machine to make it long
+    total, line = estimate_line(cfg, rates)
+    by_hand = 7 * train_flops / (1000.0 * MODEL_EFFICIENCY["train"])  # 2 warm-up + 5 counted steps: 3441 s
+    assert total == pytest.approx(by_hand, rel=1e-6)
+    assert line.startswith(f"this run will take about {round(by_hand / 60)} min on this CPU (train 57 min: TinyLM, "
+                           "B4 x T8, 2 + 5 steps each")
+    assert "--model" not in line
+    assert line.split("; ")[1] == ("for a first look sooner: fewer --steps (now 5), or a smaller model or batch "
+                                   "through --module-args or --datamodule-args")
+
+
+def test_a_small_own_module_at_the_default_batch_flags_says_nothing(monkeypatch):
+    """The walk-through's case: a module whose steps take milliseconds, with --batch-size / --seq-len at GPT-2's
+    defaults (8 x 1024), which its data does not take. No '10 min', and no 0.3 s measurement."""
+    from gpt2_lightning.profile.estimate import say_estimate
+
+    cfg = _own_cfg(monkeypatch, datamodule_args={"vocab": 64, "batch_size": 4, "seq_len": 8})
+    said, measure = [], mock.Mock()
+    assert say_estimate(cfg, "cpu", said.append, measure) is None
+    measure.assert_not_called()
+    assert said == []
+
+
+def test_no_flops_count_no_estimate():
+    from gpt2_lightning.profile.estimate import MachineRates, StepWork, estimate_line
+
+    work = StepWork("Uncountable", 4, 8, {"train": None, "inference": 1e15}, params=1000)
+    assert estimate_line(_cfg(model="tiny"), MachineRates(1e3, 1e12), work) == (None, None)

@@ -99,7 +99,8 @@ def test_tflops_times_step_is_flopcountermodes_count(tiny_lm_run):
     (["--module-args", '{"width": 8}'], "needs --module"),
     (["--module", f"{OWN}:TinyLM", "--n-layer", "2"], "--n-layer 2: is for the built-in GPT-2"),
     (["--module", f"{OWN}:TinyLM", "--model", "tiny"], "--model tiny: is the built-in GPT-2's preset"),
-    (["--module", f"{OWN}:TinyLM", "--activation-checkpointing"], "is for the built-in GPT-2"),
+    (["--module", f"{OWN}:TinyLM", "--activation-checkpointing"],  # a switch is named alone, never "True"
+     "error: --activation-checkpointing: is for the built-in GPT-2"),
     (["--module", f"{OWN}:TinyLM", "--sweep", "module_args=1,2"], "module_args.NAME"),
 ])
 def test_bad_module_input_is_one_line_and_exit_2(args, says, tmp_path, capsys, monkeypatch):
@@ -127,6 +128,15 @@ def test_train_py_trains_your_module_without_data(tmp_path):
     proc = _run("train.py", "--accelerator", "cpu", "--module", f"{OWN}:TinyLM", "--datamodule", f"{OWN}:TokenData",
                 "--max-steps", "4", "--warmup-steps", "1", "--out", str(tmp_path), "--run-name", "t")
     assert proc.returncode == 0, proc.stderr
+    # the module's configure_optimizers sets its rate: no word on --lr-warmup-steps (100 by default, > 4 steps)
+    assert "warning" not in proc.stderr and "--lr" not in proc.stderr, proc.stderr
+    # train.py's --resume would refuse this run's checkpoint: its last lines offer Lightning's ckpt_path instead
+    assert "--resume" not in proc.stdout.replace("train.py --resume continues the built-in GPT-2 only", "")
+    assert f"trainer.fit(..., ckpt_path='{tmp_path / 't' / 'checkpoints' / 'last.ckpt'}')" in proc.stdout
+    # one logged step (the last, 3: fewer steps than --log-every 10): said once, not "x at step 3 -> x at step 3"
+    loss = json.loads((tmp_path / "t" / "results.json").read_text())["experiments"]["train"]["train_loss"]
+    assert [x["step"] for x in loss] == [3]
+    assert f"train loss: {loss[0]['loss']:.4f} at step 3 (the only logged step)" in proc.stdout.splitlines()
     data = json.loads((tmp_path / "t" / "results.json").read_text())
     assert data["config"]["module"] == f"{OWN}:TinyLM" and data["experiments"]["train"]["global_step"] == 4
     assert data["experiments"]["train"]["throughput"]["flops_source"] == "FlopCounterMode"
@@ -185,6 +195,30 @@ def test_the_docs_example_is_short_and_its_command_is_the_tested_one():
     command = " ".join(DOCS_COMMAND).replace('{"layers": 2}', """'{"layers": 2}'""")
     for page in ("docs/own-model.md", "README.md"):
         assert command in (Path(ROOT) / page).read_text(), page
+
+
+def test_the_docs_say_how_to_install_what_the_example_imports_beyond_the_tool():
+    """examples/hf_llama.py imports transformers, which only the [dev] extra has: the page gives the install line
+    with pyproject's own version range, and the extra."""
+    import ast
+    import re
+    import tomllib
+
+    tree = ast.parse((Path(ROOT) / "examples" / "hf_llama.py").read_text())
+    imported = {a.name.split(".")[0] for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names}
+    imported |= {n.module.split(".")[0] for n in ast.walk(tree) if isinstance(n, ast.ImportFrom) and n.module}
+    project = tomllib.loads((Path(ROOT) / "pyproject.toml").read_text())["project"]
+
+    def by_name(specs):
+        return {re.split(r"[<>=!~\[; ]", spec, maxsplit=1)[0]: spec for spec in specs}
+
+    core, dev = by_name(project["dependencies"]), by_name(project["optional-dependencies"]["dev"])
+    extra = sorted(name for name in imported if name not in core)
+    assert extra == ["transformers"]  # what this test was written for; a new import needs its line on the page too
+    page = (Path(ROOT) / "docs" / "own-model.md").read_text()
+    for name in extra:
+        assert f'pip install "{dev[name]}"' in page, name
+    assert 'pip install -e ".[dev]"' in page
 
 
 def test_a_sweep_over_the_modules_own_args_makes_one_config_per_value():

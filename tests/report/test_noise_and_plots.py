@@ -195,6 +195,34 @@ def test_per_step_legends_never_cover_a_line(tmp_path):
         assert not legend.overlaps(ax.get_window_extent(renderer)), ax.get_title()
 
 
+def test_per_step_gives_each_phase_one_colour_of_its_own(tmp_path):
+    """The init panel of an own module's run (construct_ms beside GPT-2's phases): every series' line and markers in
+    one colour, and no two series alike (construct's markers took a new colour each, its line init_model's blue)."""
+    from unittest import mock
+
+    from matplotlib.colors import to_hex
+
+    from gpt2_lightning.report.plots import plot_per_step
+
+    data = run_data(0, steps=[12.0, 12.5, 13.0, 12.4, 12.6])
+    data["experiments"] = {"init": {"phases": data["experiments"]["init"]["phases"], "per_step": [
+        {"step": i, "warmup": i < 2, "init_ms": 30.0 + i, "init_model_ms": 20.0 + i, "init_optimizer_ms": 0.2,
+         "construct_ms": 1.5 + 0.1 * i} for i in range(7)]}}
+    figures = []
+    with mock.patch("gpt2_lightning.report.plots.plt.close", side_effect=figures.append):
+        plot_per_step(data, tmp_path / "per_step.png")
+    ax = figures[0].axes[0]
+    by_series = {}  # a series' line (labelled), then its 7 markers (unlabelled), as plotted
+    for line in ax.lines:
+        label = line.get_label()
+        if not label.startswith("_"):
+            current = label
+        by_series.setdefault(current, set()).add(to_hex(line.get_color()))
+    assert set(by_series) == {"init", "init_model", "init_optimizer", "construct"}
+    assert all(len(colours) == 1 for colours in by_series.values()), by_series
+    assert len({c for colours in by_series.values() for c in colours}) == 4, by_series
+
+
 def _training_run():
     data = run_data(0, steps=[12.0, 12.5, 13.0, 12.4, 12.6])
     data["config"]["train"] = {"lr": 1e-3, "max_steps": 60}

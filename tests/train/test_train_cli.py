@@ -59,6 +59,29 @@ def test_train_loss_line_quotes_means_over_the_last_logged_steps():
                    "mean); 1 logged step(s) not finite, left out")
 
 
+def test_one_logged_step_is_said_once():
+    from gpt2_lightning.report.training import loss_section
+    from gpt2_lightning.train.cli import training_lines
+
+    train = {"train_loss": [{"step": 9, "loss": 6.0557}]}
+    assert training_lines(train).splitlines()[1] == "train loss: 6.0557 at step 9 (the only logged step)"
+    rows = loss_section({"config": {"train": {}}, "experiments": {"train": train}}, {})
+    assert "| train loss (step 9, the only logged step) | 6.0557 | - |" in rows
+
+
+def test_an_interrupted_own_module_run_is_not_told_to_resume_with_what_train_py_refuses():
+    from pathlib import Path
+    from types import SimpleNamespace
+
+    from gpt2_lightning.train.cli import interrupted_message
+
+    train = {"global_step": 7, "last_checkpoint": "runs/t/checkpoints/last.ckpt", "last_checkpoint_step": 5}
+    e = SimpleNamespace(results=SimpleNamespace(experiments={"train": train}))  # what RunInterrupted carries
+    gpt2, own = interrupted_message(e, Path("runs/t")), interrupted_message(e, Path("runs/t"), resumable=False)
+    assert gpt2.endswith("holds step 5: resume with --resume runs/t/checkpoints/last.ckpt")
+    assert own.endswith("holds step 5: continue with Lightning's trainer.fit(..., ckpt_path=...) in your own code")
+
+
 def test_loss_plot_y_axis_runs_from_0_to_above_every_point(tmp_path):
     from gpt2_lightning.report.training import plot_loss
 
