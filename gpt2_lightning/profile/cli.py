@@ -19,6 +19,7 @@ from gpt2_lightning.cli_args import (EXIT_BAD_INPUT, EXIT_FAILED, HelpFormatter,
 from gpt2_lightning.profile.cpu_processes import warn_oversubscribed
 from gpt2_lightning.profile.quiet import quiet_lightning
 from gpt2_lightning.profile.settings import ConfigError, ProfileConfig
+from gpt2_lightning.profile.sweep_settings import sweep_configs, sweep_values, swept_value
 
 
 
@@ -197,8 +198,8 @@ def plan(argv: list[str] | None) -> tuple[list[ProfileConfig], list[Path], Path,
     if configs[0].sweep is not None:
         if len(configs) > 1:
             raise ConfigError("sweep", configs[0].sweep, "sweeps run on one accelerator; drop the comma list")
-        sweep_key, _ = configs[0].sweep_values()
-        configs = configs[0].sweep_configs()
+        sweep_key, _ = sweep_values(configs[0])
+        configs = sweep_configs(configs[0])
     for cfg in configs:
         check_environment(cfg)
     if configs[0].repeat > 1 and configs[0].world_size > 1:
@@ -219,7 +220,7 @@ def plan(argv: list[str] | None) -> tuple[list[ProfileConfig], list[Path], Path,
     if sweep_key is not None:
         from gpt2_lightning.profile.sweep import sweep_dir_name
 
-        run_dirs = [run_dir / sweep_dir_name(sweep_key, cfg.swept_value(sweep_key)) for cfg in configs]
+        run_dirs = [run_dir / sweep_dir_name(sweep_key, swept_value(cfg, sweep_key)) for cfg in configs]
     elif len(configs) > 1:  # one sub-run per accelerator, compared in the parent
         run_dirs = [run_dir / cfg.accelerator for cfg in configs]
     else:
@@ -293,7 +294,7 @@ def main(argv: list[str] | None = None) -> int:
         if rank0 and sweep_key is not None:
             from gpt2_lightning.profile.sweep import write_sweep
 
-            points = [(c.swept_value(sweep_key), r) for c, r in zip(configs, runs)]
+            points = [(swept_value(c, sweep_key), r) for c, r in zip(configs, runs)]
             table, files = write_sweep(sweep_key, points, run_dir)
             say(table + "\n\n" + "\n".join(f"wrote {f}" for f in files))
         elif rank0 and len(runs) > 1:

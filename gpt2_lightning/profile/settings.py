@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import json
 import re
 from dataclasses import dataclass, field
 from typing import Any
@@ -16,6 +15,7 @@ from typing import Any
 from gpt2_lightning.config import MODEL_NAMES, GPTConfig
 from gpt2_lightning.profile.config_error import ConfigError
 from gpt2_lightning.profile.module_settings import check_module_settings
+from gpt2_lightning.profile.sweep_settings import SWEEP_KEYS, sweep_values
 
 EXPERIMENTS = ("init", "inference", "train")
 ACCELERATORS = ("auto", "cpu", "gpu", "cuda")
@@ -23,9 +23,6 @@ PRECISIONS = ("32-true", "tf32", "16-mixed", "bf16-mixed", "bf16-true", "16-true
 PROFILERS = ("none", "simple", "advanced", "pytorch")
 INIT_ON = ("device", "cpu")
 IF_EXISTS = ("error", "rename")
-SWEEP_KEYS = ("batch_size", "seq_len", "model", "precision", "compile", "devices")
-ON, OFF = ("true", "on", "1", "yes"), ("false", "off", "0", "no")  # --sweep compile=off,on
-ARGS_SWEEP_PREFIXES = ("module_args.", "datamodule_args.")  # --sweep module_args.n_layer=2,4: the module's own args
 # Lightning's registered strategy names (lightning.pytorch.strategies.StrategyRegistry, Lightning 2.6), written out so
 # that a refusal needs no Lightning import; tests/profile/test_reliability.py checks them against the registry.
 _DDP = ("ddp", "ddp_spawn", "ddp_fork", "ddp_notebook")
@@ -188,7 +185,7 @@ class ProfileConfig:
             raise ConfigError("run_name", None, "is required with --num-nodes > 1: every node must write to the same "
                                                 "run directory")
         if self.sweep is not None:
-            self.sweep_values()  # checks the form; each value is checked when its own config is made
+            sweep_values(self)  # checks the form; each value is checked when its own config is made
         self._check_costs()
         devices = self.devices.strip()
         if devices != "auto" and not all(part.strip().isdigit() for part in devices.split(",")):
@@ -245,56 +242,6 @@ class ProfileConfig:
             raise ConfigError("project_devices", self.project_devices, "must be a positive integer")
 
     # ------------------------------------------------------------------ derived settings
-    def sweep_values(self) -> tuple[str, list[str]]:
-        """(key, values) of --sweep KEY=V1,V2,...; ConfigError if malformed."""
-        key, sep, raw = (self.sweep or "").partition("=")
-        key = key.strip()
-        prefix = next((p for p in ARGS_SWEEP_PREFIXES if key.startswith(p) and len(key) > len(p)), None)
-        key = key if prefix else key.replace("-", "_")
-        values = [v.strip() for v in raw.split(",") if v.strip()]
-        if not sep or not (key in SWEEP_KEYS or prefix) or len(values) < 2 or len(set(values)) != len(values):
-            raise ConfigError("sweep", self.sweep, f"KEY=V1,V2,... with KEY one of {', '.join(SWEEP_KEYS)}, or "
-                                                   "module_args.NAME / datamodule_args.NAME, and two or more distinct "
-                                                   "values")
-        if prefix and not getattr(self, prefix.replace("_args.", "")):
-            raise ConfigError("sweep", self.sweep, f"{prefix.rstrip('.')} needs --{prefix.replace('_args.', '')}")
-        return key, values
-
-    def swept_value(self, key: str) -> Any:
-        """This config's value of a --sweep KEY (``module_args.n_layer`` reads inside --module-args)."""
-        if "." in key:
-            field_name, _, arg = key.partition(".")
-            return (getattr(self, field_name) or {}).get(arg)
-        return getattr(self, key)
-
-    def sweep_configs(self) -> list["ProfileConfig"]:
-        """One config per swept value, each fully checked (so a bad value fails before any work)."""
-        key, values = self.sweep_values()
-        configs = []
-        for v in values:
-            if key in ("batch_size", "seq_len"):
-                if not v.lstrip("-").isdigit():
-                    raise ConfigError("sweep", self.sweep, f"{key} values must be integers, got {v!r}")
-                change: dict[str, Any] = {key: int(v)}
-            elif key == "compile":
-                if v.lower() not in ON + OFF:
-                    raise ConfigError("sweep", self.sweep, f"compile values are on or off (true or false), got {v!r}")
-                change = {key: v.lower() in ON}
-            elif "." in key:  # one of the module's (or DataModule's) own arguments: a JSON value, else a string
-                field_name, _, arg = key.partition(".")
-                try:
-                    value: Any = json.loads(v)
-                except ValueError:
-                    value = v
-                change = {field_name: {**(getattr(self, field_name) or {}), arg: value}}
-            else:
-                change = {key: v}
-            try:
-                configs.append(dataclasses.replace(self, sweep=None, **change))
-            except ConfigError as e:
-                raise ConfigError("sweep", self.sweep, f"value {v!r} is invalid ({e})") from None
-        return configs
-
     @property
     def world_size(self) -> int:
         """Processes taking part, when --devices is a count (else 1 until Lightning resolves it)."""

@@ -223,13 +223,14 @@ def test_the_docs_say_how_to_install_what_the_example_imports_beyond_the_tool():
 
 def test_a_sweep_over_the_modules_own_args_makes_one_config_per_value():
     from gpt2_lightning.profile.settings import ProfileConfig
+    from gpt2_lightning.profile.sweep_settings import sweep_configs, swept_value
 
     cfg = ProfileConfig(accelerator="cpu", module=f"{OWN}:TinyLM", module_args='{"width": 16}',
                         sweep="module_args.layers=1,2,x")
-    configs = cfg.sweep_configs()
+    configs = sweep_configs(cfg)
     assert [c.module_args for c in configs] == [{"width": 16, "layers": 1}, {"width": 16, "layers": 2},
                                                 {"width": 16, "layers": "x"}]  # JSON values, else strings
-    assert [c.swept_value("module_args.layers") for c in configs] == [1, 2, "x"] and cfg.module_args == {"width": 16}
+    assert [swept_value(c, "module_args.layers") for c in configs] == [1, 2, "x"] and cfg.module_args == {"width": 16}
 
 
 def test_compare_calls_another_module_argument_another_model():
@@ -326,10 +327,11 @@ def test_the_gpt2_workload_names_its_class_and_its_repeated_blocks():
 
 def test_compile_and_devices_can_be_swept():
     from gpt2_lightning.profile.settings import ConfigError, ProfileConfig
+    from gpt2_lightning.profile.sweep_settings import sweep_configs
 
-    configs = ProfileConfig(accelerator="cpu", model="tiny", sweep="compile=off,on").sweep_configs()
+    configs = sweep_configs(ProfileConfig(accelerator="cpu", model="tiny", sweep="compile=off,on"))
     assert [c.compile for c in configs] == [False, True]
-    configs = ProfileConfig(accelerator="cpu", model="tiny", sweep="devices=1,2").sweep_configs()
+    configs = sweep_configs(ProfileConfig(accelerator="cpu", model="tiny", sweep="devices=1,2"))
     assert [c.world_size for c in configs] == [1, 2]
     with pytest.raises(ConfigError, match="compile values are on or off"):
-        ProfileConfig(accelerator="cpu", model="tiny", sweep="compile=maybe,on").sweep_configs()
+        sweep_configs(ProfileConfig(accelerator="cpu", model="tiny", sweep="compile=maybe,on"))
