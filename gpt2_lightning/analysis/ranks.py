@@ -8,7 +8,8 @@ Plain Python over every rank's figures (``ranks`` in results.json: ``phases``, `
 - The **straggler** is the rank with the most own time; its **excess** is that over the median of the other ranks (for
   two ranks, the other one). Ranks that differ by less than ``NOISE_FRACTION`` of a step (and ``NOISE_MS``) name none.
 - Its **phase** is the phase in which it is slowest against the others, once their wait (which sits in ``backward``,
-  where DDP's all-reduce runs) is taken out.
+  where DDP's all-reduce runs) is taken out; the sentence quotes that phase's own excess (``phase_excess_ms``) beside
+  it, and the whole excess in own work (``excess_ms``, which also holds what the rank lost in the other phases) apart.
 - The **global rate** is the job's tokens per step (every rank's) over the slowest rank's median step: the job ends
   when its slowest rank ends. It equals the sum of the ranks' own rates only when they agree.
 """
@@ -16,6 +17,7 @@ Plain Python over every rank's figures (``ranks`` in results.json: ``phases``, `
 from __future__ import annotations
 
 import statistics
+from collections.abc import Callable
 from typing import Any
 
 NOISE_FRACTION = 0.15  # ranks' own times closer than this share of a step are the same (a busy machine's noise)
@@ -81,7 +83,7 @@ def straggler_sentence(s: dict[str, Any] | None, stage_has_collectives: bool = T
     """"rank 1 is the straggler: +21 ms per step in forward; the other ranks wait ~21 ms in the all-reduce"."""
     if not s:
         return None
-    head = f"rank {s['rank']} is the straggler: +{_ms(s['excess_ms'])} per step in {s['phase']}"
+    head = f"rank {s['rank']} is the straggler: {excess_phrase(s)}"
     if s.get("others_wait_ms") is not None:
         tail = f"the other ranks wait ~{_ms(s['others_wait_ms'])} per step in the {s.get('waits_in') or 'collectives'}"
     elif not stage_has_collectives:
@@ -89,6 +91,20 @@ def straggler_sentence(s: dict[str, Any] | None, stage_has_collectives: bool = T
     else:
         tail = "the other ranks' wait was not measured here (on a GPU: the diagnosis's communication time)"
     return f"{head}; {tail}"
+
+
+def excess_phrase(s: dict[str, Any], ms: Callable[[float], str] | None = None) -> str:
+    """"+113 ms per step in forward (+135 ms of own work per step in all)": the figure beside the phase is that
+    phase's own excess (``phase_excess_ms``); the rank's whole excess in own work (``excess_ms``) is added when it
+    differs by more than noise, and stands alone when no phase could be told."""
+    ms = ms or _ms
+    total, in_phase = s["excess_ms"], s.get("phase_excess_ms")
+    if in_phase is None:
+        return f"+{ms(total)} of own work per step"
+    head = f"+{ms(in_phase)} per step in {s['phase']}"
+    if abs(total - in_phase) <= max(NOISE_MS, 0.1 * abs(total)):
+        return head  # one phase holds it all: one figure
+    return f"{head} (+{ms(total)} of own work per step in all)"
 
 
 def _ms(v: float) -> str:

@@ -221,7 +221,9 @@ def test_the_comparison_names_a_runs_straggler():
     from gpt2_lightning.report.compare import warnings_for
 
     slow = ddp([STEADY, [1.5 * x for x in STEADY]])
-    slow["experiments"]["train"]["straggler"] = {"rank": 1, "excess_ms": 5.1, "phase": "forward"}
+    # 4.0 ms of its 5.1 ms excess in forward: the phase's figure beside the phase, the whole excess apart
+    slow["experiments"]["train"]["straggler"] = {"rank": 1, "excess_ms": 5.1, "phase": "forward",
+                                                 "phase_excess_ms": 4.0}
     lines = [w for w in warnings_for([ddp([STEADY, STEADY]), slow], ["main", "change"]) if "straggler" in w]
-    assert lines == ["change: train: rank 1 is the straggler (+5.100 ms per step in forward): the rows 'slowest rank' "
-                     "and 'whole job' read it, the (rank 0) rows do not."]
+    assert lines == ["change: train: rank 1 is the straggler (+4.000 ms per step in forward (+5.100 ms of own work "
+                     "per step in all)): the rows 'slowest rank' and 'whole job' read it, the (rank 0) rows do not."]
