@@ -109,7 +109,7 @@ def judgement_note(rows: list[dict[str, Any]], runs: list[dict[str, Any]], label
         lines.append(f"Between-run noise unknown ({', '.join(single)}: no repeats): [range] is the p10-p90 of one "
                      "run's steps, which misses what moves between processes. Beyond noise: the ranges apart and the "
                      f"speed-up past the minimum effect for single runs ({' / '.join(f'{f:.0%}' for f in floors)} "
-                     "here; README: what beyond noise means). Run both with --repeat 5 to judge on between-run "
+                     "here; docs/comparisons.md#repeats-and-what-beyond-noise-means). Run both with --repeat 5 to judge on between-run "
                      "noise.")
     return "\n".join(lines)
 
