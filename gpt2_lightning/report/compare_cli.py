@@ -20,10 +20,11 @@ from gpt2_lightning.cli_args import EXIT_BAD_INPUT, EXIT_OK, HelpFormatter, prog
 from gpt2_lightning.report.gate import (EXIT_CANNOT_GATE, EXIT_REGRESSION, GATE_FLOOR_PCT, GATED, gate_floor,
                                         mismatched, regression_line, regressions, unjudged, unjudged_line)
 
-DESCRIPTION = """Compare two or more runs side by side: the settings that differ, warnings (a profiled run against an
-unprofiled one, different experiments, an unstable run), then one table: each figure with its range, each later run's
-speed-up over the first with its range and a noise judgement. Runs made with --repeat are judged on how their repeats
-vary (between runs); single runs on their steps' spread, with the between-run noise unknown. Writes comparison.md and
+DESCRIPTION = """Compare two or more runs side by side: the settings that differ, how many warnings there are, then
+one table: each figure with its range, each later run's speed-up over the first with its range and a noise judgement;
+then the warnings (a profiled run against an unprofiled one, different experiments, an unstable run). Runs made with
+--repeat are judged on how their repeats vary (between runs); single runs on their steps' spread, with the between-run
+noise unknown. Writes comparison.md and
 comparison.png into --out, by default comparisons/<timestamp>/ under the current directory.
 
 As a CI gate: --fail-if-slower PCT exits 3 when a later run is slower than the first by more than PCT and beyond
