@@ -24,8 +24,8 @@ DESCRIPTION = """Compare two or more runs side by side: the settings that differ
 one table: each figure with its range, each later run's speed-up over the first with its range and a noise judgement;
 then the warnings (a profiled run against an unprofiled one, different experiments, an unstable run). Runs made with
 --repeat are judged on how their repeats vary (between runs); single runs on their steps' spread, with the between-run
-noise unknown. Writes comparison.md and
-comparison.png into --out, by default comparisons/<timestamp>/ under the current directory.
+noise unknown. Writes comparison.md and comparison.png into --out, by default comparisons/<timestamp>/ under the
+current directory.
 
 As a CI gate: --fail-if-slower PCT exits 3 when a later run is slower than the first by more than PCT and beyond
 noise, on time per token or tokens/s (with several processes also the whole job's rate and the slowest rank's step);
