@@ -17,11 +17,11 @@ Plain Python over every rank's figures (``ranks`` in results.json: ``phases``, `
 from __future__ import annotations
 
 import statistics
-from collections.abc import Callable
 from typing import Any
 
+from gpt2_lightning.analysis.straggler_text import NOISE_MS, excess_phrase
+
 NOISE_FRACTION = 0.15  # ranks' own times closer than this share of a step are the same (a busy machine's noise)
-NOISE_MS = 1.0
 PHASES_BY_TIMED = {"step": ("data", "forward", "backward", "optimizer"), "forward": ("forward",)}
 
 
@@ -91,20 +91,6 @@ def straggler_sentence(s: dict[str, Any] | None, stage_has_collectives: bool = T
     else:
         tail = "the other ranks' wait was not measured here (on a GPU: the diagnosis's communication time)"
     return f"{head}; {tail}"
-
-
-def excess_phrase(s: dict[str, Any], ms: Callable[[float], str] | None = None) -> str:
-    """"+113 ms per step in forward (+135 ms of own work per step in all)": the figure beside the phase is that
-    phase's own excess (``phase_excess_ms``); the rank's whole excess in own work (``excess_ms``) is added when it
-    differs by more than noise, and stands alone when no phase could be told."""
-    ms = ms or _ms
-    total, in_phase = s["excess_ms"], s.get("phase_excess_ms")
-    if in_phase is None:
-        return f"+{ms(total)} of own work per step"
-    head = f"+{ms(in_phase)} per step in {s['phase']}"
-    if abs(total - in_phase) <= max(NOISE_MS, 0.1 * abs(total)):
-        return head  # one phase holds it all: one figure
-    return f"{head} (+{ms(total)} of own work per step in all)"
 
 
 def _ms(v: float) -> str:

@@ -13,7 +13,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from gpt2_lightning.analysis.ranks import excess_phrase
+from gpt2_lightning.analysis.straggler_text import excess_phrase
 
 # ------------------------------------------------------------------------------------------------ thresholds
 LAUNCH_BOUND_IDLE_PCT = 15.0  # GPU idle for at least this share of the step: the host does not keep it fed
