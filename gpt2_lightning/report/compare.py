@@ -2,8 +2,8 @@
 difference is beyond the runs' own noise. Printed, and written as comparison.md and comparison.png.
 
 A ratio means something only when the reader knows what else changed: the "settings that differ" block and a line
-counting the warnings come first, then the table (the warnings themselves right after it), whose every speed-up carries its range and a noise judgement
-(gpt2_lightning.report.noise).
+counting the warnings come first, then the table (the warnings themselves right after it), whose every speed-up
+carries its range and a noise judgement (gpt2_lightning.report.noise).
 """
 
 from __future__ import annotations
@@ -109,8 +109,8 @@ def judgement_note(rows: list[dict[str, Any]], runs: list[dict[str, Any]], label
         lines.append(f"Between-run noise unknown ({', '.join(single)}: no repeats): [range] is the p10-p90 of one "
                      "run's steps, which misses what moves between processes. Beyond noise: the ranges apart and the "
                      f"speed-up past the minimum effect for single runs ({' / '.join(f'{f:.0%}' for f in floors)} "
-                     "here; docs/comparisons.md#repeats-and-what-beyond-noise-means). Run both with --repeat 5 to judge on between-run "
-                     "noise.")
+                     "here; docs/comparisons.md#repeats-and-what-beyond-noise-means). Run both with --repeat 5 to "
+                     "judge on between-run noise.")
     return "\n".join(lines)
 
 
@@ -141,7 +141,8 @@ def format_full(runs: list[dict[str, Any]], labels: list[str], rows: list[dict[s
     parts = [format_settings(runs, labels, markdown)]
     warnings = warnings_for(runs, labels)
     if warnings:
-        parts.append(f"{'**' if markdown else ''}{warnings_heads_up(len(warnings), markdown)}{'**' if markdown else ''}")
+        bold = "**" if markdown else ""
+        parts.append(f"{bold}{warnings_heads_up(len(warnings), markdown)}{bold}")
     parts.append(("## Figures\n\n" if markdown else "") + format_comparison(labels, rows, runs, markdown))
     if warnings:
         parts.append(("## Warnings\n\n" if markdown else "Warnings:\n")

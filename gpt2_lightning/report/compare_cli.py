@@ -98,8 +98,8 @@ def main(argv: list[str] | None = None) -> int:
         floor = gate_floor(runs)
         if pct < floor and not args.allow_below_floor:
             error(f"--fail-if-slower {pct:g}: below {floor:g}%, the smallest slowdown runs with --repeat 5 tell "
-                  "apart on this machine class (docs/comparisons.md#regression-gate-in-ci); a smaller one would pass or fail "
-                  "on noise. Pass --allow-below-floor to gate anyway")
+                  "apart on this machine class (docs/comparisons.md#regression-gate-in-ci); a smaller one would pass "
+                  "or fail on noise. Pass --allow-below-floor to gate anyway")
     out = Path(args.out) if args.out else Path("comparisons") / _dt.datetime.now().strftime("%Y%m%d-%H%M%S")
     if not args.out:  # two comparisons in one second get two directories, never one overwritten
         base, n = out, 1
