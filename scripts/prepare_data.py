@@ -31,7 +31,8 @@ def encode(text: str, tokenizer: str) -> tuple[list[int] | np.ndarray, int]:
         import tiktoken
     except ImportError:
         raise SystemExit('prepare_data.py: error: --tokenizer gpt2 needs tiktoken: pip install -e ".[data]" (the '
-                         "project's data extra, as the README says), or --tokenizer bytes") from None
+                         "project's data extra: docs/training.md#real-data-and-real-training), or --tokenizer "
+                         "bytes") from None
     try:
         enc = tiktoken.get_encoding("gpt2")
     except Exception as e:  # noqa: BLE001 - no network, no cache: say what to do in one line

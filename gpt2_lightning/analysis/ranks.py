@@ -8,7 +8,8 @@ Plain Python over every rank's figures (``ranks`` in results.json: ``phases``, `
 - The **straggler** is the rank with the most own time; its **excess** is that over the median of the other ranks (for
   two ranks, the other one). Ranks that differ by less than ``NOISE_FRACTION`` of a step (and ``NOISE_MS``) name none.
 - Its **phase** is the phase in which it is slowest against the others, once their wait (which sits in ``backward``,
-  where DDP's all-reduce runs) is taken out.
+  where DDP's all-reduce runs) is taken out; the sentence quotes that phase's own excess (``phase_excess_ms``) beside
+  it, and the whole excess in own work (``excess_ms``, which also holds what the rank lost in the other phases) apart.
 - The **global rate** is the job's tokens per step (every rank's) over the slowest rank's median step: the job ends
   when its slowest rank ends. It equals the sum of the ranks' own rates only when they agree.
 """
@@ -18,8 +19,9 @@ from __future__ import annotations
 import statistics
 from typing import Any
 
+from gpt2_lightning.analysis.straggler_text import NOISE_MS, excess_phrase
+
 NOISE_FRACTION = 0.15  # ranks' own times closer than this share of a step are the same (a busy machine's noise)
-NOISE_MS = 1.0
 PHASES_BY_TIMED = {"step": ("data", "forward", "backward", "optimizer"), "forward": ("forward",)}
 
 
@@ -81,7 +83,7 @@ def straggler_sentence(s: dict[str, Any] | None, stage_has_collectives: bool = T
     """"rank 1 is the straggler: +21 ms per step in forward; the other ranks wait ~21 ms in the all-reduce"."""
     if not s:
         return None
-    head = f"rank {s['rank']} is the straggler: +{_ms(s['excess_ms'])} per step in {s['phase']}"
+    head = f"rank {s['rank']} is the straggler: {excess_phrase(s)}"
     if s.get("others_wait_ms") is not None:
         tail = f"the other ranks wait ~{_ms(s['others_wait_ms'])} per step in the {s.get('waits_in') or 'collectives'}"
     elif not stage_has_collectives:

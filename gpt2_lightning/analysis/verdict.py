@@ -13,6 +13,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from gpt2_lightning.analysis.straggler_text import excess_phrase
+
 # ------------------------------------------------------------------------------------------------ thresholds
 LAUNCH_BOUND_IDLE_PCT = 15.0  # GPU idle for at least this share of the step: the host does not keep it fed
 COPY_CAST_PCT = 15.0  # casts and copies at least this share of kernel (or CPU operator) time
@@ -243,7 +245,7 @@ def straggler(e: Evidence) -> Finding | None:
                  f"{s.get('waits_in') or 'collectives'}")
     return Finding(
         s["excess_ms"] * 10,  # it sets every rank's pace: first
-        f"Rank {s['rank']} is the straggler: +{_ms(s['excess_ms'])} per step in {s['phase']}{wait}; find what slows "
+        f"Rank {s['rank']} is the straggler: {excess_phrase(s, _ms)}{wait}; find what slows "
         f"that rank (its device, its data, other work on its cores) before tuning the model.",
     )
 

@@ -1,5 +1,5 @@
-"""Keep torch.profiler's C++ messages, and Lightning's banners and tips (``quiet_lightning``), off the console unless
---verbose.
+"""Keep torch.profiler's C++ messages, Lightning's banners and tips (``quiet_lightning``), and the warnings that
+libraries log while the user's module is imported (``import_noise_hidden``), off the console unless --verbose.
 
 Kineto prints ``USDT:... SyncActivityProfilerHandler.cpp:52] profiler_start`` (and ``profiler_stop``) and the
 profiler's event collection warns ``[W... collection.cpp:664] Warning: Optimizer.step#AdamW.step ...``. Both are
@@ -75,3 +75,31 @@ def quiet_lightning(verbose: bool) -> None:
         logging.getLogger(name).setLevel(logging.WARNING)
     warnings.filterwarnings("ignore", module=r"lightning(\.|$)")
     warnings.filterwarnings("ignore", module=r"torch\.utils\.data")
+
+
+# Libraries that warn, at import, about themselves rather than about the user's code: torchao (which transformers
+# loads when it is installed, as the [dev] extra does) logs "Failed to load .../torchao/_C_mxfp8...so" for each
+# kernel library built for another Python or GPU, and registers enums that make torch's pytree warn
+# "<enum 'KernelPreference'> is an Enum subclass and is now natively supported by torch.compile ...".
+IMPORT_NOISE_LOGGERS = ("torchao", "torch.utils._pytree")
+
+
+@contextlib.contextmanager
+def import_noise_hidden(verbose: bool) -> Iterator[None]:
+    """While the user's module is imported or built, the libraries in ``IMPORT_NOISE_LOGGERS`` log errors only (their
+    warnings are about themselves). The user's own warnings, their loggers and any exception still show; --verbose
+    shows everything."""
+    if verbose:
+        yield
+        return
+    loggers = [logging.getLogger(name) for name in IMPORT_NOISE_LOGGERS]
+    saved = [lg.level for lg in loggers]
+    for lg in loggers:
+        lg.setLevel(logging.ERROR)
+    try:
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", module=r"torchao(\.|$)")
+            yield
+    finally:
+        for lg, level in zip(loggers, saved):
+            lg.setLevel(level)

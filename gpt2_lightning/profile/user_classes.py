@@ -12,11 +12,18 @@ import os
 import sys
 from typing import Any
 
+from gpt2_lightning.profile.quiet import import_noise_hidden
 from gpt2_lightning.profile.settings import ConfigError
 
 
-def load_class(flag: str, spec: str, base: type) -> type:
-    """The class ``spec`` names, which must subclass ``base``."""
+def load_class(flag: str, spec: str, base: type, verbose: bool = False) -> type:
+    """The class ``spec`` names, which must subclass ``base``. What the libraries it imports warn about themselves
+    (``quiet.IMPORT_NOISE_LOGGERS``) shows only with ``verbose``."""
+    with import_noise_hidden(verbose):
+        return _load_class(flag, spec, base)
+
+
+def _load_class(flag: str, spec: str, base: type) -> type:
     target, _, name = spec.rpartition(":")
     try:
         if target.endswith(".py") or os.sep in target or "/" in target:
@@ -50,11 +57,12 @@ def load_class(flag: str, spec: str, base: type) -> type:
     return cls
 
 
-def build(flag: str, cls: type, args: dict[str, Any]) -> Any:
+def build(flag: str, cls: type, args: dict[str, Any], verbose: bool = False) -> Any:
     """``cls(**args)``; a refusal (a TypeError for an unknown argument, a ValueError of its own) is one line naming
-    ``--{flag}-args``."""
+    ``--{flag}-args``. A library the constructor imports late warns about itself only with ``verbose``."""
     try:
-        return cls(**args)
+        with import_noise_hidden(verbose):
+            return cls(**args)
     except Exception as e:  # noqa: BLE001 - the class refused its arguments
         first = str(e).splitlines()[0] if str(e) else ""
         raise ConfigError(f"{flag}_args", _json(args), f"{cls.__name__} refused them ({type(e).__name__}: {first})"

@@ -81,11 +81,12 @@ class ModuleWorkload(Workload):
         from gpt2_lightning.profile.user_classes import build, load_class
 
         super().__init__(cfg)
-        self.module_cls = load_class("module", cfg.module, L.LightningModule)
-        self.data_cls = load_class("datamodule", cfg.datamodule, L.LightningDataModule) if cfg.datamodule else None
+        self.module_cls = load_class("module", cfg.module, L.LightningModule, cfg.verbose)
+        self.data_cls = (load_class("datamodule", cfg.datamodule, L.LightningDataModule, cfg.verbose)
+                         if cfg.datamodule else None)
         self.name = self.class_name = self.module_cls.__name__
         L.seed_everything(cfg.seed, verbose=False)
-        self._probe = build("module", self.module_cls, dict(cfg.module_args or {}))
+        self._probe = build("module", self.module_cls, dict(cfg.module_args or {}), cfg.verbose)
         if _overrides(self._probe, "configure_model"):
             self._probe.configure_model()  # a module that builds its layers there: count them too
         data = self.make_datamodule(1)  # refuses bad --datamodule-args, or a module without data
@@ -111,7 +112,7 @@ class ModuleWorkload(Workload):
         from gpt2_lightning.profile.user_classes import build
 
         L.seed_everything(self.cfg.seed, verbose=False)  # same seed, same weights
-        module = build("module", self.module_cls, dict(self.cfg.module_args or {}))
+        module = build("module", self.module_cls, dict(self.cfg.module_args or {}), self.cfg.verbose)
         if self.cfg.compile:  # each direct child compiled in place: training_step calls them, not self()
             for child in module.children():
                 child.compile(dynamic=False)
@@ -123,7 +124,7 @@ class ModuleWorkload(Workload):
         from gpt2_lightning.profile.user_classes import build
 
         if self.data_cls is not None:
-            source = build("datamodule", self.data_cls, self._data_kwargs(num_batches))
+            source = build("datamodule", self.data_cls, self._data_kwargs(num_batches), self.cfg.verbose)
             if not _overrides(source, "train_dataloader"):
                 raise ConfigError("datamodule", self.cfg.datamodule, "defines no train_dataloader")
             return source

@@ -1,9 +1,9 @@
 """Side-by-side comparison of two or more runs: what differs between them, what they measured, and whether each
 difference is beyond the runs' own noise. Printed, and written as comparison.md and comparison.png.
 
-A ratio means something only when the reader knows what else changed: the "settings that differ" block and the
-warnings come first, then the table, whose every speed-up carries its range and a noise judgement
-(gpt2_lightning.report.noise).
+A ratio means something only when the reader knows what else changed: the "settings that differ" block and a line
+counting the warnings come first, then the table (the warnings themselves right after it), whose every speed-up
+carries its range and a noise judgement (gpt2_lightning.report.noise).
 """
 
 from __future__ import annotations
@@ -109,8 +109,8 @@ def judgement_note(rows: list[dict[str, Any]], runs: list[dict[str, Any]], label
         lines.append(f"Between-run noise unknown ({', '.join(single)}: no repeats): [range] is the p10-p90 of one "
                      "run's steps, which misses what moves between processes. Beyond noise: the ranges apart and the "
                      f"speed-up past the minimum effect for single runs ({' / '.join(f'{f:.0%}' for f in floors)} "
-                     "here; README: what beyond noise means). Run both with --repeat 5 to judge on between-run "
-                     "noise.")
+                     "here; docs/comparisons.md#repeats-and-what-beyond-noise-means). Run both with --repeat 5 to "
+                     "judge on between-run noise.")
     return "\n".join(lines)
 
 
@@ -127,18 +127,34 @@ def format_comparison(labels: list[str], rows: list[dict[str, Any]], runs: list[
         for i in range(1, len(labels)):
             line += [_cell(r, i), _ratio_cell(r, i)]
         body.append(line)
-    return render_table(header, body, markdown) + "\n\n" + judgement_note(rows, runs, labels)
+    ratios = tuple(range(3, len(header), 2))  # "change vs main": a speed-up, its range and a judgement, a phrase
+    return render_table(header, body, markdown, text_columns=ratios) + "\n\n" + judgement_note(rows, runs, labels)
 
 
 def format_full(runs: list[dict[str, Any]], labels: list[str], rows: list[dict[str, Any]], markdown: bool = False
                 ) -> str:
-    """Settings that differ, warnings, then the table of figures."""
+    """Settings that differ, one line saying how many warnings there are, the table of figures, then the warnings.
+
+    The warnings (a planted delay, a busy runner's every experiment, a straggler...) can run to a dozen lines: before
+    the table they pushed it off the screen. One line before it still says, before any ratio is read, that there are
+    warnings and where; each is given in full right after the table and its note."""
     parts = [format_settings(runs, labels, markdown)]
     warnings = warnings_for(runs, labels)
     if warnings:
-        parts.append("\n".join(f"- {w}" if markdown else w for w in warnings))
+        bold = "**" if markdown else ""
+        parts.append(f"{bold}{warnings_heads_up(len(warnings), markdown)}{bold}")
     parts.append(("## Figures\n\n" if markdown else "") + format_comparison(labels, rows, runs, markdown))
+    if warnings:
+        parts.append(("## Warnings\n\n" if markdown else "Warnings:\n")
+                     + "\n".join(f"- {w}" if markdown else w for w in warnings))
     return "\n\n".join(parts)
+
+
+def warnings_heads_up(n: int, markdown: bool = False) -> str:
+    """"3 warnings about these runs, under the table: read them before quoting a ratio from it"."""
+    where = "under the table (Warnings)" if markdown else "under the table"
+    return f"{n} warning{'s' if n != 1 else ''} about these runs, {where}: read {'them' if n != 1 else 'it'} before " \
+           "quoting a ratio from it."
 
 
 def write_comparison(runs: list[dict[str, Any]], labels: list[str], out_dir: Path) -> tuple[str, list[Path]]:

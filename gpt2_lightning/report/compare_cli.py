@@ -20,11 +20,12 @@ from gpt2_lightning.cli_args import EXIT_BAD_INPUT, EXIT_OK, HelpFormatter, prog
 from gpt2_lightning.report.gate import (EXIT_CANNOT_GATE, EXIT_REGRESSION, GATE_FLOOR_PCT, GATED, gate_floor,
                                         mismatched, regression_line, regressions, unjudged, unjudged_line)
 
-DESCRIPTION = """Compare two or more runs side by side: the settings that differ, warnings (a profiled run against an
-unprofiled one, different experiments, an unstable run), then one table: each figure with its range, each later run's
-speed-up over the first with its range and a noise judgement. Runs made with --repeat are judged on how their repeats
-vary (between runs); single runs on their steps' spread, with the between-run noise unknown. Writes comparison.md and
-comparison.png into --out, by default comparisons/<timestamp>/ under the current directory.
+DESCRIPTION = """Compare two or more runs side by side: the settings that differ, how many warnings there are, then
+one table: each figure with its range, each later run's speed-up over the first with its range and a noise judgement;
+then the warnings (a profiled run against an unprofiled one, different experiments, an unstable run). Runs made with
+--repeat are judged on how their repeats vary (between runs); single runs on their steps' spread, with the between-run
+noise unknown. Writes comparison.md and comparison.png into --out, by default comparisons/<timestamp>/ under the
+current directory.
 
 As a CI gate: --fail-if-slower PCT exits 3 when a later run is slower than the first by more than PCT and beyond
 noise, on time per token or tokens/s (with several processes also the whole job's rate and the slowest rank's step);
@@ -97,8 +98,8 @@ def main(argv: list[str] | None = None) -> int:
         floor = gate_floor(runs)
         if pct < floor and not args.allow_below_floor:
             error(f"--fail-if-slower {pct:g}: below {floor:g}%, the smallest slowdown runs with --repeat 5 tell "
-                  "apart on this machine class (README: Regression gate in CI); a smaller one would pass or fail "
-                  "on noise. Pass --allow-below-floor to gate anyway")
+                  "apart on this machine class (docs/comparisons.md#regression-gate-in-ci); a smaller one would pass "
+                  "or fail on noise. Pass --allow-below-floor to gate anyway")
     out = Path(args.out) if args.out else Path("comparisons") / _dt.datetime.now().strftime("%Y%m%d-%H%M%S")
     if not args.out:  # two comparisons in one second get two directories, never one overwritten
         base, n = out, 1

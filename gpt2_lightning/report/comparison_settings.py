@@ -8,6 +8,7 @@ import json
 from collections.abc import Callable
 from typing import Any
 
+from gpt2_lightning.analysis.ranks import excess_phrase
 from gpt2_lightning.report.formats import fmt_ms, render_table
 from gpt2_lightning.report.noise import instability_lines
 from gpt2_lightning.report.profiled import counted_steps_profiler
@@ -128,9 +129,11 @@ def straggler_lines(runs: list[dict[str, Any]], labels: list[str]) -> list[str]:
         for exp, x in run.get("experiments", {}).items():
             st = x.get("straggler") if isinstance(x, dict) else None
             if isinstance(st, dict) and st.get("rank") is not None:
-                where = f" in {st['phase']}" if st.get("phase") else ""
-                excess = f"+{fmt_ms(st['excess_ms'])} per step{where}" if st.get("excess_ms") is not None else where
-                out.append(f"{lab}: {exp}: rank {st['rank']} is the straggler ({excess.strip()}): the rows "
+                if st.get("excess_ms") is not None:
+                    excess = excess_phrase(st, fmt_ms)
+                else:
+                    excess = f"in {st['phase']}" if st.get("phase") else ""
+                out.append(f"{lab}: {exp}: rank {st['rank']} is the straggler ({excess}): the rows "
                            "'slowest rank' and 'whole job' read it, the (rank 0) rows do not.")
     return out
 

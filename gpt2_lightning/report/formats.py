@@ -42,16 +42,20 @@ def fmt_range(low: str, high: str) -> str:
     return f"{low}-{high}"
 
 
-def render_table(header: list[str], body: list[list[str]], markdown: bool = False, numbers: bool = True) -> str:
+def render_table(header: list[str], body: list[list[str]], markdown: bool = False, numbers: bool = True,
+                 text_columns: tuple[int, ...] = ()) -> str:
     """Labels in the first column (left-aligned), figures in the rest (right-aligned, or left with numbers=False):
-    console text or markdown."""
+    console text or markdown. ``text_columns``: columns of phrases (a speed-up and its judgement) that read from the
+    left, under a header that starts where they start."""
+    left = {0, *text_columns} if numbers else set(range(len(header)))
     if markdown:
-        lines = ["| " + " | ".join(header) + " |", "|---|" + ("---:|" if numbers else "---|") * (len(header) - 1)]
+        lines = ["| " + " | ".join(header) + " |",
+                 "|" + "".join("---|" if i in left else "---:|" for i in range(len(header)))]
         return "\n".join(lines + ["| " + " | ".join(row) + " |" for row in body])
     widths = [max(len(row[i]) for row in [header, *body]) for i in range(len(header))]
 
     def line(row: list[str]) -> str:
-        cells = (c.ljust(w) if i == 0 or not numbers else c.rjust(w) for i, (c, w) in enumerate(zip(row, widths)))
+        cells = (c.ljust(w) if i in left else c.rjust(w) for i, (c, w) in enumerate(zip(row, widths)))
         return "  ".join(cells).rstrip()
 
     lines = [line(row) for row in body]

@@ -59,6 +59,27 @@ def slower_pct(speedup: float) -> float:
     return (1 / speedup - 1) * 100
 
 
+def rate_change_pct(speedup: float) -> float:
+    """The rate's change, in %, for an oriented speed-up: -88.7 when a token takes 787.4% longer (``slower_pct``)."""
+    return (speedup - 1) * 100
+
+
+def slowdown_text(item: dict[str, Any], pct: float) -> str:
+    """How much slower, in the gate's terms (time): "+787.4%" for a time row; for a rate, which cannot fall by more
+    than 100%, "time per token +787.4%, tokens/s -88.7%"; then "(slower by more than PCT%)"."""
+    change = f"+{item['slower_pct']:.1f}%"
+    if item.get("rate"):
+        change = f"time per token {change}, tokens/s {item['rate_change_pct']:+.1f}%"
+    return f"{change} (slower by more than {pct:g}%)"
+
+
+def _figures(row: dict[str, Any], s: float | None) -> dict[str, Any]:
+    """The slowdown's figures an item carries (results.json-style, for --json too): ``slower_pct`` (how much longer
+    a token, or a step, takes), ``rate_change_pct`` (the rate's change) and whether the row is a rate."""
+    return {"slower_pct": None if s is None else slower_pct(s), "rate_change_pct": None if s is None else
+            rate_change_pct(s), "rate": not row.get("lower_is_better", True)}
+
+
 def regressions(rows: list[dict[str, Any]], labels: list[str], pct: float) -> list[dict[str, Any]]:
     """Every gated figure of every candidate (runs after the first) that is slower by more than ``pct`` and beyond
     noise."""
@@ -75,19 +96,19 @@ def regressions(rows: list[dict[str, Any]], labels: list[str], pct: float) -> li
                 # a failed experiment)
                 found.append({"candidate": labels[i], "experiment": row["experiment"], "figure": row["label"],
                               "baseline": row["values"][0], "value": None, "ratio": None, "ratio_range": None,
-                              "slower_pct": None, "basis": None})
+                              **_figures(row, None), "basis": None})
                 continue
             if s is None or row["noise"][i] != BEYOND_NOISE or slower_pct(s) <= pct:
                 continue
             found.append({"candidate": labels[i], "experiment": row["experiment"], "figure": row["label"],
                           "baseline": row["values"][0], "value": row["values"][i], "ratio": s,
-                          "ratio_range": row["speedup_ranges"][i], "slower_pct": slower_pct(s),
-                          "basis": row["basis"][i]})
+                          "ratio_range": row["speedup_ranges"][i], **_figures(row, s), "basis": row["basis"][i]})
     return found
 
 
 def regression_line(reg: dict[str, Any], value: Any, pct: float) -> str:
-    """REGRESSION train: tokens/s 3.27k -> 2.61k (change): 0.80x [0.76-0.84x] beyond noise, 25.0% slower (> 5%)."""
+    """REGRESSION train: tokens/s 3.27k -> 2.61k (change): 0.80x [0.76-0.84x] beyond noise (repeats): time per token
+    +25.3%, tokens/s -20.2% (slower by more than 5%)."""
     from gpt2_lightning.report.formats import fmt_range, fmt_speedup
 
     if reg["value"] is None:
@@ -96,8 +117,7 @@ def regression_line(reg: dict[str, Any], value: Any, pct: float) -> str:
     rng = reg["ratio_range"]
     span = f" [{fmt_range(fmt_speedup(rng[0]), fmt_speedup(rng[1]))}]" if rng else ""
     return (f"REGRESSION {reg['figure']} {value(reg['baseline'])} -> {value(reg['value'])} ({reg['candidate']}): "
-            f"{fmt_speedup(reg['ratio'])}{span} beyond noise ({reg['basis']}), {reg['slower_pct']:.1f}% slower "
-            f"(> {pct:g}%)")
+            f"{fmt_speedup(reg['ratio'])}{span} beyond noise ({reg['basis']}): {slowdown_text(reg, pct)}")
 
 
 def _repeats_line(runs: list[dict[str, Any]], labels: list[str], exp: str, counts: tuple[int, int] | None,
@@ -143,7 +163,7 @@ def unjudged(rows: list[dict[str, Any]], labels: list[str], pct: float, runs: li
         for i in range(1, len(labels)):
             s, base, value = row["speedups"][i], row["values"][0], row["values"][i]
             item = {"candidate": labels[i], "experiment": row["experiment"], "figure": row["label"],
-                    "baseline": base, "value": value, "ratio": s, "slower_pct": s and slower_pct(s)}
+                    "baseline": base, "value": value, "ratio": s, **_figures(row, s)}
             if (base is None) != (value is None) and row["key"] not in WHOLE_JOB_ROWS:
                 who = 0 if base is None else i  # measured the experiment, but this figure is missing or NaN
                 if row["ran"][who]:
@@ -161,11 +181,12 @@ def unjudged(rows: list[dict[str, Any]], labels: list[str], pct: float, runs: li
 
 
 def unjudged_line(item: dict[str, Any], value: Any, pct: float) -> str:
-    """CANNOT GATE train: tokens/s 1.28k -> 853.3 (change): 0.67x, 50.0% slower (> 20%), not judged (...): rerun ..."""
+    """CANNOT GATE train: tokens/s 1.28k -> 853.3 (change): 0.67x: time per token +50.0%, tokens/s -33.3% (slower by
+    more than 20%) but not judged (...): rerun ..."""
     from gpt2_lightning.report.formats import fmt_speedup
 
     head = f"CANNOT GATE {item['figure']} {value(item['baseline'])} -> {value(item['value'])} ({item['candidate']}): "
     if item["ratio"] is None:
         return head + f"not judged ({item['note']}): {item['advice']}"
-    return (head + f"{fmt_speedup(item['ratio'])}, {item['slower_pct']:.1f}% slower (> {pct:g}%) but not judged "
-            f"({item['note']}): {item['advice']}")
+    return (head + f"{fmt_speedup(item['ratio'])}: {slowdown_text(item, pct)} but not judged ({item['note']}): "
+            f"{item['advice']}")

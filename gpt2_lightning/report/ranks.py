@@ -20,9 +20,17 @@ def sentence(exp: str, result: dict[str, Any]) -> str:
 
 def _global(result: dict[str, Any]) -> str:
     basis = result.get("global_rate") or {}
-    slowest = (f" (every rank's {basis['job_tokens_per_step']} tokens per step over rank {basis['slowest_rank']}'s "
-               f"{fmt_ms(basis['slowest_step_ms'])})" if basis.get("slowest_step_ms") else "")
+    slowest = (f" (the job's {basis['job_tokens_per_step']} tokens per step{_per_rank(result)} over rank "
+               f"{basis['slowest_rank']}'s {fmt_ms(basis['slowest_step_ms'])})" if basis.get("slowest_step_ms") else "")
     return f"global {fmt_rate(result.get('global_tokens_per_sec'))} tokens/s{slowest}"
+
+
+def _per_rank(result: dict[str, Any]) -> str:
+    """", 128 per rank," (or each rank's, ", 128 / 120 by rank,", when they differ): the job's tokens are their sum."""
+    tokens = [r.get("tokens") for r in result.get("ranks") or []]
+    if not tokens or any(t is None for t in tokens):
+        return ""
+    return f", {tokens[0]} per rank," if len(set(tokens)) == 1 else f", {' / '.join(map(str, tokens))} by rank,"
 
 
 def console_lines(exp: str, result: dict[str, Any], timed_phase: str) -> list[str]:

@@ -60,3 +60,59 @@ def test_a_profile_run_prints_no_lightning_banners_unless_verbose(tmp_path):
     verbose = subprocess.run(args + ["--run-name", "verbose", "--verbose"], cwd=ROOT, capture_output=True, text=True,
                              timeout=300)
     assert verbose.returncode == 0 and "GPU available" in verbose.stdout + verbose.stderr
+
+
+NOISY_MODULE = '''
+import logging
+logging.getLogger("torchao").warning("Failed to load /x/torchao/_C_mxfp8.cpython-310-x86_64-linux-gnu.so")
+logging.getLogger("torch.utils._pytree").warning("<enum 'KernelPreference'> is an Enum subclass ...")
+logging.getLogger("my_model").warning("the user's own warning")
+
+
+class Model:
+    def __init__(self, width=1):
+        logging.getLogger("torchao").warning("Failed to load a kernel library late, in the constructor")
+        if width < 1:
+            raise ValueError("width must be positive")
+'''
+
+
+def test_importing_the_users_module_hides_only_the_libraries_warnings_about_themselves(tmp_path, caplog):
+    """The walk-through: with torchao installed (the [dev] extra), transformers' import printed 4 lines of torchao and
+    torch pytree warnings before the project's own line, even for a bad --module."""
+    import logging
+
+    import pytest
+
+    from gpt2_lightning.profile.settings import ConfigError
+    from gpt2_lightning.profile.user_classes import build, load_class
+
+    (tmp_path / "noisy_model.py").write_text(NOISY_MODULE)
+    (tmp_path / "broken_model.py").write_text("import logging\nraise ImportError('no module named flash_attn')\n")
+    caplog.set_level(logging.WARNING)
+    cls = load_class("module", f"{tmp_path}/noisy_model.py:Model", object)
+    assert [r.getMessage() for r in caplog.records] == ["the user's own warning"]
+    with pytest.raises(ConfigError, match="width must be positive"):  # the user's own error still says why
+        build("module", cls, {"width": 0})
+    with pytest.raises(ConfigError, match="does not import .ImportError: no module named flash_attn"):
+        load_class("module", f"{tmp_path}/broken_model.py:Model", object)
+    assert [r.getMessage() for r in caplog.records] == ["the user's own warning"]
+    assert logging.getLogger("torchao").level == logging.NOTSET  # as it was, once the user's code is loaded
+    caplog.clear()
+    build("module", cls, {}, verbose=True)  # --verbose: everything
+    assert [r.getMessage() for r in caplog.records] == ["Failed to load a kernel library late, in the constructor"]
+
+
+def test_a_hugging_face_module_refused_is_one_line_with_torchao_installed(tmp_path):
+    import importlib.util
+
+    import pytest
+
+    if importlib.util.find_spec("torchao") is None or importlib.util.find_spec("transformers") is None:
+        pytest.skip("torchao and transformers are what print the noise")
+    proc = subprocess.run([sys.executable, "scripts/profile.py", "--module", "examples/hf_llama.py:Nope",
+                           "--accelerator", "cpu", "--out", str(tmp_path)], cwd=ROOT, capture_output=True, text=True,
+                          env={**os.environ, "PYTHONPATH": ROOT}, timeout=120)
+    assert proc.returncode == 2
+    assert proc.stderr.splitlines() == [f"scripts/profile.py: error: --module examples/hf_llama.py:Nope: "
+                                        "examples/hf_llama.py has no 'Nope'"]

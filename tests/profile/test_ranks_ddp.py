@@ -2,6 +2,7 @@
 rank's own trace diagnosed under ``--profiler pytorch``. DDP re-launches the command for rank 1: subprocesses."""
 
 import json
+import re
 import subprocess
 import sys
 
@@ -29,7 +30,10 @@ def test_a_planted_straggler_is_named_and_the_other_rank_waits_for_it(tmp_path):
         r = data["experiments"][exp]
         s = r["straggler"]
         assert s is not None and s["rank"] == 1 and s["phase"] == "forward", (exp, s)
-        assert s["excess_ms"] == pytest.approx(PLANTED_MS, rel=0.3), exp  # one sleep per forward pass
+        assert s["phase_excess_ms"] == pytest.approx(PLANTED_MS, rel=0.3), exp  # one sleep per forward pass
+        # the sentence puts forward's own excess beside "forward" (not the rank's whole excess in own work)
+        said = re.search(rf"{exp}: rank 1 is the straggler: \+(\d+) ms per step in forward", proc.stdout)
+        assert said and float(said.group(1)) == pytest.approx(PLANTED_MS, rel=0.3), (exp, proc.stdout[-2000:])
         assert [x["torch_threads"] for x in r["ranks"]] == [1, 1]  # --threads held inside both processes
         # the job's rate: both ranks' tokens over the slower rank's median step, from the ranks' own figures
         slowest = max(x["phases"][phase]["median_ms"] for x in r["ranks"])

@@ -90,8 +90,8 @@ def test_the_console_labels_rank_0s_own_rate_and_says_the_straggler():
                  "memory": {}, "world_size": 2, "ranks": ranks, "straggler": straggler(ranks, "forward"),
                  "global_tokens_per_sec": rate, "global_rate": basis}
     text = format_summary({"env": {}, "config": {"model": "tiny"}, "experiments": {"inference": inference}})
-    assert ("inference: world size 2, per-rank medians 3.400 ms / 28.5 ms; global 8.98k tokens/s (every rank's 256 "
-            "tokens per step over rank 1's 28.5 ms)") in text
+    assert ("inference: world size 2, per-rank medians 3.400 ms / 28.5 ms; global 8.98k tokens/s (the job's 256 "
+            "tokens per step, 128 per rank, over rank 1's 28.5 ms)") in text
     assert "inference: rank 1 is the straggler: +25.1 ms per step in forward" in text
     assert "inference: rank 0: 37.65k tokens/s" in text
 

@@ -210,3 +210,36 @@ def test_comparison_title_names_what_differs():
     assert comparison_title([a, b], ["a", "b"]) == ("gpt2 · AMD EPYC vs NVIDIA H100 · 32-true · runs: a, b · "
                                                     "also differ: profiler")
 
+
+
+def test_the_judgement_column_reads_from_the_left_under_its_header():
+    """The walk-through: the last column's header sat right-aligned ~80 columns from where its cells' phrases began."""
+    from gpt2_lightning.report.compare import format_comparison
+    from gpt2_lightning.report.results import compare
+
+    runs = [run(draws(1), "main"), run([3 * x for x in draws(2)], "slow"), run([100.0, 101.0, 99.0], "few")]
+    lines = format_comparison(["main", "slow", "few"], compare(runs), runs).split("\n\n")[0].splitlines()
+    header, rows = lines[0], [x for x in lines[2:] if x.startswith("train: step")]
+    for label in ("slow vs main", "few vs main"):
+        start = header.index(label)
+        for row in rows:  # each phrase starts with its speed-up ("0.33x [...] beyond noise", "1.00x (not judged: ...)")
+            assert row[start:].split()[0].endswith("x") and row[start - 2:start] == "  ", (label, row)
+    assert "| figure | main | slow | slow vs main | few | few vs main |\n|---|---:|---:|---|---:|---|" in \
+        format_comparison(["main", "slow", "few"], compare(runs), runs, markdown=True)
+
+
+def test_the_table_comes_before_the_warnings_with_one_line_counting_them():
+    """The walk-through: 11 warning lines came before the table and pushed it off the screen."""
+    from gpt2_lightning.report.compare import format_full
+    from gpt2_lightning.report.results import compare
+
+    runs = [run(draws(1), "main", profiler="pytorch"), run(draws(2), "slow", add_delay_ms=40.0,
+                                                           experiments=("train", "inference"))]
+    text = format_full(runs, ["main", "slow"], compare(runs))
+    lines = text.splitlines()
+    heads_up = lines.index("3 warnings about these runs, under the table: read them before quoting a ratio from it.")
+    table = next(i for i, x in enumerate(lines) if x.startswith("figure "))
+    warned = [i for i, x in enumerate(lines) if x.startswith("WARNING: ")]
+    assert len(warned) == 3 and heads_up < table < lines.index("Warnings:") < min(warned)
+    md = format_full(runs, ["main", "slow"], compare(runs), markdown=True)
+    assert md.index("**3 warnings") < md.index("## Figures") < md.index("## Warnings") < md.index("- WARNING: ")

@@ -41,8 +41,29 @@ def test_a_planted_slowdown_fails_the_gate_with_one_line_per_regression(tmp_path
     tps = next(x for x in lines if "train: tokens/s" in x)
     # 128 tokens in 100 ms against 150 ms; range: 98 / (103 x 1.5) = 0.63 to 103 / (98 x 1.5) = 0.70
     assert tps.startswith("REGRESSION train: tokens/s 1.28k -> 853.3 (change): 0.67x [0.63-0.70x] beyond noise")
-    assert f"50.0% slower (> {PCT}%)" in tps
+    # a token takes 50% longer: tokens/s 1 / 1.5 - 1 = -33.3%
+    assert tps.endswith(f"time per token +50.0%, tokens/s -33.3% (slower by more than {PCT}%)")
     assert out.splitlines()[-1] == f"gate: 2 regression(s) over {PCT}% beyond noise (exit 3)"
+
+
+def test_a_rate_that_fell_is_said_as_time_per_token_and_rate_in_the_lines_and_the_json(tmp_path, capsys):
+    """The walk-through: "tokens/s 2.22k -> 250.2: 0.11x, 787.4% slower" (a rate cannot fall by 787%)."""
+    code = gate(tmp_path, repeated(BASE), repeated([m * 9 for m in BASE]), "--fail-if-slower", PCT)
+    out = capsys.readouterr().out
+    assert code == 3
+    lines = {x.split(" (change)")[0]: x for x in out.splitlines() if x.startswith("REGRESSION")}
+    # 9x the time: a token takes 800% longer; the rate is 1/9 of the baseline's, 88.9% lower
+    assert lines["REGRESSION train: tokens/s 1.28k -> 142.2"].endswith(
+        f"time per token +800.0%, tokens/s -88.9% (slower by more than {PCT}%)")
+    assert lines["REGRESSION train: time per token 781 µs -> 7.031 ms"].endswith(
+        f"beyond noise (repeats): +800.0% (slower by more than {PCT}%)")
+    assert "% slower" not in out  # never a rate "N% slower"
+    code = gate(tmp_path / "j", repeated(BASE), repeated([m * 9 for m in BASE]), "--fail-if-slower", PCT, "--json")
+    found = {r["figure"]: r for r in json.loads(capsys.readouterr().out)["gate"]["regressions"]}
+    tps, tpt = found["train: tokens/s"], found["train: time per token"]
+    assert tps["rate"] and not tpt["rate"]
+    for r in (tps, tpt):  # the same two figures the lines quote, whichever way the row reads
+        assert r["slower_pct"] == pytest.approx(800.0) and r["rate_change_pct"] == pytest.approx(-800 / 9)
 
 
 def test_the_gate_passes_identical_runs_and_slowdowns_under_the_threshold(tmp_path, capsys):
@@ -98,8 +119,9 @@ def test_without_repeats_the_gate_says_the_noise_is_unknown(tmp_path, capsys):
     # 50% slower, ranges apart, but under what single CPU runs tell apart: not a pass (was exit 0)
     assert gate(tmp_path / "b", single(steady), single([1.5 * x for x in steady]), "--fail-if-slower", PCT) == 2
     out = capsys.readouterr().out
-    assert ("CANNOT GATE train: tokens/s 12.55k -> 8.37k (change): 0.67x, 50.0% slower (> 20%) but not judged "
-            "(under the 150% minimum effect without repeats)") in out and "--repeat 5" in out
+    assert ("CANNOT GATE train: tokens/s 12.55k -> 8.37k (change): 0.67x: time per token +50.0%, tokens/s -33.3% "
+            "(slower by more than 20%) but not judged (under the 150% minimum effect without repeats)") in out
+    assert "--repeat 5" in out
 
 
 def test_compare_on_a_sweep_folder_says_how_to_compare_its_points(tmp_path, capsys):

@@ -26,7 +26,8 @@ def test_two_repeats_with_a_planted_slowdown_cannot_gate(tmp_path, capsys):
     assert len(lines) == 2  # tokens/s and time per token of train, the one experiment measured
     # 2.25x the time: 1 / 2.25 = 0.44x, a token takes 125% longer
     tps = next(x for x in lines if "train: tokens/s" in x)
-    assert "0.44x, 125.0% slower (> 20%) but not judged (2 and 2 repeats: too few to judge" in tps
+    assert ("0.44x: time per token +125.0%, tokens/s -55.6% (slower by more than 20%) but not judged (2 and 2 "
+            "repeats: too few to judge") in tps
     assert tps.endswith("rerun both with --repeat 5")
     assert out.splitlines()[-1] == f"gate: cannot gate: 2 figure(s) slower than {PCT}% could not be judged (exit 2)"
 
@@ -39,7 +40,8 @@ def test_too_few_steps_cannot_gate(tmp_path, capsys):
     assert len(lines) == 2
     assert all("(under 5 steps): rerun both with more --steps (at least 5; these ran 2 and 2) and --repeat 5" in x
                for x in lines)
-    assert "0.0923x, 983.6% slower" in lines[0]  # 30.5 ms against 330.5 ms: 330.5 / 30.5 = 10.836
+    # 30.5 ms against 330.5 ms: 330.5 / 30.5 = 10.836 the time, 30.5 / 330.5 - 1 = -90.8% the rate
+    assert "0.0923x: time per token +983.6%, tokens/s -90.8% (slower by more than 20%)" in lines[0]
 
 
 def test_a_candidate_whose_repeats_failed_cannot_gate(tmp_path, capsys):
@@ -221,7 +223,9 @@ def test_the_comparison_names_a_runs_straggler():
     from gpt2_lightning.report.compare import warnings_for
 
     slow = ddp([STEADY, [1.5 * x for x in STEADY]])
-    slow["experiments"]["train"]["straggler"] = {"rank": 1, "excess_ms": 5.1, "phase": "forward"}
+    # 4.0 ms of its 5.1 ms excess in forward: the phase's figure beside the phase, the whole excess apart
+    slow["experiments"]["train"]["straggler"] = {"rank": 1, "excess_ms": 5.1, "phase": "forward",
+                                                 "phase_excess_ms": 4.0}
     lines = [w for w in warnings_for([ddp([STEADY, STEADY]), slow], ["main", "change"]) if "straggler" in w]
-    assert lines == ["change: train: rank 1 is the straggler (+5.100 ms per step in forward): the rows 'slowest rank' "
-                     "and 'whole job' read it, the (rank 0) rows do not."]
+    assert lines == ["change: train: rank 1 is the straggler (+4.000 ms per step in forward (+5.100 ms of own work "
+                     "per step in all)): the rows 'slowest rank' and 'whole job' read it, the (rank 0) rows do not."]
