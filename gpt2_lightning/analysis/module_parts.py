@@ -157,6 +157,8 @@ def summarize(c: Any, steps: list[tuple[int, float, float]]) -> dict[str, Any]:
         ranked = ranked[:TOP_PARTS - 1] + [(f"{len(rest)} other modules",
                                             [sum(v[c] for _, v in rest) for c in range(3)])]
     rows = [row(name, f, b, r, f + b + r) for name, (f, b, r) in ranked]
+    if not gpt2 and len(parts) > TOP_PARTS:  # what the last row folds, by name, largest first
+        rows[-1]["folds"] = [name for name, _ in sorted(parts.items(), key=lambda kv: -sum(kv[1]))[TOP_PARTS - 1:]]
     rows += [row(OPTIMIZER_ROW, None, None, None, optimizer), row(OUTSIDE_ROW, None, None, None, outside)]
     if waiting:  # several processes: outside any module while a collective was in flight
         rows.insert(-1, row(WAITING_ROW, None, None, None, waiting))

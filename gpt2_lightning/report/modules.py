@@ -125,6 +125,14 @@ def console_layers(m: dict[str, Any]) -> str | None:
     return f"  layers ({what}), ms per step: {cells}" + ("" if out else f"; none stands out (median {median:.3f})")
 
 
+def _folds_line(m: dict[str, Any]) -> str | None:
+    """What the "N other modules" row holds (the parts past the largest ones), largest first."""
+    folded = next((r for r in m["parts"] if r.get("folds")), None)
+    if folded is None:
+        return None
+    return f"{folded['part']}: " + ", ".join(folded["folds"]) + " (largest first)"
+
+
 def _beside_line(m: dict[str, Any]) -> str | None:
     """Threads that do not run the model (gloo's collectives): their time, which is not part of the step's."""
     b = m.get("beside_the_step") or {}
@@ -155,6 +163,8 @@ def text_lines(m: dict[str, Any]) -> list[str]:
         lines.append(f"{names[r['part']]:<{w}} {_ms(r['forward_ms']):>9} {_ms(r['backward_ms']):>9} "
                      + (f"{_ms(r.get('recompute_ms')):>9} " if rec else "")
                      + f"{r['total_ms']:>9.3f} {r['pct']:>5.1f} {tflops:>8} {pct:>6}")
+    folds = _folds_line(m)
+    lines += [folds] if folds else []
     lines += _layer_text(m)
     beside = _beside_line(m)
     if beside:
@@ -179,6 +189,8 @@ def markdown_lines(m: dict[str, Any]) -> list[str]:
         out.append(f"| {r['part']} | {_ms(r['forward_ms'])} | {_ms(r['backward_ms'])} | "
                    + (f"{_ms(r.get('recompute_ms'))} | " if rec else "")
                    + f"{r['total_ms']:.3f} | {r['pct']:.1f} | {tflops} | {pct} |")
+    folds = _folds_line(m)
+    out += ["", folds[0].upper() + folds[1:] + "."] if folds else []
     layers, beside = layer_markdown(m), _beside_line(m)
     out += [""] + layers if layers else []
     return out + ([""] + [beside[0].upper() + beside[1:] + "."] if beside else []) + [""]

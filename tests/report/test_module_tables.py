@@ -1,0 +1,28 @@
+"""The per-module tables' rows by hand-built traces with known durations: what the "N other modules" row folds."""
+
+from __future__ import annotations
+
+import pytest
+
+from gpt2_lightning.analysis.trace_analysis import analyze_trace
+from gpt2_lightning.report.modules import markdown_lines, text_lines
+from tests.kineto import TraceBuilder
+
+
+def _fourteen_modules(tmp_path):
+    """One CPU step of 10 ms; module net.m<i> (Linear) runs (i + 1) x 20 us, i = 0..13, one after another."""
+    b = TraceBuilder().host_step(1, 0, 10_000)
+    for i in range(14):
+        b.cpu_op(f"[pl][module]torch.nn.modules.linear.Linear: net.m{i}", 100 + 500 * i, 100 + 500 * i + 20 * (i + 1),
+                 cat="user_annotation")
+    return analyze_trace(b.write(tmp_path / "t.json"))["modules"]
+
+
+def test_the_other_modules_row_names_what_it_folds_largest_first(tmp_path):
+    m = _fourteen_modules(tmp_path)
+    folded = next(r for r in m["parts"] if r["part"] == "3 other modules")  # 11 rows shown, the 3 smallest folded
+    assert folded["total_ms"] == pytest.approx((60 + 40 + 20) / 1000)
+    assert folded["folds"] == ["net.m2 (Linear)", "net.m1 (Linear)", "net.m0 (Linear)"]
+    report = "\n".join(markdown_lines(m))
+    assert "3 other modules: net.m2 (Linear), net.m1 (Linear), net.m0 (Linear) (largest first)." in report
+    assert "3 other modules: net.m2 (Linear), net.m1 (Linear), net.m0 (Linear) (largest first)" in text_lines(m)
