@@ -67,7 +67,9 @@ def _blocks_line(m: dict[str, Any]) -> str | None:
     line = (f"layers ({what}): {len(blocks)}, {min(b['total_ms'] for b in blocks):.3f} to "
             f"{max(b['total_ms'] for b in blocks):.3f} ms per step (median {median:.3f})")
     outliers = _standing_out(m)
-    return line + ("; " + "; ".join(_outlier_text(b, median) for b in outliers) if outliers else "; none stands out")
+    if outliers:
+        return line + "; " + "; ".join(_outlier_text(b, median) for b in outliers)
+    return line + ("; none stands out" if len(blocks) >= 3 else "")  # two layers: no median to stand out from
 
 
 def _layer_cells(m: dict[str, Any]) -> tuple[list[str], list[list[str]]]:
@@ -122,7 +124,8 @@ def console_layers(m: dict[str, Any]) -> str | None:
     cells = ", ".join(f"{b['block']} {b['total_ms']:.3f}" + (f" (stands out, +{_excess(b, median):.3f} over the "
                                                               f"median)" if b["block"] in out else "")
                       for b in blocks)
-    return f"  layers ({what}), ms per step: {cells}" + ("" if out else f"; none stands out (median {median:.3f})")
+    return f"  layers ({what}), ms per step: {cells}" + ("" if out or len(blocks) < 3 else
+                                                         f"; none stands out (median {median:.3f})")
 
 
 def _folds_line(m: dict[str, Any]) -> str | None:
@@ -131,6 +134,14 @@ def _folds_line(m: dict[str, Any]) -> str | None:
     if folded is None:
         return None
     return f"{folded['part']}: " + ", ".join(folded["folds"]) + " (largest first)"
+
+
+def _rates_line(m: dict[str, Any]) -> str | None:
+    """Where the rates' FLOPs come from, for a model whose parts the tool does not know."""
+    if not m.get("flops_source"):
+        return None
+    return (f"{_unit(m)[0]}: each part's FLOPs ({m['flops_source']}: matrix multiplications and attention only; "
+            f"'-' where none were counted) over the part's time")
 
 
 def _beside_line(m: dict[str, Any]) -> str | None:
@@ -163,8 +174,7 @@ def text_lines(m: dict[str, Any]) -> list[str]:
         lines.append(f"{names[r['part']]:<{w}} {_ms(r['forward_ms']):>9} {_ms(r['backward_ms']):>9} "
                      + (f"{_ms(r.get('recompute_ms')):>9} " if rec else "")
                      + f"{r['total_ms']:>9.3f} {r['pct']:>5.1f} {tflops:>8} {pct:>6}")
-    folds = _folds_line(m)
-    lines += [folds] if folds else []
+    lines += [x for x in (_folds_line(m), _rates_line(m)) if x]
     lines += _layer_text(m)
     beside = _beside_line(m)
     if beside:
@@ -189,8 +199,9 @@ def markdown_lines(m: dict[str, Any]) -> list[str]:
         out.append(f"| {r['part']} | {_ms(r['forward_ms'])} | {_ms(r['backward_ms'])} | "
                    + (f"{_ms(r.get('recompute_ms'))} | " if rec else "")
                    + f"{r['total_ms']:.3f} | {r['pct']:.1f} | {tflops} | {pct} |")
-    folds = _folds_line(m)
-    out += ["", folds[0].upper() + folds[1:] + "."] if folds else []
+    notes = [x for x in (_folds_line(m), _rates_line(m)) if x]
+    for x in notes:
+        out += ["", f"{x[0].upper()}{x[1:]}."]
     layers, beside = layer_markdown(m), _beside_line(m)
     out += [""] + layers if layers else []
     return out + ([""] + [beside[0].upper() + beside[1:] + "."] if beside else []) + [""]

@@ -26,3 +26,20 @@ def test_the_other_modules_row_names_what_it_folds_largest_first(tmp_path):
     report = "\n".join(markdown_lines(m))
     assert "3 other modules: net.m2 (Linear), net.m1 (Linear), net.m0 (Linear) (largest first)." in report
     assert "3 other modules: net.m2 (Linear), net.m1 (Linear), net.m0 (Linear) (largest first)" in text_lines(m)
+
+
+def test_a_folded_row_gets_its_parts_counted_flops(tmp_path):
+    from gpt2_lightning.analysis.part_flops import add_counted_flops
+
+    m = _fourteen_modules(tmp_path)
+    add_counted_flops(m, {"net.m13 (Linear)": 2.8e6, "net.m0 (Linear)": 1e5, "net.m2 (Linear)": 2e5}, peak_tflops=None)
+    rows = {r["part"]: r for r in m["parts"]}
+    # 280 us for 2.8 MFLOP: 10 GFLOP/s; the folded row: 300 kFLOP in 120 us, 2.5 GFLOP/s
+    assert rows["net.m13 (Linear)"]["tflops"] == pytest.approx(0.010)
+    assert rows["3 other modules"]["flops_per_step"] == 3e5 and rows["3 other modules"]["tflops"] == pytest.approx(
+        0.0025)
+    assert rows["net.m12 (Linear)"].get("tflops") is None and rows["net.m12 (Linear)"].get("flops_per_step") is None
+    table = "\n".join(markdown_lines(m))
+    assert "| net.m13 (Linear) | 0.280 | - | 0.280 |" in table and "| 10.0 | - |" in table
+    assert "| 3 other modules | 0.120 | - | 0.120 |" in table and "| 2.5 | - |" in table
+    assert "GFLOP/s: each part's FLOPs (FlopCounterMode per module: matrix" in table
