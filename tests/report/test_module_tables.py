@@ -43,3 +43,33 @@ def test_a_folded_row_gets_its_parts_counted_flops(tmp_path):
     assert "| net.m13 (Linear) | 0.280 | - | 0.280 |" in table and "| 10.0 | - |" in table
     assert "| 3 other modules | 0.120 | - | 0.120 |" in table and "| 2.5 | - |" in table
     assert "GFLOP/s: each part's FLOPs (FlopCounterMode per module: matrix" in table
+
+
+def _bars(monkeypatch, tmp_path, parts):
+    """The right ends of modules.png's bars, by row label, from the figure as drawn."""
+    from gpt2_lightning.report import module_plot
+
+    drawn = {}
+    monkeypatch.setattr(module_plot, "save_figure", lambda fig, path: drawn.setdefault("fig", fig))
+    data = {"experiments": {"train": {"diagnosis": {"modules": {
+        "parts": parts, "total_ms_per_step": sum(r["total_ms"] for r in parts), "steps": 3}}}}}
+    module_plot.plot_modules(data, tmp_path / "modules.png")
+    ax = drawn["fig"].axes[0]
+    labels = [t.get_text() for t in ax.get_yticklabels()]
+    ends: dict[str, float] = {}
+    for patch in ax.patches:
+        row = labels[round(patch.get_y() + patch.get_height() / 2)]
+        ends[row] = max(ends.get(row, 0.0), patch.get_x() + patch.get_width())
+    return ends
+
+
+def test_modules_png_bars_end_at_each_rows_total(monkeypatch, tmp_path):
+    """Recompute in the total (forward 1 + backward 2 + recompute 1.5 = 4.5 ms), and a results.json from before
+    that, whose total (3.211) left the recompute (1.258) out: every bar still ends at its row's total."""
+    parts = [{"part": "MLP", "forward_ms": 1.0, "backward_ms": 2.0, "recompute_ms": 1.5, "total_ms": 4.5, "pct": 50},
+             {"part": "old MLP", "forward_ms": 0.816, "backward_ms": 2.395, "recompute_ms": 1.258, "total_ms": 3.211,
+              "pct": 35.7},
+             {"part": "optimizer", "forward_ms": None, "backward_ms": None, "recompute_ms": None, "total_ms": 1.289,
+              "pct": 14.3}]
+    ends = _bars(monkeypatch, tmp_path, parts)
+    assert ends == {"MLP": pytest.approx(4.5), "old MLP": pytest.approx(3.211), "optimizer": pytest.approx(1.289)}
