@@ -119,7 +119,7 @@ def console_layers(m: dict[str, Any]) -> str | None:
     if not blocks:
         return None
     if len(blocks) > MAX_LAYER_ROWS:
-        return "  " + _blocks_line(m)
+        return f"  {_blocks_line(m)} (every layer: report.md)"
     out = set(m.get("outlier_blocks") or [])
     cells = ", ".join(f"{b['block']} {b['total_ms']:.3f}" + (f" (stands out, +{_excess(b, median):.3f} over the "
                                                               f"median)" if b["block"] in out else "")

@@ -73,3 +73,22 @@ def test_modules_png_bars_end_at_each_rows_total(monkeypatch, tmp_path):
               "pct": 14.3}]
     ends = _bars(monkeypatch, tmp_path, parts)
     assert ends == {"MLP": pytest.approx(4.5), "old MLP": pytest.approx(3.211), "optimizer": pytest.approx(1.289)}
+
+
+def test_many_layers_name_the_one_that_stands_out_and_leave_the_rows_to_report_md():
+    from gpt2_lightning.report.modules import console_layers
+
+    k = {i: 10.0 if i == 5 else 1.0 for i in range(13)}  # layer 5 ten times the others
+    blocks = [{"block": i, "forward_ms": 0.4 * k[i], "backward_ms": 0.6 * k[i], "recompute_ms": None,
+               "total_ms": k[i]} for i in range(13)]
+    m = {"grouping": "gpt2", "basis": "kernel time", "total_ms_per_step": 22.0, "steps": 2, "blocks": blocks,
+         "outlier_blocks": [5], "block_list": {"path": "transformer.h", "class": "Block"},
+         "parts": [{"part": "MLP", "forward_ms": 8.8, "backward_ms": 13.2, "total_ms": 22.0, "pct": 100.0}]}
+    said = "layer 5 stands out: 10.000 ms (10.0x the median, +9.000 ms over it)"
+    text = text_lines(m)
+    assert text[-1] == (f"layers (transformer.h.N, Block): 13, 1.000 to 10.000 ms per step (median 1.000); {said} "
+                        f"(every row: --json, or report.md)")
+    assert console_layers(m).endswith(f"{said} (every layer: report.md)")
+    report = "\n".join(markdown_lines(m))
+    assert report.count("| 0.400 | 0.600 | 1.000 | +0.000 |") == 12
+    assert "| **5 (stands out)** | 4.000 | 6.000 | 10.000 | +9.000 |" in report
