@@ -78,20 +78,20 @@ class _Owners:
 
 def _thread_segments(arrays: tuple, names: list[str], owners: _Owners, pid: int,
                      seq_owner: dict[tuple[int, int], tuple[int, int]],
-                     update_from: dict[int, float]) -> tuple[array, array, array]:
-    """The thread's timeline as consecutive segments (start, end, owner id), and, into ``seq_owner``, the module and
-    operator of every forward operator that carries an autograd sequence number."""
+                     update_from: dict[int, float]) -> tuple[array, array, array, array]:
+    """The thread's timeline as consecutive segments (start, end, owner id, 1 when inside an operator), and, into
+    ``seq_owner``, the module and operator of every forward operator that carries an autograd sequence number."""
     start_a, end_a, name_a, kind_a, seq_a = arrays
     order = sorted(range(len(start_a)), key=lambda i: (start_a[i], -end_a[i], -kind_a[i]))
-    seg_start, seg_end, seg_owner = array("d"), array("d"), array("i")
-    # stack entries: (end, kind, module, op, seq, update start); context is inherited from the entry below
-    stack: list[tuple[float, int, int, int, int, float | None]] = []
+    seg_start, seg_end, seg_owner, seg_op = array("d"), array("d"), array("i"), array("b")
+    # stack entries: (end, kind, module, op, seq, update start, operators open); context is inherited from below
+    stack: list[tuple[float, int, int, int, int, float | None, int]] = []
     outside = owners.id((OUTSIDE, -1, -1, -1, -1))
 
     def owner_at(t: float) -> int:
         if not stack:
             return outside
-        _, kind, module, op, seq, update = stack[-1]
+        _, kind, module, op, seq, update, _ = stack[-1]
         if kind == BACKWARD:
             return owners.id((BACKWARD, -1, -1, seq, pid))
         if kind == RECOMPUTE:
@@ -104,10 +104,11 @@ def _thread_segments(arrays: tuple, names: list[str], owners: _Owners, pid: int,
         while a < b:
             update = stack[-1][5] if stack else None
             cut = update if update is not None and a < update < b else b  # the update starts inside [a, b)
-            if seg_owner and seg_end[-1] == a and seg_owner[-1] == owner_at(a):
+            in_op = 1 if stack and stack[-1][6] else 0
+            if seg_owner and seg_end[-1] == a and seg_owner[-1] == owner_at(a) and seg_op[-1] == in_op:
                 seg_end[-1] = cut
             else:
-                seg_start.append(a), seg_end.append(cut), seg_owner.append(owner_at(a))
+                seg_start.append(a), seg_end.append(cut), seg_owner.append(owner_at(a)), seg_op.append(in_op)
             a = cut
 
     t = start_a[order[0]] if order else 0.0
@@ -119,7 +120,7 @@ def _thread_segments(arrays: tuple, names: list[str], owners: _Owners, pid: int,
             stack.pop()
         emit(t, s)
         t = max(t, s)
-        kind, module, op, seq, update = (stack[-1][1:] if stack else (OUTSIDE, -1, -1, -1, None))
+        kind, module, op, seq, update, open_ops = (stack[-1][1:] if stack else (OUTSIDE, -1, -1, -1, None, 0))
         k, name = kind_a[i], names[name_a[i]]
         if kind in (BACKWARD, RECOMPUTE):
             if k == OP and name.startswith(BACKWARD_OP):  # a backward inside a backward (reentrant checkpointing)
@@ -142,12 +143,12 @@ def _thread_segments(arrays: tuple, names: list[str], owners: _Owners, pid: int,
                 seq_owner.setdefault((pid, seq_a[i]), (module, op))
             else:
                 seq_owner[(pid, seq_a[i])] = (module, op)
-        stack.append((e, kind, module, op, seq, update))
+        stack.append((e, kind, module, op, seq, update, open_ops + (k == OP)))
     while stack:
         emit(t, stack[-1][0])
         t = max(t, stack[-1][0])
         stack.pop()
-    return seg_start, seg_end, seg_owner
+    return seg_start, seg_end, seg_owner, seg_op
 
 
 def attribute(c: Collected, steps: list[tuple[int, float, float]]) -> dict[str, Any] | None:
@@ -155,7 +156,9 @@ def attribute(c: Collected, steps: list[tuple[int, float, float]]) -> dict[str, 
     "basis", "total_us", "unlinked_backward_us", "beside"}; None when the trace has no module ranges. ``beside``: on a
     CPU trace, the time of threads that do not run the model (collectives' threads, others), in us over all steps.
     ``kind`` is one of OUTSIDE, FORWARD, BACKWARD, RECOMPUTE, OPTIMIZER, WAITING (for collectives); a backward whose
-    forward is not in the trace counts as OUTSIDE."""
+    forward is not in the trace counts as OUTSIDE. On a CPU trace also ``op_us``: per row, the part of its time inside
+    operators (the rest is Python between them, a sleep, a wait), what the profiler slows (``phase_scaling``); None
+    on a GPU."""
     if not any(MODULE_RANGE in arrays[3] for arrays in c.cpu.values()):
         return None
     names = list(c.names)
@@ -179,6 +182,7 @@ def attribute(c: Collected, steps: list[tuple[int, float, float]]) -> dict[str, 
                     beside["threads"] += 1
     n_steps = len(steps)
     per_owner: dict[int, list[float]] = {}
+    op_us: dict[int, float] = {}  # CPU: the part of an owner's time inside operators
 
     def add(owner: int, step: int, us: float) -> None:
         per_owner.setdefault(owner, [0.0] * n_steps)[step] += us
@@ -202,19 +206,23 @@ def attribute(c: Collected, steps: list[tuple[int, float, float]]) -> dict[str, 
         outside = owners.id((OUTSIDE, -1, -1, -1, -1))
         waiting = owners.id((WAITING, -1, -1, -1, -1))
         collectives = collective_spans(c, collective, model)
-        for thread, (seg_start, seg_end, seg_owner) in segments.items():
-            timeline = list(zip(seg_start, seg_end, seg_owner))
+        for thread, (seg_start, seg_end, seg_owner, seg_op) in segments.items():
+            timeline = list(zip(seg_start, seg_end, seg_owner, seg_op))
             if thread == c.step_thread and steps:  # the steps' thread before its first event and after its last one
                 first = timeline[0][0] if timeline else steps[-1][2]
                 last = timeline[-1][1] if timeline else steps[-1][2]
-                timeline = [(steps[0][1], first, outside)] + timeline + [(last, steps[-1][2], outside)]
+                timeline = [(steps[0][1], first, outside, 0)] + timeline + [(last, steps[-1][2], outside, 0)]
             spans = collectives.get(thread[0], [])
-            for a, b, owner in timeline:
+            for a, b, owner, in_op in timeline:
                 pieces = split_in_flight(a, b, spans) if owner == outside and spans else [(a, b, False)]
                 for x, y, in_flight in pieces:
                     for step, us in steps_clip(steps, x, y):
                         add(waiting if in_flight else owner, step, us)
+                        if in_op:
+                            key = waiting if in_flight else owner
+                            op_us[key] = op_us.get(key, 0.0) + us
     rows: dict[tuple[int, str, str, str], float] = {}
+    rows_op: dict[tuple[int, str, str, str], float] = {}
     unlinked = 0.0
     for owner, per_step in per_owner.items():
         kind, module, op, seq, pid = owners.keys[owner]
@@ -228,6 +236,8 @@ def attribute(c: Collected, steps: list[tuple[int, float, float]]) -> dict[str, 
         cls, path = parse_module_range(names[module]) if module >= 0 else ("", "")
         key = (kind, path, cls, names[op] if op >= 0 else "")
         rows[key] = rows.get(key, 0.0) + sum(per_step)
+        rows_op[key] = rows_op.get(key, 0.0) + op_us.get(owner, 0.0)
     return {"rows": rows, "steps": n_steps, "basis": basis,
-            "total_us": sum(rows.values()), "unlinked_backward_us": unlinked, "beside": beside}
+            "total_us": sum(rows.values()), "unlinked_backward_us": unlinked, "beside": beside,
+            "op_us": rows_op if not c.g_start else None}
 

@@ -11,7 +11,9 @@ backward and (under activation checkpointing) recompute time.
 
 For any model with a repeated layer list (modules named ``<list>.<N>`` all of one class: GPT-2's ``transformer.h.N``,
 a Llama's ``model.layers.N``, ``blocks.N``) there is one row per layer, with what it and everything inside it took,
-so that a layer that stands out is named. Plain Python, no torch.
+so that a layer that stands out is named. On a CPU trace each part and layer also has ``profiled_op_ms``: the part of
+its forward, backward and recompute time spent inside operators (what the profiler slows; ``phase_scaling``). Plain
+Python, no torch.
 """
 
 from __future__ import annotations
@@ -124,6 +126,9 @@ def summarize(c: Any, steps: list[tuple[int, float, float]]) -> dict[str, Any]:
     layers = layer_list({(path, cls) for _, path, cls, _ in attr["rows"] if path})
     parts: dict[str, list[float]] = {name: [0.0, 0.0, 0.0] for name in (GPT2_PARTS if gpt2 else ())}
     blocks: dict[int, list[float]] = {}
+    op_us = attr.get("op_us")  # CPU: the part of each row's time inside operators (analysis.phase_scaling)
+    parts_op: dict[str, list[float]] = {}
+    blocks_op: dict[int, list[float]] = {}
     optimizer = outside = waiting = 0.0
     for (kind, path, cls, op), us in attr["rows"].items():
         if kind == OPTIMIZER:
@@ -141,6 +146,10 @@ def summarize(c: Any, steps: list[tuple[int, float, float]]) -> dict[str, Any]:
         block = _block(path, layers)
         if block is not None:
             blocks.setdefault(block, [0.0, 0.0, 0.0])[column] += us
+        if op_us is not None:
+            parts_op.setdefault(part, [0.0, 0.0, 0.0])[column] += op_us[(kind, path, cls, op)]
+            if block is not None:
+                blocks_op.setdefault(block, [0.0, 0.0, 0.0])[column] += op_us[(kind, path, cls, op)]
     total = attr["total_us"]
     has_backward = any(kind == BACKWARD for kind, _, _, _ in attr["rows"])  # none under inference_mode
     has_recompute = any(kind == RECOMPUTE for kind, _, _, _ in attr["rows"])  # activation checkpointing
@@ -151,12 +160,21 @@ def summarize(c: Any, steps: list[tuple[int, float, float]]) -> dict[str, Any]:
                 "recompute_ms": None if rec is None or not has_recompute else rec / per, "total_ms": us / per,
                 "pct": 100.0 * us / total if total else 0.0}
 
+    def op_ms(us: list[float] | None) -> dict[str, float] | None:  # CPU: time inside operators, per column
+        if op_us is None:
+            return None
+        f, b, r = us or (0.0, 0.0, 0.0)
+        return {"forward_ms": f / per, "backward_ms": b / per, "recompute_ms": r / per}
+
     ranked = sorted(parts.items(), key=lambda kv: -sum(kv[1]))
     if not gpt2 and len(ranked) > TOP_PARTS:
         rest = ranked[TOP_PARTS - 1:]
+        parts_op[f"{len(rest)} other modules"] = [sum(parts_op.get(n, [0.0] * 3)[c] for n, _ in rest)
+                                                  for c in range(3)]
         ranked = ranked[:TOP_PARTS - 1] + [(f"{len(rest)} other modules",
                                             [sum(v[c] for _, v in rest) for c in range(3)])]
-    rows = [row(name, f, b, r, f + b + r) for name, (f, b, r) in ranked]
+    rows = [dict(row(name, f, b, r, f + b + r), profiled_op_ms=op_ms(parts_op.get(name)))
+            for name, (f, b, r) in ranked]
     if not gpt2 and len(parts) > TOP_PARTS:  # what the last row folds, by name, largest first
         rows[-1]["folds"] = [name for name, _ in sorted(parts.items(), key=lambda kv: -sum(kv[1]))[TOP_PARTS - 1:]]
     rows += [row(OPTIMIZER_ROW, None, None, None, optimizer), row(OUTSIDE_ROW, None, None, None, outside)]
@@ -164,7 +182,8 @@ def summarize(c: Any, steps: list[tuple[int, float, float]]) -> dict[str, Any]:
         rows.insert(-1, row(WAITING_ROW, None, None, None, waiting))
     block_rows = [{"block": i, "name": f"{layers[0]}.{i}" if layers else str(i), "forward_ms": f / per,
                    "backward_ms": b / per if has_backward else None,
-                   "recompute_ms": r / per if has_recompute else None, "total_ms": (f + b + r) / per}
+                   "recompute_ms": r / per if has_recompute else None, "total_ms": (f + b + r) / per,
+                   "profiled_op_ms": op_ms(blocks_op.get(i))}
                   for i, (f, b, r) in sorted(blocks.items())]
     if block_rows:
         median = statistics.median(b["total_ms"] for b in block_rows)
@@ -184,6 +203,8 @@ def summarize(c: Any, steps: list[tuple[int, float, float]]) -> dict[str, Any]:
                             "other_threads_ms": attr["beside"]["other_threads_us"] / per,
                             "threads": attr["beside"]["threads"]},
         "backward_without_forward_ms": attr["unlinked_backward_us"] / per,
+        # CPU: the steps' time inside operators on the model's threads (the rest is Python, sleeps, waits)
+        "profiled_op_ms_per_step": None if op_us is None else sum(op_us.values()) / per,
     }
 
 

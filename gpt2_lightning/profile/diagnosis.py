@@ -4,11 +4,12 @@ counted ones and never counted, and the verdict made from their trace against th
 A second short Trainer run (``fit`` for train, ``predict`` for inference) of one profiler warm-up step and
 ``--diagnose-steps`` recorded ones reuses the module the timed run built and trained; its trace is deleted once read
 unless ``--keep-trace`` or ``--profiler pytorch`` asked for traces. On a GPU it always runs (kernel time is what the
-profiler does not slow). On a CPU the profiler slows the host itself, so the breakdown's rows are scaled phase by
-phase to the counted, un-profiled medians (``analysis.phase_scaling``); it runs by default when its estimated cost is
-at most ``CPU_BREAKDOWN_MAX_SHARE`` of the experiment's own Trainer run, always with ``--profiler pytorch`` or
-``--keep-trace`` (whose trace, on a CPU, is these steps' trace: the counted steps are never profiled there), and
-otherwise says in one line how to get it (``{"not_run": why}``).
+profiler does not slow). On a CPU the profiler slows the host itself (its operators), so the operator time of the
+breakdown's rows is scaled phase by phase to the counted, un-profiled medians, the rest kept as measured
+(``analysis.phase_scaling``); it runs by default when its estimated cost is at most ``CPU_BREAKDOWN_MAX_SHARE`` of
+the experiment's own Trainer run, always with ``--profiler pytorch`` or ``--keep-trace`` (whose trace, on a CPU, is
+these steps' trace: the counted steps are never profiled there), and otherwise says in one line how to get it
+(``{"not_run": why}``).
 """
 
 from __future__ import annotations
