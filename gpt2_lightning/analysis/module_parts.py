@@ -185,10 +185,6 @@ def summarize(c: Any, steps: list[tuple[int, float, float]]) -> dict[str, Any]:
                    "recompute_ms": r / per if has_recompute else None, "total_ms": (f + b + r) / per,
                    "profiled_op_ms": op_ms(blocks_op.get(i))}
                   for i, (f, b, r) in sorted(blocks.items())]
-    if block_rows:
-        median = statistics.median(b["total_ms"] for b in block_rows)
-        for b in block_rows:
-            b["excess_ms"] = b["total_ms"] - median  # over the median layer
     return {
         "grouping": "gpt2" if gpt2 else "module name and class",
         "basis": attr["basis"],
@@ -196,7 +192,7 @@ def summarize(c: Any, steps: list[tuple[int, float, float]]) -> dict[str, Any]:
         "total_ms_per_step": total / per,
         "parts": rows,
         "blocks": block_rows,
-        "outlier_blocks": _outliers(block_rows),
+        "outlier_blocks": rank_layers(block_rows),
         "block_list": None if layers is None else {"path": layers[0], "class": layers[1]},
         # threads that do not run the model (gloo's collectives), beside the step and never added to its total
         "beside_the_step": {"collective_threads_ms": attr["beside"]["collective_threads_us"] / per,
@@ -206,6 +202,16 @@ def summarize(c: Any, steps: list[tuple[int, float, float]]) -> dict[str, Any]:
         # CPU: the steps' time inside operators on the model's threads (the rest is Python, sleeps, waits)
         "profiled_op_ms_per_step": None if op_us is None else sum(op_us.values()) / per,
     }
+
+
+def rank_layers(blocks: list[dict[str, Any]]) -> list[int]:
+    """Each layer's ``excess_ms`` over the median layer, from its ``total_ms``; the layers that stand out. Called
+    again whenever the totals change (a CPU breakdown scaled to the un-profiled step)."""
+    if blocks:
+        median = statistics.median(b["total_ms"] for b in blocks)
+        for b in blocks:
+            b["excess_ms"] = b["total_ms"] - median
+    return _outliers(blocks)
 
 
 def _outliers(blocks: list[dict[str, Any]]) -> list[int]:
