@@ -32,10 +32,10 @@ def _loss_of(out: Any) -> torch.Tensor | None:
     return None
 
 
-def _count(module: torch.nn.Module, batch: Any, training: bool) -> tuple[float, dict[str, float]]:
+def _count(module: torch.nn.Module, batch: Any, training: bool, as_root: bool) -> tuple[float, dict[str, float]]:
     # attention through the math backend: plain matmuls, which every torch counts (the fused kernels do the same FLOPs)
     with sdpa_kernel(SDPBackend.MATH):
-        return _count_steps(module, batch, training)
+        return _count_steps(module, batch, training, as_root)
 
 
 def _as_root(module: torch.nn.Module, step: Any) -> Any:
@@ -54,18 +54,24 @@ def _as_root(module: torch.nn.Module, step: Any) -> Any:
         module.__dict__.pop("forward", None)
 
 
-def _count_steps(module: torch.nn.Module, batch: Any, training: bool) -> tuple[float, dict[str, float]]:
+def _count_steps(module: torch.nn.Module, batch: Any, training: bool, as_root: bool
+                 ) -> tuple[float, dict[str, float]]:
+    def run(step: Any) -> Any:
+        return _as_root(module, step) if as_root else step()
+
     if training:
         module.train()
         with FlopCounterMode(display=False) as counter:
-            loss = _loss_of(_as_root(module, lambda: module.training_step(batch, 0)))
+            loss = _loss_of(run(lambda: module.training_step(batch, 0)))
             if loss is None:
                 raise ValueError("training_step returned no loss tensor")
             loss.backward()
     else:
         module.eval()
         with torch.no_grad(), FlopCounterMode(display=False) as counter:
-            _as_root(module, lambda: module.predict_step(batch, 0))
+            run(lambda: module.predict_step(batch, 0))
+    if not as_root:  # the names are the first-called modules' classes: no paths to give
+        return float(counter.get_total_flops()), {}
     root = type(module).__name__ + "."
     by_module = {name[len(root):]: float(sum(ops.values())) for name, ops in counter.get_flop_counts().items()
                  if name.startswith(root)}
@@ -85,15 +91,20 @@ def count_flops_by_module(module: torch.nn.Module, batch: Any, training: bool
     as ``module.named_modules()`` gives them (the submodules that ran and did counted work)."""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # self.log() without a Trainer warns and does nothing: it is not timed here
-        try:
-            meta = copy.deepcopy(module).to("meta")
-            total, by_module = _count(meta, apply_to_collection(batch, torch.Tensor, lambda t: t.to("meta")), training)
-            return total, "meta", by_module
-        except Exception:  # noqa: BLE001 - an operator without a meta kernel, a .item(): count on a CPU copy instead
-            pass
-        cpu = copy.deepcopy(module).to("cpu")
-        total, by_module = _count(cpu, apply_to_collection(batch, torch.Tensor, lambda t: t.to("cpu")), training)
-        return total, "cpu", by_module
+        error: Exception | None = None
+        # on the meta device first, else on a CPU copy (an operator without a meta kernel, a .item()); each inside a
+        # call of the module (per-module counts), else as the step runs by itself (a module whose own call cannot
+        # take no arguments, e.g. a forward pre-hook of its own): the step's count never depends on the names
+        for device in ("meta", "cpu"):
+            for as_root in (True, False):
+                try:
+                    copied = copy.deepcopy(module).to(device)
+                    total, by_module = _count(copied, apply_to_collection(batch, torch.Tensor, lambda t: t.to(device)),
+                                              training, as_root)
+                    return total, device, by_module
+                except Exception as e:  # noqa: BLE001 - the next way; the last (CPU, plain) error when none works
+                    error = e
+        raise error  # type: ignore[misc] - four attempts ran, each set it
 
 
 def module_classes(module: torch.nn.Module) -> dict[str, str]:

@@ -32,6 +32,15 @@ def test_each_module_named_by_its_path_and_counted_by_hand():
     assert net == {"inp": 2 * (2 * 8 * 32 * 64), "out": 3 * (2 * 8 * 64)}  # inp: no gradient for its input
 
 
+def test_a_module_whose_own_call_needs_arguments_still_gets_its_steps_count():
+    """A forward pre-hook of its own that reads the call's first argument: the per-module names cannot be had (the
+    count runs the step by itself then), the step's FLOPs still are, by hand."""
+    model = TinyLM(V, D, LAYERS)
+    model.register_forward_pre_hook(lambda module, args: args[0].shape and None)
+    ids = {"input_ids": torch.randint(0, V, (B, T))}
+    assert count_flops_by_module(model, ids, training=True) == (LAYERS * 3 * FC + 3 * HEAD, "meta", {})
+
+
 def test_own_flops_subtracts_the_nearest_counted_submodules():
     assert own_flops({"a": 10.0, "a.b": 4.0, "a.b.c": 3.0, "a.d.e": 5.0, "f": 1.0}) == {
         "a": 1.0, "a.b": 1.0, "a.b.c": 3.0, "a.d.e": 5.0, "f": 1.0}

@@ -43,6 +43,8 @@ def test_a_folded_row_gets_its_parts_counted_flops(tmp_path):
     assert "| net.m13 (Linear) | 0.280 | - | 0.280 |" in table and "| 10.0 | - |" in table
     assert "| 3 other modules | 0.120 | - | 0.120 |" in table and "| 2.5 | - |" in table
     assert "GFLOP/s: each part's FLOPs (FlopCounterMode per module: matrix" in table
+    add_counted_flops(m, {"net.m13 (Linear)": 2.8e6}, peak_tflops=0.1)  # a 100 GFLOP/s device: 10 GFLOP/s is 10%
+    assert rows["net.m13 (Linear)"]["pct_of_peak"] == pytest.approx(10.0)
 
 
 def _bars(monkeypatch, tmp_path, parts):
