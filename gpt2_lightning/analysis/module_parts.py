@@ -175,6 +175,8 @@ def summarize(c: Any, steps: list[tuple[int, float, float]]) -> dict[str, Any]:
                                             [sum(v[c] for _, v in rest) for c in range(3)])]
     rows = [dict(row(name, f, b, r, f + b + r), profiled_op_ms=op_ms(parts_op.get(name)))
             for name, (f, b, r) in ranked]
+    if not gpt2 and len(parts) > TOP_PARTS:  # what the last row folds, by name, largest first
+        rows[-1]["folds"] = [name for name, _ in sorted(parts.items(), key=lambda kv: -sum(kv[1]))[TOP_PARTS - 1:]]
     rows += [row(OPTIMIZER_ROW, None, None, None, optimizer), row(OUTSIDE_ROW, None, None, None, outside)]
     if waiting:  # several processes: outside any module while a collective was in flight
         rows.insert(-1, row(WAITING_ROW, None, None, None, waiting))
@@ -183,10 +185,6 @@ def summarize(c: Any, steps: list[tuple[int, float, float]]) -> dict[str, Any]:
                    "recompute_ms": r / per if has_recompute else None, "total_ms": (f + b + r) / per,
                    "profiled_op_ms": op_ms(blocks_op.get(i))}
                   for i, (f, b, r) in sorted(blocks.items())]
-    if block_rows:
-        median = statistics.median(b["total_ms"] for b in block_rows)
-        for b in block_rows:
-            b["excess_ms"] = b["total_ms"] - median  # over the median layer
     return {
         "grouping": "gpt2" if gpt2 else "module name and class",
         "basis": attr["basis"],
@@ -194,7 +192,7 @@ def summarize(c: Any, steps: list[tuple[int, float, float]]) -> dict[str, Any]:
         "total_ms_per_step": total / per,
         "parts": rows,
         "blocks": block_rows,
-        "outlier_blocks": _outliers(block_rows),
+        "outlier_blocks": rank_layers(block_rows),
         "block_list": None if layers is None else {"path": layers[0], "class": layers[1]},
         # threads that do not run the model (gloo's collectives), beside the step and never added to its total
         "beside_the_step": {"collective_threads_ms": attr["beside"]["collective_threads_us"] / per,
@@ -204,6 +202,16 @@ def summarize(c: Any, steps: list[tuple[int, float, float]]) -> dict[str, Any]:
         # CPU: the steps' time inside operators on the model's threads (the rest is Python, sleeps, waits)
         "profiled_op_ms_per_step": None if op_us is None else sum(op_us.values()) / per,
     }
+
+
+def rank_layers(blocks: list[dict[str, Any]]) -> list[int]:
+    """Each layer's ``excess_ms`` over the median layer, from its ``total_ms``; the layers that stand out. Called
+    again whenever the totals change (a CPU breakdown scaled to the un-profiled step)."""
+    if blocks:
+        median = statistics.median(b["total_ms"] for b in blocks)
+        for b in blocks:
+            b["excess_ms"] = b["total_ms"] - median
+    return _outliers(blocks)
 
 
 def _outliers(blocks: list[dict[str, Any]]) -> list[int]:

@@ -33,7 +33,7 @@ from __future__ import annotations
 import copy
 from typing import Any
 
-from gpt2_lightning.analysis.module_parts import OPTIMIZER_ROW, OUTSIDE_ROW
+from gpt2_lightning.analysis.module_parts import OPTIMIZER_ROW, OUTSIDE_ROW, rank_layers
 
 SCALED_NOTE = "shares from the profiled steps, times scaled to the un-profiled phases"
 PHASES = ("forward", "backward", "optimizer")
@@ -119,6 +119,8 @@ def scale_modules(modules: dict[str, Any], phases: dict[str, Any], training: boo
     for b in out.get("blocks") or []:
         b["profiled_ms"] = b["total_ms"]
         _scale_row(b, plans)
+    if out.get("blocks"):  # each layer's excess, and which stand out, in the times shown
+        out["outlier_blocks"] = rank_layers(out["blocks"])
     if out.get("backward_without_forward_ms") and "backward" in plans:  # backward operators' time
         out["backward_without_forward_ms"] *= plans["backward"]["factor"] or 0.0
     # the model's parts ranked again by their time in the un-profiled step (the optimizer and outside rows stay last)

@@ -30,6 +30,7 @@ from gpt2_lightning.profile.trainers import make_datamodule, make_trainer, modul
 from gpt2_lightning.flops import MATMUL_PARTS
 from gpt2_lightning.profile.workload import workload_for
 from gpt2_lightning.analysis.module_parts import add_flops
+from gpt2_lightning.analysis.part_flops import add_counted_flops, counted_part_flops
 from gpt2_lightning.profile.settings import ProfileConfig
 from gpt2_lightning.profile.profilers import ProfilerStepCallback, kernel_profiler, rank_suffix
 from gpt2_lightning.analysis.trace_analysis import TraceError, analyze_trace
@@ -159,6 +160,12 @@ def diagnose_experiment(cfg: ProfileConfig, run_dir: Path, experiment: str, stag
             add_flops(analysis["modules"], part_flops, tokens_per_step=cfg.batch_size * cfg.seq_len,
                       training=stage == "train", peak_tflops=(result.get("throughput") or {}).get("peak_tflops"),
                       matmul_parts=MATMUL_PARTS)
+        elif "parts" in analysis.get("modules", {}):  # any other model: each part's FLOPs as FlopCounterMode counted
+            counted = workload_for(cfg).module_flops(experiment)
+            if counted is not None:
+                add_counted_flops(analysis["modules"],
+                                  counted_part_flops(*counted, grouping=analysis["modules"]["grouping"]),
+                                  peak_tflops=(result.get("throughput") or {}).get("peak_tflops"))
         # the counted steps themselves ran under a profiler (on a CPU --profiler pytorch profiles only these steps)
         profiled_run = cfg.profiler != "none" and (cuda or cfg.profiler != "pytorch")
         out = diagnose(analysis, step_ms=_step_ms(result, stage), phases=result.get("phases"),

@@ -10,7 +10,7 @@ import lightning as L
 import torch
 
 from callbacks.step_records import count_batch
-from gpt2_lightning.profile.flop_count import count_flops
+from gpt2_lightning.profile.flop_count import count_flops_by_module, module_classes
 from gpt2_lightning.profile.settings import ProfileConfig
 
 COUNTED = "FlopCounterMode"
@@ -25,6 +25,7 @@ class Workload:
     def __init__(self, cfg: ProfileConfig) -> None:
         self.cfg = cfg
         self._flops: dict[str, Any] | None = None
+        self._module_flops: dict[str, dict[str, float]] = {}  # by experiment: {module path: FLOPs, submodules in}
 
     # ---------------------------------------------------------------- building
     def make_module(self) -> L.LightningModule:
@@ -70,7 +71,8 @@ class Workload:
                     out[key] = None
                     continue
                 try:
-                    out[key], out["counted_on"] = count_flops(self.probe(), batch, training)
+                    out[key], out["counted_on"], self._module_flops[key] = count_flops_by_module(self.probe(), batch,
+                                                                                                 training)
                 except Exception as e:  # noqa: BLE001 - a model that cannot be counted: TFLOP/s unknown, said why
                     out[key] = None
                     out[f"{key}_error"] = f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"
@@ -90,6 +92,13 @@ class Workload:
     def part_flops_per_token(self) -> dict[str, float] | None:
         """The formula's FLOPs per token by model part, where the workload knows its parts (GPT-2); else None."""
         return None
+
+    def module_flops(self, experiment: str) -> tuple[dict[str, float], dict[str, str]] | None:
+        """({module path: FLOPs of one step, submodules included}, {module path: class}) from the count that
+        ``measured_flops`` made, for the breakdown's per-part GFLOP/s; None when it has none."""
+        self.measured_flops()
+        counts = self._module_flops.get("train" if experiment == "train" else "inference")
+        return (counts, module_classes(self.probe())) if counts else None
 
     def record(self) -> dict[str, Any]:
         """What results.json's ``config`` adds for this model."""

@@ -98,6 +98,8 @@ def summary_lines(exp: str, d: dict[str, Any]) -> list[str]:
     lines += [f"  ({d['note']})"] if d.get("note") else []
     modules = module_report.console_line(d.get("modules") or {})
     lines += [modules] if modules else []
+    layers = module_report.console_layers(d.get("modules") or {}) if modules else None
+    lines += [layers] if layers else []
     return lines + [f"  - {s}" for s in d.get("verdict", [])]
 
 

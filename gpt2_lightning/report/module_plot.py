@@ -35,6 +35,19 @@ def _of(modules: dict[str, Any]) -> str:
     return "kernel time" if str(modules.get("basis", "")).startswith("kernel") else "host time"
 
 
+def _segments(rows: list[dict[str, Any]]) -> tuple[list[float], list[float], list[float]]:
+    """Forward, backward and recompute (activation checkpointing's forward rerun in backward) of each row, so that
+    the bar ends at the row's total, the figure its label quotes: they add up to it (total = forward + backward +
+    recompute); a results.json from before recompute was in the total has them shrunk in proportion to fit it."""
+    out: tuple[list[float], list[float], list[float]] = ([], [], [])
+    for r in rows:
+        cells = [r.get(k) or 0.0 for k in ("forward_ms", "backward_ms", "recompute_ms")]
+        fit = r["total_ms"] / sum(cells) if sum(cells) > r["total_ms"] > 0 else 1.0
+        for column, value in zip(out, cells):
+            column.append(value * fit)
+    return out
+
+
 def plot_modules(data: dict[str, Any], path: Path, title: str = "") -> Path | None:
     """One panel per experiment: a horizontal bar per part, forward and backward stacked, the largest on top; the
     optimizer and the time outside any module in grey. None when no experiment has a breakdown."""
@@ -45,9 +58,7 @@ def plot_modules(data: dict[str, Any], path: Path, title: str = "") -> Path | No
     for ax, (exp, m) in zip(axes[0], breakdowns.items()):
         rows = [r for r in m["parts"] if r["total_ms"] > 0][::-1]  # matplotlib draws the first row at the bottom
         y = range(len(rows))
-        fwd = [r["forward_ms"] if r["forward_ms"] is not None else 0.0 for r in rows]
-        bwd = [r["backward_ms"] or 0.0 for r in rows]
-        rec = [r.get("recompute_ms") or 0.0 for r in rows]  # activation checkpointing's forward rerun in backward
+        fwd, bwd, rec = _segments(rows)
         ax.barh(y, fwd, color=FORWARD, label="forward")
         if any(bwd):
             ax.barh(y, bwd, left=fwd, color=BACKWARD, label="backward")

@@ -9,6 +9,7 @@ from typing import Any
 from gpt2_lightning.analysis.module_parts import short_names
 
 CONSOLE_PARTS = 4  # the largest parts named on the console
+MAX_LAYER_ROWS = 12  # the console and analyze_trace list every layer up to this many
 
 
 def _ms(value: float | None) -> str:
@@ -36,22 +37,111 @@ def _of(m: dict[str, Any]) -> str:
     return "kernel time" if str(m.get("basis", "")).startswith("kernel") else "host time"
 
 
-def _blocks_line(m: dict[str, Any]) -> str | None:
+def _layers(m: dict[str, Any]) -> tuple[list[dict[str, Any]], float, str]:
+    """The layer rows, the median layer's total and what the layers are ("model.transformer.h.N, GPT2Block")."""
     blocks = m.get("blocks") or []
+    median = statistics.median(b["total_ms"] for b in blocks) if blocks else 0.0
+    layers = m.get("block_list")
+    return blocks, median, f"{layers['path']}.N, {layers['class']}" if layers else "blocks"
+
+
+def _excess(b: dict[str, Any], median: float) -> float:
+    """Over the median layer, from the rows as shown (a CPU breakdown's rows are scaled after they were made)."""
+    return b["total_ms"] - median
+
+
+def _standing_out(m: dict[str, Any]) -> list[dict[str, Any]]:
+    return [b for b in m.get("blocks") or [] if b["block"] in (m.get("outlier_blocks") or [])]
+
+
+def _outlier_text(b: dict[str, Any], median: float) -> str:
+    ratio = f"{b['total_ms'] / median:.1f}x the median, " if median > 0 else ""
+    return f"layer {b['block']} stands out: {b['total_ms']:.3f} ms ({ratio}+{_excess(b, median):.3f} ms over it)"
+
+
+def _blocks_line(m: dict[str, Any]) -> str | None:
+    """One line: how many layers, their range and median, and the layer that stands out with its excess."""
+    blocks, median, what = _layers(m)
     if not blocks:
         return None
-    median = statistics.median(b["total_ms"] for b in blocks)
-    line = (f"blocks: {len(blocks)}, {min(b['total_ms'] for b in blocks):.3f} to "
+    line = (f"layers ({what}): {len(blocks)}, {min(b['total_ms'] for b in blocks):.3f} to "
             f"{max(b['total_ms'] for b in blocks):.3f} ms per step (median {median:.3f})")
-    layers = m.get("block_list")
-    if layers:
-        line = line.replace("blocks: ", f"blocks ({layers['path']}.N, {layers['class']}): ", 1)
-    outliers = [b for b in blocks if b["block"] in (m.get("outlier_blocks") or [])]
+    outliers = _standing_out(m)
     if outliers:
-        line += "; standing out: " + ", ".join(f"block {b['block']} {b['total_ms']:.3f} ms "
-                                               f"({b['total_ms'] / median:.1f}x the median, "
-                                               f"+{b['total_ms'] - median:.3f} ms)" for b in outliers)
-    return line
+        return line + "; " + "; ".join(_outlier_text(b, median) for b in outliers)
+    return line + ("; none stands out" if len(blocks) >= 3 else "")  # two layers: no median to stand out from
+
+
+def _layer_cells(m: dict[str, Any]) -> tuple[list[str], list[list[str]]]:
+    """The per-layer table's header and rows: layer, forward, backward, recompute (when any), total, over the median;
+    a layer that stands out marked with "<"."""
+    blocks, median, _ = _layers(m)
+    rec = any(b.get("recompute_ms") is not None for b in blocks)
+    head = ["layer", "fwd ms", "bwd ms"] + (["recomp ms"] if rec else []) + ["total ms", "vs median"]
+    out = set(m.get("outlier_blocks") or [])
+    rows = [[f"{b['block']}" + (" <" if b["block"] in out else ""), _ms(b.get("forward_ms")),
+             _ms(b.get("backward_ms"))] + ([_ms(b.get("recompute_ms"))] if rec else [])
+            + [f"{b['total_ms']:.3f}", f"{_excess(b, median):+.3f}"] for b in blocks]
+    return head, rows
+
+
+def _layer_text(m: dict[str, Any]) -> list[str]:
+    """analyze_trace's per-layer view: the summary line, and the rows when there are at most MAX_LAYER_ROWS."""
+    line = _blocks_line(m)
+    if line is None:
+        return []
+    if len(m["blocks"]) > MAX_LAYER_ROWS:
+        return [line + " (every row: --json, or report.md)"]
+    head, rows = _layer_cells(m)
+    return [line, "  ".join(f"{h:>9}" for h in head)] + ["  ".join(f"{c:>9}" for c in r) for r in rows] + (
+        ["(< stands out: over 1.5x the median layer)"] if m.get("outlier_blocks") else [])
+
+
+def layer_markdown(m: dict[str, Any]) -> list[str]:
+    """report.md's per-layer table, after its summary line (every layer: a file has room)."""
+    line = _blocks_line(m)
+    if line is None:
+        return []
+    head, rows = _layer_cells(m)
+    names = {"fwd ms": "forward ms", "bwd ms": "backward ms", "recomp ms": "recompute ms",
+             "vs median": "over the median layer, ms"}
+    out = [line[0].upper() + line[1:] + ".", "", "| " + " | ".join(names.get(h, h) for h in head) + " |",
+           "|---|" + "---:|" * (len(head) - 1)]
+    for r in rows:
+        first = f"**{r[0][:-2]} (stands out)**" if r[0].endswith(" <") else r[0]
+        out.append("| " + " | ".join([first] + r[1:]) + " |")
+    return out
+
+
+def console_layers(m: dict[str, Any]) -> str | None:
+    """The console's layer line: each layer's total when there are few, and the one that stands out with its excess."""
+    blocks, median, what = _layers(m)
+    if not blocks:
+        return None
+    if len(blocks) > MAX_LAYER_ROWS:
+        return f"  {_blocks_line(m)} (every layer: report.md)"
+    out = set(m.get("outlier_blocks") or [])
+    cells = ", ".join(f"{b['block']} {b['total_ms']:.3f}" + (f" (stands out, +{_excess(b, median):.3f} over the "
+                                                              f"median)" if b["block"] in out else "")
+                      for b in blocks)
+    return f"  layers ({what}), ms per step: {cells}" + ("" if out or len(blocks) < 3 else
+                                                         f"; none stands out (median {median:.3f})")
+
+
+def _folds_line(m: dict[str, Any]) -> str | None:
+    """What the "N other modules" row holds (the parts past the largest ones), largest first."""
+    folded = next((r for r in m["parts"] if r.get("folds")), None)
+    if folded is None:
+        return None
+    return f"{folded['part']}: " + ", ".join(folded["folds"]) + " (largest first)"
+
+
+def _rates_line(m: dict[str, Any]) -> str | None:
+    """Where the rates' FLOPs come from, for a model whose parts the tool does not know."""
+    if not m.get("flops_source"):
+        return None
+    return (f"{_unit(m)[0]}: each part's FLOPs ({m['flops_source']}: matrix multiplications and attention only; "
+            f"'-' where none were counted) over the part's time")
 
 
 def _beside_line(m: dict[str, Any]) -> str | None:
@@ -84,9 +174,8 @@ def text_lines(m: dict[str, Any]) -> list[str]:
         lines.append(f"{names[r['part']]:<{w}} {_ms(r['forward_ms']):>9} {_ms(r['backward_ms']):>9} "
                      + (f"{_ms(r.get('recompute_ms')):>9} " if rec else "")
                      + f"{r['total_ms']:>9.3f} {r['pct']:>5.1f} {tflops:>8} {pct:>6}")
-    blocks = _blocks_line(m)
-    if blocks:
-        lines.append(blocks)
+    lines += [x for x in (_folds_line(m), _rates_line(m)) if x]
+    lines += _layer_text(m)
     beside = _beside_line(m)
     if beside:
         lines.append(beside)
@@ -110,8 +199,11 @@ def markdown_lines(m: dict[str, Any]) -> list[str]:
         out.append(f"| {r['part']} | {_ms(r['forward_ms'])} | {_ms(r['backward_ms'])} | "
                    + (f"{_ms(r.get('recompute_ms'))} | " if rec else "")
                    + f"{r['total_ms']:.3f} | {r['pct']:.1f} | {tflops} | {pct} |")
-    blocks, beside = _blocks_line(m), _beside_line(m)
-    out += [""] + [blocks[0].upper() + blocks[1:] + "."] if blocks else []
+    notes = [x for x in (_folds_line(m), _rates_line(m)) if x]
+    for x in notes:
+        out += ["", f"{x[0].upper()}{x[1:]}."]
+    layers, beside = layer_markdown(m), _beside_line(m)
+    out += [""] + layers if layers else []
     return out + ([""] + [beside[0].upper() + beside[1:] + "."] if beside else []) + [""]
 
 
