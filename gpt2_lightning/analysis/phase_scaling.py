@@ -17,8 +17,10 @@ brought phase by phase to the counted, un-profiled medians of the same run:
 - the optimizer row to ``phases.optimizer`` (``"phase"``: it is one row);
 - ``outside any module`` to what is left of the step: ``phases.step`` less forward, backward and optimizer (the data
   phase, Lightning's hooks, zero_grad), so the rows add up to ``phases.step``, the step the report quotes.
-  Medians do not add up: when forward, backward and optimizer's medians together exceed the step's, all three are
-  shrunk by one factor to fit it (``scaled.fitted``) and nothing is left outside.
+  Medians do not add up: when forward, backward and optimizer's medians together exceed the step's, they are
+  brought down to it and nothing is left outside: the phases' time outside operators is kept whole
+  (``scaled.fitted_kept_ms``) and the rest of the three shrunk by one factor (``scaled.fitted``); all of it alike only
+  when that kept time alone exceeds the step.
   In inference the quoted figure is the forward pass (``phases.forward``): the parts add up to it.
 
 Every row and block keeps its profiled time (``profiled_ms``). The operator categories and top operators (operator
@@ -89,6 +91,27 @@ def _scale_row(r: dict[str, Any], plans: dict[str, dict[str, Any]]) -> None:
     r["total_ms"] = sum(r.get(c) or 0.0 for c in ("forward_ms", "backward_ms", "recompute_ms"))
 
 
+def _fit(model_rows: list[dict[str, Any]], targets: dict[str, float | None], measured: dict[str, float],
+         step: float, inside: float) -> tuple[dict[str, float | None], float, float | None]:
+    """(targets, factor, time kept) so that the phases' targets add up to no more than the step.
+
+    Medians of phases need not add up to the median step (on a busy machine they come from different steps). When
+    they exceed it, the phases' time outside operators (a sleep, a wait, Python: what the profiled steps measured
+    as it is) is kept whole and only the rest is shrunk, by one factor for every phase; when even that time exceeds
+    the step, every phase is shrunk alike. ``kept``: the time kept whole (None when nothing needed fitting)."""
+    if inside <= step or inside <= 0:
+        return targets, 1.0, None
+    kept = {p: min(_plan(model_rows, p, t)["other_ms"] or 0.0, t) if p in PHASE_COLUMNS and t is not None
+            and measured[p] > 0 else 0.0 for p, t in targets.items()}
+    room = sum((t or 0.0) - kept[p] for p, t in targets.items() if measured[p] > 0)
+    if step > sum(kept.values()) and room > 0:
+        g = (step - sum(kept.values())) / room
+        return {p: None if t is None else kept[p] + (t - kept[p]) * g for p, t in targets.items()}, g, \
+            sum(kept.values())
+    g = step / inside
+    return {p: None if t is None else t * g for p, t in targets.items()}, g, 0.0
+
+
 def scale_modules(modules: dict[str, Any], phases: dict[str, Any], training: bool) -> dict[str, Any]:
     """A copy of the ``modules`` block in un-profiled time (see the module's docstring); the block unchanged when
     it has no rows or the run has no un-profiled median of a phase that has rows."""
@@ -102,8 +125,7 @@ def scale_modules(modules: dict[str, Any], phases: dict[str, Any], training: boo
     if step is None or any(targets[p] is None for p in targets if measured[p] > 0):
         return modules
     inside = sum(targets[p] or 0.0 for p in targets if measured[p] > 0)
-    fitted = min(1.0, step / inside) if inside > 0 else 1.0  # medians do not add up: never more than the step
-    targets = {p: None if t is None else t * fitted for p, t in targets.items()}
+    targets, fitted, kept = _fit(model_rows, targets, measured, step, inside)
     plans = {p: _plan(model_rows, p, targets[p]) for p in PHASE_COLUMNS if p in targets and measured[p] > 0}
     out = copy.deepcopy(modules)
     for r in out["parts"]:
@@ -111,7 +133,7 @@ def scale_modules(modules: dict[str, Any], phases: dict[str, Any], training: boo
         if r["part"] == OPTIMIZER_ROW:
             r["total_ms"] = (targets.get("optimizer") or 0.0) if measured["optimizer"] > 0 else 0.0
         elif r["part"] == OUTSIDE_ROW:
-            r["total_ms"] = max(0.0, step - inside * fitted)
+            r["total_ms"] = max(0.0, step - sum(targets[p] or 0.0 for p in targets if measured[p] > 0))
             if training and _median(phases, "data") is not None:
                 r["data_ms"] = _median(phases, "data")
         else:
@@ -134,6 +156,7 @@ def scale_modules(modules: dict[str, Any], phases: dict[str, Any], training: boo
     out.update(profiled_ms_per_step=modules["total_ms_per_step"], total_ms_per_step=total,
                basis=f"host time of the un-profiled step ({SCALED_NOTE})",
                scaled={"note": SCALED_NOTE, "method": methods, "factors": factors, "fitted": fitted,
+                       "fitted_kept_ms": kept,
                        "phases": plans, "phases_ms": {p: targets[p] for p in targets} | {"step": step}})
     return out
 

@@ -135,14 +135,25 @@ def test_categories_scaled_by_the_step_shares_kept():
 
 
 def test_phase_medians_that_exceed_the_steps_are_fitted_to_it():
-    """Medians do not add up: forward 20 + backward 50 + optimizer 25 = 95 against a median step of 76."""
+    """Medians do not add up: forward 20 + backward 50 + optimizer 25 = 95 against a median step of 76. The forward's
+    10 ms outside operators (a sleep, say) is kept whole; the other 85 ms shrink by g = (76 - 10) / 85 to fit."""
     m = scale_modules(_modules(), {**PHASES, "step": {"median_ms": 76.0}}, training=True)
     rows = {r["part"]: r for r in m["parts"]}
-    assert m["total_ms_per_step"] == pytest.approx(76.0) and m["scaled"]["fitted"] == pytest.approx(0.8)
-    assert rows["optimizer"]["total_ms"] == pytest.approx(20.0) and rows["outside any module"]["total_ms"] == 0.0
-    # forward 16: 10 outside operators kept, operators 30 -> 6; backward 40: operators 100 -> 40
-    assert rows["MLP"]["forward_ms"] == pytest.approx(10 + 4) and rows["MLP"]["backward_ms"] == pytest.approx(24.0)
-    assert rows["output head"]["forward_ms"] == pytest.approx(2.0)
+    g = 66.0 / 85.0
+    assert m["total_ms_per_step"] == pytest.approx(76.0) and m["scaled"]["fitted"] == pytest.approx(g)
+    assert m["scaled"]["fitted_kept_ms"] == pytest.approx(10.0)
+    assert rows["optimizer"]["total_ms"] == pytest.approx(25.0 * g) and rows["outside any module"]["total_ms"] == 0.0
+    # forward 10 + 10 g: MLP's 10 outside operators kept, the 30 of operators -> 10 g; backward 50 g over 100
+    assert rows["MLP"]["forward_ms"] == pytest.approx(10 + 20 * 10 * g / 30)
+    assert rows["output head"]["forward_ms"] == pytest.approx(10 * 10 * g / 30)
+    assert rows["MLP"]["backward_ms"] == pytest.approx(60 * 50 * g / 100)
+
+
+def test_when_the_time_outside_operators_alone_exceeds_the_step_every_phase_shrinks_alike():
+    """forward 20 (10 outside operators) + backward 50 + optimizer 25 against a step of 8: 95 -> 8, all alike."""
+    m = scale_modules(_modules(), {**PHASES, "step": {"median_ms": 8.0}}, training=True)
+    assert m["total_ms_per_step"] == pytest.approx(8.0) and m["scaled"]["fitted"] == pytest.approx(8.0 / 95.0)
+    assert m["scaled"]["fitted_kept_ms"] == 0.0
 
 
 # ------------------------------------------------------------------------------------------------ hand-built traces

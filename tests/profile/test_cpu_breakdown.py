@@ -44,12 +44,16 @@ def test_a_planted_forward_delay_lands_in_the_forward_rows_which_add_up_to_the_u
     rows = {r["part"]: r for r in m["parts"]}
     model = [r for r in m["parts"] if r["part"] not in ("optimizer", "outside any module")]
     # the breakdown's per-step total is the un-profiled step the timing callback measured, and each phase's rows
-    # its un-profiled median (all three shrunk alike when their medians add up to more than the step's)
+    # its un-profiled median; on a busy machine the medians can add up to more than the step's (each from another
+    # step): then the three phases fill the step, none above its median
     assert m["total_ms_per_step"] == pytest.approx(phases["step"], rel=1e-9)
-    fit = min(1.0, phases["step"] / (phases["forward"] + phases["backward"] + phases["optimizer"]))
-    assert sum(r["forward_ms"] for r in model) == pytest.approx(phases["forward"] * fit, rel=1e-9)
-    assert sum(r["backward_ms"] for r in model) == pytest.approx(phases["backward"] * fit, rel=1e-9)
-    assert rows["optimizer"]["total_ms"] == pytest.approx(phases["optimizer"] * fit, rel=1e-9)
+    shown = {"forward": sum(r["forward_ms"] for r in model), "backward": sum(r["backward_ms"] for r in model),
+             "optimizer": rows["optimizer"]["total_ms"]}
+    if phases["forward"] + phases["backward"] + phases["optimizer"] <= phases["step"]:
+        assert shown == {p: pytest.approx(phases[p], rel=1e-9) for p in shown}
+    else:
+        assert sum(shown.values()) == pytest.approx(phases["step"], rel=1e-9)
+        assert all(shown[p] <= phases[p] * (1 + 1e-9) for p in shown)
     # the delay (a forward pre-hook of the GPT module) is in the profiled steps too, in the GPT module's own work,
     # outside any operator; after scaling that row still holds the sleep, as long as the sleep measured itself (time
     # outside operators is kept; the profiler's cost and a loaded machine's noise go to the operators)
