@@ -182,7 +182,8 @@ def check_ranks(c: Checks, runs: dict[str, dict | None], skips: dict[str, str]) 
     s = train.get("straggler") or {}
     ranks = _get(train, "diagnosis", "ranks") or []
     comm = [r.get("communication_ms_per_step") for r in ranks]
-    c.add("DDP, two GPUs", f"straggler rank {s.get('rank')} +{s.get('excess_ms') or 0:.1f} ms in {s.get('phase')}, "
+    excess = s.get("phase_excess_ms", s.get("excess_ms")) or 0  # the excess of the phase it names
+    c.add("DDP, two GPUs", f"straggler rank {s.get('rank')} +{excess:.1f} ms in {s.get('phase')}, "
           f"NCCL ms per step by rank {comm}" if train else "missing",
           "rank 1 (planted 20 ms) named the straggler, NCCL per rank",
           s.get("rank") == 1 and len(ranks) == 2 and all(x is not None and x > 0 for x in comm))
