@@ -34,6 +34,7 @@ from gpt2_lightning.analysis.module_breakdown import (
 )
 
 OPTIMIZER_ROW, OUTSIDE_ROW, WAITING_ROW = "optimizer", "outside any module", "waiting for collectives"
+NON_MODEL_ROWS = (OPTIMIZER_ROW, OUTSIDE_ROW, WAITING_ROW)  # the rows that are not parts of the model
 GPT2_PARTS = ("embeddings", "attention projections", "attention kernel", "MLP", "layer norms", "residual adds",
               "output head", "loss", "other model code")
 _GPT2_RULES = (  # (part, pattern on the module's path below the GPT module)

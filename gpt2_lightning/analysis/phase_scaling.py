@@ -22,6 +22,8 @@ brought phase by phase to the counted, un-profiled medians of the same run:
   (``scaled.fitted_kept_ms``) and the rest of the three shrunk by one factor (``scaled.fitted``); all of it alike only
   when that kept time alone exceeds the step.
   In inference the quoted figure is the forward pass (``phases.forward``): the parts add up to it.
+- ``waiting for collectives`` (several processes: a model thread blocked in a collective outside any module) is a
+  wait, which the profiler does not slow: kept as measured, and taken from what is left outside.
 
 Every row and block keeps its profiled time (``profiled_ms``). The operator categories and top operators (operator
 self time, which the phases do not split) are scaled by one factor for the step, found the same way: the step's time
@@ -35,7 +37,7 @@ from __future__ import annotations
 import copy
 from typing import Any
 
-from gpt2_lightning.analysis.module_parts import OPTIMIZER_ROW, OUTSIDE_ROW, rank_layers
+from gpt2_lightning.analysis.module_parts import NON_MODEL_ROWS, OPTIMIZER_ROW, OUTSIDE_ROW, WAITING_ROW, rank_layers
 
 SCALED_NOTE = "shares from the profiled steps, times scaled to the un-profiled phases"
 PHASES = ("forward", "backward", "optimizer")
@@ -119,7 +121,9 @@ def scale_modules(modules: dict[str, Any], phases: dict[str, Any], training: boo
         return modules
     step = _median(phases, "step" if training else "forward")
     targets = {p: _median(phases, p) for p in (PHASES if training else ("forward",))}
-    model_rows = [r for r in modules["parts"] if r["part"] not in (OPTIMIZER_ROW, OUTSIDE_ROW)]
+    model_rows = [r for r in modules["parts"] if r["part"] not in NON_MODEL_ROWS]
+    # a model thread blocked in a collective (several processes): a wait, which the profiler does not slow
+    waiting = sum(r["total_ms"] for r in modules["parts"] if r["part"] == WAITING_ROW)
     measured = {p: sum(r.get(c) or 0.0 for r in model_rows for c in PHASE_COLUMNS[p]) for p in PHASE_COLUMNS}
     measured["optimizer"] = sum(r["total_ms"] for r in modules["parts"] if r["part"] == OPTIMIZER_ROW)
     if step is None or any(targets[p] is None for p in targets if measured[p] > 0):
@@ -133,9 +137,11 @@ def scale_modules(modules: dict[str, Any], phases: dict[str, Any], training: boo
         if r["part"] == OPTIMIZER_ROW:
             r["total_ms"] = (targets.get("optimizer") or 0.0) if measured["optimizer"] > 0 else 0.0
         elif r["part"] == OUTSIDE_ROW:
-            r["total_ms"] = max(0.0, step - sum(targets[p] or 0.0 for p in targets if measured[p] > 0))
+            r["total_ms"] = max(0.0, step - waiting - sum(targets[p] or 0.0 for p in targets if measured[p] > 0))
             if training and _median(phases, "data") is not None:
                 r["data_ms"] = _median(phases, "data")
+        elif r["part"] == WAITING_ROW:
+            pass  # a wait: kept as measured
         else:
             _scale_row(r, plans)
     for b in out.get("blocks") or []:
@@ -146,8 +152,8 @@ def scale_modules(modules: dict[str, Any], phases: dict[str, Any], training: boo
     if out.get("backward_without_forward_ms") and "backward" in plans:  # backward operators' time
         out["backward_without_forward_ms"] *= plans["backward"]["factor"] or 0.0
     # the model's parts ranked again by their time in the un-profiled step (the optimizer and outside rows stay last)
-    out["parts"].sort(key=lambda r: (r["part"] in (OPTIMIZER_ROW, OUTSIDE_ROW), -r["total_ms"]
-                                     if r["part"] not in (OPTIMIZER_ROW, OUTSIDE_ROW) else 0.0))
+    out["parts"].sort(key=lambda r: (r["part"] in NON_MODEL_ROWS, -r["total_ms"]
+                                     if r["part"] not in NON_MODEL_ROWS else 0.0))
     total = sum(r["total_ms"] for r in out["parts"])
     for r in out["parts"]:
         r["pct"] = 100.0 * r["total_ms"] / total if total else 0.0

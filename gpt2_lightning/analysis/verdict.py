@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from gpt2_lightning.analysis.straggler_text import excess_phrase
+from gpt2_lightning.analysis.module_parts import NON_MODEL_ROWS
 
 # ------------------------------------------------------------------------------------------------ thresholds
 LAUNCH_BOUND_IDLE_PCT = 15.0  # GPU idle for at least this share of the step: the host does not keep it fed
@@ -29,7 +30,6 @@ MODULE_BELOW_PEAK_PCT = 20.0  # ... running its matmul work below this share of 
 CPU_OPTIMIZER_PCT = 10.0  # the optimizer phase at least this share of the step: AdamW's per-parameter loop
 CPU_MATMUL_PCT = 50.0  # matmuls at least this share of CPU operator time: compute-bound on the cores
 MAX_SENTENCES = 3
-_NOT_MODULES = ("optimizer", "outside any module")
 _PART_ADVICE = {
     "attention kernel": "check that scaled_dot_product_attention runs a fused kernel (flash or cuDNN: bf16/fp16, "
                         "head size up to 256) and try --compile",
@@ -182,7 +182,7 @@ def slow_part(e: Evidence) -> Finding | None:
     """A large part of the model (``modules``, with FLOPs) whose matmul work runs far below the device's peak, or,
     with no matmul work at all, memory-bound work that takes a large share."""
     modules = e.analysis.get("modules") or {}
-    parts = [p for p in modules.get("parts", []) if p["part"] not in _NOT_MODULES and "flops_per_step" in p
+    parts = [p for p in modules.get("parts", []) if p["part"] not in NON_MODEL_ROWS and "flops_per_step" in p
              and p["pct"] >= MODULE_LARGE_PCT]
     of = "kernel time" if str(modules.get("basis", "")).startswith("kernel") else "host time"
     for p in sorted(parts, key=lambda p: -p["total_ms"]):

@@ -236,3 +236,18 @@ def test_a_traces_operator_categories_scaled_as_its_operators_are(tmp_path):
     # a step no longer than its time outside operators: one factor, the un-profiled step over the profiled one
     s = scale_cpu_analysis(a, {**phases, "step": {"median_ms": 5.0}}, training=True)
     assert s["scaled"]["method"] == "step" and s["cpu_self_ms_per_step"] == pytest.approx(4.9 * 0.5)
+
+
+def test_a_rank_waiting_for_collectives_keeps_its_wait_and_the_rows_still_add_up():
+    """Several processes: 40 ms of a model thread blocked in a collective outside any module (a wait: the profiler
+    does not slow it) is kept as measured; the model's rows are scaled as without it, outside takes what is left."""
+    modules = _modules()
+    modules["parts"].insert(-1, {"part": "waiting for collectives", "forward_ms": None, "backward_ms": None,
+                                 "total_ms": 40.0, "pct": 0.0})
+    m = scale_modules(modules, {**PHASES, "step": {"median_ms": 140.0}}, training=True)
+    rows = {r["part"]: r for r in m["parts"]}
+    assert rows["waiting for collectives"]["total_ms"] == pytest.approx(40.0)
+    assert rows["MLP"]["backward_ms"] == pytest.approx(30.0)  # backward 100 -> 50, as without the wait
+    assert rows["outside any module"]["total_ms"] == pytest.approx(140 - 40 - 20 - 50 - 25)
+    assert m["total_ms_per_step"] == pytest.approx(140.0)
+    assert [r["part"] for r in m["parts"]][-3:] == ["optimizer", "waiting for collectives", "outside any module"]
