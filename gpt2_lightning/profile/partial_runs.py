@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from gpt2_lightning.profile.settings import ProfileConfig
+from gpt2_lightning.profile.sweep_settings import swept_value
 
 
 def _counted(data: dict[str, Any]) -> int:
@@ -50,7 +51,7 @@ def after_interrupt(e: BaseException, configs: list[ProfileConfig], run_dirs: li
         say(f"profile.py: interrupted by {e}; what was measured is in {run_dir} (marked incomplete)", file=sys.stderr)
         return
     results, at, repeat = progress["results"], progress["index"], configs[0].repeat
-    where = [f"{sweep_key}={getattr(configs[at], sweep_key)}" if sweep_key else
+    where = [f"{sweep_key}={swept_value(configs[at], sweep_key)}" if sweep_key else
              (run_dirs[at].name if len(configs) > 1 else ""), f"repeat {progress['repeat']}/{repeat}" if repeat > 1
              else ""]
     during = " ".join(w for w in where if w)
@@ -67,7 +68,7 @@ def after_interrupt(e: BaseException, configs: list[ProfileConfig], run_dirs: li
         else:
             lines.append(f"  {state(data, cut=True)}")
     else:
-        names = [f"{sweep_key}={getattr(c, sweep_key)}" if sweep_key else d.name for c, d in zip(configs, run_dirs)]
+        names = [f"{sweep_key}={swept_value(c, sweep_key)}" if sweep_key else d.name for c, d in zip(configs, run_dirs)]
         not_run = [n for j, (n, data) in enumerate(zip(names, results)) if data is None and j != at]
         for j, (d, data) in enumerate(zip(run_dirs, results)):
             if data is not None or j == at:
@@ -85,11 +86,11 @@ def _write_sweep(e: BaseException, configs: list[ProfileConfig], results: list[d
     that say where they are."""
     from gpt2_lightning.profile.sweep import point_status, write_sweep
 
-    runs = [(getattr(c, key), r) for c, r in zip(configs, results) if r is not None]
+    runs = [(swept_value(c, key), r) for c, r in zip(configs, results) if r is not None]
     if not runs:
         return ["  no point measured anything: no sweep table"]
     stopped = {"by": str(e), "points": len(configs),
-               "not_run": [getattr(c, key) for c, r in zip(configs, results) if r is None]}
+               "not_run": [swept_value(c, key) for c, r in zip(configs, results) if r is None]}
     try:
         table, files = write_sweep(key, runs, run_dir, stopped=stopped)
     except OSError as err:  # a full disk: each point's results.json is already written

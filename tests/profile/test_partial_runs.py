@@ -142,3 +142,24 @@ def test_an_interrupted_sweep_table_marks_the_cut_point_and_does_not_draw_it(tmp
     complete, _ = write_sweep("batch_size", [(1, done)], tmp_path / "whole")
     assert "status" not in complete.splitlines()[0]
     assert json.loads((tmp_path / "whole" / "sweep.json").read_text())["status"] == "complete"
+
+
+def test_an_interrupted_sweep_over_a_modules_own_argument_names_its_points(tmp_path):
+    """--sweep module_args.layers=1,2,4 stopped during its second point: the console and the table name the points by
+    the argument's value (a plain getattr of 'module_args.layers' raised inside the interrupt handler)."""
+    from gpt2_lightning.profile.interrupts import RunInterrupted
+    from gpt2_lightning.profile.partial_runs import after_interrupt
+    from gpt2_lightning.profile.settings import ProfileConfig
+    from gpt2_lightning.profile.sweep_settings import sweep_configs
+
+    cfg = ProfileConfig(accelerator="cpu", module="tests/profile/own_models.py:TinyLM",
+                        sweep="module_args.layers=1,2,4")
+    configs = sweep_configs(cfg)
+    run_dirs = [tmp_path / f"layers-{n}" for n in (1, 2, 4)]
+    e = RunInterrupted(signal.SIGINT)
+    e.progress = {"index": 1, "repeat": 1, "cut": None, "results": [run_data(0, steps=[12.0, 12.5, 13.0]), None, None]}
+    said = []
+    after_interrupt(e, configs, run_dirs, tmp_path, "module_args.layers", lambda *a, **k: said.append(" ".join(a)))
+    text = "\n".join(said)
+    assert "during module_args.layers=2" in text and "not run: module_args.layers=4" in text
+    assert json.loads((tmp_path / "sweep.json").read_text())["not_run"] == [2, 4]
