@@ -167,12 +167,23 @@ def scale_modules(modules: dict[str, Any], phases: dict[str, Any], training: boo
     return out
 
 
+def _operator_factor(modules: dict[str, Any]) -> float | None:
+    """How the scaled module rows scaled their operator time, as one factor: each phase's operator time times its
+    factor, over their operator time. None when the rows carry no operator time."""
+    plans = ((modules.get("scaled") or {}).get("phases") or {}).values()
+    if not plans or any(p.get("operator_ms") is None or p.get("factor") is None for p in plans):
+        return None
+    den = sum(p["operator_ms"] for p in plans)
+    return sum(p["operator_ms"] * p["factor"] for p in plans) / den if den > 0 else None
+
+
 def scale_cpu_analysis(analysis: dict[str, Any], phases: dict[str, Any] | None, training: bool) -> dict[str, Any]:
     """A CPU trace analysis in the un-profiled step's time: the module rows phase by phase (``scale_modules``); the
     categories and top operators (operator self time) by the step's operator factor, (the un-profiled step - the
     profiled step's time outside operators) / its operator time, as the rows' operators are scaled
-    (``scaled.method`` = ``"operators"``), or, without the split or when that is not positive, by the un-profiled
-    step over the profiled one (``"step"``). Unchanged without the phases, or for a GPU trace (kernel time is not
+    (``scaled.method`` = ``"operators"``) — in inference the factor the forward's rows scaled their operators by
+    (``_operator_factor``) — or, without the split or when that is not positive, by the un-profiled step over the
+    profiled one (``"step"``). Unchanged without the phases, or for a GPU trace (kernel time is not
     slowed by the profiler)."""
     if analysis.get("kind") == "gpu" or not phases:
         return analysis
@@ -184,7 +195,13 @@ def scale_cpu_analysis(analysis: dict[str, Any], phases: dict[str, Any] | None, 
         out["modules"] = scale_modules(modules, phases, training)
     factor, method = _factor(step, profiled or 0.0), "step"
     ops, total = modules.get("profiled_op_ms_per_step"), modules.get("total_ms_per_step")
-    if step is not None and ops and total and step > total - ops:  # the model threads' time outside operators kept
+    rows_factor = None if training else _operator_factor(out.get("modules") or {})
+    if rows_factor is not None:
+        # inference: a profiled predict step holds more than the forward pass the median times (the loop, hooks,
+        # the batch), so the step's time outside operators says nothing of the forward's: the operators are scaled
+        # as the forward's rows scaled theirs, and the two views agree
+        factor, method = rows_factor, "operators"
+    elif step is not None and ops and total and step > total - ops:  # the model threads' time outside operators kept
         factor, method = (step - (total - ops)) / ops, "operators"
     if factor is None:
         return out

@@ -251,3 +251,15 @@ def test_a_rank_waiting_for_collectives_keeps_its_wait_and_the_rows_still_add_up
     assert rows["outside any module"]["total_ms"] == pytest.approx(140 - 40 - 20 - 50 - 25)
     assert m["total_ms_per_step"] == pytest.approx(140.0)
     assert [r["part"] for r in m["parts"]][-3:] == ["optimizer", "waiting for collectives", "outside any module"]
+
+
+def test_inference_categories_take_the_forward_rows_operator_factor():
+    """A profiled predict step (400 ms here) holds more than the forward pass the median times (20 ms): the loop,
+    hooks, the batch. The forward's rows keep their 10 ms outside operators and scale their 30 ms of operators by
+    (20 - 10) / 30; the categories take that factor (matmul 120 -> 40), not 20 / 400 (-> 6) nor a step-level one."""
+    a = {"kind": "cpu", "profiled_step_ms": 400.0, "cpu_self_ms_per_step": 300.0, "modules": _modules(),
+         "categories": {"matmul": {"ms_per_step": 120.0, "pct": 40.0}}, "top_ops": []}
+    s = scale_cpu_analysis(a, {"forward": {"median_ms": 20.0}}, training=False)
+    assert s["scaled"]["method"] == "operators" and s["scaled"]["factor"] == pytest.approx(1 / 3)
+    assert s["categories"]["matmul"]["ms_per_step"] == pytest.approx(40.0)
+    assert s["modules"]["total_ms_per_step"] == pytest.approx(20.0)

@@ -85,7 +85,9 @@ def test_the_counted_steps_are_not_profiled(delayed_run):
     d = json.loads((run_dir / "results.json").read_text())["experiments"]["train"]
     assert "traces" not in d and "top_ops" not in d  # Lightning's profiler did not run over the counted steps
     assert d["diagnosis"]["extra_steps"] == 2 and d["diagnosis"]["trace_file"] == "diagnosis-train.pt.trace.json.gz"
-    assert d["diagnosis"]["profiled_slowdown"] > 1.0 and "note" not in d["diagnosis"]
+    # recorded for the cost estimate; this step is mostly a 150 ms sleep, which the profiler does not slow, so the
+    # ratio sits near 1, on a busy machine on either side of it
+    assert 0.5 < d["diagnosis"]["profiled_slowdown"] < 3.0 and "note" not in d["diagnosis"]
 
 
 # ------------------------------------------------------------------------------------------------ by default when cheap
