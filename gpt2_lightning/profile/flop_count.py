@@ -14,6 +14,7 @@ from it, as the trace's module ranges name it (``module_flops``; the per-module 
 from __future__ import annotations
 
 import copy
+import sys
 import warnings
 from typing import Any
 
@@ -96,6 +97,9 @@ def count_flops_by_module(module: torch.nn.Module, batch: Any, training: bool
         # call of the module (per-module counts), else as the step runs by itself (a module whose own call cannot
         # take no arguments, e.g. a forward pre-hook of its own): the step's count never depends on the names
         for device in ("meta", "cpu"):
+            if device == "cpu":  # a real step of the model on the host: as long as one, minutes for a large model
+                print(f"counting the FLOPs of one {'training step' if training else 'forward pass'} on a CPU copy "
+                      f"(the meta device could not run it: {_first_line(error)}) ...", file=sys.stderr, flush=True)
             for as_root in (True, False):
                 try:
                     copied = copy.deepcopy(module).to(device)
@@ -105,6 +109,11 @@ def count_flops_by_module(module: torch.nn.Module, batch: Any, training: bool
                 except Exception as e:  # noqa: BLE001 - the next way; the last (CPU, plain) error when none works
                     error = e
         raise error  # type: ignore[misc] - four attempts ran, each set it
+
+
+def _first_line(e: Exception | None) -> str:
+    text = str(e).strip() if e is not None else ""
+    return f"{type(e).__name__}: {text.splitlines()[0]}" if text else type(e).__name__
 
 
 def module_classes(module: torch.nn.Module) -> dict[str, str]:

@@ -66,3 +66,27 @@ def test_the_breakdown_of_your_module_has_gflops_per_part(tmp_path):
     head = next(line for line in report.splitlines() if line.startswith("| head (Linear) |"))
     assert head.split("|")[-3].strip() not in ("-", "")  # GFLOP/s filled
     assert "each part's FLOPs (FlopCounterMode per module: matrix" in report
+
+
+def test_a_count_that_must_run_on_a_cpu_copy_says_so_first(capsys):
+    """A step the meta device cannot run (a .item() reads a value) is counted on a CPU copy, a real step of the model:
+    one line says so before it starts, since on a large model it takes as long as a step."""
+    import lightning as L
+    import torch
+
+    from gpt2_lightning.profile.flop_count import count_flops_by_module
+
+    class ReadsAValue(L.LightningModule):
+        def __init__(self):
+            super().__init__()
+            self.lin = torch.nn.Linear(8, 4)
+
+        def training_step(self, batch, _):
+            loss = self.lin(batch).sum()
+            loss.item()  # no meta kernel: a meta tensor has no value
+            return loss
+
+    total, where, _ = count_flops_by_module(ReadsAValue(), torch.ones(2, 8), training=True)
+    # forward 2·B·I·O; backward the weight's gradient alone (the input needs none): as much again
+    assert where == "cpu" and total == 2 * (2 * 2 * 8 * 4)
+    assert "counting the FLOPs of one training step on a CPU copy" in capsys.readouterr().err
