@@ -5,7 +5,7 @@ minutes, and nothing said so. The estimate is the run's FLOPs (``gpt2_lightning.
 token, a third of it per inferred token) over the rate this machine reaches on one large fp32 matmul, measured for
 ~0.3 s just before (with the threads the run will use), plus the model builds at the rate the machine fills
 weights with random numbers. It counts every step that runs, warm-up and the uncounted ones (an energy window's,
-the diagnosis's) included, and says what to run instead for a first look. GPU runs are not estimated: their steps
+the diagnosis's, each of those CPU_PROFILED_SLOWDOWN times slower under the profiler) included, and says what to run instead for a first look. GPU runs are not estimated: their steps
 take milliseconds to seconds.
 
 With ``--module`` the FLOPs are the workload's (FlopCounterMode's count of one step, made once for results.json
@@ -98,7 +98,6 @@ def estimate_seconds(cfg: Any, rates: MachineRates, work: StepWork | None = None
     known (an own module FlopCounterMode could not count)."""
     work = step_work(cfg) if work is None else work
     steps = cfg.warmup_steps + cfg.steps
-    extra = 0 if cfg.no_diagnose or cfg.profiler != "pytorch" else 1 + cfg.diagnose_steps  # CPU diagnosis
     per_step: dict[str, float] = {}
     for exp in ("inference", "train"):
         if exp in cfg.experiment_list and exp not in work.skipped:
@@ -114,8 +113,26 @@ def estimate_seconds(cfg: Any, rates: MachineRates, work: StepWork | None = None
             out[exp] = (steps + 1) * build_s  # and the first, uncounted build of the process
             continue
         window = 0.0 if cfg.no_energy else max(0.0, cfg.energy_window_s - cfg.steps * per_step[exp])
-        out[exp] = (steps + extra) * per_step[exp] + window + build_s
+        timed = steps * per_step[exp] + window + build_s
+        out[exp] = timed + diagnosis_seconds(cfg, per_step[exp], timed)
     return out
+
+
+def diagnosis_seconds(cfg: Any, step_s: float, timed_s: float) -> float:
+    """The CPU diagnosis's extra steps, each CPU_PROFILED_SLOWDOWN times a step, by the rule that runs them
+    (``profile.diagnosis._cpu_not_run``): when asked for (--profiler pytorch, --keep-trace), else on one process
+    when they cost at most CPU_BREAKDOWN_MAX_SHARE of the experiment; 0 when they will not run."""
+    from gpt2_lightning.profile.diagnosis import (CPU_BREAKDOWN_MAX_SHARE, CPU_PROFILED_SLOWDOWN,
+                                                  PROFILER_WARMUP_STEPS, diagnosis_asked_for, refit_unsafe)
+
+    if cfg.no_diagnose or refit_unsafe(cfg.strategy):
+        return 0.0
+    extra = (PROFILER_WARMUP_STEPS + cfg.diagnose_steps) * step_s * CPU_PROFILED_SLOWDOWN
+    if diagnosis_asked_for(cfg):
+        return extra
+    if cfg.world_size > 1 or extra / (timed_s + extra) > CPU_BREAKDOWN_MAX_SHARE:
+        return 0.0
+    return extra
 
 
 def fmt_duration(seconds: float) -> str:
