@@ -199,13 +199,14 @@ class EnergyCallback(Callback):
             self._evaluate(trainer)
         if self._close_next:
             self._close(trainer)
-        self._pending_tokens.append(count_tokens(batch, self.length_fn)[0])  # never waits for the device
+        if self._window is not None:  # only the window's batches are counted: no device work outside it
+            self._pending_tokens.append(count_tokens(batch, self.length_fn)[0])  # never waits for the device
 
     def _step_end(self, trainer: L.Trainer, steps: int) -> None:
         self._steps = steps
         tokens, self._pending_tokens = self._pending_tokens, []
         if self._window is not None:
-            self._window.add_step(0)  # the tokens are added up when the window closes, after the device wait
+            self._window.add_step()  # the tokens are added up when the window closes, after the device wait
             self._window_tokens.extend(tokens)
             self._marks.append((self._window.steps, self._timer.mark()))  # an event: never blocks
             while self._marks and self._timer.done(self._marks[0][1]):  # queries, never a wait

@@ -71,6 +71,18 @@ def test_exact_joules_per_token_from_a_scripted_counter():
     assert t.global_step == 2 + 16
 
 
+def test_only_the_windows_batches_are_counted():
+    """Counting a batch's tokens is device work (a mask's sum and its copy): none in warm-up, none after the window."""
+    import callbacks.energy as energy_module
+
+    clock = ScriptedClock()
+    energy = EnergyCallback(warmup_steps=2, counted_steps=16, meter=ScriptedMeter(clock, watts=250.0), clock=clock)
+    with mock.patch.object(energy_module, "count_tokens", wraps=energy_module.count_tokens) as counted:
+        fit(clock, energy)
+    assert counted.call_count == 16 == energy.result["window_steps"]  # the 2 warm-up batches are not counted
+    assert energy.result["window_tokens"] == 16 * TOKENS_PER_STEP
+
+
 def test_short_steps_get_extra_steps_until_the_window_is_two_seconds():
     clock = ScriptedClock()
     energy = EnergyCallback(warmup_steps=2, counted_steps=5, idle_watts=100.0, meter=ScriptedMeter(clock, 300.0),
