@@ -45,16 +45,9 @@ from .energy_window import (
 )
 from .failures import one_line
 from .timing import DeviceTimer, Mark
-from .tokens import count_tokens, read_count, tokens_in_batch
+from .tokens import count_tokens, read_count
 
-__all__ = ["MIN_WINDOW_S", "EnergyCallback", "EnergyWindow", "batch_tokens", "energy_figures", "unavailable"]
-
-
-def batch_tokens(batch: Any, length_fn: Callable[[Any], int] | None = None) -> int:
-    """The tokens of a batch by ThroughputCallback's rule (``callbacks.tokens``): an ``attention_mask``'s sum (padding
-    never counts), else B x T of a (B, T) tensor of token ids, ``length_fn(batch)`` when given, and 0 for features
-    (floats, images): then no figure per token. Waits for the device (the callback itself counts without waiting)."""
-    return tokens_in_batch(batch, length_fn) or 0
+__all__ = ["MIN_WINDOW_S", "EnergyCallback", "EnergyWindow", "energy_figures", "unavailable"]
 
 
 class EnergyCallback(Callback):

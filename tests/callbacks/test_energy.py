@@ -223,11 +223,11 @@ def test_features_hold_no_tokens_so_there_is_no_energy_per_token():
     """Issue 18 item 3's rule for energy too: an MLP's (32, 64) float batch is 32 samples, not 2,048 tokens."""
     import torch
 
-    from callbacks.energy import batch_tokens
+    from callbacks.tokens import tokens_in_batch
 
-    assert batch_tokens(torch.randn(32, 64)) == 0
-    assert batch_tokens((torch.randint(0, 50, (2, 4)), torch.randint(0, 50, (2, 4)))) == 8
-    assert batch_tokens(torch.randn(32, 64), length_fn=lambda batch: 100) == 100  # the user says what it holds
+    assert not tokens_in_batch(torch.randn(32, 64))  # the energy window counts it as 0
+    assert tokens_in_batch((torch.randint(0, 50, (2, 4)), torch.randint(0, 50, (2, 4)))) == 8
+    assert tokens_in_batch(torch.randn(32, 64), length_fn=lambda batch: 100) == 100  # the user says what it holds
     r = energy_figures(500.0, 2.0, 16, 0, None, "nvml", 1)
     assert r["joules_per_token"] is None and r["tokens_per_kwh"] is None and r["avg_watts"] == 250.0
 

@@ -9,7 +9,8 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 
 from callbacks import EnergyCallback, PhaseTimingCallback, ThroughputCallback
-from callbacks.throughput import TOKEN_SOURCES, token_source, tokens_in_batch
+from callbacks.tokens import SOURCES as TOKEN_SOURCES
+from callbacks.tokens import token_source, tokens_in_batch
 from tests.callbacks.test_energy import ScriptedMeter
 from tests.conftest import requires_cuda
 from tests.helpers import RecordingLogger, ScriptedClock, trainer
