@@ -5,8 +5,8 @@ minutes, and nothing said so. The estimate is the run's FLOPs (``gpt2_lightning.
 token, a third of it per inferred token) over the rate this machine reaches on one large fp32 matmul, measured for
 ~0.3 s just before (with the threads the run will use), plus the model builds at the rate the machine fills
 weights with random numbers. It counts every step that runs, warm-up and the uncounted ones (an energy window's,
-the diagnosis's, each of those CPU_PROFILED_SLOWDOWN times slower under the profiler) included, and says what to run instead for a first look. GPU runs are not estimated: their steps
-take milliseconds to seconds.
+the diagnosis's, each of those CPU_PROFILED_SLOWDOWN times slower under the profiler) included, and says what to run
+instead for a first look. GPU runs are not estimated: their steps take milliseconds to seconds.
 
 With ``--module`` the FLOPs are the workload's (FlopCounterMode's count of one step, made once for results.json
 anyway, never inside a counted step) at the batch shape its data really gives; the quick alternative is fewer
@@ -20,8 +20,6 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
-
-from gpt2_lightning.flops import inference_flops_per_token, num_params, train_flops_per_token
 
 WORTH_SAYING_S = 120.0  # shorter runs start without a word
 QUICK = "--model tiny --seq-len 64 --batch-size 2"  # a first look in seconds (README's first command)
@@ -75,14 +73,9 @@ class StepWork:
 
 
 def step_work(cfg: Any) -> StepWork:
-    """The built-in GPT-2 by its formula (no model built); --module by its workload (built once per process, its
-    FLOPs counted once: the run's record reuses both)."""
-    if not getattr(cfg, "module", None):
-        gpt, tokens = cfg.gpt_config(), cfg.batch_size * cfg.seq_len
-        return StepWork(cfg.model, cfg.batch_size, cfg.seq_len,
-                        {"inference": inference_flops_per_token(gpt, cfg.seq_len) * tokens,
-                         "train": train_flops_per_token(gpt, cfg.seq_len) * tokens},
-                        num_params(gpt, non_embedding=False))
+    """The run's workload's FLOPs per step and parameters, as results.json records them (the built-in GPT-2 by its
+    formula, --module by FlopCounterMode): the workload is built once per process and settings, its FLOPs counted
+    once on its probe (a meta-device GPT-2), and the run's record reuses both."""
     from gpt2_lightning.profile.workload import workload_for
 
     workload = workload_for(cfg)
@@ -152,11 +145,12 @@ def quicker(cfg: Any) -> str:
     return f"for a first look sooner: fewer --steps (now {cfg.steps}), or a smaller model or batch through {smaller}"
 
 
-def estimate_line(cfg: Any, rates: MachineRates, work: StepWork | None = None) -> tuple[float | None, str | None]:
+def estimate_line(cfg: Any, rates: MachineRates, work: StepWork | None = None,
+                  parts: dict[str, float] | None = None) -> tuple[float | None, str | None]:
     """The estimate in seconds, and the line to print when it is worth saying (None below WORTH_SAYING_S); (None,
-    None) when it cannot be made."""
+    None) when it cannot be made. ``parts``: ``estimate_seconds``'s answer for these rates, when already made."""
     work = step_work(cfg) if work is None else work
-    parts = estimate_seconds(cfg, rates, work)
+    parts = estimate_seconds(cfg, rates, work) if parts is None else parts
     if parts is None:
         return None, None
     total = sum(parts.values())
@@ -200,9 +194,9 @@ def say_estimate(cfg: Any, device_type: str, say: Callable[[str], None],
     if slow is None or sum(slow.values()) < WORTH_SAYING_S:
         return None  # no FLOPs count, or short even on a slow machine: not worth the measurement's 0.3 s
     rates = measure()
-    total, line = estimate_line(cfg, rates, work)
+    parts = estimate_seconds(cfg, rates, work)
+    total, line = estimate_line(cfg, rates, work, parts)
     if line:
         say(f"profile.py: {line}")
-    return {"seconds": round(total, 1), "per_experiment_s": {k: round(v, 1) for k, v in
-                                                             estimate_seconds(cfg, rates, work).items()},
+    return {"seconds": round(total, 1), "per_experiment_s": {k: round(v, 1) for k, v in parts.items()},
             "matmul_gflops": round(rates.flops_per_s / 1e9, 1), "said": line is not None}
