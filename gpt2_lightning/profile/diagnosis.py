@@ -191,7 +191,8 @@ def diagnose_experiment(cfg: ProfileConfig, run_dir: Path, experiment: str, stag
         # the counted steps themselves ran under a profiler (on a CPU --profiler pytorch profiles only these steps)
         out = diagnose(analysis, step_ms=_step_ms(result, stage), phases=result.get("phases"),
                        host=result.get("host"), mfu_pct=(result.get("throughput") or {}).get("mfu_pct"),
-                       step_is_profiled=profiles_counted_steps(cfg), precision=cfg.precision, straggler=result.get("straggler"))
+                       step_is_profiled=profiles_counted_steps(cfg), precision=cfg.precision,
+                       straggler=result.get("straggler"))
     except RunInterrupted as e:
         if path is None:
             path = diagnosis_trace_path(run_dir, experiment, _global_rank(), cfg.world_size)
