@@ -128,7 +128,7 @@ def diagnosis_seconds(cfg: Any, step_s: float, timed_s: float) -> float:
     return extra
 
 
-def fmt_duration(seconds: float) -> str:
+def fmt_seconds(seconds: float) -> str:
     if seconds < 90:
         return f"{seconds:.0f} s"
     if seconds < 90 * 60:
@@ -156,10 +156,10 @@ def estimate_line(cfg: Any, rates: MachineRates, work: StepWork | None = None,
     total = sum(parts.values())
     if total < WORTH_SAYING_S:
         return total, None
-    split = ", ".join(f"{exp} {fmt_duration(s)}" for exp, s in parts.items())
+    split = ", ".join(f"{exp} {fmt_seconds(s)}" for exp, s in parts.items())
     repeat = getattr(cfg, "repeat", 1) or 1  # each repeat is a process of its own, and each says this line
-    what = (f"each of the {repeat} repeats will take about {fmt_duration(total)} ({fmt_duration(total * repeat)} in "
-            f"all)" if repeat > 1 else f"this run will take about {fmt_duration(total)}")
+    what = (f"each of the {repeat} repeats will take about {fmt_seconds(total)} ({fmt_seconds(total * repeat)} in "
+            f"all)" if repeat > 1 else f"this run will take about {fmt_seconds(total)}")
     line = (f"{what} on this CPU ({split}: {work.name}, "
             f"B{work.batch_size} x T{work.seq_len}, {cfg.warmup_steps} + {cfg.steps} steps each, at the "
             f"{rates.flops_per_s / 1e9:.0f} GFLOP/s this machine's matmul reached just now); {quicker(cfg)}")
