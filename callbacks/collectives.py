@@ -26,6 +26,8 @@ import lightning as L
 import torch
 from lightning.pytorch.callbacks import Callback
 
+from .failures import one_line
+
 
 class TorchThreads(Callback):
     """Sets torch's intra-op threads when the Trainer sets up, in every process: after Lightning's launcher."""
@@ -70,7 +72,7 @@ class CollectiveWaits(Callback):
         try:
             model.register_comm_hook(None, hook)
         except (RuntimeError, ValueError) as e:  # a hook of the user's is already registered: theirs stays
-            self.unavailable = f"DDP comm hook not registered ({str(e).splitlines()[0]})"
+            self.unavailable = f"DDP comm hook not registered ({one_line(e)})"
 
     def _hook(self, process_group: Any, bucket: Any) -> Any:
         import torch.distributed as dist

@@ -45,16 +45,9 @@ from .energy_window import (
 )
 from .failures import one_line
 from .timing import DeviceTimer, Mark
-from .tokens import count_tokens, read_count, tokens_in_batch
+from .tokens import count_tokens, read_count
 
-__all__ = ["MIN_WINDOW_S", "EnergyCallback", "EnergyWindow", "batch_tokens", "energy_figures", "unavailable"]
-
-
-def batch_tokens(batch: Any, length_fn: Callable[[Any], int] | None = None) -> int:
-    """The tokens of a batch by ThroughputCallback's rule (``callbacks.tokens``): an ``attention_mask``'s sum (padding
-    never counts), else B x T of a (B, T) tensor of token ids, ``length_fn(batch)`` when given, and 0 for features
-    (floats, images): then no figure per token. Waits for the device (the callback itself counts without waiting)."""
-    return tokens_in_batch(batch, length_fn) or 0
+__all__ = ["MIN_WINDOW_S", "EnergyCallback", "EnergyWindow", "energy_figures", "unavailable"]
 
 
 class EnergyCallback(Callback):
@@ -199,13 +192,14 @@ class EnergyCallback(Callback):
             self._evaluate(trainer)
         if self._close_next:
             self._close(trainer)
-        self._pending_tokens.append(count_tokens(batch, self.length_fn)[0])  # never waits for the device
+        if self._window is not None:  # only the window's batches are counted: no device work outside it
+            self._pending_tokens.append(count_tokens(batch, self.length_fn)[0])  # never waits for the device
 
     def _step_end(self, trainer: L.Trainer, steps: int) -> None:
         self._steps = steps
         tokens, self._pending_tokens = self._pending_tokens, []
         if self._window is not None:
-            self._window.add_step(0)  # the tokens are added up when the window closes, after the device wait
+            self._window.add_step()  # the tokens are added up when the window closes, after the device wait
             self._window_tokens.extend(tokens)
             self._marks.append((self._window.steps, self._timer.mark()))  # an event: never blocks
             while self._marks and self._timer.done(self._marks[0][1]):  # queries, never a wait

@@ -51,9 +51,9 @@ class EnergyWindow:
         self.start, self.t0 = self.meter.read(), now
         self.steps = self.tokens = 0
 
-    def add_step(self, tokens: int) -> None:
+    def add_step(self) -> None:
+        """One step inside the window (its tokens are set once it closes, when the device has passed them)."""
         self.steps += 1
-        self.tokens += tokens
 
     def more_steps(self, elapsed_s: float, device: tuple[int, float] | None = None) -> int:
         """Steps still needed for ``min_seconds``; 0 when the window is surely long enough.

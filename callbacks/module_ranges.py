@@ -20,7 +20,7 @@ from __future__ import annotations
 import lightning as L
 from lightning.pytorch.callbacks import Callback
 
-from .module_hooks import PREFIX, ModuleRanges, range_name  # noqa: F401 - their home before; imported from here too
+from .module_hooks import ModuleRanges
 
 
 class ModuleRangesCallback(Callback):

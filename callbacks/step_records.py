@@ -143,7 +143,7 @@ def count_batch(batch: Any, batch_size_fn: Callable[[Any], int] | None = None,
         samples = int(batch_size_fn(batch))
     else:
         samples = shape[0] if shape else None
-    tokens, source = count_tokens(batch, length_fn)
+    tokens, source = count_tokens(batch, length_fn, first=tensor)
     return BatchCount(samples, tokens, shape, source)
 
 

@@ -5,8 +5,8 @@ feeds it. Rates come from the timing callback's durations, never from a clock of
 Tokens and samples come from each step's own batches (every micro-batch of an optimizer step, a short last batch as
 it is), never from a shape assumed fixed. Tokens are real tokens (``callbacks.tokens``): a dict batch's
 ``attention_mask`` sum, so padding never counts; B x T only for token ids with no mask. A batch of features is counted
-in samples, unless the user's ``batch_size_fn`` / ``length_fn`` say what it holds. ``tokens_in_batch(batch)`` and
-``token_source(batch)`` give the same rule to code outside the callbacks (the study's workload).
+in samples, unless the user's ``batch_size_fn`` / ``length_fn`` say what it holds. ``callbacks.tokens_in_batch(batch)``
+and ``callbacks.token_source(batch)`` (``callbacks.tokens``) give the same rule to code outside the callbacks.
 """
 
 from __future__ import annotations
@@ -24,10 +24,8 @@ from .phase_timing import PhaseTimingCallback, StepRecord
 from .step_records import METRIC_PREFIX, BatchCount, batch_tokens, count_batch, logged_per_step
 from .stats import percentile
 from .tokens import SOURCES as TOKEN_SOURCES
-from .tokens import token_source, tokens_in_batch
 
-__all__ = ["GIB", "TOKEN_SOURCES", "Throughput", "ThroughputCallback", "peak_memory", "token_source",
-           "tokens_in_batch"]
+__all__ = ["GIB", "Throughput", "ThroughputCallback", "peak_memory"]
 
 GIB = 1024**3
 

@@ -54,19 +54,27 @@ def _token_ids(tensor: torch.Tensor | None) -> bool:
             and tensor.dtype != torch.bool)
 
 
-def token_source(batch: Any, length_fn: Callable[[Any], int] | None = None) -> str | None:
-    """Where a batch's token count comes from: "length_fn", "attention_mask", "shape", or None (no tokens)."""
+_UNSET: Any = object()  # ``first``: not looked for yet
+
+
+def token_source(batch: Any, length_fn: Callable[[Any], int] | None = None, first: Any = _UNSET) -> str | None:
+    """Where a batch's token count comes from: "length_fn", "attention_mask", "shape", or None (no tokens).
+    ``first``: the batch's ``first_tensor``, when the caller has already found it."""
     if length_fn is not None:
         return "length_fn"
     if _mask(batch) is not None:
         return "attention_mask"
-    return "shape" if _token_ids(first_tensor(batch)) else None
+    return "shape" if _token_ids(first_tensor(batch) if first is _UNSET else first) else None
 
 
-def count_tokens(batch: Any, length_fn: Callable[[Any], int] | None = None) -> tuple[Any, str | None]:
+def count_tokens(batch: Any, length_fn: Callable[[Any], int] | None = None, first: Any = _UNSET
+                 ) -> tuple[Any, str | None]:
     """(tokens, source) without waiting for the device: tokens is an int, None, or a 0-d host tensor being filled by
-    a copy from the device (read it with ``read_count`` once the device has passed this point)."""
-    source = token_source(batch, length_fn)
+    a copy from the device (read it with ``read_count`` once the device has passed this point). ``first``: the
+    batch's ``first_tensor``, when the caller has already found it (the batch is walked once)."""
+    if first is _UNSET and length_fn is None and _mask(batch) is None:
+        first = first_tensor(batch)
+    source = token_source(batch, length_fn, first)
     if source == "length_fn":
         return int(length_fn(batch)), source  # type: ignore[misc]
     if source == "attention_mask":
@@ -76,7 +84,7 @@ def count_tokens(batch: Any, length_fn: Callable[[Any], int] | None = None) -> t
             return int(total), source  # the CPU: at once (another accelerator: its copy waits)
         return total.to("cpu", non_blocking=True), source  # pinned host memory, filled when the device gets there
     if source == "shape":
-        shape = first_tensor(batch).shape  # type: ignore[union-attr]
+        shape = first.shape
         return shape[0] * shape[1], source
     return None, None
 

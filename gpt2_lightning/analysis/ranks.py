@@ -19,7 +19,7 @@ from __future__ import annotations
 import statistics
 from typing import Any
 
-from gpt2_lightning.analysis.straggler_text import NOISE_MS, excess_phrase
+from gpt2_lightning.analysis.straggler_text import NOISE_MS, excess_phrase, others_wait_clause
 
 NOISE_FRACTION = 0.15  # ranks' own times closer than this share of a step are the same (a busy machine's noise)
 PHASES_BY_TIMED = {"step": ("data", "forward", "backward", "optimizer"), "forward": ("forward",)}
@@ -84,17 +84,10 @@ def straggler_sentence(s: dict[str, Any] | None, stage_has_collectives: bool = T
     if not s:
         return None
     head = f"rank {s['rank']} is the straggler: {excess_phrase(s)}"
-    if s.get("others_wait_ms") is not None:
-        tail = f"the other ranks wait ~{_ms(s['others_wait_ms'])} per step in the {s.get('waits_in') or 'collectives'}"
-    elif not stage_has_collectives:
-        tail = "the other ranks wait for it when the stage ends (no collective inside a step)"
-    else:
-        tail = "the other ranks' wait was not measured here (on a GPU: the diagnosis's communication time)"
+    tail = others_wait_clause(s) or (
+        "the other ranks wait for it when the stage ends (no collective inside a step)" if not stage_has_collectives
+        else "the other ranks' wait was not measured here (on a GPU: the diagnosis's communication time)")
     return f"{head}; {tail}"
-
-
-def _ms(v: float) -> str:
-    return f"{v:.3g} ms" if abs(v) < 100 else f"{v:.0f} ms"
 
 
 def global_rate(ranks: list[dict[str, Any]], timed_phase: str) -> tuple[float | None, dict[str, Any]]:

@@ -23,5 +23,15 @@ def excess_phrase(s: dict[str, Any], ms: Callable[[float], str] | None = None) -
     return f"{head} (+{ms(total)} of own work per step in all)"
 
 
+def others_wait_clause(s: dict[str, Any], ms: Callable[[float], str] | None = None, for_it: bool = False
+                       ) -> str | None:
+    """"the other ranks wait ~21 ms per step [for it] in the all-reduce"; None when their wait was not measured."""
+    if s.get("others_wait_ms") is None:
+        return None
+    ms = ms or _ms
+    return (f"the other ranks wait ~{ms(s['others_wait_ms'])} per step{' for it' if for_it else ''} in the "
+            f"{s.get('waits_in') or 'collectives'}")
+
+
 def _ms(v: float) -> str:
     return f"{v:.3g} ms" if abs(v) < 100 else f"{v:.0f} ms"

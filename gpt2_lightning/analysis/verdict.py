@@ -13,8 +13,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from gpt2_lightning.analysis.straggler_text import excess_phrase
 from gpt2_lightning.analysis.module_parts import NON_MODEL_ROWS
+from gpt2_lightning.analysis.straggler_text import excess_phrase, others_wait_clause
 
 # ------------------------------------------------------------------------------------------------ thresholds
 LAUNCH_BOUND_IDLE_PCT = 15.0  # GPU idle for at least this share of the step: the host does not keep it fed
@@ -240,9 +240,8 @@ def straggler(e: Evidence) -> Finding | None:
     s = e.straggler
     if not s:
         return None
-    wait = ("" if s.get("others_wait_ms") is None
-            else f", and the other ranks wait ~{_ms(s['others_wait_ms'])} per step for it in the "
-                 f"{s.get('waits_in') or 'collectives'}")
+    clause = others_wait_clause(s, _ms, for_it=True)
+    wait = "" if clause is None else f", and {clause}"
     return Finding(
         s["excess_ms"] * 10,  # it sets every rank's pace: first
         f"Rank {s['rank']} is the straggler: {excess_phrase(s, _ms)}{wait}; find what slows "

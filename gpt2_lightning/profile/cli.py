@@ -18,6 +18,7 @@ from gpt2_lightning.cli_args import (EXIT_BAD_INPUT, EXIT_FAILED, HelpFormatter,
                                      raise_usage_errors)
 from gpt2_lightning.profile.cpu_processes import warn_oversubscribed
 from gpt2_lightning.profile.quiet import quiet_lightning
+from gpt2_lightning.profile.module_settings import refuse_model_beside_module
 from gpt2_lightning.profile.settings import ConfigError, ProfileConfig
 from gpt2_lightning.profile.sweep_settings import sweep_configs, sweep_values, swept_value
 
@@ -51,10 +52,7 @@ def parse_configs(argv: list[str] | None) -> list[ProfileConfig]:
         # auto in a list is one of the others (cpu,auto on a machine without a GPU compared the CPU with itself)
         raise ConfigError("accelerator", ns.accelerator, "a comma list of distinct accelerators, e.g. cpu,gpu "
                           "(auto only alone)")
-    given = sys.argv[1:] if argv is None else argv
-    if ns.module and any(a == "--model" or a.startswith("--model=") for a in given):
-        raise ConfigError("model", ns.model, "is the built-in GPT-2's preset, not --module's (give your module's own "
-                                             "settings in --module-args)")
+    refuse_model_beside_module(ns.module, ns.model, sys.argv[1:] if argv is None else argv)
     return [ProfileConfig.from_namespace(ns, accelerator=a) for a in accelerators]
 
 

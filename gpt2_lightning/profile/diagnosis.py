@@ -34,12 +34,34 @@ from gpt2_lightning.analysis.part_flops import add_counted_flops, counted_part_f
 from gpt2_lightning.profile.settings import ProfileConfig
 from gpt2_lightning.profile.profilers import ProfilerStepCallback, kernel_profiler, rank_suffix
 from gpt2_lightning.analysis.trace_analysis import TraceError, analyze_trace
+from gpt2_lightning.report.profiled import profiler_over_counted_steps
 
 PROFILER_WARMUP_STEPS = 1  # traced, then dropped: the tracer's start-up lands in it, not in a recorded step
 # the CPU breakdown by default only when its estimated cost is at most this share of the experiment's Trainer run
 CPU_BREAKDOWN_MAX_SHARE = 0.20
 # a profiled CPU step against an un-profiled one, for the cost estimate (each run records its own: profiled_slowdown)
 CPU_PROFILED_SLOWDOWN = 5.0  # GPT-2 small: 8.33 s against 1.63 s; tiny at T16-T32: 4-9x
+
+
+def profiles_counted_steps(cfg: ProfileConfig) -> bool:
+    """Whether --profiler profiles the counted steps: always but for pytorch on a CPU, where the profiler slows the
+    host itself and profiles only the diagnosis's extra, uncounted steps (report.profiled, read from results.json)."""
+    on_cpu = resolve_device(cfg.accelerator).type == "cpu"
+    return profiler_over_counted_steps(cfg.profiler, on_cpu) != "none"
+
+
+def diagnosis_asked_for(cfg: ProfileConfig) -> bool:
+    """--profiler pytorch or --keep-trace: on a CPU the diagnosis then runs whatever it costs."""
+    return cfg.profiler == "pytorch" or cfg.keep_trace
+
+
+def diagnosis_expected(cfg: ProfileConfig) -> bool:
+    """Whether the diagnosis's extra steps run on every rank, from the settings alone (the same on every rank, so
+    that all of them gather its rows or none): always on a GPU, on a CPU when asked for (a CPU run of several
+    processes never runs it by its own cost estimate). FSDP's skip is the same on every rank and gathered too."""
+    if cfg.no_diagnose:
+        return False
+    return resolve_device(cfg.accelerator).type == "cuda" or diagnosis_asked_for(cfg)
 
 
 def diagnosis_trace_path(run_dir: Path, experiment: str, rank: int = 0, world_size: int = 1) -> Path:
@@ -107,7 +129,7 @@ def cpu_breakdown_cost(cfg: ProfileConfig, result: dict[str, Any], stage: str, w
 
 def _cpu_not_run(cfg: ProfileConfig, result: dict[str, Any], stage: str, wall_s: float | None) -> dict | None:
     """``{"not_run": why}`` when the CPU breakdown costs more than CPU_BREAKDOWN_MAX_SHARE and was not asked for."""
-    if cfg.profiler == "pytorch" or cfg.keep_trace:
+    if diagnosis_asked_for(cfg):
         return None
     if cfg.world_size > 1:  # each rank would judge its own cost, and ranks that disagree would hang in the extra fit
         return {"not_run": "with several processes the CPU breakdown runs only when asked for (the ranks must all "
@@ -151,7 +173,7 @@ def diagnose_experiment(cfg: ProfileConfig, run_dir: Path, experiment: str, stag
     path = None
     try:
         path = profile_extra_steps(cfg, module, stage, run_dir, experiment)
-        keep = cfg.keep_trace or cfg.profiler == "pytorch"
+        keep = diagnosis_asked_for(cfg)
         analysis = analyze_trace(path)
         if not cuda:  # the profiler slowed the host: the rows in the un-profiled phases' time
             analysis = scale_cpu_analysis(analysis, result.get("phases"), training=stage == "train")
@@ -167,10 +189,10 @@ def diagnose_experiment(cfg: ProfileConfig, run_dir: Path, experiment: str, stag
                                   counted_part_flops(*counted, grouping=analysis["modules"]["grouping"]),
                                   peak_tflops=(result.get("throughput") or {}).get("peak_tflops"))
         # the counted steps themselves ran under a profiler (on a CPU --profiler pytorch profiles only these steps)
-        profiled_run = cfg.profiler != "none" and (cuda or cfg.profiler != "pytorch")
         out = diagnose(analysis, step_ms=_step_ms(result, stage), phases=result.get("phases"),
                        host=result.get("host"), mfu_pct=(result.get("throughput") or {}).get("mfu_pct"),
-                       step_is_profiled=profiled_run, precision=cfg.precision, straggler=result.get("straggler"))
+                       step_is_profiled=profiles_counted_steps(cfg), precision=cfg.precision,
+                       straggler=result.get("straggler"))
     except RunInterrupted as e:
         if path is None:
             path = diagnosis_trace_path(run_dir, experiment, _global_rank(), cfg.world_size)

@@ -5,8 +5,8 @@ minutes, and nothing said so. The estimate is the run's FLOPs (``gpt2_lightning.
 token, a third of it per inferred token) over the rate this machine reaches on one large fp32 matmul, measured for
 ~0.3 s just before (with the threads the run will use), plus the model builds at the rate the machine fills
 weights with random numbers. It counts every step that runs, warm-up and the uncounted ones (an energy window's,
-the diagnosis's) included, and says what to run instead for a first look. GPU runs are not estimated: their steps
-take milliseconds to seconds.
+the diagnosis's, each of those CPU_PROFILED_SLOWDOWN times slower under the profiler) included, and says what to run
+instead for a first look. GPU runs are not estimated: their steps take milliseconds to seconds.
 
 With ``--module`` the FLOPs are the workload's (FlopCounterMode's count of one step, made once for results.json
 anyway, never inside a counted step) at the batch shape its data really gives; the quick alternative is fewer
@@ -20,8 +20,6 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
-
-from gpt2_lightning.flops import inference_flops_per_token, num_params, train_flops_per_token
 
 WORTH_SAYING_S = 120.0  # shorter runs start without a word
 QUICK = "--model tiny --seq-len 64 --batch-size 2"  # a first look in seconds (README's first command)
@@ -75,14 +73,9 @@ class StepWork:
 
 
 def step_work(cfg: Any) -> StepWork:
-    """The built-in GPT-2 by its formula (no model built); --module by its workload (built once per process, its
-    FLOPs counted once: the run's record reuses both)."""
-    if not getattr(cfg, "module", None):
-        gpt, tokens = cfg.gpt_config(), cfg.batch_size * cfg.seq_len
-        return StepWork(cfg.model, cfg.batch_size, cfg.seq_len,
-                        {"inference": inference_flops_per_token(gpt, cfg.seq_len) * tokens,
-                         "train": train_flops_per_token(gpt, cfg.seq_len) * tokens},
-                        num_params(gpt, non_embedding=False))
+    """The run's workload's FLOPs per step and parameters, as results.json records them (the built-in GPT-2 by its
+    formula, --module by FlopCounterMode): the workload is built once per process and settings, its FLOPs counted
+    once on its probe (a meta-device GPT-2), and the run's record reuses both."""
     from gpt2_lightning.profile.workload import workload_for
 
     workload = workload_for(cfg)
@@ -98,7 +91,6 @@ def estimate_seconds(cfg: Any, rates: MachineRates, work: StepWork | None = None
     known (an own module FlopCounterMode could not count)."""
     work = step_work(cfg) if work is None else work
     steps = cfg.warmup_steps + cfg.steps
-    extra = 0 if cfg.no_diagnose or cfg.profiler != "pytorch" else 1 + cfg.diagnose_steps  # CPU diagnosis
     per_step: dict[str, float] = {}
     for exp in ("inference", "train"):
         if exp in cfg.experiment_list and exp not in work.skipped:
@@ -114,11 +106,29 @@ def estimate_seconds(cfg: Any, rates: MachineRates, work: StepWork | None = None
             out[exp] = (steps + 1) * build_s  # and the first, uncounted build of the process
             continue
         window = 0.0 if cfg.no_energy else max(0.0, cfg.energy_window_s - cfg.steps * per_step[exp])
-        out[exp] = (steps + extra) * per_step[exp] + window + build_s
+        timed = steps * per_step[exp] + window + build_s
+        out[exp] = timed + diagnosis_seconds(cfg, per_step[exp], timed)
     return out
 
 
-def fmt_duration(seconds: float) -> str:
+def diagnosis_seconds(cfg: Any, step_s: float, timed_s: float) -> float:
+    """The CPU diagnosis's extra steps, each CPU_PROFILED_SLOWDOWN times a step, by the rule that runs them
+    (``profile.diagnosis._cpu_not_run``): when asked for (--profiler pytorch, --keep-trace), else on one process
+    when they cost at most CPU_BREAKDOWN_MAX_SHARE of the experiment; 0 when they will not run."""
+    from gpt2_lightning.profile.diagnosis import (CPU_BREAKDOWN_MAX_SHARE, CPU_PROFILED_SLOWDOWN,
+                                                  PROFILER_WARMUP_STEPS, diagnosis_asked_for, refit_unsafe)
+
+    if cfg.no_diagnose or refit_unsafe(cfg.strategy):
+        return 0.0
+    extra = (PROFILER_WARMUP_STEPS + cfg.diagnose_steps) * step_s * CPU_PROFILED_SLOWDOWN
+    if diagnosis_asked_for(cfg):
+        return extra
+    if cfg.world_size > 1 or extra / (timed_s + extra) > CPU_BREAKDOWN_MAX_SHARE:
+        return 0.0
+    return extra
+
+
+def fmt_seconds(seconds: float) -> str:
     if seconds < 90:
         return f"{seconds:.0f} s"
     if seconds < 90 * 60:
@@ -135,20 +145,21 @@ def quicker(cfg: Any) -> str:
     return f"for a first look sooner: fewer --steps (now {cfg.steps}), or a smaller model or batch through {smaller}"
 
 
-def estimate_line(cfg: Any, rates: MachineRates, work: StepWork | None = None) -> tuple[float | None, str | None]:
+def estimate_line(cfg: Any, rates: MachineRates, work: StepWork | None = None,
+                  parts: dict[str, float] | None = None) -> tuple[float | None, str | None]:
     """The estimate in seconds, and the line to print when it is worth saying (None below WORTH_SAYING_S); (None,
-    None) when it cannot be made."""
+    None) when it cannot be made. ``parts``: ``estimate_seconds``'s answer for these rates, when already made."""
     work = step_work(cfg) if work is None else work
-    parts = estimate_seconds(cfg, rates, work)
+    parts = estimate_seconds(cfg, rates, work) if parts is None else parts
     if parts is None:
         return None, None
     total = sum(parts.values())
     if total < WORTH_SAYING_S:
         return total, None
-    split = ", ".join(f"{exp} {fmt_duration(s)}" for exp, s in parts.items())
+    split = ", ".join(f"{exp} {fmt_seconds(s)}" for exp, s in parts.items())
     repeat = getattr(cfg, "repeat", 1) or 1  # each repeat is a process of its own, and each says this line
-    what = (f"each of the {repeat} repeats will take about {fmt_duration(total)} ({fmt_duration(total * repeat)} in "
-            f"all)" if repeat > 1 else f"this run will take about {fmt_duration(total)}")
+    what = (f"each of the {repeat} repeats will take about {fmt_seconds(total)} ({fmt_seconds(total * repeat)} in "
+            f"all)" if repeat > 1 else f"this run will take about {fmt_seconds(total)}")
     line = (f"{what} on this CPU ({split}: {work.name}, "
             f"B{work.batch_size} x T{work.seq_len}, {cfg.warmup_steps} + {cfg.steps} steps each, at the "
             f"{rates.flops_per_s / 1e9:.0f} GFLOP/s this machine's matmul reached just now); {quicker(cfg)}")
@@ -183,9 +194,9 @@ def say_estimate(cfg: Any, device_type: str, say: Callable[[str], None],
     if slow is None or sum(slow.values()) < WORTH_SAYING_S:
         return None  # no FLOPs count, or short even on a slow machine: not worth the measurement's 0.3 s
     rates = measure()
-    total, line = estimate_line(cfg, rates, work)
+    parts = estimate_seconds(cfg, rates, work)
+    total, line = estimate_line(cfg, rates, work, parts)
     if line:
         say(f"profile.py: {line}")
-    return {"seconds": round(total, 1), "per_experiment_s": {k: round(v, 1) for k, v in
-                                                             estimate_seconds(cfg, rates, work).items()},
+    return {"seconds": round(total, 1), "per_experiment_s": {k: round(v, 1) for k, v in parts.items()},
             "matmul_gflops": round(rates.flops_per_s / 1e9, 1), "said": line is not None}

@@ -16,6 +16,7 @@ from callbacks.loss_history import LossHistory
 from gpt2_lightning.analysis.ranks import waits_from_traces
 from callbacks.stats import summarize
 from gpt2_lightning.profile import addons
+from gpt2_lightning.profile.diagnosis import diagnosis_expected, profiles_counted_steps
 from gpt2_lightning.profile.energy import energy_callback, energy_result, train_max_steps, until_window_done
 from gpt2_lightning.profile.experiment_summary import experiment_summary
 from gpt2_lightning.profile.interrupts import RunInterrupted
@@ -29,7 +30,7 @@ from gpt2_lightning.profile.rank_diagnoses import with_rank_diagnoses
 from gpt2_lightning.report.tensorboard_logs import make_logger
 from gpt2_lightning.profile.workload import flops_fields
 from gpt2_lightning.profile.trainers import (free_device_memory, make_datamodule, make_module,
-                                     make_progress, make_trainer, module_ranges, resolve_device)
+                                     make_progress, make_trainer, module_ranges)
 
 
 def run_init(cfg: ProfileConfig, run_dir: Path) -> dict[str, Any]:
@@ -74,14 +75,8 @@ def _init_result(cfg: ProfileConfig, timing: PhaseTimingCallback, construct: lis
     }
 
 
-def _profiles_counted_steps(cfg: ProfileConfig) -> bool:
-    """Whether --profiler profiles the counted steps: always but for pytorch on a CPU, where the profiler slows the
-    host itself and profiles only the diagnosis's extra, uncounted steps (gpt2_lightning.profile.diagnosis)."""
-    return cfg.profiler != "none" and not (cfg.profiler == "pytorch" and resolve_device(cfg.accelerator).type == "cpu")
-
-
 def _profiler(cfg: ProfileConfig, run_dir: Path, experiment: str) -> Any:
-    if not _profiles_counted_steps(cfg):
+    if not profiles_counted_steps(cfg):
         return None
     return make_profiler(cfg.profiler, run_dir, experiment, cfg.warmup_steps, cfg.steps)
 
@@ -121,7 +116,7 @@ def _timed_run(
     # only with --verbose (gpt2_lightning.profile.quiet); progress goes to the real console meanwhile
     with profiler_messages_hidden(not cfg.verbose and (cfg.profiler == "pytorch" or not cfg.no_diagnose)) as console:
         callbacks = [c for c in (snapshot if cfg.memory_snapshot else None, energy, timing, throughput, waits, delay,
-                                 module_ranges(cfg) if cfg.profiler == "pytorch" and _profiles_counted_steps(cfg)
+                                 module_ranges(cfg) if cfg.profiler == "pytorch" and profiles_counted_steps(cfg)
                                  else None,
                                  *extra_callbacks, *make_progress(cfg, experiment, stream=console)) if c is not None]
         trainer = make_trainer(cfg, callbacks, logger=make_logger(run_dir, experiment), profiler=profiler,
@@ -162,8 +157,8 @@ def _timed_run(
         except RunInterrupted as e:  # during the extra, uncounted steps: every counted step ran, the figures stand
             e.partial = result | {"diagnosis": getattr(e, "diagnosis", None) or {"interrupted": str(e)}}
             raise
-        expected = not cfg.no_diagnose and (cfg.profiler == "pytorch" or resolve_device(cfg.accelerator).type == "cuda")
-        diagnosis = with_rank_diagnoses(diagnosis, cfg.world_size, expected)  # every rank's own trace, read by it
+        # every rank's own trace, read by it
+        diagnosis = with_rank_diagnoses(diagnosis, cfg.world_size, diagnosis_expected(cfg))
         waits_from_traces(result, diagnosis, timed_phase)  # GPU: each rank's wait from its own NCCL kernels
     if diagnosis is not None:
         result["diagnosis"] = diagnosis

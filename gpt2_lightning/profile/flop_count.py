@@ -48,7 +48,7 @@ def _as_root(module: torch.nn.Module, step: Any) -> Any:
         del module.forward  # the instance attribute set below: the class's forward again from here on
         return step()
 
-    module.forward = forward  # a throwaway copy (``count_flops``): the instance attribute is never seen elsewhere
+    module.forward = forward  # a throwaway copy (count_flops_by_module's): the instance attribute is never seen elsewhere
     try:
         return module()
     finally:
@@ -79,17 +79,12 @@ def _count_steps(module: torch.nn.Module, batch: Any, training: bool, as_root: b
     return float(counter.get_total_flops()), by_module
 
 
-def count_flops(module: torch.nn.Module, batch: Any, training: bool) -> tuple[float, str]:
-    """(FLOPs of one step of ``batch``, where it was counted: "meta" or "cpu"). ``module`` itself is never run: a
-    deep copy is. Raises the CPU attempt's error when neither works."""
-    total, where, _ = count_flops_by_module(module, batch, training)
-    return total, where
-
-
 def count_flops_by_module(module: torch.nn.Module, batch: Any, training: bool
                           ) -> tuple[float, str, dict[str, float]]:
-    """``count_flops``'s (FLOPs, where) and each submodule's FLOPs, its submodules' included: {path: FLOPs}, paths
-    as ``module.named_modules()`` gives them (the submodules that ran and did counted work)."""
+    """(FLOPs of one step of ``batch``, where it was counted: "meta" or "cpu", each submodule's FLOPs, its
+    submodules' included: {path: FLOPs}, paths as ``module.named_modules()`` gives them (the submodules that ran and
+    did counted work)). ``module`` itself is never run: a deep copy is. Raises the CPU attempt's error when neither
+    works."""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # self.log() without a Trainer warns and does nothing: it is not timed here
         error: Exception | None = None

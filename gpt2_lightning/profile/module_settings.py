@@ -12,6 +12,14 @@ from gpt2_lightning.profile.config_error import ConfigError
 GPT2_ONLY = ("n_layer", "n_head", "n_embd", "vocab_size", "data", "activation_checkpointing")  # refused with --module
 
 
+def refuse_model_beside_module(module: str | None, model: Any, given: list[str]) -> None:
+    """A --model among the command line's own arguments (``given``) beside --module: ConfigError (--model's default
+    is always there, so only the flag as written tells)."""
+    if module and any(a == "--model" or a.startswith("--model=") for a in given):
+        raise ConfigError("model", model, "is the built-in GPT-2's preset, not --module's (give your module's own "
+                                          "settings in --module-args)")
+
+
 def check_module_settings(cfg: Any) -> None:
     """``cfg`` is a ProfileConfig (settings.py calls this from its checks). Raise ConfigError naming the flag for a malformed --module / --datamodule, arguments that are not a JSON object
     (or without their class), and GPT-2's own flags beside --module."""

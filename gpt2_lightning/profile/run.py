@@ -17,7 +17,7 @@ from gpt2_lightning.profile.device_startup import run_device
 from gpt2_lightning.profile.environment import measured_env
 from gpt2_lightning.profile.estimate import say_estimate
 from gpt2_lightning.profile.experiments import EXPERIMENT_RUNNERS
-from gpt2_lightning.profile.trainers import apply_matmul_precision, free_device_memory
+from gpt2_lightning.profile.trainers import apply_process_settings, free_device_memory
 from gpt2_lightning.profile.interrupts import RunInterrupted, check
 from gpt2_lightning.profile.machine import Contention
 from gpt2_lightning.profile.settings import ProfileConfig
@@ -53,11 +53,7 @@ def run_profile(cfg: ProfileConfig, run_dir: Path, write: bool = True) -> RunRes
     ``write=False`` on the other processes of a multi-process run: they run every experiment (the collectives
     need them) and rank 0 alone writes.
     """
-    apply_matmul_precision(cfg)
-    if cfg.threads is not None:
-        import torch
-
-        torch.set_num_threads(cfg.threads)  # before anything runs, so that env records it
+    apply_process_settings(cfg)  # before anything runs, so that env records them
     device = run_device(cfg)  # this process's own device: cuda:2 for rank 1 of --devices 1,2
     if cfg.memory_snapshot and device.type != "cuda" and write:
         print("profile.py: --memory-snapshot records CUDA allocations: nothing is recorded on the CPU",

@@ -25,7 +25,7 @@ from gpt2_lightning.report.costs import assumed_vs_measured
 from gpt2_lightning.report.noise import MIN_STEPS_TO_JUDGE, spread, timed_stats, unstable
 from gpt2_lightning.report.plots import plot_sweep
 from gpt2_lightning.report.formats import fmt_ms, fmt_rate, render_table
-from gpt2_lightning.report.results import atomic_write_text, dig, finite_or_null
+from gpt2_lightning.report.results import atomic_write_text, dig, finite_or_null, job_rate, world_size
 
 # (column, experiment, path into the experiment's results)
 SWEEP_COLUMNS: tuple[tuple[str, str, tuple[str, ...]], ...] = (
@@ -114,17 +114,14 @@ def sweep_rows(key: str, runs: list[tuple[Any, dict[str, Any]]]) -> list[dict[st
 
 
 def processes(data: dict[str, Any]) -> int:
-    exps = [r for r in data.get("experiments", {}).values() if isinstance(r, dict) and r.get("world_size")]
-    return max((r["world_size"] for r in exps), default=1)
+    return max((world_size(r) for r in data.get("experiments", {}).values() if isinstance(r, dict)), default=1)
 
 
 def global_figures(data: dict[str, Any]) -> dict[str, Any]:
     """The job's rates: every rank's tokens over the slowest rank's step (one process: its own rate)."""
     out: dict[str, Any] = {"processes": processes(data)}
     for exp in ("train", "inference"):
-        r = data.get("experiments", {}).get(exp, {})
-        out[f"{exp} global tokens/s"] = (r.get("global_tokens_per_sec") if r.get("world_size", 1) > 1
-                                         else dig(r, ("throughput", "tokens_per_sec")))
+        out[f"{exp} global tokens/s"] = job_rate(data.get("experiments", {}).get(exp, {}))
     return out
 
 

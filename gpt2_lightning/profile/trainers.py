@@ -32,6 +32,14 @@ def apply_matmul_precision(cfg: ProfileConfig) -> None:
     torch.set_float32_matmul_precision("high" if cfg.precision == "tf32" else "highest")
 
 
+def apply_process_settings(cfg: ProfileConfig) -> None:
+    """The process-wide settings of a run, before anything runs (so that env records them): the matmul precision,
+    and --threads."""
+    apply_matmul_precision(cfg)
+    if cfg.threads is not None:
+        torch.set_num_threads(cfg.threads)
+
+
 def make_module(cfg: ProfileConfig) -> L.LightningModule:
     """A fresh module of the run's workload (the built-in GPT-2 or --module), seeded: same seed, same weights."""
     from gpt2_lightning.profile.workload import workload_for

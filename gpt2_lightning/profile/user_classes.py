@@ -12,6 +12,7 @@ import os
 import sys
 from typing import Any
 
+from callbacks.failures import one_line
 from gpt2_lightning.profile.quiet import import_noise_hidden
 from gpt2_lightning.profile.settings import ConfigError
 
@@ -47,8 +48,7 @@ def _load_class(flag: str, spec: str, base: type) -> type:
     except ConfigError:
         raise
     except Exception as e:  # noqa: BLE001 - whatever importing the user's code raised: one line
-        first = str(e).splitlines()[0] if str(e) else ""
-        raise ConfigError(flag, spec, f"does not import ({type(e).__name__}: {first})") from None
+        raise ConfigError(flag, spec, f"does not import ({one_line(e)})") from None
     cls = getattr(module, name, None)
     if cls is None:
         raise ConfigError(flag, spec, f"{target} has no {name!r}")
@@ -64,9 +64,7 @@ def build(flag: str, cls: type, args: dict[str, Any], verbose: bool = False) -> 
         with import_noise_hidden(verbose):
             return cls(**args)
     except Exception as e:  # noqa: BLE001 - the class refused its arguments
-        first = str(e).splitlines()[0] if str(e) else ""
-        raise ConfigError(f"{flag}_args", _json(args), f"{cls.__name__} refused them ({type(e).__name__}: {first})"
-                          ) from None
+        raise ConfigError(f"{flag}_args", _json(args), f"{cls.__name__} refused them ({one_line(e)})") from None
 
 
 def _json(args: dict[str, Any]) -> str:

@@ -27,14 +27,15 @@ def flops_fields(cfg: ProfileConfig, experiment: str, batches_per_step: int = 1)
     (that count for one step: ``batches_per_step`` batches of the probe's shape) and ``flops_counted_per_step``
     (FlopCounterMode's, shown beside the formula for GPT-2); ``flops_note`` says why a count is missing."""
     key = "train" if experiment == "train" else "inference"
-    used = workload_for(cfg).flops_used()
+    workload = workload_for(cfg)
+    used = workload.flops_used()
 
     def per_step(value: float | None) -> float | None:
         return None if value is None else value * batches_per_step
 
     out = {"flops_source": used["source"] if used[key] is not None else None, "flops_per_step": per_step(used[key]),
            "flops_counted_per_step": per_step(used["measured"].get(key))}
-    error = workload_for(cfg).measured_flops().get(f"{key}_error")
+    error = workload.measured_flops().get(f"{key}_error")
     if error:
         out["flops_note"] = f"FlopCounterMode could not count this model's step: {error}"
     return out

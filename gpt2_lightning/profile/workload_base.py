@@ -3,12 +3,12 @@ FlopCounterMode on a probe, tokens by the callbacks' rule, the repeated layers, 
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 import lightning as L
 import torch
 
+from callbacks.failures import one_line
 from callbacks.step_records import count_batch
 from gpt2_lightning.profile.flop_count import count_flops_by_module, module_classes
 from gpt2_lightning.profile.settings import ProfileConfig
@@ -48,17 +48,13 @@ class Workload:
 
     def probe_batch(self) -> Any:
         """One training batch, as the data gives it (on the host)."""
-        return next(iter(self.make_datamodule(1).train_dataloader()))
+        raise NotImplementedError
 
     def batch_shape(self) -> tuple[int, int]:
         """(batch size, sequence length) of a batch: its first tensor's first two dimensions."""
         count = count_batch(self.probe_batch())
         shape = count.shape or (0,)
         return shape[0], (shape[1] if len(shape) > 1 else 1)
-
-    def tokens_per_batch(self, batch: Any) -> int | None:
-        """Real tokens of a batch, by the callbacks' rule (non-padding where the batch has an attention_mask)."""
-        return count_batch(batch).tokens
 
     def measured_flops(self) -> dict[str, Any]:
         """FLOPs of one training step (forward + backward) and one inference forward of a probe batch, counted once
@@ -75,7 +71,7 @@ class Workload:
                                                                                                  training)
                 except Exception as e:  # noqa: BLE001 - a model that cannot be counted: TFLOP/s unknown, said why
                     out[key] = None
-                    out[f"{key}_error"] = f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"
+                    out[f"{key}_error"] = one_line(e)
             self._flops = out
         return self._flops
 

@@ -16,8 +16,7 @@ from gpt2_lightning.report.costs import fmt_energy_per_token, fmt_usd, projectio
 from gpt2_lightning.report.judgement import (REPEATS, STEPS, TOO_FEW_REPEATS, false_alarm, min_effect_repeats,
                                              min_effect_single)
 from gpt2_lightning.report.comparison_settings import (  # noqa: F401 - the settings block, imported from here too
-    SETTINGS, commit_text, format_settings, model_setting, planted_delay, settings_table, shapes_differ,
-    straggler_lines, warnings_for)
+    format_settings, model_setting, settings_table, shapes_differ, warnings_for)
 from gpt2_lightning.report.noise import WITHIN_NOISE, repeat_count
 from gpt2_lightning.report.formats import fmt_ms, fmt_range, fmt_rate, fmt_speedup, render_table
 from gpt2_lightning.report.results import RunResults, atomic_write_text, compare, run_label

@@ -12,6 +12,7 @@ from gpt2_lightning.analysis.ranks import excess_phrase
 from gpt2_lightning.report.formats import fmt_ms, render_table
 from gpt2_lightning.report.noise import instability_lines
 from gpt2_lightning.report.profiled import counted_steps_profiler
+from gpt2_lightning.report.results import shape
 
 
 def model_setting(c: dict[str, Any], e: dict[str, Any]) -> Any:
@@ -152,4 +153,4 @@ def format_settings(runs: list[dict[str, Any]], labels: list[str], markdown: boo
 
 
 def shapes_differ(runs: list[dict[str, Any]]) -> bool:
-    return len({(r.get("config", {}).get("batch_size"), r.get("config", {}).get("seq_len")) for r in runs}) > 1
+    return len({shape(r) for r in runs}) > 1

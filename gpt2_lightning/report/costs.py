@@ -19,6 +19,8 @@ import math
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
+from gpt2_lightning.report.formats import fmt_count as fmt_tokens  # 10B, 2.48B, 1.5T, 300M tokens
+
 TOKENS_PER_PARAM = 20  # compute-optimal training tokens per parameter (Hoffmann et al. 2022, "Chinchilla")
 J_PER_KWH = 3.6e6
 SUFFIXES = {"K": 10**3, "M": 10**6, "B": 10**9, "G": 10**9, "T": 10**12}
@@ -105,14 +107,6 @@ def add_costs(result: dict[str, Any], experiment: str, config: dict[str, Any]) -
 
 
 # ------------------------------------------------------------------------------------------------ text
-def fmt_tokens(n: float) -> str:
-    """10B, 2.48B, 1.5T, 300M."""
-    for div, suffix in ((1e12, "T"), (1e9, "B"), (1e6, "M"), (1e3, "k")):
-        if n >= div:
-            return f"{n / div:.3g}{suffix}"
-    return f"{n:.0f}"
-
-
 def fmt_duration(hours: float) -> str:
     """42 s, 17 min, 9.1 h, 127 days, 3.5 years: three significant figures in the largest unit that fits."""
     seconds = hours * 3600.0

@@ -14,6 +14,15 @@ def fmt_ms(value: float | None) -> str:
     return f"{value:.3f} ms"
 
 
+def fmt_count(n: float, digits: int = 3, giga: str = "B") -> str:
+    """A count in its largest unit: 10B, 2.48B, 1.5T, 300M tokens (``digits`` significant figures); FLOPs give
+    ``giga="G"`` (12.34G)."""
+    for div, suffix in ((1e12, "T"), (1e9, giga), (1e6, "M"), (1e3, "k")):
+        if n >= div:
+            return f"{n / div:.{digits}g}{suffix}"
+    return f"{n:.0f}"
+
+
 def fmt_rate(value: float | None, unit: str = "") -> str:
     if value is None:
         return "-"

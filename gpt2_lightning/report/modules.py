@@ -6,7 +6,7 @@ from __future__ import annotations
 import statistics
 from typing import Any
 
-from gpt2_lightning.analysis.module_parts import short_names
+from gpt2_lightning.analysis.module_parts import OUTLIER_BLOCK_RATIO, short_names
 
 CONSOLE_PARTS = 4  # the largest parts named on the console
 MAX_LAYER_ROWS = 12  # the console and analyze_trace list every layer up to this many
@@ -46,8 +46,9 @@ def _layers(m: dict[str, Any]) -> tuple[list[dict[str, Any]], float, str]:
 
 
 def _excess(b: dict[str, Any], median: float) -> float:
-    """Over the median layer, from the rows as shown (a CPU breakdown's rows are scaled after they were made)."""
-    return b["total_ms"] - median
+    """Over the median layer: ``excess_ms`` as module_parts.rank_layers stored it (again after a CPU breakdown's rows
+    were scaled); a results.json from before that field, from the rows as shown."""
+    return b["excess_ms"] if "excess_ms" in b else b["total_ms"] - median
 
 
 def _standing_out(m: dict[str, Any]) -> list[dict[str, Any]]:
@@ -94,7 +95,7 @@ def _layer_text(m: dict[str, Any]) -> list[str]:
         return [line + " (every row: --json, or report.md)"]
     head, rows = _layer_cells(m)
     return [line, "  ".join(f"{h:>9}" for h in head)] + ["  ".join(f"{c:>9}" for c in r) for r in rows] + (
-        ["(< stands out: over 1.5x the median layer)"] if m.get("outlier_blocks") else [])
+        [f"(< stands out: over {OUTLIER_BLOCK_RATIO:g}x the median layer)"] if m.get("outlier_blocks") else [])
 
 
 def layer_markdown(m: dict[str, Any]) -> list[str]:

@@ -9,6 +9,11 @@ from typing import Any
 
 def counted_steps_profiler(data: dict[str, Any]) -> str:
     """The profiler over the counted steps of a results.json (``data``): 'none', 'simple', 'advanced' or 'pytorch'."""
-    profiler = str(data.get("config", {}).get("profiler") or "none")
     on_cpu = data.get("env", {}).get("device_type") == "cpu" or data.get("config", {}).get("accelerator") == "cpu"
+    return profiler_over_counted_steps(data.get("config", {}).get("profiler"), on_cpu)
+
+
+def profiler_over_counted_steps(profiler: str | None, on_cpu: bool) -> str:
+    """The profiler over the counted steps of a run with ``--profiler profiler`` on a CPU (``on_cpu``) or not."""
+    profiler = str(profiler or "none")
     return "none" if profiler == "pytorch" and on_cpu else profiler

@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 from gpt2_lightning.report.costs import summary_lines
-from gpt2_lightning.report.formats import fmt_ms, fmt_rate
+from gpt2_lightning.report.formats import fmt_count, fmt_ms, fmt_rate
 from gpt2_lightning.report.diagnosis import markdown as diagnosis_markdown
 from gpt2_lightning.report.diagnosis import summary_lines as diagnosis_summary_lines
 from gpt2_lightning.report.noise import TIMED_PHASE, instability_lines
@@ -106,22 +106,15 @@ def _padding(thr: dict[str, Any]) -> str:
     return f" ({thr['tokens_note']})" if thr.get("tokens_from") == "attention_mask" and thr.get("tokens_note") else ""
 
 
-def fmt_count(n: float) -> str:
-    for div, prefix in ((1e12, "T"), (1e9, "G"), (1e6, "M"), (1e3, "k")):
-        if n >= div:
-            return f"{n / div:.4g}{prefix}"
-    return f"{n:.0f}"
-
-
 def flops_line(exp: str, result: dict[str, Any]) -> str | None:
     """Which FLOPs count TFLOP/s and MFU use (``flops_source``), and FlopCounterMode's beside a formula's."""
     thr = result.get("throughput") or {}
     used, counted, source = thr.get("flops_per_step"), thr.get("flops_counted_per_step"), thr.get("flops_source")
     if used is None:
         return f"{exp}: FLOPs unknown ({thr['flops_note']})" if thr.get("flops_note") else None
-    line = f"{exp}: FLOPs per step {fmt_count(used)} by {source}"
+    line = f"{exp}: FLOPs per step {fmt_count(used, 4, 'G')} by {source}"
     if counted and source != "FlopCounterMode":
-        line += f"; FlopCounterMode counts {fmt_count(counted)} ({(counted - used) / used * 100:+.2f}%)"
+        line += f"; FlopCounterMode counts {fmt_count(counted, 4, 'G')} ({(counted - used) / used * 100:+.2f}%)"
     return line
 
 

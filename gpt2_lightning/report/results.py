@@ -170,6 +170,12 @@ def world_size(result: dict[str, Any]) -> int:
         return 1
 
 
+def job_rate(result: dict[str, Any]) -> Any:
+    """The whole job's tokens/s: every rank's tokens over the slowest rank's time (``global_tokens_per_sec``) where
+    several processes ran, else the one process's own rate."""
+    return dig(result, JOB_RATE) if world_size(result) > 1 else dig(result, ("throughput", "tokens_per_sec"))
+
+
 def slowest_rank(exp: str, result: dict[str, Any]) -> dict[str, Any] | None:
     """STATS of the timed unit of the slowest rank (the largest median), None without per-rank figures."""
     ranks = [r for r in result.get("ranks") or [] if isinstance(r, dict)]
@@ -198,8 +204,7 @@ def _figure(exp: str, path: tuple[str, ...], result: dict[str, Any]) -> tuple[An
         stats = slowest_rank(exp, result) if world_size(result) > 1 else timed
         return (stats or {}).get("median_ms"), stats, True
     if path == JOB_RATE:
-        value = dig(result, path) if world_size(result) > 1 else dig(result, ("throughput", "tokens_per_sec"))
-        return value, (slowest_rank(exp, result) if world_size(result) > 1 else None) or timed, True
+        return job_rate(result), (slowest_rank(exp, result) if world_size(result) > 1 else None) or timed, True
     stats_path = _stats_path(exp, path)
     return dig(result, path), dig(result, stats_path) if stats_path else None, stats_path is not None
 

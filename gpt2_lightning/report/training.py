@@ -10,6 +10,8 @@ import math
 from pathlib import Path
 from typing import Any
 
+from gpt2_lightning.report.formats import fmt_count
+
 LOSS_PLOT = "loss.png"
 # a logged train loss is one batch's: two of them differ by more than the run learned (1.83 at step 309 -> 2.19 at
 # step 599 while validation fell 1.72 -> 1.59). The first and last are quoted as means over this many logged steps.
@@ -80,12 +82,7 @@ def title(data: dict[str, Any]) -> str:
 
 def fmt_params(n: Any) -> str:
     """124.4M, 196.9k, 1.56B: a parameter count as a title shows it."""
-    if not isinstance(n, (int, float)):
-        return "?"
-    for scale, unit in ((1e9, "B"), (1e6, "M"), (1e3, "k")):
-        if n >= scale:
-            return f"{n / scale:.4g}{unit}"
-    return str(int(n))
+    return fmt_count(n, 4) if isinstance(n, (int, float)) else "?"
 
 
 def loss_section(data: dict[str, Any], plots: dict[str, str]) -> list[str]:

@@ -20,6 +20,7 @@ import sys
 from gpt2_lightning.profile.cli import check_environment, make_run_dir, remove_failed_start
 from gpt2_lightning.cli_args import EXIT_BAD_INPUT, HelpFormatter, UsageError, prog_name, raise_usage_errors
 from gpt2_lightning.config import MODEL_NAMES
+from gpt2_lightning.profile.module_settings import refuse_model_beside_module
 from gpt2_lightning.profile.settings import ConfigError, ProfileConfig
 from gpt2_lightning.profile.quiet import quiet_lightning
 from gpt2_lightning.token_files import DataError
@@ -122,10 +123,7 @@ def parse(argv):
     if args.data is None and args.module is None:
         raise ConfigError("data", None, "is required: a token directory made by scripts/prepare_data.py (or give "
                                         "--module to train your own model on its own data)")
-    given = sys.argv[1:] if argv is None else argv
-    if args.module is not None and any(a == "--model" or a.startswith("--model=") for a in given):
-        raise ConfigError("model", args.model, "is the built-in GPT-2's preset, not --module's (give your module's "
-                                               "own settings in --module-args)")
+    refuse_model_beside_module(args.module, args.model, sys.argv[1:] if argv is None else argv)
     if args.module is not None and args.resume is not None:
         raise ConfigError("resume", args.resume, "resumes the built-in GPT-2 only; with --module, continue with "
                                                  "Lightning's own ckpt_path in your code")

@@ -14,7 +14,7 @@ from callbacks.loss_history import LossHistory
 from gpt2_lightning.profile.device_startup import run_device
 from gpt2_lightning.profile.environment import measured_env
 from gpt2_lightning.profile.experiments import experiment_summary, make_logger
-from gpt2_lightning.profile.trainers import apply_matmul_precision, make_trainer
+from gpt2_lightning.profile.trainers import apply_process_settings, make_trainer
 from gpt2_lightning.data import TokenFileDataModule
 from gpt2_lightning.profile.interrupts import RunInterrupted
 from gpt2_lightning.module import GPT2LightningModule
@@ -53,11 +53,7 @@ def train(cfg: ProfileConfig, args: argparse.Namespace, run_dir: Path, resume: d
 
     ``resume``: what ``checkpoints.inspect_checkpoint`` read from --resume (its step), when resuming.
     """
-    apply_matmul_precision(cfg)
-    if cfg.threads is not None:
-        import torch
-
-        torch.set_num_threads(cfg.threads)  # before anything runs, so that env records it (as profile.py)
+    apply_process_settings(cfg)  # before anything runs, so that env records them
     env = measured_env(run_device(cfg))  # this process's own device
     if cfg.module:  # your own module and its data (gpt2_lightning.profile.workload)
         workload = workload_for(cfg)

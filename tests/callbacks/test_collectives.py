@@ -65,3 +65,20 @@ def test_threads_are_set_again_when_the_trainer_sets_up():
         assert torch.get_num_threads() == 1
     finally:
         torch.set_num_threads(before)
+
+
+def test_a_hook_refused_with_an_empty_message_is_said_in_one_line():
+    """A refusal whose message is empty is still one line (it raised IndexError before: review item 6)."""
+    import types
+    from unittest import mock
+
+    import torch
+
+    from callbacks.collectives import CollectiveWaits
+
+    model = mock.MagicMock(spec=torch.nn.parallel.DistributedDataParallel)
+    model.register_comm_hook.side_effect = RuntimeError("")
+    trainer = types.SimpleNamespace(strategy=types.SimpleNamespace(model=model, root_device=torch.device("cpu")))
+    waits = CollectiveWaits()
+    waits.on_fit_start(trainer, None)
+    assert waits.unavailable == "DDP comm hook not registered (RuntimeError)"

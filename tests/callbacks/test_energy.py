@@ -71,6 +71,18 @@ def test_exact_joules_per_token_from_a_scripted_counter():
     assert t.global_step == 2 + 16
 
 
+def test_only_the_windows_batches_are_counted():
+    """Counting a batch's tokens is device work (a mask's sum and its copy): none in warm-up, none after the window."""
+    import callbacks.energy as energy_module
+
+    clock = ScriptedClock()
+    energy = EnergyCallback(warmup_steps=2, counted_steps=16, meter=ScriptedMeter(clock, watts=250.0), clock=clock)
+    with mock.patch.object(energy_module, "count_tokens", wraps=energy_module.count_tokens) as counted:
+        fit(clock, energy)
+    assert counted.call_count == 16 == energy.result["window_steps"]  # the 2 warm-up batches are not counted
+    assert energy.result["window_tokens"] == 16 * TOKENS_PER_STEP
+
+
 def test_short_steps_get_extra_steps_until_the_window_is_two_seconds():
     clock = ScriptedClock()
     energy = EnergyCallback(warmup_steps=2, counted_steps=5, idle_watts=100.0, meter=ScriptedMeter(clock, 300.0),
@@ -211,11 +223,11 @@ def test_features_hold_no_tokens_so_there_is_no_energy_per_token():
     """Issue 18 item 3's rule for energy too: an MLP's (32, 64) float batch is 32 samples, not 2,048 tokens."""
     import torch
 
-    from callbacks.energy import batch_tokens
+    from callbacks.tokens import tokens_in_batch
 
-    assert batch_tokens(torch.randn(32, 64)) == 0
-    assert batch_tokens((torch.randint(0, 50, (2, 4)), torch.randint(0, 50, (2, 4)))) == 8
-    assert batch_tokens(torch.randn(32, 64), length_fn=lambda batch: 100) == 100  # the user says what it holds
+    assert not tokens_in_batch(torch.randn(32, 64))  # the energy window counts it as 0
+    assert tokens_in_batch((torch.randint(0, 50, (2, 4)), torch.randint(0, 50, (2, 4)))) == 8
+    assert tokens_in_batch(torch.randn(32, 64), length_fn=lambda batch: 100) == 100  # the user says what it holds
     r = energy_figures(500.0, 2.0, 16, 0, None, "nvml", 1)
     assert r["joules_per_token"] is None and r["tokens_per_kwh"] is None and r["avg_watts"] == 250.0
 

@@ -9,7 +9,8 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 
 from callbacks import EnergyCallback, PhaseTimingCallback, ThroughputCallback
-from callbacks.throughput import TOKEN_SOURCES, token_source, tokens_in_batch
+from callbacks.tokens import SOURCES as TOKEN_SOURCES
+from callbacks.tokens import token_source, tokens_in_batch
 from tests.callbacks.test_energy import ScriptedMeter
 from tests.conftest import requires_cuda
 from tests.helpers import RecordingLogger, ScriptedClock, trainer
@@ -128,3 +129,15 @@ def test_console_and_report_say_the_tokens_leave_padding_out():
             "experiments": {"train": {"phases": {}, "throughput": thr, "memory": {}}}}
     assert "6.40k tokens/s (tokens: non-padding, from attention_mask)" in format_summary(data)
     assert "6.40k tokens/s (tokens: non-padding, from attention_mask)" in render_report(data, {})
+
+
+def test_a_batch_is_walked_once_per_count():
+    """count_batch finds the first tensor once and hands it on (it walked the batch three times: review item 14)."""
+    import callbacks.step_records as step_records
+    import callbacks.tokens as tokens_module
+
+    walk = mock.Mock(wraps=tokens_module.first_tensor)
+    with mock.patch.object(step_records, "first_tensor", walk), mock.patch.object(tokens_module, "first_tensor", walk):
+        count = step_records.count_batch(torch.randint(0, 50, (2, 4)))
+    assert walk.call_count == 1
+    assert (count.samples, count.tokens, count.shape, count.source) == (2, 8, (2, 4), "shape")

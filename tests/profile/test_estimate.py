@@ -126,3 +126,20 @@ def test_no_flops_count_no_estimate():
 
     work = StepWork("Uncountable", 4, 8, {"train": None, "inference": 1e15}, params=1000)
     assert estimate_line(_cfg(model="tiny"), MachineRates(1e3, 1e12), work) == (None, None)
+
+
+@pytest.mark.parametrize("kw, diagnosis_steps", [
+    ({"keep_trace": True}, (1 + 3) * 5),  # asked for: 1 warm-up + 3 profiled steps, each 5x a step
+    ({"profiler": "pytorch"}, (1 + 3) * 5),
+    ({}, 0),  # 20 step-lengths against 7: 74% of the experiment, above the 20% the default allows
+    ({"steps": 200}, (1 + 3) * 5),  # 20 against 202: 9%, run by default
+    ({"keep_trace": True, "no_diagnose": True}, 0),
+])
+def test_the_cpu_diagnosis_steps_are_counted_by_the_rule_that_runs_them(kw, diagnosis_steps):
+    from gpt2_lightning.profile.estimate import MODEL_EFFICIENCY, MachineRates, estimate_seconds
+
+    n = 12 * (12 * 768 * 768 + 13 * 768) + 2 * 768 + 50257 * 768  # as in the test above: GPT-2 small, B8 x T1024
+    step_s = (6 * n + 12 * 12 * 768 * 1024) * 8 * 1024 / (100e9 * MODEL_EFFICIENCY["train"])
+    cfg = _cfg(model="gpt2", experiments="train", no_energy=True, diagnose_steps=3, **kw)
+    parts = estimate_seconds(cfg, MachineRates(flops_per_s=100e9, init_values_per_s=1e15))
+    assert parts["train"] == pytest.approx((2 + cfg.steps + diagnosis_steps) * step_s, rel=1e-4)

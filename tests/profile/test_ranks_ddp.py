@@ -50,8 +50,9 @@ def test_a_planted_straggler_is_named_and_the_other_rank_waits_for_it(tmp_path):
 
 
 @pytest.mark.slow
-def test_every_rank_names_and_diagnoses_its_own_trace(tmp_path):
-    _, data = _run(tmp_path, "prof", "--steps", "2", "--warmup-steps", "1", "--profiler", "pytorch")
+@pytest.mark.parametrize("asked", [["--profiler", "pytorch"], ["--keep-trace"]])  # --keep-trace: review item 3
+def test_every_rank_names_and_diagnoses_its_own_trace(tmp_path, asked):
+    _, data = _run(tmp_path, "prof", "--steps", "2", "--warmup-steps", "1", *asked)
     for exp in ("inference", "train"):
         r = data["experiments"][exp]
         assert "traces" not in r  # on a CPU the counted steps are not profiled: the extra steps' trace is the one
@@ -60,6 +61,6 @@ def test_every_rank_names_and_diagnoses_its_own_trace(tmp_path):
         names = [f"diagnosis-{exp}-rank{k}.pt.trace.json.gz" for k in (0, 1)]
         assert [x["trace"] for x in d["ranks"]] == names
         assert all(x["error"] is None for x in d["ranks"])
-        assert all((tmp_path / "prof" / name).exists() for name in names)  # kept: --profiler pytorch
+        assert all((tmp_path / "prof" / name).exists() for name in names)  # kept: asked for
     # each rank's all-reduce, read from its own trace's gloo ranges: there is one per training step
     assert all(x["communication_ms_per_step"] > 0 for x in data["experiments"]["train"]["diagnosis"]["ranks"])
