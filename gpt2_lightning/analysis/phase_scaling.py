@@ -129,7 +129,8 @@ def scale_modules(modules: dict[str, Any], phases: dict[str, Any], training: boo
     if step is None or any(targets[p] is None for p in targets if measured[p] > 0):
         return modules
     inside = sum(targets[p] or 0.0 for p in targets if measured[p] > 0)
-    targets, fitted, kept = _fit(model_rows, targets, measured, step, inside)
+    # the phases fit in what the wait leaves of the step (the wait is kept as measured)
+    targets, fitted, kept = _fit(model_rows, targets, measured, max(0.0, step - waiting), inside)
     plans = {p: _plan(model_rows, p, targets[p]) for p in PHASE_COLUMNS if p in targets and measured[p] > 0}
     out = copy.deepcopy(modules)
     for r in out["parts"]:

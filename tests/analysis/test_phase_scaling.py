@@ -251,6 +251,13 @@ def test_a_rank_waiting_for_collectives_keeps_its_wait_and_the_rows_still_add_up
     assert rows["outside any module"]["total_ms"] == pytest.approx(140 - 40 - 20 - 50 - 25)
     assert m["total_ms_per_step"] == pytest.approx(140.0)
     assert [r["part"] for r in m["parts"]][-3:] == ["optimizer", "waiting for collectives", "outside any module"]
+    # a step of 100: the wait's 40 kept, the phases' 95 fitted into the 60 left (the forward's 10 outside operators
+    # kept, the other 85 by g = 50 / 85), so the rows still add up to the step
+    m = scale_modules(modules, {**PHASES, "step": {"median_ms": 100.0}}, training=True)
+    rows = {r["part"]: r for r in m["parts"]}
+    assert rows["waiting for collectives"]["total_ms"] == pytest.approx(40.0)
+    assert m["scaled"]["fitted"] == pytest.approx(50.0 / 85.0) and rows["outside any module"]["total_ms"] == 0.0
+    assert m["total_ms_per_step"] == pytest.approx(100.0)
 
 
 def test_inference_categories_take_the_forward_rows_operator_factor():
